@@ -1,0 +1,182 @@
+//! Command-line definitions. Every command takes the same configuration
+//! (flags or environment variables) as `serve`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use secrecy::SecretString;
+
+#[derive(Parser, Debug)]
+#[command(name = "amal", version, about = "Dr Amal Clinical OS: clinical records for clinics, in one binary.",
+    long_about = "Dr Amal Clinical OS: clinical records for clinics, in one binary.\n\n\
+    With no configuration, `amal serve` keeps everything in ./amal-data/amal.db (SQLite).\n\
+    Set DATABASE_URL=postgres://… to use PostgreSQL instead.")]
+pub struct Cli {
+    #[command(flatten)]
+    pub settings: Settings,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Settings shared by every command.
+#[derive(Args, Debug, Clone)]
+pub struct Settings {
+    /// Database URL: sqlite://PATH or postgres://USER@HOST/DB (default: sqlite in the data folder)
+    #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Data folder for the embedded database and development secrets
+    #[arg(long, env = "AMAL_DATA_DIR", global = true)]
+    pub data_dir: Option<PathBuf>,
+    /// Address to listen on
+    #[arg(long, env = "AMAL_BIND", global = true)]
+    pub bind: Option<String>,
+    /// `development` (default) or `production` (enforces every secret and TLS rule)
+    #[arg(long = "env", env = "AMAL_ENV", global = true)]
+    pub environment: Option<String>,
+    /// Sign-up policy: invite (default), open or closed
+    #[arg(long, env = "AMAL_SIGNUP", global = true)]
+    pub signup: Option<String>,
+    /// Log level: trace, debug, info (default), warn, error
+    #[arg(long, env = "LOG_LEVEL", global = true)]
+    pub log_level: Option<String>,
+    /// Rate limit for sign-in, sign-up and refresh per client IP, as N/Ds (default 5/60s)
+    #[arg(long, env = "AMAL_RATE_LIMIT_AUTH", global = true)]
+    pub rate_limit_auth: Option<String>,
+    /// Rate limit for clinical writes per user (default 30/60s)
+    #[arg(long, env = "AMAL_RATE_LIMIT_WRITE", global = true)]
+    pub rate_limit_write: Option<String>,
+    /// Rate limit for AI calls per user (default 10/60s)
+    #[arg(long, env = "AMAL_RATE_LIMIT_AI", global = true)]
+    pub rate_limit_ai: Option<String>,
+    /// Rate limit for clinical reads per user (default 100/60s)
+    #[arg(long, env = "AMAL_RATE_LIMIT_READ", global = true)]
+    pub rate_limit_read: Option<String>,
+    /// Comma-separated proxy IPs/CIDRs whose X-Forwarded-For is believed
+    #[arg(long, env = "AMAL_TRUSTED_PROXIES", global = true)]
+    pub trusted_proxies: Option<String>,
+    /// Seconds before a request is stopped (default 30)
+    #[arg(long, env = "AMAL_REQUEST_TIMEOUT_SECONDS", global = true)]
+    pub request_timeout: Option<u64>,
+    /// Access-token signing secret (≥ 64 bytes). Environment only.
+    #[arg(long, env = "JWT_SECRET", global = true, hide = true, hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// Previous access-token secret, still accepted during rotation. Environment only.
+    #[arg(long, env = "JWT_SECRET_PREVIOUS", global = true, hide = true, hide_env_values = true)]
+    pub jwt_secret_previous: Option<String>,
+    /// Refresh-token secret (≥ 64 bytes, different from JWT_SECRET). Environment only.
+    #[arg(long, env = "JWT_REFRESH_SECRET", global = true, hide = true, hide_env_values = true)]
+    pub jwt_refresh_secret: Option<String>,
+    /// Bearer token that may read /metrics (Prometheus). Environment only.
+    #[arg(long, env = "METRICS_TOKEN", global = true, hide = true, hide_env_values = true)]
+    pub metrics_token: Option<String>,
+}
+
+impl Settings {
+    pub fn raw(&self) -> server::RawConfig {
+        let secret = |s: &Option<String>| s.clone().filter(|v| !v.is_empty()).map(SecretString::from);
+        server::RawConfig {
+            database_url: self.database_url.clone().filter(|s| !s.is_empty()),
+            data_dir: self.data_dir.clone(),
+            bind: self.bind.clone().filter(|s| !s.is_empty()),
+            env: self.environment.clone().filter(|s| !s.is_empty()),
+            jwt_secret: secret(&self.jwt_secret),
+            jwt_secret_previous: secret(&self.jwt_secret_previous),
+            jwt_refresh_secret: secret(&self.jwt_refresh_secret),
+            signup: self.signup.clone().filter(|s| !s.is_empty()),
+            log_level: self.log_level.clone().filter(|s| !s.is_empty()),
+            metrics_token: secret(&self.metrics_token),
+            rate_limit_auth: self.rate_limit_auth.clone(),
+            rate_limit_write: self.rate_limit_write.clone(),
+            rate_limit_ai: self.rate_limit_ai.clone(),
+            rate_limit_read: self.rate_limit_read.clone(),
+            trusted_proxies: self.trusted_proxies.clone(),
+            request_timeout_secs: self.request_timeout,
+        }
+    }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the server (migrates the database first unless --no-migrate)
+    Serve {
+        /// Do not apply pending migrations at start
+        #[arg(long)]
+        no_migrate: bool,
+    },
+    /// Show or change the database schema version
+    Migrate {
+        #[command(subcommand)]
+        action: MigrateAction,
+    },
+    /// Manage accounts from the command line (bootstrap the first admin)
+    User {
+        #[command(subcommand)]
+        action: UserAction,
+    },
+    /// Generate secrets
+    Secrets {
+        #[command(subcommand)]
+        action: SecretsAction,
+    },
+    /// Validate the configuration
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+    /// Work with the audit trail
+    Audit {
+        #[command(subcommand)]
+        action: AuditAction,
+    },
+    /// Print the release, the git commit and the schema version
+    Version,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum MigrateAction {
+    /// List every migration and whether it is applied
+    Status,
+    /// Apply every pending migration
+    Up,
+    /// Revert migrations (the newest one, or down to --to N; --to 0 reverts all)
+    Down {
+        #[arg(long)]
+        to: Option<i64>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UserAction {
+    /// Create an active account (password from a prompt or --password-stdin)
+    Create {
+        #[arg(long)]
+        email: String,
+        /// admin, provider, nurse or staff
+        #[arg(long)]
+        role: String,
+        /// Display name (defaults to the e-mail's local part)
+        #[arg(long)]
+        name: Option<String>,
+        /// Read the password from standard input instead of prompting
+        #[arg(long)]
+        password_stdin: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SecretsAction {
+    /// Print JWT_SECRET and JWT_REFRESH_SECRET (64 random bytes each, base64) for an env file
+    Generate,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConfigAction {
+    /// Run the start-up validation; exit 1 naming each wrong setting
+    Check,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AuditAction {
+    /// Verify the hash chain; exit 1 and name the first broken event
+    Verify,
+}

@@ -1,0 +1,196 @@
+//! What each subcommand does.
+
+use std::io::Read;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use domain::account::{Email, Password, PersonName};
+use domain::roles::Role;
+
+use crate::cli::{AuditAction, Cli, Command, ConfigAction, MigrateAction, SecretsAction, UserAction};
+
+/// Validate the configuration or explain every problem.
+fn resolve(raw: server::RawConfig) -> anyhow::Result<server::Config> {
+    server::Config::resolve(raw).map_err(|problems| {
+        let list: Vec<String> = problems.iter().map(|p| format!("  - {p}")).collect();
+        anyhow::anyhow!("the configuration is not valid:\n{}", list.join("\n"))
+    })
+}
+
+async fn connect(cfg: &server::Config) -> anyhow::Result<store::Db> {
+    store::Db::connect(&cfg.database_url)
+        .await
+        .context("cannot open the database named by DATABASE_URL")
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let raw = cli.settings.raw();
+    match cli.command {
+        Command::Serve { no_migrate } => serve(raw, no_migrate).await,
+        Command::Migrate { action } => migrate(resolve(raw)?, action).await,
+        Command::User { action } => user(resolve(raw)?, action).await,
+        Command::Secrets { action: SecretsAction::Generate } => {
+            println!("JWT_SECRET={}", server::config::generate_secret());
+            println!("JWT_REFRESH_SECRET={}", server::config::generate_secret());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Config { action: ConfigAction::Check } => match server::Config::resolve(raw) {
+            Ok(cfg) => {
+                println!(
+                    "configuration is valid ({} mode, {} database, listening on {})",
+                    if cfg.env == server::config::Environment::Production { "production" } else { "development" },
+                    match store::db::engine_of(&cfg.database_url) {
+                        Ok(store::Engine::Postgres) => "PostgreSQL",
+                        _ => "SQLite",
+                    },
+                    cfg.bind
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(problems) => {
+                eprintln!("the configuration is not valid:");
+                for p in problems {
+                    eprintln!("  - {p}");
+                }
+                Ok(ExitCode::FAILURE)
+            }
+        },
+        Command::Audit { action: AuditAction::Verify } => {
+            let cfg = resolve(raw)?;
+            let db = connect(&cfg).await?;
+            let report = store::audit::verify(&db).await?;
+            if report.valid {
+                println!("audit chain intact: {} events, head {}", report.events, report.head_hash);
+                Ok(ExitCode::SUCCESS)
+            } else {
+                println!(
+                    "audit chain BROKEN at event {} (sequence {}); {} events before it verify",
+                    report.first_broken_id.map(|i| i.to_string()).unwrap_or_default(),
+                    report.first_broken_seq.unwrap_or_default(),
+                    report.events
+                );
+                Ok(ExitCode::FAILURE)
+            }
+        }
+        Command::Version => {
+            println!("amal {}", server::routes::ops::release());
+            println!("commit {}", server::routes::ops::git_commit());
+            let known = store::migrate::latest_known_static();
+            println!("schema version (this release) {known}");
+            if let Ok(cfg) = server::Config::resolve(raw) {
+                if let Ok(db) = store::Db::connect(&cfg.database_url).await {
+                    if let Ok(v) = store::migrate::current_version(&db).await {
+                        println!("schema version (database) {v}");
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn serve(raw: server::RawConfig, no_migrate: bool) -> anyhow::Result<ExitCode> {
+    let level = raw.log_level.clone().unwrap_or_else(|| "info".into());
+    server::logging::init(&level);
+    let cfg = match server::Config::resolve(raw) {
+        Ok(c) => c,
+        Err(problems) => {
+            for p in &problems {
+                tracing::error!(setting = p.setting, problem = %p.message, "invalid configuration");
+            }
+            bail!(
+                "refusing to start: {}",
+                problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("; ")
+            );
+        }
+    };
+    if cfg.env == server::config::Environment::Production && !cfg.binds_loopback() {
+        tracing::warn!(bind = %cfg.bind, "serving plain HTTP on a non-loopback address; put a TLS-terminating reverse proxy in front");
+    }
+    let listener = tokio::net::TcpListener::bind(&cfg.bind)
+        .await
+        .with_context(|| format!("cannot listen on {}", cfg.bind))?;
+    let addr = listener.local_addr()?;
+    let state = server::prepare(cfg, !no_migrate).await?;
+    let schema = store::migrate::current_version(&state.db).await.unwrap_or(0);
+    tracing::info!(address = %addr, release = server::routes::ops::release(), schemaVersion = schema, "listening");
+    server::serve(state, listener, server::shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn migrate(cfg: server::Config, action: MigrateAction) -> anyhow::Result<ExitCode> {
+    let db = connect(&cfg).await?;
+    match action {
+        MigrateAction::Status => {
+            let current = store::migrate::current_version(&db).await?;
+            println!("database schema version: {current} (this release knows up to {})", store::migrate::latest_known(&db));
+            for m in store::migrate::status(&db).await? {
+                println!("  {:>4}  {:<9} {}", m.version, if m.applied { "applied" } else { "pending" }, m.description);
+            }
+            if current > store::migrate::latest_known(&db) {
+                println!("the database is NEWER than this release; roll back with the newer binary: amal migrate down --to {}", store::migrate::latest_known(&db));
+            }
+        }
+        MigrateAction::Up => {
+            store::migrate::up(&db).await?;
+            println!("schema is at version {}", store::migrate::current_version(&db).await?);
+        }
+        MigrateAction::Down { to } => {
+            let current = store::migrate::current_version(&db).await?;
+            let target = match to {
+                Some(t) if t < 0 => bail!("--to must be 0 or a migration version"),
+                Some(t) => t,
+                None => {
+                    let applied = store::migrate::applied_versions(&db).await?;
+                    applied.iter().rev().nth(1).copied().unwrap_or(0)
+                }
+            };
+            store::migrate::down(&db, target).await?;
+            println!("schema rolled back from version {current} to {}", store::migrate::current_version(&db).await?);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn user(cfg: server::Config, action: UserAction) -> anyhow::Result<ExitCode> {
+    let UserAction::Create { email, role, name, password_stdin } = action;
+    let email = Email::parse(&email).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let role = Role::parse(&role).ok_or_else(|| anyhow::anyhow!("--role must be admin, provider, nurse or staff"))?;
+    let name = name.unwrap_or_else(|| email.as_str().split('@').next().unwrap_or("user").to_string());
+    let name = PersonName::parse("name", &name).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let password = if password_stdin {
+        let mut s = String::new();
+        std::io::stdin().read_to_string(&mut s)?;
+        s.trim_end_matches(['\r', '\n']).to_string()
+    } else {
+        let a = rpassword::prompt_password("Password (at least 12 characters): ")?;
+        let b = rpassword::prompt_password("Repeat the password: ")?;
+        if a != b {
+            bail!("the passwords differ");
+        }
+        a
+    };
+    let password = Password::parse(&password).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let db = connect(&cfg).await?;
+    store::migrate::up(&db).await?;
+    let hash = server::auth::password::hash_blocking(password.expose())?;
+    let mut tx = db.begin().await?;
+    let created = store::users::insert(
+        &mut tx,
+        &store::users::NewUser { email: email.as_str(), name: name.as_str(), role: role.as_str(), status: "active", password_hash: &hash },
+    )
+    .await
+    .map_err(|e| match e {
+        store::StoreError::Conflict(_) => anyhow::anyhow!("an account with this e-mail already exists"),
+        other => other.into(),
+    })?;
+    let mut ev = store::audit::AuditEvent::new("user.create", "success");
+    ev.resource_type = Some("user".into());
+    ev.resource_id = Some(created.id);
+    ev.detail = Some(serde_json::json!({ "role": role.as_str(), "via": "cli" }).to_string());
+    store::audit::append(&mut tx, &[ev]).await?;
+    tx.commit().await?;
+    println!("created {} {} ({})", role.as_str(), created.email, created.id);
+    Ok(ExitCode::SUCCESS)
+}

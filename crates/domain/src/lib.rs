@@ -1,0 +1,11 @@
+//! Pure types and rules of Dr Amal Clinical OS: no I/O, no async.
+//!
+//! Everything here is deterministic and unit-tested; the store and the server
+//! build on these types so that a rule lives in exactly one place.
+
+pub mod account;
+pub mod allergy;
+pub mod labs;
+pub mod roles;
+pub mod states;
+pub mod text;

@@ -1,0 +1,179 @@
+//! Roles and the role × action permission table (SPEC §2).
+//!
+//! This table is the single answer to "may role R do action A"; handlers ask
+//! it, and the role-matrix tests walk it, so the two can never disagree.
+
+use serde::{Deserialize, Serialize};
+
+/// A user's role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Admin,
+    Provider,
+    Nurse,
+    Staff,
+}
+
+impl Role {
+    pub const ALL: [Role; 4] = [Role::Admin, Role::Provider, Role::Nurse, Role::Staff];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Provider => "provider",
+            Role::Nurse => "nurse",
+            Role::Staff => "staff",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+
+    /// Whether this role may perform `action`.
+    pub fn may(self, action: Action) -> bool {
+        allowed_roles(action).contains(&self)
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Everything a signed-in user can ask the system to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Action {
+    // Administration
+    ManageUsers,
+    ReadMetrics,
+    ReadAudit,
+    // Demographics
+    SearchPatients,
+    ReadPatient,
+    CreatePatient,
+    UpdatePatient,
+    // Clinical chart
+    ReadChart,
+    RecordAllergy,
+    RecordProblem,
+    // Notes
+    ReadNotes,
+    WriteDraftNote,
+    FinalizeNote,
+    AddAddendum,
+    // Prescriptions
+    ReadPrescriptions,
+    DraftPrescription,
+    IssuePrescription,
+    CancelPrescription,
+    // Labs
+    ReadLabs,
+    RecordLab,
+    ReviewLab,
+    // AI assistance
+    UseAi,
+    // The signed-in clinician's day
+    ReadOwnDay,
+}
+
+impl Action {
+    pub const ALL: [Action; 23] = [
+        Action::ManageUsers,
+        Action::ReadMetrics,
+        Action::ReadAudit,
+        Action::SearchPatients,
+        Action::ReadPatient,
+        Action::CreatePatient,
+        Action::UpdatePatient,
+        Action::ReadChart,
+        Action::RecordAllergy,
+        Action::RecordProblem,
+        Action::ReadNotes,
+        Action::WriteDraftNote,
+        Action::FinalizeNote,
+        Action::AddAddendum,
+        Action::ReadPrescriptions,
+        Action::DraftPrescription,
+        Action::IssuePrescription,
+        Action::CancelPrescription,
+        Action::ReadLabs,
+        Action::RecordLab,
+        Action::ReviewLab,
+        Action::UseAi,
+        Action::ReadOwnDay,
+    ];
+}
+
+use Role::{Admin, Nurse, Provider, Staff};
+
+/// The permission table. Admins see no patient data at all; staff see
+/// demographics only; nurses may not finalize notes or issue/cancel
+/// prescriptions; providers may do everything clinical.
+pub fn allowed_roles(action: Action) -> &'static [Role] {
+    match action {
+        Action::ManageUsers | Action::ReadMetrics | Action::ReadAudit => &[Admin],
+        Action::SearchPatients
+        | Action::ReadPatient
+        | Action::CreatePatient
+        | Action::UpdatePatient => &[Provider, Nurse, Staff],
+        Action::ReadChart
+        | Action::RecordAllergy
+        | Action::RecordProblem
+        | Action::ReadNotes
+        | Action::WriteDraftNote
+        | Action::ReadPrescriptions
+        | Action::DraftPrescription
+        | Action::ReadLabs
+        | Action::RecordLab
+        | Action::UseAi
+        | Action::ReadOwnDay => &[Provider, Nurse],
+        Action::FinalizeNote
+        | Action::AddAddendum
+        | Action::IssuePrescription
+        | Action::CancelPrescription
+        | Action::ReviewLab => &[Provider],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admin_has_no_patient_access() {
+        for a in Action::ALL {
+            let admin_only = matches!(
+                a,
+                Action::ManageUsers | Action::ReadMetrics | Action::ReadAudit
+            );
+            assert_eq!(Admin.may(a), admin_only, "{a:?}");
+        }
+    }
+
+    #[test]
+    fn staff_is_demographics_only() {
+        assert!(Staff.may(Action::CreatePatient));
+        assert!(!Staff.may(Action::ReadChart));
+        assert!(!Staff.may(Action::ReadNotes));
+        assert!(!Staff.may(Action::UseAi));
+    }
+
+    #[test]
+    fn nurse_cannot_sign_or_issue() {
+        assert!(Nurse.may(Action::WriteDraftNote));
+        assert!(!Nurse.may(Action::FinalizeNote));
+        assert!(!Nurse.may(Action::IssuePrescription));
+        assert!(!Nurse.may(Action::CancelPrescription));
+    }
+
+    #[test]
+    fn role_round_trips() {
+        for r in Role::ALL {
+            assert_eq!(Role::parse(r.as_str()), Some(r));
+        }
+        assert_eq!(Role::parse("root"), None);
+    }
+}

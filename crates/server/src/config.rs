@@ -1,0 +1,557 @@
+//! Typed configuration, validated once at start.
+//!
+//! `RawConfig` is what flags and environment variables give (filled by the
+//! `amal` binary's clap definitions); [`Config::resolve`] turns it into a
+//! [`Config`] or a list of problems, each naming the setting and never its
+//! value. `amal config check` runs the same function.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use domain::account::SignupPolicy;
+use secrecy::{ExposeSecret, SecretString};
+
+/// Settings as given, before validation.
+#[derive(Debug, Clone, Default)]
+pub struct RawConfig {
+    pub database_url: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub bind: Option<String>,
+    pub env: Option<String>,
+    pub jwt_secret: Option<SecretString>,
+    pub jwt_secret_previous: Option<SecretString>,
+    pub jwt_refresh_secret: Option<SecretString>,
+    pub signup: Option<String>,
+    pub log_level: Option<String>,
+    pub metrics_token: Option<SecretString>,
+    pub rate_limit_auth: Option<String>,
+    pub rate_limit_write: Option<String>,
+    pub rate_limit_ai: Option<String>,
+    pub rate_limit_read: Option<String>,
+    pub trusted_proxies: Option<String>,
+    pub request_timeout_secs: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Environment {
+    Development,
+    Production,
+}
+
+/// `N` requests per `period`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    pub limit: u32,
+    pub period: Duration,
+}
+
+impl Rate {
+    pub const fn per_minute(limit: u32) -> Rate {
+        Rate {
+            limit,
+            period: Duration::from_secs(60),
+        }
+    }
+
+    /// Parse `N/Ds`, `N/Dm` or `N/Dh` (for example `100/60s`).
+    pub fn parse(s: &str) -> Option<Rate> {
+        let (n, d) = s.trim().split_once('/')?;
+        let limit: u32 = n.trim().parse().ok().filter(|n| *n > 0)?;
+        let d = d.trim();
+        let (num, unit) = d.split_at(d.find(|c: char| !c.is_ascii_digit()).unwrap_or(d.len()));
+        let num: u64 = if num.is_empty() { 1 } else { num.parse().ok()? };
+        let secs = match unit {
+            "s" | "" => num,
+            "m" => num * 60,
+            "h" => num * 3600,
+            _ => return None,
+        };
+        (secs > 0 && secs <= 86_400).then_some(Rate {
+            limit,
+            period: Duration::from_secs(secs),
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimits {
+    pub auth: Rate,
+    pub write: Rate,
+    pub ai: Rate,
+    pub read: Rate,
+    /// Failed sign-ins per account (ASVS: at most 100 an hour).
+    pub account_failures: Rate,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        RateLimits {
+            auth: Rate::per_minute(5),
+            write: Rate::per_minute(30),
+            ai: Rate::per_minute(10),
+            read: Rate::per_minute(100),
+            account_failures: Rate {
+                limit: 100,
+                period: Duration::from_secs(3600),
+            },
+        }
+    }
+}
+
+/// An IP network a proxy's `X-Forwarded-For` may be believed from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpNet {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl IpNet {
+    pub fn parse(s: &str) -> Option<IpNet> {
+        let (a, p) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        let addr: IpAddr = a.trim().parse().ok()?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match p {
+            Some(p) => p.trim().parse().ok().filter(|p| *p <= max)?,
+            None => max,
+        };
+        Some(IpNet { addr, prefix })
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        fn bits(ip: IpAddr) -> (u128, u8) {
+            match ip {
+                IpAddr::V4(v) => (u32::from(v) as u128, 32),
+                IpAddr::V6(v) => match v.to_ipv4_mapped() {
+                    Some(v4) => (u32::from(v4) as u128, 32),
+                    None => (u128::from(v), 128),
+                },
+            }
+        }
+        let (net, nw) = bits(self.addr);
+        let (ip, iw) = bits(ip);
+        if nw != iw {
+            return false;
+        }
+        let shift = nw - self.prefix;
+        if shift >= 128 {
+            return true;
+        }
+        (net >> shift) == (ip >> shift)
+    }
+}
+
+/// Validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub database_url: String,
+    pub data_dir: PathBuf,
+    pub bind: String,
+    pub env: Environment,
+    pub jwt_secret: SecretString,
+    pub jwt_secret_previous: Option<SecretString>,
+    pub jwt_refresh_secret: SecretString,
+    pub signup: SignupPolicy,
+    pub log_level: String,
+    pub metrics_token: Option<SecretString>,
+    pub rate_limits: RateLimits,
+    pub trusted_proxies: Vec<IpNet>,
+    pub request_timeout: Duration,
+}
+
+/// One configuration problem: the setting's name and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    pub setting: &'static str,
+    pub message: String,
+}
+
+impl std::fmt::Display for ConfigProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.setting, self.message)
+    }
+}
+
+/// Minimum secret length in bytes (512 bits).
+pub const MIN_SECRET_BYTES: usize = 64;
+
+/// Values seen in templates and docs that must never guard a real clinic.
+const PLACEHOLDERS: &[&str] = &[
+    "changeme",
+    "change-me",
+    "change_me",
+    "placeholder",
+    "your-secret",
+    "your_secret",
+    "yoursecret",
+    "secret-here",
+    "replace-me",
+    "replace_me",
+    "example",
+    "xxxxxxxx",
+    "c5/b7c5dn0vxpla9e7fzutd34ytd",
+    "ejx7xanabnqfa1bsymxjr9y/0iau",
+];
+
+fn secret_problem(value: &str) -> Option<String> {
+    if value.len() < MIN_SECRET_BYTES {
+        return Some(format!(
+            "is shorter than {MIN_SECRET_BYTES} bytes; generate one with `amal secrets generate`"
+        ));
+    }
+    let lower = value.to_lowercase();
+    if PLACEHOLDERS.iter().any(|p| lower.contains(p)) {
+        return Some("is a known placeholder; generate one with `amal secrets generate`".into());
+    }
+    let mut distinct: Vec<char> = value.chars().collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    if distinct.len() < 16 {
+        return Some("has too little variety to be random; generate one with `amal secrets generate`".into());
+    }
+    None
+}
+
+/// Whether a PostgreSQL URL points at this machine (where TLS adds nothing).
+fn is_local_postgres(url: &str) -> bool {
+    let after = url.split_once("://").map(|x| x.1).unwrap_or("");
+    let hostpart = after.split(['/', '?']).next().unwrap_or("");
+    let host = hostpart.rsplit('@').next().unwrap_or("");
+    let host = if host.starts_with('[') {
+        host.split(']').next().unwrap_or("").trim_start_matches('[')
+    } else {
+        host.split(':').next().unwrap_or("")
+    };
+    host.is_empty() || matches!(host, "localhost" | "127.0.0.1" | "::1") || url.contains("host=/")
+}
+
+fn has_strict_sslmode(url: &str) -> bool {
+    let query = url.split_once('?').map(|x| x.1).unwrap_or("");
+    query.split('&').any(|kv| {
+        matches!(
+            kv.split_once('='),
+            Some(("sslmode", "require" | "verify-ca" | "verify-full"))
+        )
+    })
+}
+
+impl Config {
+    /// Validate `raw`. In development, missing JWT secrets are generated once
+    /// and kept in `<data dir>/secrets.env` (mode 0600).
+    pub fn resolve(raw: RawConfig) -> Result<Config, Vec<ConfigProblem>> {
+        let mut problems = Vec::new();
+        let mut problem = |setting: &'static str, message: String| {
+            problems.push(ConfigProblem { setting, message })
+        };
+
+        let env = match raw.env.as_deref().unwrap_or("development") {
+            "development" | "dev" => Environment::Development,
+            "production" | "prod" => Environment::Production,
+            _ => {
+                problem("AMAL_ENV", "must be `development` or `production`".into());
+                Environment::Production
+            }
+        };
+        let data_dir = raw.data_dir.unwrap_or_else(|| PathBuf::from("amal-data"));
+        let database_url = raw.database_url.unwrap_or_else(|| {
+            format!("sqlite://{}", data_dir.join("amal.db").display())
+        });
+        match store::db::engine_of(&database_url) {
+            Err(e) => problem("DATABASE_URL", e.to_string()),
+            Ok(store::Engine::Postgres)
+                if env == Environment::Production
+                    && !is_local_postgres(&database_url)
+                    && !has_strict_sslmode(&database_url) =>
+            {
+                problem(
+                    "DATABASE_URL",
+                    "points at a remote PostgreSQL server without `sslmode=require` (or verify-ca/verify-full)".into(),
+                )
+            }
+            Ok(_) => {}
+        }
+
+        let bind = raw.bind.unwrap_or_else(|| "127.0.0.1:8080".into());
+        if bind.parse::<std::net::SocketAddr>().is_err() {
+            problem("AMAL_BIND", "must be an address and port such as 127.0.0.1:8080".into());
+        }
+
+        let signup = match raw.signup.as_deref().map(SignupPolicy::parse) {
+            None => SignupPolicy::Invite,
+            Some(Some(p)) => p,
+            Some(None) => {
+                problem("AMAL_SIGNUP", "must be `invite`, `open` or `closed`".into());
+                SignupPolicy::Closed
+            }
+        };
+
+        let log_level = raw.log_level.unwrap_or_else(|| "info".into()).to_lowercase();
+        if !["trace", "debug", "info", "warn", "error"].contains(&log_level.as_str()) {
+            problem("LOG_LEVEL", "must be one of trace, debug, info, warn, error".into());
+        }
+
+        let mut limits = RateLimits::default();
+        for (setting, given, slot) in [
+            ("AMAL_RATE_LIMIT_AUTH", &raw.rate_limit_auth, &mut limits.auth),
+            ("AMAL_RATE_LIMIT_WRITE", &raw.rate_limit_write, &mut limits.write),
+            ("AMAL_RATE_LIMIT_AI", &raw.rate_limit_ai, &mut limits.ai),
+            ("AMAL_RATE_LIMIT_READ", &raw.rate_limit_read, &mut limits.read),
+        ] {
+            if let Some(s) = given {
+                match Rate::parse(s) {
+                    Some(r) => *slot = r,
+                    None => problem(setting, "must look like `100/60s` (requests/period)".into()),
+                }
+            }
+        }
+
+        let mut trusted_proxies = Vec::new();
+        for item in raw
+            .trusted_proxies
+            .as_deref()
+            .unwrap_or("")
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
+            match IpNet::parse(item) {
+                Some(n) => trusted_proxies.push(n),
+                None => problem(
+                    "AMAL_TRUSTED_PROXIES",
+                    "must be a comma-separated list of IP addresses or CIDR networks".into(),
+                ),
+            }
+        }
+
+        let request_timeout = Duration::from_secs(raw.request_timeout_secs.unwrap_or(30).max(1));
+
+        // Secrets.
+        let (mut jwt, mut refresh) = (raw.jwt_secret, raw.jwt_refresh_secret);
+        if env == Environment::Development && (jwt.is_none() || refresh.is_none()) {
+            match dev_secrets(&data_dir) {
+                Ok((a, b)) => {
+                    jwt = jwt.or(Some(a));
+                    refresh = refresh.or(Some(b));
+                }
+                Err(e) => problem("AMAL_DATA_DIR", format!("cannot keep development secrets: {e}")),
+            }
+        }
+        let check = |setting: &'static str, v: &Option<SecretString>, required: bool| {
+            match v {
+                None if required => Some(ConfigProblem {
+                    setting,
+                    message: "is required in production; generate one with `amal secrets generate`".into(),
+                }),
+                None => None,
+                Some(s) => secret_problem(s.expose_secret()).map(|message| ConfigProblem { setting, message }),
+            }
+        };
+        let strict = env == Environment::Production;
+        for p in [
+            check("JWT_SECRET", &jwt, true),
+            check("JWT_REFRESH_SECRET", &refresh, true),
+            check("JWT_SECRET_PREVIOUS", &raw.jwt_secret_previous, false),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            // In development a short secret someone chose is allowed (with the
+            // generated ones as fallback); production enforces every rule.
+            if strict || p.message.starts_with("is required") {
+                problems.push(p);
+            }
+        }
+        if let (Some(a), Some(b)) = (&jwt, &refresh) {
+            if a.expose_secret() == b.expose_secret() {
+                problems.push(ConfigProblem {
+                    setting: "JWT_REFRESH_SECRET",
+                    message: "must differ from JWT_SECRET".into(),
+                });
+            }
+        }
+        if strict {
+            if let Some(t) = &raw.metrics_token {
+                if t.expose_secret().len() < 32 {
+                    problems.push(ConfigProblem {
+                        setting: "METRICS_TOKEN",
+                        message: "is shorter than 32 bytes".into(),
+                    });
+                }
+            }
+        }
+
+        match (jwt, refresh) {
+            (Some(jwt_secret), Some(jwt_refresh_secret)) if problems.is_empty() => Ok(Config {
+                database_url,
+                data_dir,
+                bind,
+                env,
+                jwt_secret,
+                jwt_secret_previous: raw.jwt_secret_previous,
+                jwt_refresh_secret,
+                signup,
+                log_level,
+                metrics_token: raw.metrics_token,
+                rate_limits: limits,
+                trusted_proxies,
+                request_timeout,
+            }),
+            _ => Err(problems),
+        }
+    }
+
+    /// Whether the listener is bound to loopback only.
+    pub fn binds_loopback(&self) -> bool {
+        self.bind
+            .parse::<std::net::SocketAddr>()
+            .map(|a| a.ip().is_loopback())
+            .unwrap_or(false)
+    }
+}
+
+/// Generate 64 random bytes, standard base64 (for `amal secrets generate`).
+pub fn generate_secret() -> String {
+    use base64::Engine as _;
+    use rand::RngCore;
+    let mut bytes = [0u8; 64];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// Read or create `<data_dir>/secrets.env` holding development secrets.
+fn dev_secrets(data_dir: &Path) -> std::io::Result<(SecretString, SecretString)> {
+    let path = data_dir.join("secrets.env");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        let get = |k: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(k).and_then(|r| r.strip_prefix('=')))
+                .map(|v| SecretString::from(v.trim().to_string()))
+        };
+        if let (Some(a), Some(b)) = (get("JWT_SECRET"), get("JWT_REFRESH_SECRET")) {
+            return Ok((a, b));
+        }
+    }
+    std::fs::create_dir_all(data_dir)?;
+    let (a, b) = (generate_secret(), generate_secret());
+    let body = format!(
+        "# Development secrets generated by amal on first start. Do not use in production.\n\
+         JWT_SECRET={a}\nJWT_REFRESH_SECRET={b}\n"
+    );
+    write_private(&path, body.as_bytes())?;
+    Ok((SecretString::from(a), SecretString::from(b)))
+}
+
+/// Write a file readable by its owner only.
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn good() -> SecretString {
+        SecretString::from(generate_secret())
+    }
+
+    fn prod() -> RawConfig {
+        RawConfig {
+            env: Some("production".into()),
+            database_url: Some("postgres://db.internal/amal?sslmode=require".into()),
+            jwt_secret: Some(good()),
+            jwt_refresh_secret: Some(good()),
+            ..Default::default()
+        }
+    }
+
+    fn settings(r: RawConfig) -> Vec<&'static str> {
+        Config::resolve(r).err().unwrap_or_default().iter().map(|p| p.setting).collect()
+    }
+
+    #[test]
+    fn production_accepts_good_settings() {
+        assert!(Config::resolve(prod()).is_ok());
+    }
+
+    #[test]
+    fn production_names_each_bad_setting() {
+        let mut r = prod();
+        r.jwt_secret = None;
+        assert_eq!(settings(r), ["JWT_SECRET"]);
+        let mut r = prod();
+        r.jwt_refresh_secret = Some(SecretString::from("short".to_string()));
+        assert_eq!(settings(r), ["JWT_REFRESH_SECRET"]);
+        let mut r = prod();
+        r.jwt_refresh_secret = r.jwt_secret.clone();
+        assert_eq!(settings(r), ["JWT_REFRESH_SECRET"]);
+        let mut r = prod();
+        r.jwt_secret = Some(SecretString::from(format!("changeme{}", generate_secret())));
+        assert_eq!(settings(r), ["JWT_SECRET"]);
+        let mut r = prod();
+        r.database_url = Some("postgres://db.example.net/amal".into());
+        assert_eq!(settings(r), ["DATABASE_URL"]);
+        let mut r = prod();
+        r.database_url = Some("mysql://x/y".into());
+        assert_eq!(settings(r), ["DATABASE_URL"]);
+        let mut r = prod();
+        r.rate_limit_auth = Some("lots".into());
+        assert_eq!(settings(r), ["AMAL_RATE_LIMIT_AUTH"]);
+    }
+
+    #[test]
+    fn problems_never_contain_the_value() {
+        let mut r = prod();
+        let secret = "x".repeat(20);
+        r.jwt_secret = Some(SecretString::from(secret.clone()));
+        for p in Config::resolve(r).err().unwrap_or_default() {
+            assert!(!p.to_string().contains(&secret));
+        }
+    }
+
+    #[test]
+    fn local_postgres_needs_no_tls() {
+        let mut r = prod();
+        r.database_url = Some("postgres://postgres@127.0.0.1:5432/amal".into());
+        assert!(Config::resolve(r).is_ok());
+    }
+
+    #[test]
+    fn rates_and_networks_parse() {
+        assert_eq!(Rate::parse("100/60s"), Some(Rate { limit: 100, period: Duration::from_secs(60) }));
+        assert_eq!(Rate::parse("5/1m").map(|r| r.period), Some(Duration::from_secs(60)));
+        assert!(Rate::parse("0/60s").is_none());
+        let n = IpNet::parse("10.0.0.0/8").unwrap();
+        assert!(n.contains("10.1.2.3".parse().unwrap()));
+        assert!(!n.contains("11.1.2.3".parse().unwrap()));
+        assert!(IpNet::parse("::1").unwrap().contains("::1".parse().unwrap()));
+    }
+
+    #[test]
+    fn development_generates_and_keeps_secrets() {
+        let dir = std::env::temp_dir().join(format!("amal-cfg-{}", uuid::Uuid::new_v4()));
+        let raw = RawConfig { data_dir: Some(dir.clone()), ..Default::default() };
+        let a = Config::resolve(raw.clone()).unwrap();
+        let b = Config::resolve(raw).unwrap();
+        assert_eq!(a.jwt_secret.expose_secret(), b.jwt_secret.expose_secret());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.join("secrets.env")).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

@@ -1,0 +1,49 @@
+//! Per-request context carried in a task-local: the request id (for problem
+//! documents and logs), the client IP, and the signed-in user once known.
+
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+use domain::roles::Role;
+use uuid::Uuid;
+
+#[derive(Debug)]
+pub struct RequestCtx {
+    pub request_id: String,
+    pub client_ip: IpAddr,
+    user: Mutex<Option<(Uuid, Role)>>,
+}
+
+impl RequestCtx {
+    pub fn new(request_id: String, client_ip: IpAddr) -> Arc<RequestCtx> {
+        Arc::new(RequestCtx {
+            request_id,
+            client_ip,
+            user: Mutex::new(None),
+        })
+    }
+
+    pub fn set_user(&self, id: Uuid, role: Role) {
+        if let Ok(mut u) = self.user.lock() {
+            *u = Some((id, role));
+        }
+    }
+
+    pub fn user(&self) -> Option<(Uuid, Role)> {
+        self.user.lock().ok().and_then(|u| *u)
+    }
+}
+
+tokio::task_local! {
+    pub static CTX: Arc<RequestCtx>;
+}
+
+/// The current request's context, if called inside a request.
+pub fn current() -> Option<Arc<RequestCtx>> {
+    CTX.try_with(Arc::clone).ok()
+}
+
+/// The current request id ("" outside a request).
+pub fn request_id() -> String {
+    current().map(|c| c.request_id.clone()).unwrap_or_default()
+}

@@ -1,0 +1,206 @@
+//! One error type, one mapping to RFC 9457 problem documents (SPEC §4).
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use domain::account::FieldError;
+use serde_json::{json, Value};
+
+use crate::context;
+
+pub type Result<T, E = AppError> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("validation failed")]
+    Validation(Vec<FieldError>),
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    #[error("unauthorized")]
+    Unauthorized(&'static str),
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    #[error("not found")]
+    NotFound,
+    /// A 409 with a stable code (`conflict`, `allergy_conflict`, …) and
+    /// optional extra members for the problem document.
+    #[error("conflict: {detail}")]
+    Conflict {
+        code: &'static str,
+        detail: String,
+        extra: Option<Value>,
+    },
+    #[error("precondition required")]
+    PreconditionRequired,
+    #[error("payload too large")]
+    PayloadTooLarge,
+    #[error("unsupported media type")]
+    UnsupportedMediaType,
+    #[error("rate limited")]
+    RateLimited { retry_after: u64 },
+    #[error("AI refused: {reason}")]
+    AiRefused { reason: &'static str, detail: String },
+    #[error("AI unavailable")]
+    AiUnavailable { retry_after: u64 },
+    #[error("service unavailable: {0}")]
+    Unavailable(String),
+    #[error("request timed out")]
+    Timeout,
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl AppError {
+    pub fn validation(field: impl Into<std::borrow::Cow<'static, str>>, message: impl Into<String>) -> AppError {
+        AppError::Validation(vec![FieldError::new(field, message)])
+    }
+
+    pub fn conflict(detail: impl Into<String>) -> AppError {
+        AppError::Conflict {
+            code: "conflict",
+            detail: detail.into(),
+            extra: None,
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            AppError::Validation(_) | AppError::AiRefused { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            AppError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            AppError::Forbidden(_) => StatusCode::FORBIDDEN,
+            AppError::NotFound => StatusCode::NOT_FOUND,
+            AppError::Conflict { .. } => StatusCode::CONFLICT,
+            AppError::PreconditionRequired => StatusCode::PRECONDITION_REQUIRED,
+            AppError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            AppError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            AppError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            AppError::AiUnavailable { .. } | AppError::Unavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            AppError::Timeout => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            AppError::Validation(_) => "validation_failed",
+            AppError::BadRequest(_) => "bad_request",
+            AppError::Unauthorized(_) => "unauthorized",
+            AppError::Forbidden(_) => "forbidden",
+            AppError::NotFound => "not_found",
+            AppError::Conflict { code, .. } => code,
+            AppError::PreconditionRequired => "precondition_required",
+            AppError::PayloadTooLarge => "payload_too_large",
+            AppError::UnsupportedMediaType => "unsupported_media_type",
+            AppError::RateLimited { .. } => "rate_limited",
+            AppError::AiRefused { .. } => "ai_refused",
+            AppError::AiUnavailable { .. } => "ai_unavailable",
+            AppError::Unavailable(_) => "service_unavailable",
+            AppError::Timeout => "request_timeout",
+            AppError::Internal(_) => "internal_error",
+        }
+    }
+
+    fn detail(&self) -> String {
+        match self {
+            AppError::Validation(_) => "One or more fields are invalid.".into(),
+            AppError::BadRequest(d) | AppError::Forbidden(d) | AppError::Unavailable(d) => d.clone(),
+            AppError::Unauthorized(d) => (*d).into(),
+            AppError::NotFound => "No such resource.".into(),
+            AppError::Conflict { detail, .. } => detail.clone(),
+            AppError::PreconditionRequired => {
+                "This update needs the resource's current version in an If-Match header (or `version` in the body).".into()
+            }
+            AppError::PayloadTooLarge => "The request body is larger than 1 MiB.".into(),
+            AppError::UnsupportedMediaType => "Send the body as application/json.".into(),
+            AppError::RateLimited { retry_after } => {
+                format!("Too many requests; try again in {retry_after} seconds.")
+            }
+            AppError::AiRefused { detail, .. } => detail.clone(),
+            AppError::AiUnavailable { retry_after } => format!(
+                "The AI assistant is unavailable right now; try again in {retry_after} seconds or write the note by hand."
+            ),
+            AppError::Timeout => "The request took too long and was stopped.".into(),
+            // Never leak internals: the cause is logged with the request id.
+            AppError::Internal(_) => {
+                "Something went wrong on our side. The request id identifies it in the server log.".into()
+            }
+        }
+    }
+
+    fn title(&self) -> &'static str {
+        self.status().canonical_reason().unwrap_or("Error")
+    }
+}
+
+/// Build a problem document response.
+pub fn problem(status: StatusCode, code: &str, title: &str, detail: &str, extra: Option<Value>) -> Response {
+    let mut body = json!({
+        "type": format!("https://dr-amal.invalid/problems/{}", code.replace('_', "-")),
+        "title": title,
+        "status": status.as_u16(),
+        "detail": detail,
+        "code": code,
+        "requestId": context::request_id(),
+    });
+    if let (Some(Value::Object(extra)), Value::Object(obj)) = (extra, &mut body) {
+        for (k, v) in extra {
+            obj.insert(k, v);
+        }
+    }
+    let mut resp = (status, body.to_string()).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
+    resp
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if let AppError::Internal(e) = &self {
+            tracing::error!(error = %e, "unexpected error");
+        }
+        let extra = match &self {
+            AppError::Validation(errors) => Some(json!({
+                "errors": errors.iter().map(|e| json!({"field": e.field, "message": e.message})).collect::<Vec<_>>()
+            })),
+            AppError::Conflict { extra, .. } => extra.clone(),
+            AppError::AiRefused { reason, .. } => Some(json!({ "reason": reason })),
+            _ => None,
+        };
+        let mut resp = problem(status, self.code(), self.title(), &self.detail(), extra);
+        let retry = match &self {
+            AppError::RateLimited { retry_after } | AppError::AiUnavailable { retry_after } => Some(*retry_after),
+            AppError::Timeout | AppError::Unavailable(_) => Some(5),
+            _ => None,
+        };
+        if let Some(secs) = retry {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        }
+        if matches!(self, AppError::Unauthorized(_)) {
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        resp
+    }
+}
+
+impl From<store::StoreError> for AppError {
+    fn from(e: store::StoreError) -> Self {
+        match e {
+            store::StoreError::NotFound => AppError::NotFound,
+            store::StoreError::Conflict(d) => AppError::conflict(d),
+            other => AppError::Internal(anyhow::Error::new(other)),
+        }
+    }
+}
+
+impl From<FieldError> for AppError {
+    fn from(e: FieldError) -> Self {
+        AppError::Validation(vec![e])
+    }
+}

@@ -1,0 +1,301 @@
+//! Cross-cutting HTTP behaviour: request ids, client IPs, timeouts, request
+//! logs, metrics, security headers, rate limits and audit of refused access.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use tracing::Instrument;
+
+use crate::context::{self, RequestCtx};
+use crate::error::AppError;
+use crate::state::AppState;
+
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// A client-sent request id is reused only when it is short and plain.
+fn sane_request_id(h: &HeaderMap) -> Option<String> {
+    let v = h.get(&REQUEST_ID)?.to_str().ok()?;
+    let ok = !v.is_empty()
+        && v.len() <= 128
+        && v.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c));
+    ok.then(|| v.to_string())
+}
+
+/// The client's IP: the socket peer, unless the peer is a trusted proxy, in
+/// which case the right-most `X-Forwarded-For` entry that is not itself a
+/// trusted proxy.
+pub fn client_ip(state: &AppState, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+    let trusted = |ip: IpAddr| state.config.trusted_proxies.iter().any(|n| n.contains(ip));
+    if !trusted(peer) {
+        return peer;
+    }
+    let chain: Vec<IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    chain.into_iter().rev().find(|ip| !trusted(*ip)).unwrap_or(peer)
+}
+
+/// What a request is, for rate limits and metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Class {
+    Auth(&'static str),
+    Write(String),
+    Read(String),
+    Ai(String),
+    Other(String),
+}
+
+impl Class {
+    /// Route-class name for durations: `api.read.patients`, `api.auth.signin`…
+    pub fn metric_name(&self) -> String {
+        match self {
+            Class::Auth(a) => format!("api.auth.{a}"),
+            Class::Write(r) => format!("api.write.{r}"),
+            Class::Read(r) => format!("api.read.{r}"),
+            Class::Ai(r) => format!("api.ai.{r}"),
+            Class::Other(r) => format!("api.other.{r}"),
+        }
+    }
+}
+
+const CLINICAL: [&str; 4] = ["patients", "notes", "prescriptions", "labs"];
+
+pub fn classify(method: &Method, path: &str) -> Class {
+    let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    if segs.first() != Some(&"api") {
+        return Class::Other(if path == "/metrics" { "metrics".into() } else { "web".into() });
+    }
+    let first = segs.get(1).copied().unwrap_or("");
+    match (first, segs.get(2).copied()) {
+        ("auth", Some("signin")) if method == Method::POST => return Class::Auth("signin"),
+        ("auth", Some("signup")) if method == Method::POST => return Class::Auth("signup"),
+        ("auth", Some("refresh")) if method == Method::POST => return Class::Auth("refresh"),
+        ("ai", op) => return Class::Ai(op.unwrap_or("other").replace('-', "_")),
+        ("overview", _) if method == Method::GET => return Class::Read("overview".into()),
+        _ => {}
+    }
+    if CLINICAL.contains(&first) {
+        // /api/patients/{id}/notes is a request about notes.
+        let resource = match (first, segs.get(3)) {
+            ("patients", Some(sub)) if CLINICAL.contains(sub) => (*sub).to_string(),
+            _ => first.to_string(),
+        };
+        return if method == Method::GET {
+            Class::Read(resource)
+        } else {
+            Class::Write(resource)
+        };
+    }
+    Class::Other(if first.is_empty() { "root".into() } else { first.to_string() })
+}
+
+fn security_headers(h: &mut HeaderMap, path: &str) {
+    let set = |h: &mut HeaderMap, k: &'static str, v: &'static str| {
+        h.insert(HeaderName::from_static(k), HeaderValue::from_static(v));
+    };
+    set(
+        h,
+        "content-security-policy",
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+         object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+    );
+    set(h, "x-content-type-options", "nosniff");
+    set(h, "referrer-policy", "no-referrer");
+    set(h, "x-frame-options", "DENY");
+    set(h, "cross-origin-opener-policy", "same-origin");
+    set(h, "permissions-policy", "camera=(), microphone=(), geolocation=()");
+    if path.starts_with("/api") || path == "/metrics" {
+        set(h, "cache-control", "no-store");
+    }
+}
+
+/// The outermost layer: request id, client IP, log span, timeout, metrics,
+/// the request log line, security headers, and the audit of refused access.
+pub async fn request_layer(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let started = Instant::now();
+    let request_id = sane_request_id(req.headers()).unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+    let ip = client_ip(&state, peer.ip(), req.headers());
+    let ctx = RequestCtx::new(request_id.clone(), ip);
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let route = route_template(&path);
+    let class = classify(&method, &path);
+    let span = tracing::info_span!(
+        "request",
+        requestId = %request_id,
+        userId = tracing::field::Empty,
+        role = tracing::field::Empty,
+    );
+    let timeout = state.config.request_timeout;
+    let inner = async {
+        match tokio::time::timeout(timeout, next.run(req)).await {
+            Ok(r) => r,
+            Err(_) => AppError::Timeout.into_response(),
+        }
+    };
+    let mut resp = context::CTX
+        .scope(ctx.clone(), inner.instrument(span.clone()))
+        .await;
+    let status = resp.status();
+
+    if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
+        if let Some(patient) = patient_in_path(&path) {
+            audit_refusal(&state, &ctx, &route, status, patient).await;
+        }
+    }
+
+    let elapsed = started.elapsed();
+    let m = &state.metrics;
+    m.incr("http.requests");
+    m.observe(&class.metric_name(), elapsed.as_micros() as u64);
+    if status.is_server_error() {
+        m.incr("http.5xx");
+    }
+    if let Class::Write(resource) = &class {
+        let outcome = if status.is_client_error() || status.is_server_error() { "error" } else { "success" };
+        m.incr(&format!("write.{resource}.{outcome}"));
+    }
+    if status == StatusCode::UNPROCESSABLE_ENTITY || status == StatusCode::BAD_REQUEST {
+        m.incr("http.validation_error");
+    }
+    if status.is_client_error() {
+        m.incr("http.4xx");
+    }
+    if let Class::Auth(_) = class {
+        m.incr("http.auth.requests");
+        if status.is_server_error() {
+            m.incr("http.auth.5xx");
+        }
+    }
+
+    let (user, role) = ctx
+        .user()
+        .map(|(u, r)| (Some(u.to_string()), Some(r.as_str())))
+        .unwrap_or((None, None));
+    let duration_ms = (elapsed.as_secs_f64() * 1000.0 * 100.0).round() / 100.0;
+    span.in_scope(|| {
+        let level_error = status.is_server_error();
+        if level_error {
+            tracing::error!(method = %method, endpoint = %route, status = status.as_u16(), duration = duration_ms, userId = user, role = role, clientIp = %ip, "request failed");
+        } else {
+            tracing::info!(method = %method, endpoint = %route, status = status.as_u16(), duration = duration_ms, userId = user, role = role, "request");
+        }
+    });
+
+    let h = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        h.insert(REQUEST_ID, v);
+    }
+    security_headers(h, &path);
+    resp
+}
+
+/// The path with ids replaced by `{id}`, so logs and metrics name the route
+/// and never carry identifiers or free text from the URL.
+pub fn route_template(path: &str) -> String {
+    path.split('/')
+        .map(|seg| {
+            if uuid::Uuid::parse_str(seg).is_ok() || seg.chars().any(|c| !(c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')) || seg.len() > 40 {
+                "{id}"
+            } else {
+                seg
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// The patient id in `/api/patients/{id}…`, if any.
+fn patient_in_path(path: &str) -> Option<Option<uuid::Uuid>> {
+    let rest = path.strip_prefix("/api/patients")?;
+    let id = rest.trim_start_matches('/').split('/').next().unwrap_or("");
+    Some(uuid::Uuid::parse_str(id).ok())
+}
+
+async fn audit_refusal(state: &AppState, ctx: &RequestCtx, route: &str, status: StatusCode, patient: Option<uuid::Uuid>) {
+    let mut ev = store::audit::AuditEvent::new("access.refused", if status == StatusCode::UNAUTHORIZED { "unauthorized" } else { "forbidden" });
+    if let Some((u, r)) = ctx.user() {
+        ev.actor_id = Some(u);
+        ev.actor_role = Some(r.as_str().to_string());
+    }
+    ev.resource_type = Some("patient".into());
+    ev.patient_id = patient;
+    ev.request_id = Some(ctx.request_id.clone());
+    ev.client_ip = Some(ctx.client_ip.to_string());
+    ev.detail = Some(serde_json::json!({ "route": route }).to_string());
+    if let Err(e) = state.audit.record(ev).await {
+        state.metrics.incr("audit.write_failure");
+        tracing::error!(error = %e, "audit write failed");
+    }
+}
+
+/// Rate limits (SPEC §5): authenticate first (401), then count, then let the
+/// handler authorize (403). Adds the `X-RateLimit-*` headers.
+pub async fn rate_limit_layer(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let class = classify(req.method(), req.uri().path());
+    let limits = state.config.rate_limits;
+    let (mut parts, body) = req.into_parts();
+    let ip = context::current().map(|c| c.client_ip.to_string()).unwrap_or_default();
+    let (key, rate) = match &class {
+        Class::Auth(a) => (format!("auth:{a}:{ip}"), limits.auth),
+        Class::Write(_) | Class::Read(_) | Class::Ai(_) => {
+            let user = match crate::auth::extract::authenticate(&state, &parts.headers).await {
+                Ok(u) => u,
+                Err(e) => return e.into_response(),
+            };
+            parts.extensions.insert(user);
+            let (name, rate) = match class {
+                Class::Write(_) => ("write", limits.write),
+                Class::Read(_) => ("read", limits.read),
+                _ => ("ai", limits.ai),
+            };
+            (format!("{name}:{}", user.id), rate)
+        }
+        Class::Other(_) => return next.run(Request::from_parts(parts, body)).await,
+    };
+    let decision = match state.limiter.hit(&key, rate).await {
+        Ok(d) => d,
+        Err(e) => return AppError::Internal(e).into_response(),
+    };
+    let mut resp = if decision.allowed {
+        next.run(Request::from_parts(parts, body)).await
+    } else {
+        state.metrics.incr("rate_limit.hit");
+        state.metrics.incr(&format!("rate_limit.hit.{}", match class { Class::Auth(_) => "auth", Class::Write(_) => "write", Class::Read(_) => "read", _ => "ai" }));
+        tracing::warn!(endpoint = %parts.uri.path(), clientIp = %ip, "rate limit exceeded");
+        AppError::RateLimited { retry_after: decision.reset_secs.max(1) }.into_response()
+    };
+    let h = resp.headers_mut();
+    h.insert("x-ratelimit-limit", HeaderValue::from(decision.limit));
+    h.insert("x-ratelimit-remaining", HeaderValue::from(decision.remaining));
+    h.insert("x-ratelimit-reset", HeaderValue::from(decision.reset_secs));
+    resp
+}
+
+/// A panic inside a handler becomes a 500 problem document (no internals).
+pub fn panic_response(_err: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("handler panicked");
+    AppError::Internal(anyhow::anyhow!("handler panicked")).into_response()
+}
+
+/// Unknown routes get a problem document too.
+pub async fn not_found() -> Response {
+    AppError::NotFound.into_response()
+}
+
+pub fn json_content_type() -> (header::HeaderName, HeaderValue) {
+    (header::CONTENT_TYPE, HeaderValue::from_static("application/json"))
+}

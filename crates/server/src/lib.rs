@@ -1,0 +1,159 @@
+//! The HTTP server of Dr Amal Clinical OS: JSON API, auth, rate limits,
+//! logs, metrics and health. Routes and the OpenAPI document come from one
+//! source (`utoipa-axum`), so the published spec cannot drift from the router.
+
+pub mod auth;
+pub mod config;
+pub mod context;
+pub mod error;
+pub mod extract;
+pub mod http;
+pub mod logging;
+pub mod metrics;
+pub mod ratelimit;
+pub mod routes;
+pub mod state;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use axum::Router;
+use tokio::net::TcpListener;
+use tower_http::catch_panic::CatchPanicLayer;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub use config::{Config, RawConfig};
+pub use state::AppState;
+
+/// Request bodies above this are refused with 413.
+pub const BODY_LIMIT: usize = 1024 * 1024;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, api: &mut utoipa::openapi::OpenApi) {
+        let components = api.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+        );
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Dr Amal Clinical OS API", description = "Clinical records for clinics. Errors are RFC 9457 problem documents."),
+    modifiers(&BearerAuth)
+)]
+struct ApiDoc;
+
+/// The API routes and their OpenAPI description, from one definition.
+fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(routes::auth::signup))
+        .routes(routes!(routes::auth::signin))
+        .routes(routes!(routes::auth::refresh))
+        .routes(routes!(routes::auth::logout))
+        .routes(routes!(routes::auth::me))
+        .routes(routes!(routes::users::list_users, routes::users::create_user))
+        .routes(routes!(routes::users::update_user))
+        .routes(routes!(routes::users::create_invite))
+        .routes(routes!(routes::ops::health))
+        .routes(routes!(routes::ops::ready))
+        .routes(routes!(routes::ops::metrics_json))
+        .routes(routes!(routes::ops::metrics_prometheus))
+        .routes(routes!(routes::audit::list))
+        .routes(routes!(routes::audit::verify))
+}
+
+/// The OpenAPI 3.1 document.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api().split_for_parts().1
+}
+
+/// The complete application router.
+pub fn router(state: AppState) -> Router {
+    let (api_router, spec) = api().split_for_parts();
+    let spec_json = spec.to_pretty_json().unwrap_or_default();
+    api_router
+        .route(
+            "/api/openapi.json",
+            axum::routing::get(move || {
+                let body = spec_json.clone();
+                async move { ([http::json_content_type()], body) }
+            }),
+        )
+        .fallback(http::not_found)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), http::rate_limit_layer))
+        .layer(CatchPanicLayer::custom(http::panic_response))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), http::request_layer))
+        .with_state(state)
+}
+
+/// Connect, migrate (unless told not to) and build the state.
+pub async fn prepare(config: Config, migrate: bool) -> anyhow::Result<AppState> {
+    let db = store::Db::connect(&config.database_url).await?;
+    store::migrate::guard_not_newer(&db).await?;
+    if migrate {
+        store::migrate::up(&db).await?;
+    } else {
+        let (current, known) = (store::migrate::current_version(&db).await?, store::migrate::latest_known(&db));
+        if current < known {
+            tracing::warn!(schemaVersion = current, expected = known, "schema is behind this release; run `amal migrate up`");
+        }
+    }
+    let state = AppState::new(db, config)?;
+    spawn_housekeeping(state.clone());
+    Ok(state)
+}
+
+fn spawn_housekeeping(state: AppState) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(600));
+        loop {
+            tick.tick().await;
+            if let Err(e) = state.limiter.prune().await {
+                tracing::warn!(error = %e, "rate-limit pruning failed");
+            }
+        }
+    });
+}
+
+/// Serve on `listener` until `shutdown` resolves, then drain in-flight requests.
+pub async fn serve(
+    state: AppState,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let app = router(state.clone());
+    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    state.db.close().await;
+    Ok(())
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutdown requested; draining in-flight requests");
+}

@@ -1,0 +1,123 @@
+//! Health, readiness and metrics.
+
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use domain::roles::Action;
+use secrecy::ExposeSecret;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::auth::AuthUser;
+use crate::error::{AppError, Result};
+use crate::state::AppState;
+
+/// Build identity, filled at compile time by the `amal` build script's
+/// environment (falls back to "unknown").
+pub fn release() -> &'static str {
+    env!("CARGO_PKG_VERSION")
+}
+
+pub fn git_commit() -> &'static str {
+    option_env!("AMAL_GIT_COMMIT").unwrap_or("unknown")
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Health {
+    pub status: &'static str,
+    #[schema(value_type = Object)]
+    pub checks: serde_json::Value,
+    pub version: &'static str,
+    pub commit: &'static str,
+    pub schema_version: Option<i64>,
+    pub uptime_seconds: u64,
+}
+
+#[utoipa::path(get, path = "/api/health", tag = "ops",
+    responses((status = 200, body = Health), (status = 503, body = Health, description = "Database unreachable")))]
+pub async fn health(State(st): State<AppState>) -> (StatusCode, Json<Health>) {
+    let db_ok = tokio::time::timeout(std::time::Duration::from_secs(3), st.db.ping())
+        .await
+        .map(|r| r.is_ok())
+        .unwrap_or(false);
+    let schema = if db_ok { store::migrate::current_version(&st.db).await.ok() } else { None };
+    st.metrics.set_gauge("database.up", if db_ok { 1.0 } else { 0.0 });
+    let body = Health {
+        status: if db_ok { "ok" } else { "degraded" },
+        checks: serde_json::json!({ "database": if db_ok { "ok" } else { "unreachable" } }),
+        version: release(),
+        commit: git_commit(),
+        schema_version: schema,
+        uptime_seconds: st.started.elapsed().as_secs(),
+    };
+    let code = if db_ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (code, Json(body))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Ready {
+    pub ready: bool,
+    pub database: &'static str,
+    pub schema_version: Option<i64>,
+    pub expected_schema_version: i64,
+}
+
+#[utoipa::path(get, path = "/api/health/ready", tag = "ops",
+    responses((status = 200, body = Ready), (status = 503, body = Ready)))]
+pub async fn ready(State(st): State<AppState>) -> (StatusCode, Json<Ready>) {
+    let expected = store::migrate::latest_known(&st.db);
+    let version = store::migrate::current_version(&st.db).await.ok();
+    let ok = version == Some(expected);
+    let body = Ready {
+        ready: ok,
+        database: if version.is_some() { "ok" } else { "unreachable" },
+        schema_version: version,
+        expected_schema_version: expected,
+    };
+    (if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, Json(body))
+}
+
+#[utoipa::path(get, path = "/api/metrics", tag = "ops", security(("bearer" = [])),
+    responses((status = 200, description = "Counters and per-route-class durations (SPEC §8)"), (status = 401), (status = 403)))]
+pub async fn metrics_json(State(st): State<AppState>, user: AuthUser) -> Result<Json<serde_json::Value>> {
+    user.require(Action::ReadMetrics)?;
+    Ok(Json(st.metrics.snapshot_json()))
+}
+
+/// Constant-time comparison, so the token cannot be guessed byte by byte.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[utoipa::path(get, path = "/metrics", tag = "ops", security(("bearer" = [])),
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain"), (status = 401), (status = 403)))]
+pub async fn metrics_prometheus(State(st): State<AppState>, headers: HeaderMap) -> Result<Response> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim);
+    let by_token = match (&st.config.metrics_token, token) {
+        (Some(expected), Some(given)) => same(expected.expose_secret().as_bytes(), given.as_bytes()),
+        _ => false,
+    };
+    if !by_token {
+        let user = crate::auth::extract::authenticate(&st, &headers).await?;
+        user.require(Action::ReadMetrics)?;
+    }
+    let mut resp = st.metrics.prometheus_text().into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    Ok(resp)
+}
+
+impl From<std::convert::Infallible> for AppError {
+    fn from(e: std::convert::Infallible) -> Self {
+        match e {}
+    }
+}

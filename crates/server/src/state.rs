@@ -1,0 +1,50 @@
+//! Shared application state.
+
+use std::ops::Deref;
+use std::sync::Arc;
+use std::time::Instant;
+
+use store::audit::AuditWriter;
+use store::Db;
+
+use crate::auth::password::Hasher;
+use crate::auth::tokens::Keys;
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::ratelimit::Limiter;
+
+pub struct Inner {
+    pub db: Db,
+    pub config: Config,
+    pub keys: Keys,
+    pub hasher: Hasher,
+    pub limiter: Limiter,
+    pub metrics: Metrics,
+    pub audit: AuditWriter,
+    pub started: Instant,
+}
+
+#[derive(Clone)]
+pub struct AppState(pub Arc<Inner>);
+
+impl Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    pub fn new(db: Db, config: Config) -> anyhow::Result<AppState> {
+        Ok(AppState(Arc::new(Inner {
+            keys: Keys::new(&config),
+            hasher: Hasher::new()?,
+            limiter: Limiter::for_db(&db),
+            metrics: Metrics::new(),
+            audit: AuditWriter::start(db.clone()),
+            started: Instant::now(),
+            db,
+            config,
+        })))
+    }
+}

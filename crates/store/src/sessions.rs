@@ -1,0 +1,123 @@
+//! Sign-in sessions ("families") and their rotating refresh tokens.
+//!
+//! A session is created at sign-in; each refresh token belongs to one
+//! session and can be used once. Presenting a used token again means it was
+//! stolen or replayed, so the whole session is revoked.
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::db::{Db, Result, Tx};
+use crate::{on_read, on_tx};
+
+/// What an access token's session resolves to on each request.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct LiveSession {
+    pub user_id: Uuid,
+    pub role: String,
+    pub status: String,
+}
+
+/// Whether `session_id` is unrevoked and unexpired, with its user's current
+/// role and status.
+pub async fn live(db: &Db, session_id: Uuid) -> Result<Option<LiveSession>> {
+    let sql = "SELECT u.id AS user_id, u.role, u.status FROM sessions s \
+               JOIN users u ON u.id = s.user_id \
+               WHERE s.id = $1 AND s.revoked_at IS NULL AND s.expires_at > $2";
+    Ok(on_read!(db, c => sqlx::query_as(sql)
+        .bind(session_id)
+        .bind(crate::now())
+        .fetch_optional(c)
+        .await)?)
+}
+
+pub async fn create(tx: &mut Tx, user_id: Uuid, expires_at: DateTime<Utc>) -> Result<Uuid> {
+    let id = Uuid::now_v7();
+    let sql = "INSERT INTO sessions (id, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)";
+    on_tx!(tx, c => sqlx::query(sql)
+        .bind(id)
+        .bind(user_id)
+        .bind(crate::now())
+        .bind(expires_at)
+        .execute(&mut *c)
+        .await.map(|r| r.rows_affected()))?;
+    Ok(id)
+}
+
+pub async fn add_refresh_token(
+    tx: &mut Tx,
+    session_id: Uuid,
+    token_hash: &str,
+    expires_at: DateTime<Utc>,
+) -> Result<()> {
+    let sql = "INSERT INTO refresh_tokens (id, session_id, token_hash, created_at, expires_at) \
+               VALUES ($1, $2, $3, $4, $5)";
+    on_tx!(tx, c => sqlx::query(sql)
+        .bind(Uuid::now_v7())
+        .bind(session_id)
+        .bind(token_hash)
+        .bind(crate::now())
+        .bind(expires_at)
+        .execute(&mut *c)
+        .await.map(|r| r.rows_affected()))?;
+    Ok(())
+}
+
+/// A refresh token with its session and user.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct RefreshLookup {
+    pub token_id: Uuid,
+    pub session_id: Uuid,
+    pub used_at: Option<DateTime<Utc>>,
+    pub expires_at: DateTime<Utc>,
+    pub session_revoked_at: Option<DateTime<Utc>>,
+    pub session_expires_at: DateTime<Utc>,
+    pub user_id: Uuid,
+    pub role: String,
+    pub status: String,
+}
+
+pub async fn find_refresh(tx: &mut Tx, token_hash: &str) -> Result<Option<RefreshLookup>> {
+    let sql = "SELECT t.id AS token_id, t.session_id, t.used_at, t.expires_at, \
+                      s.revoked_at AS session_revoked_at, s.expires_at AS session_expires_at, \
+                      u.id AS user_id, u.role, u.status \
+               FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id \
+               JOIN users u ON u.id = s.user_id WHERE t.token_hash = $1";
+    Ok(on_tx!(tx, c => sqlx::query_as(sql).bind(token_hash).fetch_optional(&mut *c).await)?)
+}
+
+/// Mark a refresh token used; false when it already was (a replay).
+pub async fn mark_used(tx: &mut Tx, token_id: Uuid) -> Result<bool> {
+    let sql = "UPDATE refresh_tokens SET used_at = $1 WHERE id = $2 AND used_at IS NULL";
+    let done = on_tx!(tx, c => sqlx::query(sql)
+        .bind(crate::now())
+        .bind(token_id)
+        .execute(&mut *c)
+        .await.map(|r| r.rows_affected()))?;
+    Ok(done == 1)
+}
+
+pub async fn revoke(tx: &mut Tx, session_id: Uuid, reason: &str) -> Result<()> {
+    let sql = "UPDATE sessions SET revoked_at = $1, revoked_reason = $2 \
+               WHERE id = $3 AND revoked_at IS NULL";
+    on_tx!(tx, c => sqlx::query(sql)
+        .bind(crate::now())
+        .bind(reason)
+        .bind(session_id)
+        .execute(&mut *c)
+        .await.map(|r| r.rows_affected()))?;
+    Ok(())
+}
+
+/// Revoke every session of a user (role change, deactivation).
+pub async fn revoke_all_for_user(tx: &mut Tx, user_id: Uuid, reason: &str) -> Result<u64> {
+    let sql = "UPDATE sessions SET revoked_at = $1, revoked_reason = $2 \
+               WHERE user_id = $3 AND revoked_at IS NULL";
+    let done = on_tx!(tx, c => sqlx::query(sql)
+        .bind(crate::now())
+        .bind(reason)
+        .bind(user_id)
+        .execute(&mut *c)
+        .await.map(|r| r.rows_affected()))?;
+    Ok(done)
+}
