@@ -149,6 +149,13 @@ pub async fn request_layer(
     let mut resp = context::CTX
         .scope(ctx.clone(), inner.instrument(span.clone()))
         .await;
+    if (resp.status().is_client_error() || resp.status().is_server_error()) && !is_json(&resp) {
+        let status = resp.status();
+        resp = context::CTX.sync_scope(ctx.clone(), || as_problem(status));
+    }
+    if is_json(&resp) {
+        resp = escape_json_body(resp).await;
+    }
     let status = resp.status();
 
     if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
@@ -201,6 +208,55 @@ pub async fn request_layer(
     }
     security_headers(h, &path);
     resp
+}
+
+fn is_json(resp: &Response) -> bool {
+    resp.headers().get(header::CONTENT_TYPE).is_some_and(|v| {
+        let v = v.as_bytes();
+        v.starts_with(b"application/json") || v.starts_with(b"application/problem+json")
+    })
+}
+
+/// Escape `<`, `>` and `&` in JSON bodies as `\u003c`, `\u003e`, `\u0026`
+/// (valid JSON, same value) so that stored hostile text can never turn into
+/// markup even if a client puts a response straight into a page.
+async fn escape_json_body(resp: Response) -> Response {
+    let (parts, body) = resp.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, 64 * 1024 * 1024).await else {
+        return AppError::Internal(anyhow::anyhow!("response body unreadable")).into_response();
+    };
+    if !bytes.iter().any(|b| matches!(b, b'<' | b'>' | b'&')) {
+        return Response::from_parts(parts, axum::body::Body::from(bytes));
+    }
+    let mut out = Vec::with_capacity(bytes.len() + 32);
+    for &b in bytes.iter() {
+        match b {
+            b'<' => out.extend_from_slice(b"\\u003c"),
+            b'>' => out.extend_from_slice(b"\\u003e"),
+            b'&' => out.extend_from_slice(b"\\u0026"),
+            _ => out.push(b),
+        }
+    }
+    let mut resp = Response::from_parts(parts, axum::body::Body::from(out));
+    resp.headers_mut().remove(header::CONTENT_LENGTH);
+    resp
+}
+
+/// Framework rejections (a bad path parameter, a wrong method, a malformed
+/// query string) arrive as plain text; answer them as problem documents too,
+/// with a generic message that does not echo the input.
+fn as_problem(status: StatusCode) -> Response {
+    let (code, detail) = match status.as_u16() {
+        400 => ("bad_request", "The URL, its query string or the body is not valid."),
+        404 => ("not_found", "No such resource."),
+        405 => ("method_not_allowed", "This method is not allowed on this resource."),
+        413 => ("payload_too_large", "The request body is larger than 1 MiB."),
+        415 => ("unsupported_media_type", "Send the body as application/json."),
+        422 => ("validation_failed", "The request is not valid."),
+        s if s >= 500 => ("internal_error", "Something went wrong on our side. The request id identifies it in the server log."),
+        _ => ("error", "The request could not be handled."),
+    };
+    crate::error::problem(status, code, status.canonical_reason().unwrap_or("Error"), detail, None)
 }
 
 /// The path with ids replaced by `{id}`, so logs and metrics name the route

@@ -1,0 +1,186 @@
+//! `TestApp`: the real router on a random port over a fresh database —
+//! SQLite by default, PostgreSQL when `AMAL_TEST_DATABASE_URL` is set (each
+//! test gets its own database on that server).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use reqwest::{Method, Response, StatusCode};
+use secrecy::SecretString;
+use serde_json::{json, Value};
+use server::{AppState, RawConfig};
+use uuid::Uuid;
+
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub state: AppState,
+    pub database_url: String,
+    pub dir: PathBuf,
+    pub raw: RawConfig,
+}
+
+pub fn temp_dir() -> PathBuf {
+    let d = std::env::temp_dir().join(format!("amal-test-{}", Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A fresh, empty database URL for the engine under test.
+pub async fn fresh_database_url(dir: &std::path::Path) -> String {
+    match std::env::var("AMAL_TEST_DATABASE_URL") {
+        Ok(admin_url) if !admin_url.is_empty() => {
+            use sqlx::Connection;
+            let name = format!("amal_t_{}", Uuid::new_v4().simple());
+            let mut c = sqlx::PgConnection::connect(&admin_url).await.unwrap();
+            sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut c).await.unwrap();
+            let base = admin_url.rsplit_once('/').map(|x| x.0).unwrap_or(&admin_url).to_string();
+            format!("{base}/{name}")
+        }
+        _ => format!("sqlite://{}", dir.join("amal.db").display()),
+    }
+}
+
+pub fn is_postgres() -> bool {
+    std::env::var("AMAL_TEST_DATABASE_URL").map(|v| !v.is_empty()).unwrap_or(false)
+}
+
+/// Settings every test app starts from: generous limits (tests of limits set
+/// their own), fresh secrets, invite sign-up.
+pub fn base_raw(dir: &std::path::Path, database_url: &str) -> RawConfig {
+    RawConfig {
+        database_url: Some(database_url.to_string()),
+        data_dir: Some(dir.to_path_buf()),
+        bind: Some("127.0.0.1:0".into()),
+        jwt_secret: Some(SecretString::from(server::config::generate_secret())),
+        jwt_refresh_secret: Some(SecretString::from(server::config::generate_secret())),
+        rate_limit_auth: Some("10000/60s".into()),
+        rate_limit_write: Some("10000/60s".into()),
+        rate_limit_read: Some("10000/60s".into()),
+        rate_limit_ai: Some("10000/60s".into()),
+        ..Default::default()
+    }
+}
+
+impl TestApp {
+    pub async fn spawn() -> TestApp {
+        Self::spawn_with(|_| {}).await
+    }
+
+    pub async fn spawn_with(tweak: impl FnOnce(&mut RawConfig)) -> TestApp {
+        let dir = temp_dir();
+        let url = fresh_database_url(&dir).await;
+        let mut raw = base_raw(&dir, &url);
+        tweak(&mut raw);
+        Self::spawn_raw(raw).await
+    }
+
+    /// Start another instance with exactly these settings (same database
+    /// when the URL is the same).
+    pub async fn spawn_raw(raw: RawConfig) -> TestApp {
+        let cfg = server::Config::resolve(raw.clone()).expect("valid test config");
+        let state = server::prepare(cfg.clone(), true).await.expect("server prepares");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr: SocketAddr = listener.local_addr().unwrap();
+        let st = state.clone();
+        tokio::spawn(async move {
+            let _ = server::serve(st, listener, std::future::pending()).await;
+        });
+        TestApp {
+            base: format!("http://{addr}"),
+            client: reqwest::Client::builder().build().unwrap(),
+            state,
+            database_url: cfg.database_url.clone(),
+            dir: cfg.data_dir.clone(),
+            raw,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub async fn request(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> Response {
+        let mut rb = self.client.request(method, self.url(path));
+        if let Some(t) = token {
+            rb = rb.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            rb = rb.json(&b);
+        }
+        rb.send().await.expect("request sent")
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Response {
+        self.request(Method::GET, path, token, None).await
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Response {
+        self.request(Method::POST, path, token, Some(body)).await
+    }
+
+    /// Create an active account directly in the store.
+    pub async fn create_user(&self, role: &str) -> TestUser {
+        let email = format!("{role}-{}@clinic.test", Uuid::new_v4().simple());
+        let password = format!("pw-{}-long-enough", Uuid::new_v4().simple());
+        let hash = server::auth::password::hash_blocking(&password).unwrap();
+        let mut tx = self.state.db.begin().await.unwrap();
+        let u = store::users::insert(
+            &mut tx,
+            &store::users::NewUser { email: &email, name: "Test User", role, status: "active", password_hash: &hash },
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        TestUser { id: u.id, email, password, role: role.to_string() }
+    }
+
+    /// Create an account and sign it in.
+    pub async fn signed_in(&self, role: &str) -> Session {
+        let user = self.create_user(role).await;
+        self.sign_in(&user).await
+    }
+
+    pub async fn sign_in(&self, user: &TestUser) -> Session {
+        let r = self.post("/api/auth/signin", None, json!({"email": user.email, "password": user.password})).await;
+        assert_eq!(r.status(), StatusCode::OK, "sign-in of {}", user.role);
+        let v: Value = r.json().await.unwrap();
+        Session {
+            access: v["accessToken"].as_str().unwrap().to_string(),
+            refresh: v["refreshToken"].as_str().unwrap().to_string(),
+            user_id: user.id,
+        }
+    }
+}
+
+pub struct TestUser {
+    pub id: Uuid,
+    pub email: String,
+    pub password: String,
+    pub role: String,
+}
+
+pub struct Session {
+    pub access: String,
+    pub refresh: String,
+    pub user_id: Uuid,
+}
+
+/// Assert `r` is a problem document with `status` and `code`; return it.
+pub async fn assert_problem(r: Response, status: u16, code: &str) -> Value {
+    assert_eq!(r.status().as_u16(), status, "status");
+    let ct = r.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    assert!(r.headers().contains_key("x-request-id"));
+    assert_eq!(ct, "application/problem+json", "content type");
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["code"], code, "code in {v}");
+    assert_eq!(v["status"], status);
+    for k in ["type", "title", "detail", "requestId"] {
+        assert!(v.get(k).is_some(), "{k} missing in {v}");
+    }
+    v
+}
+
+pub async fn audit_events(app: &TestApp) -> Vec<store::audit::StoredEvent> {
+    store::audit::list(&app.state.db, &Default::default(), 10_000).await.unwrap()
+}

@@ -1,0 +1,10 @@
+//! The integration suite: black-box tests against the real server. Run on
+//! SQLite by default and on PostgreSQL with `AMAL_TEST_DATABASE_URL`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod admin;
+mod auth;
+mod cli;
+mod helpers;
+mod input;
+mod ratelimit;
