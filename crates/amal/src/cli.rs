@@ -7,10 +7,14 @@ use clap::{Args, Parser, Subcommand};
 use secrecy::SecretString;
 
 #[derive(Parser, Debug)]
-#[command(name = "amal", version, about = "Dr Amal Clinical OS: clinical records for clinics, in one binary.",
+#[command(
+    name = "amal",
+    version,
+    about = "Dr Amal Clinical OS: clinical records for clinics, in one binary.",
     long_about = "Dr Amal Clinical OS: clinical records for clinics, in one binary.\n\n\
     With no configuration, `amal serve` keeps everything in ./amal-data/amal.db (SQLite).\n\
-    Set DATABASE_URL=postgres://… to use PostgreSQL instead.")]
+    Set DATABASE_URL=postgres://… to use PostgreSQL instead."
+)]
 pub struct Cli {
     #[command(flatten)]
     pub settings: Settings,
@@ -58,22 +62,47 @@ pub struct Settings {
     #[arg(long, env = "AMAL_REQUEST_TIMEOUT_SECONDS", global = true)]
     pub request_timeout: Option<u64>,
     /// Access-token signing secret (≥ 64 bytes). Environment only.
-    #[arg(long, env = "JWT_SECRET", global = true, hide = true, hide_env_values = true)]
+    #[arg(
+        long,
+        env = "JWT_SECRET",
+        global = true,
+        hide = true,
+        hide_env_values = true
+    )]
     pub jwt_secret: Option<String>,
     /// Previous access-token secret, still accepted during rotation. Environment only.
-    #[arg(long, env = "JWT_SECRET_PREVIOUS", global = true, hide = true, hide_env_values = true)]
+    #[arg(
+        long,
+        env = "JWT_SECRET_PREVIOUS",
+        global = true,
+        hide = true,
+        hide_env_values = true
+    )]
     pub jwt_secret_previous: Option<String>,
     /// Refresh-token secret (≥ 64 bytes, different from JWT_SECRET). Environment only.
-    #[arg(long, env = "JWT_REFRESH_SECRET", global = true, hide = true, hide_env_values = true)]
+    #[arg(
+        long,
+        env = "JWT_REFRESH_SECRET",
+        global = true,
+        hide = true,
+        hide_env_values = true
+    )]
     pub jwt_refresh_secret: Option<String>,
     /// Bearer token that may read /metrics (Prometheus). Environment only.
-    #[arg(long, env = "METRICS_TOKEN", global = true, hide = true, hide_env_values = true)]
+    #[arg(
+        long,
+        env = "METRICS_TOKEN",
+        global = true,
+        hide = true,
+        hide_env_values = true
+    )]
     pub metrics_token: Option<String>,
 }
 
 impl Settings {
     pub fn raw(&self) -> server::RawConfig {
-        let secret = |s: &Option<String>| s.clone().filter(|v| !v.is_empty()).map(SecretString::from);
+        let secret =
+            |s: &Option<String>| s.clone().filter(|v| !v.is_empty()).map(SecretString::from);
         server::RawConfig {
             database_url: self.database_url.clone().filter(|s| !s.is_empty()),
             data_dir: self.data_dir.clone(),

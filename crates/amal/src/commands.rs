@@ -7,7 +7,9 @@ use anyhow::{bail, Context};
 use domain::account::{Email, Password, PersonName};
 use domain::roles::Role;
 
-use crate::cli::{AuditAction, Cli, Command, ConfigAction, MigrateAction, SecretsAction, UserAction};
+use crate::cli::{
+    AuditAction, Cli, Command, ConfigAction, MigrateAction, SecretsAction, UserAction,
+};
 
 /// Validate the configuration or explain every problem.
 fn resolve(raw: server::RawConfig) -> anyhow::Result<server::Config> {
@@ -29,16 +31,24 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve { no_migrate } => serve(raw, no_migrate).await,
         Command::Migrate { action } => migrate(resolve(raw)?, action).await,
         Command::User { action } => user(resolve(raw)?, action).await,
-        Command::Secrets { action: SecretsAction::Generate } => {
+        Command::Secrets {
+            action: SecretsAction::Generate,
+        } => {
             println!("JWT_SECRET={}", server::config::generate_secret());
             println!("JWT_REFRESH_SECRET={}", server::config::generate_secret());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Config { action: ConfigAction::Check } => match server::Config::resolve(raw) {
+        Command::Config {
+            action: ConfigAction::Check,
+        } => match server::Config::resolve(raw) {
             Ok(cfg) => {
                 println!(
                     "configuration is valid ({} mode, {} database, listening on {})",
-                    if cfg.env == server::config::Environment::Production { "production" } else { "development" },
+                    if cfg.env == server::config::Environment::Production {
+                        "production"
+                    } else {
+                        "development"
+                    },
                     match store::db::engine_of(&cfg.database_url) {
                         Ok(store::Engine::Postgres) => "PostgreSQL",
                         _ => "SQLite",
@@ -55,17 +65,25 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::FAILURE)
             }
         },
-        Command::Audit { action: AuditAction::Verify } => {
+        Command::Audit {
+            action: AuditAction::Verify,
+        } => {
             let cfg = resolve(raw)?;
             let db = connect(&cfg).await?;
             let report = store::audit::verify(&db).await?;
             if report.valid {
-                println!("audit chain intact: {} events, head {}", report.events, report.head_hash);
+                println!(
+                    "audit chain intact: {} events, head {}",
+                    report.events, report.head_hash
+                );
                 Ok(ExitCode::SUCCESS)
             } else {
                 println!(
                     "audit chain BROKEN at event {} (sequence {}); {} events before it verify",
-                    report.first_broken_id.map(|i| i.to_string()).unwrap_or_default(),
+                    report
+                        .first_broken_id
+                        .map(|i| i.to_string())
+                        .unwrap_or_default(),
                     report.first_broken_seq.unwrap_or_default(),
                     report.events
                 );
@@ -100,7 +118,11 @@ async fn serve(raw: server::RawConfig, no_migrate: bool) -> anyhow::Result<ExitC
             }
             bail!(
                 "refusing to start: {}",
-                problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("; ")
+                problems
+                    .iter()
+                    .map(|p| p.to_string())
+                    .collect::<Vec<_>>()
+                    .join("; ")
             );
         }
     };
@@ -112,7 +134,9 @@ async fn serve(raw: server::RawConfig, no_migrate: bool) -> anyhow::Result<ExitC
         .with_context(|| format!("cannot listen on {}", cfg.bind))?;
     let addr = listener.local_addr()?;
     let state = server::prepare(cfg, !no_migrate).await?;
-    let schema = store::migrate::current_version(&state.db).await.unwrap_or(0);
+    let schema = store::migrate::current_version(&state.db)
+        .await
+        .unwrap_or(0);
     tracing::info!(address = %addr, release = server::routes::ops::release(), schemaVersion = schema, "listening");
     server::serve(state, listener, server::shutdown_signal()).await?;
     tracing::info!("stopped");
@@ -124,9 +148,17 @@ async fn migrate(cfg: server::Config, action: MigrateAction) -> anyhow::Result<E
     match action {
         MigrateAction::Status => {
             let current = store::migrate::current_version(&db).await?;
-            println!("database schema version: {current} (this release knows up to {})", store::migrate::latest_known(&db));
+            println!(
+                "database schema version: {current} (this release knows up to {})",
+                store::migrate::latest_known(&db)
+            );
             for m in store::migrate::status(&db).await? {
-                println!("  {:>4}  {:<9} {}", m.version, if m.applied { "applied" } else { "pending" }, m.description);
+                println!(
+                    "  {:>4}  {:<9} {}",
+                    m.version,
+                    if m.applied { "applied" } else { "pending" },
+                    m.description
+                );
             }
             if current > store::migrate::latest_known(&db) {
                 println!("the database is NEWER than this release; roll back with the newer binary: amal migrate down --to {}", store::migrate::latest_known(&db));
@@ -134,7 +166,10 @@ async fn migrate(cfg: server::Config, action: MigrateAction) -> anyhow::Result<E
         }
         MigrateAction::Up => {
             store::migrate::up(&db).await?;
-            println!("schema is at version {}", store::migrate::current_version(&db).await?);
+            println!(
+                "schema is at version {}",
+                store::migrate::current_version(&db).await?
+            );
         }
         MigrateAction::Down { to } => {
             let current = store::migrate::current_version(&db).await?;
@@ -147,17 +182,33 @@ async fn migrate(cfg: server::Config, action: MigrateAction) -> anyhow::Result<E
                 }
             };
             store::migrate::down(&db, target).await?;
-            println!("schema rolled back from version {current} to {}", store::migrate::current_version(&db).await?);
+            println!(
+                "schema rolled back from version {current} to {}",
+                store::migrate::current_version(&db).await?
+            );
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
 async fn user(cfg: server::Config, action: UserAction) -> anyhow::Result<ExitCode> {
-    let UserAction::Create { email, role, name, password_stdin } = action;
+    let UserAction::Create {
+        email,
+        role,
+        name,
+        password_stdin,
+    } = action;
     let email = Email::parse(&email).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let role = Role::parse(&role).ok_or_else(|| anyhow::anyhow!("--role must be admin, provider, nurse or staff"))?;
-    let name = name.unwrap_or_else(|| email.as_str().split('@').next().unwrap_or("user").to_string());
+    let role = Role::parse(&role)
+        .ok_or_else(|| anyhow::anyhow!("--role must be admin, provider, nurse or staff"))?;
+    let name = name.unwrap_or_else(|| {
+        email
+            .as_str()
+            .split('@')
+            .next()
+            .unwrap_or("user")
+            .to_string()
+    });
     let name = PersonName::parse("name", &name).map_err(|e| anyhow::anyhow!("{e}"))?;
     let password = if password_stdin {
         let mut s = String::new();
@@ -178,11 +229,19 @@ async fn user(cfg: server::Config, action: UserAction) -> anyhow::Result<ExitCod
     let mut tx = db.begin().await?;
     let created = store::users::insert(
         &mut tx,
-        &store::users::NewUser { email: email.as_str(), name: name.as_str(), role: role.as_str(), status: "active", password_hash: &hash },
+        &store::users::NewUser {
+            email: email.as_str(),
+            name: name.as_str(),
+            role: role.as_str(),
+            status: "active",
+            password_hash: &hash,
+        },
     )
     .await
     .map_err(|e| match e {
-        store::StoreError::Conflict(_) => anyhow::anyhow!("an account with this e-mail already exists"),
+        store::StoreError::Conflict(_) => {
+            anyhow::anyhow!("an account with this e-mail already exists")
+        }
         other => other.into(),
     })?;
     let mut ev = store::audit::AuditEvent::new("user.create", "success");
@@ -191,6 +250,11 @@ async fn user(cfg: server::Config, action: UserAction) -> anyhow::Result<ExitCod
     ev.detail = Some(serde_json::json!({ "role": role.as_str(), "via": "cli" }).to_string());
     store::audit::append(&mut tx, &[ev]).await?;
     tx.commit().await?;
-    println!("created {} {} ({})", role.as_str(), created.email, created.id);
+    println!(
+        "created {} {} ({})",
+        role.as_str(),
+        created.email,
+        created.id
+    );
     Ok(ExitCode::SUCCESS)
 }

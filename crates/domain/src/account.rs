@@ -12,7 +12,10 @@ pub struct FieldError {
 }
 
 impl FieldError {
-    pub fn new(field: impl Into<std::borrow::Cow<'static, str>>, message: impl Into<String>) -> Self {
+    pub fn new(
+        field: impl Into<std::borrow::Cow<'static, str>>,
+        message: impl Into<String>,
+    ) -> Self {
         FieldError {
             field: field.into(),
             message: message.into(),
@@ -117,7 +120,10 @@ impl PersonName {
             return Err(FieldError::new(field, "must be at most 200 characters"));
         }
         if s.chars().any(char::is_control) {
-            return Err(FieldError::new(field, "must not contain control characters"));
+            return Err(FieldError::new(
+                field,
+                "must not contain control characters",
+            ));
         }
         Ok(PersonName(s.to_string()))
     }
@@ -146,9 +152,13 @@ impl UserStatus {
     }
 
     pub fn parse(s: &str) -> Option<UserStatus> {
-        [UserStatus::Active, UserStatus::Pending, UserStatus::Disabled]
-            .into_iter()
-            .find(|v| v.as_str() == s)
+        [
+            UserStatus::Active,
+            UserStatus::Pending,
+            UserStatus::Disabled,
+        ]
+        .into_iter()
+        .find(|v| v.as_str() == s)
     }
 }
 
@@ -182,7 +192,14 @@ mod tests {
             Email::parse(" Dr.Amal@Clinic.Example ").unwrap().as_str(),
             "dr.amal@clinic.example"
         );
-        for bad in ["", "no-at", "a@b", "a@.x", "x'; DROP TABLE users;--@a.b", "<script>@a.b"] {
+        for bad in [
+            "",
+            "no-at",
+            "a@b",
+            "a@.x",
+            "x'; DROP TABLE users;--@a.b",
+            "<script>@a.b",
+        ] {
             assert!(Email::parse(bad).is_err(), "{bad}");
         }
     }
@@ -194,7 +211,10 @@ mod tests {
         assert!(Password::parse("aaaaaaaaaaaaaaaa").is_err());
         assert!(Password::parse("correct horse battery staple").is_ok());
         assert_eq!(
-            format!("{:?}", Password::parse("correct horse battery staple").unwrap()),
+            format!(
+                "{:?}",
+                Password::parse("correct horse battery staple").unwrap()
+            ),
             "Password(***)"
         );
     }

@@ -210,7 +210,9 @@ fn secret_problem(value: &str) -> Option<String> {
     distinct.sort_unstable();
     distinct.dedup();
     if distinct.len() < 16 {
-        return Some("has too little variety to be random; generate one with `amal secrets generate`".into());
+        return Some(
+            "has too little variety to be random; generate one with `amal secrets generate`".into(),
+        );
     }
     None
 }
@@ -256,9 +258,9 @@ impl Config {
             }
         };
         let data_dir = raw.data_dir.unwrap_or_else(|| PathBuf::from("amal-data"));
-        let database_url = raw.database_url.unwrap_or_else(|| {
-            format!("sqlite://{}", data_dir.join("amal.db").display())
-        });
+        let database_url = raw
+            .database_url
+            .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("amal.db").display()));
         match store::db::engine_of(&database_url) {
             Err(e) => problem("DATABASE_URL", e.to_string()),
             Ok(store::Engine::Postgres)
@@ -276,7 +278,10 @@ impl Config {
 
         let bind = raw.bind.unwrap_or_else(|| "127.0.0.1:8080".into());
         if bind.parse::<std::net::SocketAddr>().is_err() {
-            problem("AMAL_BIND", "must be an address and port such as 127.0.0.1:8080".into());
+            problem(
+                "AMAL_BIND",
+                "must be an address and port such as 127.0.0.1:8080".into(),
+            );
         }
 
         let signup = match raw.signup.as_deref().map(SignupPolicy::parse) {
@@ -288,17 +293,35 @@ impl Config {
             }
         };
 
-        let log_level = raw.log_level.unwrap_or_else(|| "info".into()).to_lowercase();
+        let log_level = raw
+            .log_level
+            .unwrap_or_else(|| "info".into())
+            .to_lowercase();
         if !["trace", "debug", "info", "warn", "error"].contains(&log_level.as_str()) {
-            problem("LOG_LEVEL", "must be one of trace, debug, info, warn, error".into());
+            problem(
+                "LOG_LEVEL",
+                "must be one of trace, debug, info, warn, error".into(),
+            );
         }
 
         let mut limits = RateLimits::default();
         for (setting, given, slot) in [
-            ("AMAL_RATE_LIMIT_AUTH", &raw.rate_limit_auth, &mut limits.auth),
-            ("AMAL_RATE_LIMIT_WRITE", &raw.rate_limit_write, &mut limits.write),
+            (
+                "AMAL_RATE_LIMIT_AUTH",
+                &raw.rate_limit_auth,
+                &mut limits.auth,
+            ),
+            (
+                "AMAL_RATE_LIMIT_WRITE",
+                &raw.rate_limit_write,
+                &mut limits.write,
+            ),
             ("AMAL_RATE_LIMIT_AI", &raw.rate_limit_ai, &mut limits.ai),
-            ("AMAL_RATE_LIMIT_READ", &raw.rate_limit_read, &mut limits.read),
+            (
+                "AMAL_RATE_LIMIT_READ",
+                &raw.rate_limit_read,
+                &mut limits.read,
+            ),
         ] {
             if let Some(s) = given {
                 match Rate::parse(s) {
@@ -336,17 +359,21 @@ impl Config {
                     jwt = jwt.or(Some(a));
                     refresh = refresh.or(Some(b));
                 }
-                Err(e) => problem("AMAL_DATA_DIR", format!("cannot keep development secrets: {e}")),
+                Err(e) => problem(
+                    "AMAL_DATA_DIR",
+                    format!("cannot keep development secrets: {e}"),
+                ),
             }
         }
-        let check = |setting: &'static str, v: &Option<SecretString>, required: bool| {
-            match v {
-                None if required => Some(ConfigProblem {
-                    setting,
-                    message: "is required in production; generate one with `amal secrets generate`".into(),
-                }),
-                None => None,
-                Some(s) => secret_problem(s.expose_secret()).map(|message| ConfigProblem { setting, message }),
+        let check = |setting: &'static str, v: &Option<SecretString>, required: bool| match v {
+            None if required => Some(ConfigProblem {
+                setting,
+                message: "is required in production; generate one with `amal secrets generate`"
+                    .into(),
+            }),
+            None => None,
+            Some(s) => {
+                secret_problem(s.expose_secret()).map(|message| ConfigProblem { setting, message })
             }
         };
         let strict = env == Environment::Production;
@@ -478,7 +505,12 @@ mod tests {
     }
 
     fn settings(r: RawConfig) -> Vec<&'static str> {
-        Config::resolve(r).err().unwrap_or_default().iter().map(|p| p.setting).collect()
+        Config::resolve(r)
+            .err()
+            .unwrap_or_default()
+            .iter()
+            .map(|p| p.setting)
+            .collect()
     }
 
     #[test]
@@ -530,26 +562,43 @@ mod tests {
 
     #[test]
     fn rates_and_networks_parse() {
-        assert_eq!(Rate::parse("100/60s"), Some(Rate { limit: 100, period: Duration::from_secs(60) }));
-        assert_eq!(Rate::parse("5/1m").map(|r| r.period), Some(Duration::from_secs(60)));
+        assert_eq!(
+            Rate::parse("100/60s"),
+            Some(Rate {
+                limit: 100,
+                period: Duration::from_secs(60)
+            })
+        );
+        assert_eq!(
+            Rate::parse("5/1m").map(|r| r.period),
+            Some(Duration::from_secs(60))
+        );
         assert!(Rate::parse("0/60s").is_none());
         let n = IpNet::parse("10.0.0.0/8").unwrap();
         assert!(n.contains("10.1.2.3".parse().unwrap()));
         assert!(!n.contains("11.1.2.3".parse().unwrap()));
-        assert!(IpNet::parse("::1").unwrap().contains("::1".parse().unwrap()));
+        assert!(IpNet::parse("::1")
+            .unwrap()
+            .contains("::1".parse().unwrap()));
     }
 
     #[test]
     fn development_generates_and_keeps_secrets() {
         let dir = std::env::temp_dir().join(format!("amal-cfg-{}", uuid::Uuid::new_v4()));
-        let raw = RawConfig { data_dir: Some(dir.clone()), ..Default::default() };
+        let raw = RawConfig {
+            data_dir: Some(dir.clone()),
+            ..Default::default()
+        };
         let a = Config::resolve(raw.clone()).unwrap();
         let b = Config::resolve(raw).unwrap();
         assert_eq!(a.jwt_secret.expose_secret(), b.jwt_secret.expose_secret());
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(dir.join("secrets.env")).unwrap().permissions().mode();
+            let mode = std::fs::metadata(dir.join("secrets.env"))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
         let _ = std::fs::remove_dir_all(dir);

@@ -38,7 +38,10 @@ pub enum AppError {
     #[error("rate limited")]
     RateLimited { retry_after: u64 },
     #[error("AI refused: {reason}")]
-    AiRefused { reason: &'static str, detail: String },
+    AiRefused {
+        reason: &'static str,
+        detail: String,
+    },
     #[error("AI unavailable")]
     AiUnavailable { retry_after: u64 },
     #[error("service unavailable: {0}")]
@@ -50,7 +53,10 @@ pub enum AppError {
 }
 
 impl AppError {
-    pub fn validation(field: impl Into<std::borrow::Cow<'static, str>>, message: impl Into<String>) -> AppError {
+    pub fn validation(
+        field: impl Into<std::borrow::Cow<'static, str>>,
+        message: impl Into<String>,
+    ) -> AppError {
         AppError::Validation(vec![FieldError::new(field, message)])
     }
 
@@ -64,7 +70,9 @@ impl AppError {
 
     pub fn status(&self) -> StatusCode {
         match self {
-            AppError::Validation(_) | AppError::AiRefused { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            AppError::Validation(_) | AppError::AiRefused { .. } => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
             AppError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             AppError::Forbidden(_) => StatusCode::FORBIDDEN,
@@ -135,7 +143,13 @@ impl AppError {
 }
 
 /// Build a problem document response.
-pub fn problem(status: StatusCode, code: &str, title: &str, detail: &str, extra: Option<Value>) -> Response {
+pub fn problem(
+    status: StatusCode,
+    code: &str,
+    title: &str,
+    detail: &str,
+    extra: Option<Value>,
+) -> Response {
     let mut body = json!({
         "type": format!("https://dr-amal.invalid/problems/{}", code.replace('_', "-")),
         "title": title,
@@ -173,7 +187,9 @@ impl IntoResponse for AppError {
         };
         let mut resp = problem(status, self.code(), self.title(), &self.detail(), extra);
         let retry = match &self {
-            AppError::RateLimited { retry_after } | AppError::AiUnavailable { retry_after } => Some(*retry_after),
+            AppError::RateLimited { retry_after } | AppError::AiUnavailable { retry_after } => {
+                Some(*retry_after)
+            }
             AppError::Timeout | AppError::Unavailable(_) => Some(5),
             _ => None,
         };

@@ -96,7 +96,9 @@ impl PageQuery {
                 .ok()
                 .and_then(|b| String::from_utf8(b).ok())
                 .map(Some)
-                .ok_or_else(|| AppError::validation("cursor", "is not a cursor this server issued")),
+                .ok_or_else(|| {
+                    AppError::validation("cursor", "is not a cursor this server issued")
+                }),
         }
     }
 }
@@ -111,9 +113,9 @@ pub fn expected_version(headers: &HeaderMap, body_version: Option<i64>) -> Resul
     if let Some(v) = headers.get(axum::http::header::IF_MATCH) {
         let s = v.to_str().unwrap_or("").trim();
         let s = s.strip_prefix("W/").unwrap_or(s).trim_matches('"');
-        return s
-            .parse()
-            .map_err(|_| AppError::validation("If-Match", "must be the resource's version number"));
+        return s.parse().map_err(|_| {
+            AppError::validation("If-Match", "must be the resource's version number")
+        });
     }
     body_version.ok_or(AppError::PreconditionRequired)
 }

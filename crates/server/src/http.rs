@@ -21,7 +21,8 @@ fn sane_request_id(h: &HeaderMap) -> Option<String> {
     let v = h.get(&REQUEST_ID)?.to_str().ok()?;
     let ok = !v.is_empty()
         && v.len() <= 128
-        && v.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c));
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c));
     ok.then(|| v.to_string())
 }
 
@@ -40,7 +41,11 @@ pub fn client_ip(state: &AppState, peer: IpAddr, headers: &HeaderMap) -> IpAddr 
         .flat_map(|v| v.split(','))
         .filter_map(|s| s.trim().parse().ok())
         .collect();
-    chain.into_iter().rev().find(|ip| !trusted(*ip)).unwrap_or(peer)
+    chain
+        .into_iter()
+        .rev()
+        .find(|ip| !trusted(*ip))
+        .unwrap_or(peer)
 }
 
 /// What a request is, for rate limits and metrics.
@@ -71,7 +76,11 @@ const CLINICAL: [&str; 4] = ["patients", "notes", "prescriptions", "labs"];
 pub fn classify(method: &Method, path: &str) -> Class {
     let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     if segs.first() != Some(&"api") {
-        return Class::Other(if path == "/metrics" { "metrics".into() } else { "web".into() });
+        return Class::Other(if path == "/metrics" {
+            "metrics".into()
+        } else {
+            "web".into()
+        });
     }
     let first = segs.get(1).copied().unwrap_or("");
     match (first, segs.get(2).copied()) {
@@ -94,7 +103,11 @@ pub fn classify(method: &Method, path: &str) -> Class {
             Class::Write(resource)
         };
     }
-    Class::Other(if first.is_empty() { "root".into() } else { first.to_string() })
+    Class::Other(if first.is_empty() {
+        "root".into()
+    } else {
+        first.to_string()
+    })
 }
 
 fn security_headers(h: &mut HeaderMap, path: &str) {
@@ -111,7 +124,11 @@ fn security_headers(h: &mut HeaderMap, path: &str) {
     set(h, "referrer-policy", "no-referrer");
     set(h, "x-frame-options", "DENY");
     set(h, "cross-origin-opener-policy", "same-origin");
-    set(h, "permissions-policy", "camera=(), microphone=(), geolocation=()");
+    set(
+        h,
+        "permissions-policy",
+        "camera=(), microphone=(), geolocation=()",
+    );
     if path.starts_with("/api") || path == "/metrics" {
         set(h, "cache-control", "no-store");
     }
@@ -126,7 +143,8 @@ pub async fn request_layer(
     next: Next,
 ) -> Response {
     let started = Instant::now();
-    let request_id = sane_request_id(req.headers()).unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+    let request_id =
+        sane_request_id(req.headers()).unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
     let ip = client_ip(&state, peer.ip(), req.headers());
     let ctx = RequestCtx::new(request_id.clone(), ip);
     let method = req.method().clone();
@@ -172,7 +190,11 @@ pub async fn request_layer(
         m.incr("http.5xx");
     }
     if let Class::Write(resource) = &class {
-        let outcome = if status.is_client_error() || status.is_server_error() { "error" } else { "success" };
+        let outcome = if status.is_client_error() || status.is_server_error() {
+            "error"
+        } else {
+            "success"
+        };
         m.incr(&format!("write.{resource}.{outcome}"));
     }
     if status == StatusCode::UNPROCESSABLE_ENTITY || status == StatusCode::BAD_REQUEST {
@@ -247,16 +269,37 @@ async fn escape_json_body(resp: Response) -> Response {
 /// with a generic message that does not echo the input.
 fn as_problem(status: StatusCode) -> Response {
     let (code, detail) = match status.as_u16() {
-        400 => ("bad_request", "The URL, its query string or the body is not valid."),
+        400 => (
+            "bad_request",
+            "The URL, its query string or the body is not valid.",
+        ),
         404 => ("not_found", "No such resource."),
-        405 => ("method_not_allowed", "This method is not allowed on this resource."),
-        413 => ("payload_too_large", "The request body is larger than 1 MiB."),
-        415 => ("unsupported_media_type", "Send the body as application/json."),
+        405 => (
+            "method_not_allowed",
+            "This method is not allowed on this resource.",
+        ),
+        413 => (
+            "payload_too_large",
+            "The request body is larger than 1 MiB.",
+        ),
+        415 => (
+            "unsupported_media_type",
+            "Send the body as application/json.",
+        ),
         422 => ("validation_failed", "The request is not valid."),
-        s if s >= 500 => ("internal_error", "Something went wrong on our side. The request id identifies it in the server log."),
+        s if s >= 500 => (
+            "internal_error",
+            "Something went wrong on our side. The request id identifies it in the server log.",
+        ),
         _ => ("error", "The request could not be handled."),
     };
-    crate::error::problem(status, code, status.canonical_reason().unwrap_or("Error"), detail, None)
+    crate::error::problem(
+        status,
+        code,
+        status.canonical_reason().unwrap_or("Error"),
+        detail,
+        None,
+    )
 }
 
 /// The path with ids replaced by `{id}`, so logs and metrics name the route
@@ -264,7 +307,12 @@ fn as_problem(status: StatusCode) -> Response {
 pub fn route_template(path: &str) -> String {
     path.split('/')
         .map(|seg| {
-            if uuid::Uuid::parse_str(seg).is_ok() || seg.chars().any(|c| !(c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')) || seg.len() > 40 {
+            if uuid::Uuid::parse_str(seg).is_ok()
+                || seg
+                    .chars()
+                    .any(|c| !(c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.'))
+                || seg.len() > 40
+            {
                 "{id}"
             } else {
                 seg
@@ -281,8 +329,21 @@ fn patient_in_path(path: &str) -> Option<Option<uuid::Uuid>> {
     Some(uuid::Uuid::parse_str(id).ok())
 }
 
-async fn audit_refusal(state: &AppState, ctx: &RequestCtx, route: &str, status: StatusCode, patient: Option<uuid::Uuid>) {
-    let mut ev = store::audit::AuditEvent::new("access.refused", if status == StatusCode::UNAUTHORIZED { "unauthorized" } else { "forbidden" });
+async fn audit_refusal(
+    state: &AppState,
+    ctx: &RequestCtx,
+    route: &str,
+    status: StatusCode,
+    patient: Option<uuid::Uuid>,
+) {
+    let mut ev = store::audit::AuditEvent::new(
+        "access.refused",
+        if status == StatusCode::UNAUTHORIZED {
+            "unauthorized"
+        } else {
+            "forbidden"
+        },
+    );
     if let Some((u, r)) = ctx.user() {
         ev.actor_id = Some(u);
         ev.actor_role = Some(r.as_str().to_string());
@@ -304,7 +365,9 @@ pub async fn rate_limit_layer(State(state): State<AppState>, req: Request, next:
     let class = classify(req.method(), req.uri().path());
     let limits = state.config.rate_limits;
     let (mut parts, body) = req.into_parts();
-    let ip = context::current().map(|c| c.client_ip.to_string()).unwrap_or_default();
+    let ip = context::current()
+        .map(|c| c.client_ip.to_string())
+        .unwrap_or_default();
     let (key, rate) = match &class {
         Class::Auth(a) => (format!("auth:{a}:{ip}"), limits.auth),
         Class::Write(_) | Class::Read(_) | Class::Ai(_) => {
@@ -330,13 +393,27 @@ pub async fn rate_limit_layer(State(state): State<AppState>, req: Request, next:
         next.run(Request::from_parts(parts, body)).await
     } else {
         state.metrics.incr("rate_limit.hit");
-        state.metrics.incr(&format!("rate_limit.hit.{}", match class { Class::Auth(_) => "auth", Class::Write(_) => "write", Class::Read(_) => "read", _ => "ai" }));
+        state.metrics.incr(&format!(
+            "rate_limit.hit.{}",
+            match class {
+                Class::Auth(_) => "auth",
+                Class::Write(_) => "write",
+                Class::Read(_) => "read",
+                _ => "ai",
+            }
+        ));
         tracing::warn!(endpoint = %parts.uri.path(), clientIp = %ip, "rate limit exceeded");
-        AppError::RateLimited { retry_after: decision.reset_secs.max(1) }.into_response()
+        AppError::RateLimited {
+            retry_after: decision.reset_secs.max(1),
+        }
+        .into_response()
     };
     let h = resp.headers_mut();
     h.insert("x-ratelimit-limit", HeaderValue::from(decision.limit));
-    h.insert("x-ratelimit-remaining", HeaderValue::from(decision.remaining));
+    h.insert(
+        "x-ratelimit-remaining",
+        HeaderValue::from(decision.remaining),
+    );
     h.insert("x-ratelimit-reset", HeaderValue::from(decision.reset_secs));
     resp
 }
@@ -353,5 +430,8 @@ pub async fn not_found() -> Response {
 }
 
 pub fn json_content_type() -> (header::HeaderName, HeaderValue) {
-    (header::CONTENT_TYPE, HeaderValue::from_static("application/json"))
+    (
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    )
 }

@@ -39,7 +39,12 @@ impl Modify for BearerAuth {
         let components = api.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
         );
     }
 }
@@ -59,7 +64,10 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(routes::auth::refresh))
         .routes(routes!(routes::auth::logout))
         .routes(routes!(routes::auth::me))
-        .routes(routes!(routes::users::list_users, routes::users::create_user))
+        .routes(routes!(
+            routes::users::list_users,
+            routes::users::create_user
+        ))
         .routes(routes!(routes::users::update_user))
         .routes(routes!(routes::users::create_invite))
         .routes(routes!(routes::ops::health))
@@ -88,10 +96,16 @@ pub fn router(state: AppState) -> Router {
             }),
         )
         .fallback(http::not_found)
-        .layer(axum::middleware::from_fn_with_state(state.clone(), http::rate_limit_layer))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            http::rate_limit_layer,
+        ))
         .layer(CatchPanicLayer::custom(http::panic_response))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), http::request_layer))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            http::request_layer,
+        ))
         .with_state(state)
 }
 
@@ -102,9 +116,16 @@ pub async fn prepare(config: Config, migrate: bool) -> anyhow::Result<AppState> 
     if migrate {
         store::migrate::up(&db).await?;
     } else {
-        let (current, known) = (store::migrate::current_version(&db).await?, store::migrate::latest_known(&db));
+        let (current, known) = (
+            store::migrate::current_version(&db).await?,
+            store::migrate::latest_known(&db),
+        );
         if current < known {
-            tracing::warn!(schemaVersion = current, expected = known, "schema is behind this release; run `amal migrate up`");
+            tracing::warn!(
+                schemaVersion = current,
+                expected = known,
+                "schema is behind this release; run `amal migrate up`"
+            );
         }
     }
     let state = AppState::new(db, config)?;
@@ -131,9 +152,12 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let app = router(state.clone());
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await?;
     state.db.close().await;
     Ok(())
 }
@@ -145,7 +169,8 @@ pub async fn shutdown_signal() {
     };
     #[cfg(unix)]
     let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
             s.recv().await;
         }
     };

@@ -33,7 +33,8 @@ impl Visit for Fields {
         self.0.insert(field.name().into(), Value::from(value));
     }
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        self.0.insert(field.name().into(), Value::from(format!("{value:?}")));
+        self.0
+            .insert(field.name().into(), Value::from(format!("{value:?}")));
     }
 }
 
@@ -44,7 +45,12 @@ impl<S> Layer<S> for JsonLines
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
-    fn on_new_span(&self, attrs: &tracing::span::Attributes<'_>, id: &tracing::span::Id, ctx: Context<'_, S>) {
+    fn on_new_span(
+        &self,
+        attrs: &tracing::span::Attributes<'_>,
+        id: &tracing::span::Id,
+        ctx: Context<'_, S>,
+    ) {
         let mut f = Fields::default();
         attrs.record(&mut f);
         if let Some(span) = ctx.span(id) {
@@ -52,7 +58,12 @@ where
         }
     }
 
-    fn on_record(&self, id: &tracing::span::Id, values: &tracing::span::Record<'_>, ctx: Context<'_, S>) {
+    fn on_record(
+        &self,
+        id: &tracing::span::Id,
+        values: &tracing::span::Record<'_>,
+        ctx: Context<'_, S>,
+    ) {
         if let Some(span) = ctx.span(id) {
             let mut ext = span.extensions_mut();
             if let Some(f) = ext.get_mut::<Fields>() {
@@ -74,14 +85,16 @@ where
         }
         let mut f = Fields::default();
         event.record(&mut f);
-        let message = f
-            .0
-            .remove("message")
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default();
+        let message =
+            f.0.remove("message")
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default();
         context.extend(f.0);
         let meta = event.metadata();
-        if !meta.target().starts_with("server") && !meta.target().starts_with("amal") && !meta.target().starts_with("store") {
+        if !meta.target().starts_with("server")
+            && !meta.target().starts_with("amal")
+            && !meta.target().starts_with("store")
+        {
             context.insert("target".into(), Value::from(meta.target()));
         }
         let line = serde_json::json!({
@@ -98,7 +111,12 @@ where
 /// Install the JSON logger at `level` (trace|debug|info|warn|error).
 /// Library chatter (sqlx, hyper) is held to warnings.
 pub fn init(level: &str) {
-    let filter = EnvFilter::try_new(format!("{level},sqlx=warn,hyper=warn,h2=warn,rustls=warn,reqwest=warn"))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::registry().with(filter).with(JsonLines).try_init();
+    let filter = EnvFilter::try_new(format!(
+        "{level},sqlx=warn,hyper=warn,h2=warn,rustls=warn,reqwest=warn"
+    ))
+    .unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(JsonLines)
+        .try_init();
 }

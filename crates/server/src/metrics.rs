@@ -95,7 +95,9 @@ impl Metrics {
 
     /// p95 over all request classes, in milliseconds (for the slow-API alert).
     pub fn overall_quantile_ms(&self, q: f64) -> f64 {
-        let Ok(d) = self.durations.lock() else { return 0.0 };
+        let Ok(d) = self.durations.lock() else {
+            return 0.0;
+        };
         d.values()
             .map(|h| h.value_at_quantile(q) as f64 / 1000.0)
             .fold(0.0, f64::max)
@@ -160,8 +162,15 @@ impl Metrics {
                     );
                 }
                 let sum: f64 = h.mean() * h.len() as f64 / 1e6;
-                let _ = writeln!(out, "amal_request_duration_seconds_sum{{class=\"{class}\"}} {sum}");
-                let _ = writeln!(out, "amal_request_duration_seconds_count{{class=\"{class}\"}} {}", h.len());
+                let _ = writeln!(
+                    out,
+                    "amal_request_duration_seconds_sum{{class=\"{class}\"}} {sum}"
+                );
+                let _ = writeln!(
+                    out,
+                    "amal_request_duration_seconds_count{{class=\"{class}\"}} {}",
+                    h.len()
+                );
             }
         }
         out

@@ -65,7 +65,9 @@ impl Limiter {
         let start = now - now.rem_euclid(len_ms);
         let (cur, prev) = match self {
             Limiter::Memory(m) => {
-                let mut m = m.lock().map_err(|_| anyhow::anyhow!("rate limiter poisoned"))?;
+                let mut m = m
+                    .lock()
+                    .map_err(|_| anyhow::anyhow!("rate limiter poisoned"))?;
                 m.hits += 1;
                 if m.hits % 4096 == 0 {
                     m.map.retain(|_, v| v.0 >= start - len_ms);
@@ -112,7 +114,11 @@ fn decide(rate: Rate, now: i64, start: i64, cur: i64, prev: i64, counted: bool) 
     let limit = rate.limit as f64;
     let est = estimate(len, now - start, cur, prev);
     // When peeking, ask whether one more request would still fit.
-    let allowed = if counted { est <= limit + 1e-9 } else { est + 1.0 <= limit + 1e-9 };
+    let allowed = if counted {
+        est <= limit + 1e-9
+    } else {
+        est + 1.0 <= limit + 1e-9
+    };
     let remaining = (limit - est).floor().max(0.0) as u32;
     // Seconds until the estimate (with one more request) fits again; step
     // forward a second at a time over at most two windows.
@@ -148,7 +154,10 @@ mod tests {
     #[tokio::test]
     async fn fifth_passes_sixth_refused() {
         let l = Limiter::Memory(Mutex::new(MemoryCounters::default()));
-        let r = Rate { limit: 5, period: Duration::from_secs(60) };
+        let r = Rate {
+            limit: 5,
+            period: Duration::from_secs(60),
+        };
         for i in 1..=5 {
             let d = l.hit("k", r).await.unwrap();
             assert!(d.allowed, "hit {i}");
@@ -162,7 +171,10 @@ mod tests {
 
     #[test]
     fn boundary_burst_is_still_counted() {
-        let r = Rate { limit: 5, period: Duration::from_secs(60) };
+        let r = Rate {
+            limit: 5,
+            period: Duration::from_secs(60),
+        };
         // 5 hits at the very end of the previous window, 1 at the start of this one.
         let d = decide(r, 60_001, 60_000, 1, 5, true);
         assert!(!d.allowed);

@@ -137,7 +137,8 @@ pub async fn append(tx: &mut Tx, events: &[AuditEvent]) -> Result<()> {
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
             .bind(PG_AUDIT_LOCK)
             .execute(&mut **t)
-            .await.map(|r| r.rows_affected())?;
+            .await
+            .map(|r| r.rows_affected())?;
     }
     let head_sql = "SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1";
     let head: Option<(i64, String)> =
@@ -193,7 +194,8 @@ pub struct VerifyReport {
 /// Walk the whole chain in order and report the first event whose stored
 /// hash, predecessor link or sequence number is wrong.
 pub async fn verify(db: &Db) -> Result<VerifyReport> {
-    let sql = "SELECT seq, id, occurred_at, actor_id, actor_role, action, resource_type, resource_id, \
+    let sql =
+        "SELECT seq, id, occurred_at, actor_id, actor_role, action, resource_type, resource_id, \
                patient_id, outcome, request_id, client_ip, detail, prev_hash, hash \
                FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT 2000";
     let mut last_seq = 0i64;

@@ -25,11 +25,7 @@ pub struct MigrationState {
 
 /// The newest schema version this binary knows.
 pub fn latest_known(db: &Db) -> i64 {
-    migrator(db)
-        .iter()
-        .map(|m| m.version)
-        .max()
-        .unwrap_or(0)
+    migrator(db).iter().map(|m| m.version).max().unwrap_or(0)
 }
 
 /// The versions this binary knows (for the folder-parity test).

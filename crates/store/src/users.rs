@@ -78,9 +78,8 @@ pub async fn by_id(db: &Db, id: Uuid) -> Result<Option<UserRow>> {
 /// Users in creation order (ids are UUIDv7, so id order is time order),
 /// keyset-paginated after `after`.
 pub async fn list(db: &Db, after: Option<Uuid>, limit: i64) -> Result<Vec<UserRow>> {
-    let sql = format!(
-        "SELECT {USER_COLUMNS} FROM users WHERE ($1 = 0 OR id > $2) ORDER BY id LIMIT $3"
-    );
+    let sql =
+        format!("SELECT {USER_COLUMNS} FROM users WHERE ($1 = 0 OR id > $2) ORDER BY id LIMIT $3");
     let has_cursor: i64 = after.is_some().into();
     Ok(on_read!(db, c => sqlx::query_as(&sql)
         .bind(has_cursor)
@@ -131,7 +130,8 @@ pub async fn update_role_status(
 }
 
 pub async fn set_password(tx: &mut Tx, id: Uuid, password_hash: &str) -> Result<()> {
-    let sql = "UPDATE users SET password_hash = $1, version = version + 1, updated_at = $2 WHERE id = $3";
+    let sql =
+        "UPDATE users SET password_hash = $1, version = version + 1, updated_at = $2 WHERE id = $3";
     on_tx!(tx, c => sqlx::query(sql)
         .bind(password_hash)
         .bind(crate::now())
@@ -161,7 +161,8 @@ pub async fn insert_invite(
     expires_at: DateTime<Utc>,
 ) -> Result<Uuid> {
     let id = Uuid::now_v7();
-    let sql = "INSERT INTO invites (id, code_hash, role, email, created_by, created_at, expires_at) \
+    let sql =
+        "INSERT INTO invites (id, code_hash, role, email, created_by, created_at, expires_at) \
                VALUES ($1, $2, $3, $4, $5, $6, $7)";
     on_tx!(tx, c => sqlx::query(sql)
         .bind(id)

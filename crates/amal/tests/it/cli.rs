@@ -25,7 +25,11 @@ async fn fresh() -> (std::path::PathBuf, String) {
 
 fn run(mut c: Command) -> (bool, String, String) {
     let out = c.output().unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// A description of the schema that is equal when two schemas are equal.
@@ -47,16 +51,35 @@ async fn schema_fingerprint(url: &str) -> Vec<String> {
 #[tokio::test]
 async fn migrations_go_up_down_and_up_again_identically() {
     let (dir, url) = fresh().await;
-    let (ok, out, err) = run({ let mut c = amal(&dir, &url); c.args(["migrate", "up"]); c });
+    let (ok, out, err) = run({
+        let mut c = amal(&dir, &url);
+        c.args(["migrate", "up"]);
+        c
+    });
     assert!(ok, "{out}{err}");
     let first = schema_fingerprint(&url).await;
     assert!(first.len() > 5);
-    let (ok, out, _) = run({ let mut c = amal(&dir, &url); c.args(["migrate", "status"]); c });
+    let (ok, out, _) = run({
+        let mut c = amal(&dir, &url);
+        c.args(["migrate", "status"]);
+        c
+    });
     assert!(ok && out.contains("applied"), "{out}");
-    let (ok, out, err) = run({ let mut c = amal(&dir, &url); c.args(["migrate", "down", "--to", "0"]); c });
+    let (ok, out, err) = run({
+        let mut c = amal(&dir, &url);
+        c.args(["migrate", "down", "--to", "0"]);
+        c
+    });
     assert!(ok, "{out}{err}");
-    assert!(schema_fingerprint(&url).await.is_empty(), "everything reverted");
-    let (ok, _, err) = run({ let mut c = amal(&dir, &url); c.args(["migrate", "up"]); c });
+    assert!(
+        schema_fingerprint(&url).await.is_empty(),
+        "everything reverted"
+    );
+    let (ok, _, err) = run({
+        let mut c = amal(&dir, &url);
+        c.args(["migrate", "up"]);
+        c
+    });
     assert!(ok, "{err}");
     assert_eq!(schema_fingerprint(&url).await, first);
 }
@@ -65,32 +88,67 @@ async fn migrations_go_up_down_and_up_again_identically() {
 fn both_migration_folders_hold_the_same_reversible_versions() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations");
     let list = |engine: &str| {
-        let mut v: Vec<String> = std::fs::read_dir(root.join(engine)).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        let mut v: Vec<String> = std::fs::read_dir(root.join(engine))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
         v.sort();
         v
     };
     let (s, p) = (list("sqlite"), list("postgres"));
-    assert_eq!(s, p, "migrations/sqlite and migrations/postgres must hold the same files");
+    assert_eq!(
+        s, p,
+        "migrations/sqlite and migrations/postgres must hold the same files"
+    );
     for f in s.iter().filter(|f| f.ends_with(".up.sql")) {
-        assert!(s.contains(&f.replace(".up.sql", ".down.sql")), "{f} has no down migration");
+        assert!(
+            s.contains(&f.replace(".up.sql", ".down.sql")),
+            "{f} has no down migration"
+        );
     }
 }
 
 #[tokio::test]
 async fn serve_refuses_a_newer_schema() {
     let (dir, url) = fresh().await;
-    assert!(run({ let mut c = amal(&dir, &url); c.args(["migrate", "up"]); c }).0);
+    assert!(
+        run({
+            let mut c = amal(&dir, &url);
+            c.args(["migrate", "up"]);
+            c
+        })
+        .0
+    );
     let db = store::Db::connect(&url).await.unwrap();
     let sql = "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) VALUES (9999, 'from the future', true, $1, 0)";
     match &db {
-        store::Db::Sqlite(s) => { sqlx::query(sql).bind(vec![0u8; 48]).execute(&s.write).await.unwrap(); }
-        store::Db::Postgres(p) => { sqlx::query(sql).bind(vec![0u8; 48]).execute(p).await.unwrap(); }
+        store::Db::Sqlite(s) => {
+            sqlx::query(sql)
+                .bind(vec![0u8; 48])
+                .execute(&s.write)
+                .await
+                .unwrap();
+        }
+        store::Db::Postgres(p) => {
+            sqlx::query(sql)
+                .bind(vec![0u8; 48])
+                .execute(p)
+                .await
+                .unwrap();
+        }
     }
     db.close().await;
-    let (ok, out, err) = run({ let mut c = amal(&dir, &url); c.env("AMAL_BIND", "127.0.0.1:0").arg("serve"); c });
+    let (ok, out, err) = run({
+        let mut c = amal(&dir, &url);
+        c.env("AMAL_BIND", "127.0.0.1:0").arg("serve");
+        c
+    });
     assert!(!ok);
     let all = format!("{out}{err}");
-    assert!(all.contains("9999") && all.contains("amal migrate down --to"), "{all}");
+    assert!(
+        all.contains("9999") && all.contains("amal migrate down --to"),
+        "{all}"
+    );
 }
 
 #[test]
@@ -107,23 +165,40 @@ fn config_check_names_each_bad_setting_without_its_value() {
     let (ok, out, err) = run(c);
     assert!(!ok);
     let all = format!("{out}{err}");
-    for setting in ["DATABASE_URL", "JWT_SECRET", "JWT_REFRESH_SECRET", "AMAL_RATE_LIMIT_READ"] {
+    for setting in [
+        "DATABASE_URL",
+        "JWT_SECRET",
+        "JWT_REFRESH_SECRET",
+        "AMAL_RATE_LIMIT_READ",
+    ] {
         assert!(all.contains(setting), "{setting} not named in {all}");
     }
-    assert!(!all.contains("short-secret-value"), "a secret value was printed");
+    assert!(
+        !all.contains("short-secret-value"),
+        "a secret value was printed"
+    );
 
     // Serve refuses the same configuration at start.
     let mut c = Command::new(env!("CARGO_BIN_EXE_amal"));
-    c.env_clear().env("AMAL_DATA_DIR", &dir).env("AMAL_ENV", "production").arg("serve");
+    c.env_clear()
+        .env("AMAL_DATA_DIR", &dir)
+        .env("AMAL_ENV", "production")
+        .arg("serve");
     let (ok, out, err) = run(c);
     assert!(!ok);
     assert!(format!("{out}{err}").contains("JWT_SECRET"));
 
     // A good production configuration passes.
-    let gen = run({ let mut c = Command::new(env!("CARGO_BIN_EXE_amal")); c.args(["secrets", "generate"]); c });
+    let gen = run({
+        let mut c = Command::new(env!("CARGO_BIN_EXE_amal"));
+        c.args(["secrets", "generate"]);
+        c
+    });
     assert!(gen.0);
     let mut c = Command::new(env!("CARGO_BIN_EXE_amal"));
-    c.env_clear().env("AMAL_DATA_DIR", &dir).env("AMAL_ENV", "production");
+    c.env_clear()
+        .env("AMAL_DATA_DIR", &dir)
+        .env("AMAL_ENV", "production");
     for line in gen.1.lines() {
         let (k, v) = line.split_once('=').unwrap();
         assert!(v.len() >= 86, "64 bytes in base64");
@@ -142,7 +217,10 @@ struct Served {
 }
 
 fn start_serve(mut c: Command) -> Served {
-    c.env("AMAL_BIND", "127.0.0.1:0").arg("serve").stdout(Stdio::piped()).stderr(Stdio::piped());
+    c.env("AMAL_BIND", "127.0.0.1:0")
+        .arg("serve")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let mut child = c.spawn().unwrap();
     let stdout = child.stdout.take().unwrap();
     let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -158,12 +236,20 @@ fn start_serve(mut c: Command) -> Served {
             store_lines.lock().unwrap().push(line);
         }
     });
-    let addr = rx.recv_timeout(std::time::Duration::from_secs(60)).expect("server started");
-    Served { child, base: format!("http://{addr}"), lines }
+    let addr = rx
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("server started");
+    Served {
+        child,
+        base: format!("http://{addr}"),
+        lines,
+    }
 }
 
 fn stop(mut s: Served) -> (std::process::ExitStatus, Vec<String>) {
-    let _ = Command::new("kill").args(["-TERM", &s.child.id().to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-TERM", &s.child.id().to_string()])
+        .status();
     let status = s.child.wait().unwrap();
     std::thread::sleep(std::time::Duration::from_millis(200));
     let lines = s.lines.lock().unwrap().clone();
@@ -180,77 +266,196 @@ async fn logs_are_json_lines_without_secrets_or_canaries() {
     let canary_email = "canary.zebra.7731@clinic.test";
     let canary_password = "CanaryPassword-QX93-secret";
     let canary_name = "Canaryname Zebrafish";
-    let r = client.post(format!("{}/api/auth/signup", served.base)).json(&json!({"email": canary_email, "password": canary_password, "name": canary_name})).send().await.unwrap();
+    let r = client
+        .post(format!("{}/api/auth/signup", served.base))
+        .json(&json!({"email": canary_email, "password": canary_password, "name": canary_name}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 201);
     // Activate through the store, then sign in and use the token.
     let db = store::Db::connect(&url).await.unwrap();
-    let u = store::users::by_email(&db, canary_email).await.unwrap().unwrap();
+    let u = store::users::by_email(&db, canary_email)
+        .await
+        .unwrap()
+        .unwrap();
     let mut tx = db.begin().await.unwrap();
-    store::users::update_role_status(&mut tx, u.id, u.version, "nurse", "active").await.unwrap();
+    store::users::update_role_status(&mut tx, u.id, u.version, "nurse", "active")
+        .await
+        .unwrap();
     tx.commit().await.unwrap();
     db.close().await;
-    let v: Value = client.post(format!("{}/api/auth/signin", served.base)).json(&json!({"email": canary_email, "password": canary_password})).send().await.unwrap().json().await.unwrap();
+    let v: Value = client
+        .post(format!("{}/api/auth/signin", served.base))
+        .json(&json!({"email": canary_email, "password": canary_password}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let access = v["accessToken"].as_str().unwrap().to_string();
     let refresh = v["refreshToken"].as_str().unwrap().to_string();
-    let _ = client.get(format!("{}/api/auth/me", served.base)).bearer_auth(&access).send().await.unwrap();
-    let _ = client.post(format!("{}/api/auth/signin", served.base)).json(&json!({"email": canary_email, "password": "Wrong-CanaryPassword-1"})).send().await.unwrap();
-    let _ = client.post(format!("{}/api/auth/refresh", served.base)).json(&json!({"refreshToken": refresh})).send().await.unwrap();
+    let _ = client
+        .get(format!("{}/api/auth/me", served.base))
+        .bearer_auth(&access)
+        .send()
+        .await
+        .unwrap();
+    let _ = client
+        .post(format!("{}/api/auth/signin", served.base))
+        .json(&json!({"email": canary_email, "password": "Wrong-CanaryPassword-1"}))
+        .send()
+        .await
+        .unwrap();
+    let _ = client
+        .post(format!("{}/api/auth/refresh", served.base))
+        .json(&json!({"refreshToken": refresh}))
+        .send()
+        .await
+        .unwrap();
     let (status, lines) = stop(served);
     assert!(status.success(), "graceful shutdown exits 0");
     assert!(lines.len() >= 6, "{lines:?}");
     let secrets = std::fs::read_to_string(dir.join("secrets.env")).unwrap_or_default();
-    let mut forbidden: Vec<String> = vec![canary_email.into(), canary_password.into(), "Wrong-CanaryPassword-1".into(), canary_name.into(), "Canaryname".into(), access.clone(), refresh.clone()];
-    for l in secrets.lines().filter_map(|l| l.split_once('=').map(|x| x.1.to_string())) {
+    let mut forbidden: Vec<String> = vec![
+        canary_email.into(),
+        canary_password.into(),
+        "Wrong-CanaryPassword-1".into(),
+        canary_name.into(),
+        "Canaryname".into(),
+        access.clone(),
+        refresh.clone(),
+    ];
+    for l in secrets
+        .lines()
+        .filter_map(|l| l.split_once('=').map(|x| x.1.to_string()))
+    {
         forbidden.push(l);
     }
     for line in &lines {
         let v: Value = serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}"));
-        assert!(v["timestamp"].is_string() && v["level"].is_string() && v["message"].is_string() && v["context"].is_object(), "shape: {line}");
+        assert!(
+            v["timestamp"].is_string()
+                && v["level"].is_string()
+                && v["message"].is_string()
+                && v["context"].is_object(),
+            "shape: {line}"
+        );
         for f in &forbidden {
             assert!(!line.contains(f.as_str()), "log line leaks {f:?}: {line}");
         }
     }
-    let requests: Vec<&String> = lines.iter().filter(|l| l.contains("\"message\":\"request\"")).collect();
-    assert!(requests.iter().any(|l| l.contains("\"endpoint\":\"/api/auth/me\"") && l.contains("\"userId\"") && l.contains("\"role\":\"nurse\"") && l.contains("\"requestId\"") && l.contains("\"duration\"")), "{requests:?}");
+    let requests: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.contains("\"message\":\"request\""))
+        .collect();
+    assert!(
+        requests
+            .iter()
+            .any(|l| l.contains("\"endpoint\":\"/api/auth/me\"")
+                && l.contains("\"userId\"")
+                && l.contains("\"role\":\"nurse\"")
+                && l.contains("\"requestId\"")
+                && l.contains("\"duration\"")),
+        "{requests:?}"
+    );
 }
 
 #[tokio::test]
 async fn user_create_bootstraps_an_admin_who_can_sign_in() {
     let (dir, url) = fresh().await;
     let mut c = amal(&dir, &url);
-    c.args(["user", "create", "--email", "Boss@Clinic.test", "--role", "admin", "--password-stdin"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    c.args([
+        "user",
+        "create",
+        "--email",
+        "Boss@Clinic.test",
+        "--role",
+        "admin",
+        "--password-stdin",
+    ])
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
     let mut child = c.spawn().unwrap();
-    child.stdin.take().unwrap().write_all(b"a long admin passphrase\n").unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"a long admin passphrase\n")
+        .unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // A weak password is refused.
     let mut c = amal(&dir, &url);
-    c.args(["user", "create", "--email", "weak@clinic.test", "--role", "admin", "--password-stdin"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    c.args([
+        "user",
+        "create",
+        "--email",
+        "weak@clinic.test",
+        "--role",
+        "admin",
+        "--password-stdin",
+    ])
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
     let mut child = c.spawn().unwrap();
     child.stdin.take().unwrap().write_all(b"short\n").unwrap();
     assert!(!child.wait_with_output().unwrap().status.success());
 
     let served = start_serve(amal(&dir, &url));
     let client = reqwest::Client::new();
-    let r = client.post(format!("{}/api/auth/signin", served.base)).json(&json!({"email": "boss@clinic.test", "password": "a long admin passphrase"})).send().await.unwrap();
+    let r = client
+        .post(format!("{}/api/auth/signin", served.base))
+        .json(&json!({"email": "boss@clinic.test", "password": "a long admin passphrase"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["user"]["role"], "admin");
-    let h: Value = client.get(format!("{}/api/health", served.base)).send().await.unwrap().json().await.unwrap();
+    let h: Value = client
+        .get(format!("{}/api/health", served.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(h["status"], "ok");
     stop(served);
 
-    let (ok, out, _) = run({ let mut c = amal(&dir, &url); c.arg("version"); c });
+    let (ok, out, _) = run({
+        let mut c = amal(&dir, &url);
+        c.arg("version");
+        c
+    });
     assert!(ok && out.contains("schema version"), "{out}");
-    let (ok, out, _) = run({ let mut c = amal(&dir, &url); c.args(["audit", "verify"]); c });
+    let (ok, out, _) = run({
+        let mut c = amal(&dir, &url);
+        c.args(["audit", "verify"]);
+        c
+    });
     assert!(ok && out.contains("intact"), "{out}");
 }
 
 #[test]
 fn help_lists_every_command() {
-    let (ok, out, _) = run({ let mut c = Command::new(env!("CARGO_BIN_EXE_amal")); c.arg("--help"); c });
+    let (ok, out, _) = run({
+        let mut c = Command::new(env!("CARGO_BIN_EXE_amal"));
+        c.arg("--help");
+        c
+    });
     assert!(ok);
-    for cmd in ["serve", "migrate", "user", "secrets", "config", "audit", "version"] {
+    for cmd in [
+        "serve", "migrate", "user", "secrets", "config", "audit", "version",
+    ] {
         assert!(out.contains(cmd), "{cmd} missing from --help");
     }
 }
@@ -258,7 +463,11 @@ fn help_lists_every_command() {
 #[test]
 fn unsupported_database_scheme_is_refused_clearly() {
     let dir = temp_dir();
-    let (ok, out, err) = run({ let mut c = amal(&dir, "mysql://root@localhost/amal"); c.args(["config", "check"]); c });
+    let (ok, out, err) = run({
+        let mut c = amal(&dir, "mysql://root@localhost/amal");
+        c.args(["config", "check"]);
+        c
+    });
     assert!(!ok);
     assert!(format!("{out}{err}").contains("DATABASE_URL"));
 }

@@ -15,8 +15,6 @@ pub struct TestApp {
     pub base: String,
     pub client: reqwest::Client,
     pub state: AppState,
-    pub database_url: String,
-    pub dir: PathBuf,
     pub raw: RawConfig,
 }
 
@@ -33,8 +31,15 @@ pub async fn fresh_database_url(dir: &std::path::Path) -> String {
             use sqlx::Connection;
             let name = format!("amal_t_{}", Uuid::new_v4().simple());
             let mut c = sqlx::PgConnection::connect(&admin_url).await.unwrap();
-            sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut c).await.unwrap();
-            let base = admin_url.rsplit_once('/').map(|x| x.0).unwrap_or(&admin_url).to_string();
+            sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(&mut c)
+                .await
+                .unwrap();
+            let base = admin_url
+                .rsplit_once('/')
+                .map(|x| x.0)
+                .unwrap_or(&admin_url)
+                .to_string();
             format!("{base}/{name}")
         }
         _ => format!("sqlite://{}", dir.join("amal.db").display()),
@@ -42,7 +47,9 @@ pub async fn fresh_database_url(dir: &std::path::Path) -> String {
 }
 
 pub fn is_postgres() -> bool {
-    std::env::var("AMAL_TEST_DATABASE_URL").map(|v| !v.is_empty()).unwrap_or(false)
+    std::env::var("AMAL_TEST_DATABASE_URL")
+        .map(|v| !v.is_empty())
+        .unwrap_or(false)
 }
 
 /// Settings every test app starts from: generous limits (tests of limits set
@@ -79,7 +86,9 @@ impl TestApp {
     /// when the URL is the same).
     pub async fn spawn_raw(raw: RawConfig) -> TestApp {
         let cfg = server::Config::resolve(raw.clone()).expect("valid test config");
-        let state = server::prepare(cfg.clone(), true).await.expect("server prepares");
+        let state = server::prepare(cfg.clone(), true)
+            .await
+            .expect("server prepares");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr: SocketAddr = listener.local_addr().unwrap();
         let st = state.clone();
@@ -90,8 +99,6 @@ impl TestApp {
             base: format!("http://{addr}"),
             client: reqwest::Client::builder().build().unwrap(),
             state,
-            database_url: cfg.database_url.clone(),
-            dir: cfg.data_dir.clone(),
             raw,
         }
     }
@@ -100,7 +107,13 @@ impl TestApp {
         format!("{}{}", self.base, path)
     }
 
-    pub async fn request(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> Response {
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Response {
         let mut rb = self.client.request(method, self.url(path));
         if let Some(t) = token {
             rb = rb.bearer_auth(t);
@@ -127,12 +140,23 @@ impl TestApp {
         let mut tx = self.state.db.begin().await.unwrap();
         let u = store::users::insert(
             &mut tx,
-            &store::users::NewUser { email: &email, name: "Test User", role, status: "active", password_hash: &hash },
+            &store::users::NewUser {
+                email: &email,
+                name: "Test User",
+                role,
+                status: "active",
+                password_hash: &hash,
+            },
         )
         .await
         .unwrap();
         tx.commit().await.unwrap();
-        TestUser { id: u.id, email, password, role: role.to_string() }
+        TestUser {
+            id: u.id,
+            email,
+            password,
+            role: role.to_string(),
+        }
     }
 
     /// Create an account and sign it in.
@@ -142,7 +166,13 @@ impl TestApp {
     }
 
     pub async fn sign_in(&self, user: &TestUser) -> Session {
-        let r = self.post("/api/auth/signin", None, json!({"email": user.email, "password": user.password})).await;
+        let r = self
+            .post(
+                "/api/auth/signin",
+                None,
+                json!({"email": user.email, "password": user.password}),
+            )
+            .await;
         assert_eq!(r.status(), StatusCode::OK, "sign-in of {}", user.role);
         let v: Value = r.json().await.unwrap();
         Session {
@@ -169,7 +199,12 @@ pub struct Session {
 /// Assert `r` is a problem document with `status` and `code`; return it.
 pub async fn assert_problem(r: Response, status: u16, code: &str) -> Value {
     assert_eq!(r.status().as_u16(), status, "status");
-    let ct = r.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let ct = r
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
     assert!(r.headers().contains_key("x-request-id"));
     assert_eq!(ct, "application/problem+json", "content type");
     let v: Value = r.json().await.unwrap();
@@ -182,5 +217,7 @@ pub async fn assert_problem(r: Response, status: u16, code: &str) -> Value {
 }
 
 pub async fn audit_events(app: &TestApp) -> Vec<store::audit::StoredEvent> {
-    store::audit::list(&app.state.db, &Default::default(), 10_000).await.unwrap()
+    store::audit::list(&app.state.db, &Default::default(), 10_000)
+        .await
+        .unwrap()
 }

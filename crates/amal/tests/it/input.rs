@@ -6,7 +6,10 @@ use serde_json::{json, Value};
 use crate::helpers::*;
 
 async fn users(app: &TestApp) -> usize {
-    store::users::list(&app.state.db, None, 1000).await.unwrap().len()
+    store::users::list(&app.state.db, None, 1000)
+        .await
+        .unwrap()
+        .len()
 }
 
 #[tokio::test]
@@ -15,19 +18,80 @@ async fn malformed_and_mistyped_bodies() {
     let send_raw = |body: Vec<u8>, ct: &'static str| {
         let c = app.client.clone();
         let url = app.url("/api/auth/signup");
-        async move { c.post(url).header("content-type", ct).body(body).send().await.unwrap() }
+        async move {
+            c.post(url)
+                .header("content-type", ct)
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+        }
     };
-    assert_problem(send_raw(b"{not json".to_vec(), "application/json").await, 400, "bad_request").await;
-    assert_problem(send_raw(vec![b'{', b'"', 0xff, 0xfe, b'"', b'}'], "application/json").await, 400, "bad_request").await;
-    assert_problem(send_raw(b"{}".to_vec(), "text/plain").await, 415, "unsupported_media_type").await;
-    let v = assert_problem(app.post("/api/auth/signup", None, json!({"email": 42, "password": "x", "name": "y"})).await, 422, "validation_failed").await;
+    assert_problem(
+        send_raw(b"{not json".to_vec(), "application/json").await,
+        400,
+        "bad_request",
+    )
+    .await;
+    assert_problem(
+        send_raw(vec![b'{', b'"', 0xff, 0xfe, b'"', b'}'], "application/json").await,
+        400,
+        "bad_request",
+    )
+    .await;
+    assert_problem(
+        send_raw(b"{}".to_vec(), "text/plain").await,
+        415,
+        "unsupported_media_type",
+    )
+    .await;
+    let v = assert_problem(
+        app.post(
+            "/api/auth/signup",
+            None,
+            json!({"email": 42, "password": "x", "name": "y"}),
+        )
+        .await,
+        422,
+        "validation_failed",
+    )
+    .await;
     assert_eq!(v["errors"][0]["field"], "email");
-    let v = assert_problem(app.post("/api/auth/signup", None, json!({"email": "a@b.co"})).await, 422, "validation_failed").await;
-    assert!(v["errors"][0]["message"].as_str().unwrap().contains("required"));
-    let v = assert_problem(app.post("/api/auth/signup", None, json!({"email": "nope", "password": "short", "name": ""})).await, 422, "validation_failed").await;
-    let fields: Vec<&str> = v["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
+    let v = assert_problem(
+        app.post("/api/auth/signup", None, json!({"email": "a@b.co"}))
+            .await,
+        422,
+        "validation_failed",
+    )
+    .await;
+    assert!(v["errors"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("required"));
+    let v = assert_problem(
+        app.post(
+            "/api/auth/signup",
+            None,
+            json!({"email": "nope", "password": "short", "name": ""}),
+        )
+        .await,
+        422,
+        "validation_failed",
+    )
+    .await;
+    let fields: Vec<&str> = v["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
     assert_eq!(fields, ["email", "password", "name"]);
-    assert_problem(app.post("/api/auth/signup", None, json!([1, 2])).await, 422, "validation_failed").await;
+    assert_problem(
+        app.post("/api/auth/signup", None, json!([1, 2])).await,
+        422,
+        "validation_failed",
+    )
+    .await;
     assert_eq!(users(&app).await, 0);
 }
 
@@ -35,7 +99,13 @@ async fn malformed_and_mistyped_bodies() {
 async fn oversized_body_is_413() {
     let app = TestApp::spawn_with(|r| r.signup = Some("open".into())).await;
     let big = "x".repeat(2 * 1024 * 1024);
-    let r = app.post("/api/auth/signup", None, json!({"email": "a@b.co", "password": big, "name": "n"})).await;
+    let r = app
+        .post(
+            "/api/auth/signup",
+            None,
+            json!({"email": "a@b.co", "password": big, "name": "n"}),
+        )
+        .await;
     assert_problem(r, 413, "payload_too_large").await;
     assert_eq!(users(&app).await, 0);
 }
@@ -56,7 +126,10 @@ async fn hostile_strings_in_every_signup_field() {
             body[field] = Value::from(h);
             let r = app.post("/api/auth/signup", None, body).await;
             let s = r.status();
-            assert!(s.is_client_error() || s == StatusCode::CREATED, "{field}={h:?} gave {s}");
+            assert!(
+                s.is_client_error() || s == StatusCode::CREATED,
+                "{field}={h:?} gave {s}"
+            );
             let text = r.text().await.unwrap();
             assert!(!text.contains("<script>"), "unescaped echo: {text}");
             if s == StatusCode::CREATED {
@@ -70,7 +143,13 @@ async fn hostile_strings_in_every_signup_field() {
             }
         }
     }
-    let r = app.post("/api/auth/signin", None, json!({"email": "' OR '1'='1", "password": "' OR '1'='1"})).await;
+    let r = app
+        .post(
+            "/api/auth/signin",
+            None,
+            json!({"email": "' OR '1'='1", "password": "' OR '1'='1"}),
+        )
+        .await;
     assert_problem(r, 401, "unauthorized").await;
     assert!(app.get("/api/health", None).await.status().is_success());
 }
@@ -79,8 +158,12 @@ async fn sqlx_delete_user(app: &TestApp) {
     // Tests may clean up directly; the audit rows stay.
     let sql = "DELETE FROM users WHERE email = 'ok@clinic.test' AND NOT EXISTS (SELECT 1 FROM invites WHERE used_by = users.id)";
     match &app.state.db {
-        store::Db::Sqlite(s) => { sqlx::query(sql).execute(&s.write).await.unwrap(); }
-        store::Db::Postgres(p) => { sqlx::query(sql).execute(p).await.unwrap(); }
+        store::Db::Sqlite(s) => {
+            sqlx::query(sql).execute(&s.write).await.unwrap();
+        }
+        store::Db::Postgres(p) => {
+            sqlx::query(sql).execute(p).await.unwrap();
+        }
     }
 }
 

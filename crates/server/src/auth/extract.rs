@@ -31,22 +31,36 @@ impl AuthUser {
 }
 
 fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
-    let v = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
+    let v = headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
     let (scheme, token) = v.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then_some(token.trim())
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
 }
 
 /// Verify the request's bearer token and its session.
-pub async fn authenticate(state: &AppState, headers: &axum::http::HeaderMap) -> Result<AuthUser, AppError> {
-    let token = bearer(headers).ok_or(AppError::Unauthorized("Sign in first: no access token was sent."))?;
+pub async fn authenticate(
+    state: &AppState,
+    headers: &axum::http::HeaderMap,
+) -> Result<AuthUser, AppError> {
+    let token = bearer(headers).ok_or(AppError::Unauthorized(
+        "Sign in first: no access token was sent.",
+    ))?;
     let claims = state
         .keys
         .verify_access(token)
-        .ok_or(AppError::Unauthorized("The access token is invalid or expired."))?;
+        .ok_or(AppError::Unauthorized(
+            "The access token is invalid or expired.",
+        ))?;
     let live = store::sessions::live(&state.db, claims.sid)
         .await?
         .filter(|s| s.user_id == claims.sub && s.status == "active" && s.role == claims.role)
-        .ok_or(AppError::Unauthorized("The session has ended; sign in again."))?;
+        .ok_or(AppError::Unauthorized(
+            "The session has ended; sign in again.",
+        ))?;
     let role = Role::parse(&live.role).ok_or(AppError::Unauthorized("Unknown role."))?;
     if let Some(ctx) = crate::context::current() {
         ctx.set_user(live.user_id, role);
@@ -64,7 +78,10 @@ pub async fn authenticate(state: &AppState, headers: &axum::http::HeaderMap) -> 
 impl FromRequestParts<AppState> for AuthUser {
     type Rejection = AppError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         // The rate-limit layer may already have authenticated this request.
         if let Some(u) = parts.extensions.get::<AuthUser>() {
             return Ok(*u);

@@ -23,7 +23,9 @@ pub struct Hasher {
 
 impl Hasher {
     pub fn new() -> anyhow::Result<Hasher> {
-        let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        let cpus = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
         let dummy = hash_blocking(&uuid::Uuid::new_v4().to_string())?;
         Ok(Hasher {
             permits: Arc::new(Semaphore::new(cpus)),
@@ -43,7 +45,9 @@ impl Hasher {
         let _permit = self.permits.acquire().await?;
         let pw = password.to_string();
         let known = hash.is_some();
-        let h = hash.map(str::to_string).unwrap_or_else(|| (*self.dummy).clone());
+        let h = hash
+            .map(str::to_string)
+            .unwrap_or_else(|| (*self.dummy).clone());
         let ok = tokio::task::spawn_blocking(move || {
             PasswordHash::new(&h)
                 .map(|parsed| argon2().verify_password(pw.as_bytes(), &parsed).is_ok())

@@ -63,7 +63,11 @@ impl Keys {
             typ: "access".into(),
             sid: session,
         };
-        Ok(encode(&Header::new(Algorithm::HS512), &claims, &self.encoding)?)
+        Ok(encode(
+            &Header::new(Algorithm::HS512),
+            &claims,
+            &self.encoding,
+        )?)
     }
 
     /// Verify signature (current, then previous secret), algorithm (HS512

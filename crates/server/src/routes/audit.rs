@@ -35,15 +35,32 @@ pub struct AuditPage {
 
 #[utoipa::path(get, path = "/api/audit", tag = "audit", security(("bearer" = [])), params(AuditQuery),
     responses((status = 200, body = AuditPage), (status = 401), (status = 403)))]
-pub async fn list(State(st): State<AppState>, user: AuthUser, Query(q): Query<AuditQuery>) -> Result<Json<AuditPage>> {
+pub async fn list(
+    State(st): State<AppState>,
+    user: AuthUser,
+    Query(q): Query<AuditQuery>,
+) -> Result<Json<AuditPage>> {
     user.require(Action::ReadAudit)?;
-    let page = crate::extract::PageQuery { limit: q.limit, cursor: q.cursor.clone() };
-    let before_seq = match page.cursor_text()? {
-        Some(t) => Some(t.parse::<i64>().map_err(|_| AppError::validation("cursor", "is not a cursor this server issued"))?),
-        None => None,
+    let page = crate::extract::PageQuery {
+        limit: q.limit,
+        cursor: q.cursor.clone(),
     };
+    let before_seq =
+        match page.cursor_text()? {
+            Some(t) => Some(t.parse::<i64>().map_err(|_| {
+                AppError::validation("cursor", "is not a cursor this server issued")
+            })?),
+            None => None,
+        };
     let limit = page.limit();
-    let filter = store::audit::AuditFilter { patient_id: q.patient_id, user_id: q.user_id, action: q.action, from: q.from, to: q.to, before_seq };
+    let filter = store::audit::AuditFilter {
+        patient_id: q.patient_id,
+        user_id: q.user_id,
+        action: q.action,
+        from: q.from,
+        to: q.to,
+        before_seq,
+    };
     let mut items = store::audit::list(&st.db, &filter, limit + 1).await?;
     let next_cursor = if items.len() as i64 > limit {
         items.truncate(limit as usize);
@@ -56,7 +73,10 @@ pub async fn list(State(st): State<AppState>, user: AuthUser, Query(q): Query<Au
 
 #[utoipa::path(get, path = "/api/audit/verify", tag = "audit", security(("bearer" = [])),
     responses((status = 200, description = "{valid, events, firstBrokenId}"), (status = 401), (status = 403)))]
-pub async fn verify(State(st): State<AppState>, user: AuthUser) -> Result<Json<store::audit::VerifyReport>> {
+pub async fn verify(
+    State(st): State<AppState>,
+    user: AuthUser,
+) -> Result<Json<store::audit::VerifyReport>> {
     user.require(Action::ReadAudit)?;
     Ok(Json(store::audit::verify(&st.db).await?))
 }

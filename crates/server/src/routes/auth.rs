@@ -85,35 +85,59 @@ pub fn invite_hash(code: &str) -> String {
 
 /// Key for the per-account failed sign-in counter (no e-mail in clear).
 fn account_key(email: &str) -> String {
-    format!("signin-fail:{}", hex::encode(Sha256::digest(email.as_bytes())))
+    format!(
+        "signin-fail:{}",
+        hex::encode(Sha256::digest(email.as_bytes()))
+    )
 }
 
 #[utoipa::path(post, path = "/api/auth/signup", tag = "auth", request_body = SignupRequest,
     responses((status = 201, body = UserEnvelope), (status = 403, description = "Sign-up closed or invite missing, used, expired or for another e-mail"),
               (status = 409, description = "E-mail already registered"), (status = 422, description = "Invalid fields"), (status = 429, description = "Rate limited")))]
-pub async fn signup(State(st): State<AppState>, ApiJson(req): ApiJson<SignupRequest>) -> Result<(StatusCode, Json<UserEnvelope>)> {
+pub async fn signup(
+    State(st): State<AppState>,
+    ApiJson(req): ApiJson<SignupRequest>,
+) -> Result<(StatusCode, Json<UserEnvelope>)> {
     let email = Email::parse(&req.email);
     let password = Password::parse(&req.password);
     let name = PersonName::parse("name", &req.name);
-    all_valid(vec![email.as_ref().err().cloned(), password.as_ref().err().cloned(), name.as_ref().err().cloned()])?;
+    all_valid(vec![
+        email.as_ref().err().cloned(),
+        password.as_ref().err().cloned(),
+        name.as_ref().err().cloned(),
+    ])?;
     let (Ok(email), Ok(password), Ok(name)) = (email, password, name) else {
         return Err(AppError::validation("body", "is invalid"));
     };
     if st.config.signup == SignupPolicy::Closed {
-        return Err(AppError::Forbidden("Sign-up is closed; ask an administrator for an account.".into()));
+        return Err(AppError::Forbidden(
+            "Sign-up is closed; ask an administrator for an account.".into(),
+        ));
     }
     let invite_needed = st.config.signup == SignupPolicy::Invite;
-    let code = req.invite_code.as_deref().map(str::trim).filter(|c| !c.is_empty());
+    let code = req
+        .invite_code
+        .as_deref()
+        .map(str::trim)
+        .filter(|c| !c.is_empty());
     if invite_needed && code.is_none() {
-        return Err(AppError::Forbidden("An invitation code is required to sign up.".into()));
+        return Err(AppError::Forbidden(
+            "An invitation code is required to sign up.".into(),
+        ));
     }
     let hash = st.hasher.hash(password.expose()).await?;
     let mut tx = st.db.begin().await?;
     let (role, status, invite) = if invite_needed {
-        let bad = || AppError::Forbidden("The invitation code is not valid (unknown, used, expired or for another e-mail).".into());
-        let inv = store::users::invite_by_code_hash(&mut tx, &invite_hash(code.unwrap_or_default()))
-            .await?
-            .ok_or_else(bad)?;
+        let bad = || {
+            AppError::Forbidden(
+                "The invitation code is not valid (unknown, used, expired or for another e-mail)."
+                    .into(),
+            )
+        };
+        let inv =
+            store::users::invite_by_code_hash(&mut tx, &invite_hash(code.unwrap_or_default()))
+                .await?
+                .ok_or_else(bad)?;
         let for_other = inv.email.as_deref().is_some_and(|e| e != email.as_str());
         if inv.used_at.is_some() || inv.expires_at <= store::now() || for_other {
             return Err(bad());
@@ -124,12 +148,20 @@ pub async fn signup(State(st): State<AppState>, ApiJson(req): ApiJson<SignupRequ
     };
     let user = store::users::insert(
         &mut tx,
-        &store::users::NewUser { email: email.as_str(), name: name.as_str(), role: &role, status: status.as_str(), password_hash: &hash },
+        &store::users::NewUser {
+            email: email.as_str(),
+            name: name.as_str(),
+            role: &role,
+            status: status.as_str(),
+            password_hash: &hash,
+        },
     )
     .await?;
     if let Some(id) = invite {
         if !store::users::consume_invite(&mut tx, id, user.id).await? {
-            return Err(AppError::Forbidden("The invitation code was just used.".into()));
+            return Err(AppError::Forbidden(
+                "The invitation code was just used.".into(),
+            ));
         }
     }
     let mut ev = audit_event(None, "auth.signup", "success");
@@ -141,7 +173,10 @@ pub async fn signup(State(st): State<AppState>, ApiJson(req): ApiJson<SignupRequ
     tx.commit().await?;
     st.metrics.incr("auth.signup.success");
     tracing::info!(userId = %user.id, role = %user.role, status = %user.status, "auth signup");
-    Ok((StatusCode::CREATED, Json(UserEnvelope { user: user.into() })))
+    Ok((
+        StatusCode::CREATED,
+        Json(UserEnvelope { user: user.into() }),
+    ))
 }
 
 async fn record_signin(st: &AppState, user: Option<(Uuid, &str)>, outcome: &str) -> Result<()> {
@@ -171,46 +206,87 @@ async fn open_session(st: &AppState, user: store::users::UserRow) -> Result<Toke
     store::audit::append(&mut tx, &[ev]).await?;
     tx.commit().await?;
     let access = st.keys.issue_access(user.id, &user.role, session)?;
-    Ok(TokenPair { access_token: access, token_type: "Bearer", expires_in: ACCESS_TTL_SECS, refresh_token: refresh, user: user.into() })
+    Ok(TokenPair {
+        access_token: access,
+        token_type: "Bearer",
+        expires_in: ACCESS_TTL_SECS,
+        refresh_token: refresh,
+        user: user.into(),
+    })
 }
 
 #[utoipa::path(post, path = "/api/auth/signin", tag = "auth", request_body = SigninRequest,
     responses((status = 200, body = TokenPair), (status = 401, description = "Wrong e-mail or password"),
               (status = 403, description = "Account pending or disabled"), (status = 429, description = "Rate limited")))]
-pub async fn signin(State(st): State<AppState>, ApiJson(req): ApiJson<SigninRequest>) -> Result<Json<TokenPair>> {
+pub async fn signin(
+    State(st): State<AppState>,
+    ApiJson(req): ApiJson<SigninRequest>,
+) -> Result<Json<TokenPair>> {
     let wrong = || AppError::Unauthorized("Incorrect e-mail or password.");
     let email = req.email.trim().to_lowercase();
     if email.is_empty() || req.password.is_empty() {
         return Err(AppError::Validation(
-            [("email", email.is_empty()), ("password", req.password.is_empty())]
-                .into_iter()
-                .filter(|x| x.1)
-                .map(|(f, _)| domain::account::FieldError::new(f, "is required"))
-                .collect(),
+            [
+                ("email", email.is_empty()),
+                ("password", req.password.is_empty()),
+            ]
+            .into_iter()
+            .filter(|x| x.1)
+            .map(|(f, _)| domain::account::FieldError::new(f, "is required"))
+            .collect(),
         ));
     }
     let key = account_key(&email);
-    let fails = st.limiter.peek(&key, st.config.rate_limits.account_failures).await?;
+    let fails = st
+        .limiter
+        .peek(&key, st.config.rate_limits.account_failures)
+        .await?;
     if !fails.allowed {
         st.metrics.incr("auth.signin.locked");
-        return Err(AppError::RateLimited { retry_after: fails.reset_secs.max(1) });
+        return Err(AppError::RateLimited {
+            retry_after: fails.reset_secs.max(1),
+        });
     }
-    let user = if email.len() <= 254 { store::users::by_email(&st.db, &email).await? } else { None };
-    let password = if req.password.chars().count() <= domain::account::Password::MAX_CHARS { req.password.as_str() } else { "" };
-    let ok = st.hasher.verify(password, user.as_ref().map(|u| u.password_hash.as_str())).await? && !password.is_empty();
+    let user = if email.len() <= 254 {
+        store::users::by_email(&st.db, &email).await?
+    } else {
+        None
+    };
+    let password = if req.password.chars().count() <= domain::account::Password::MAX_CHARS {
+        req.password.as_str()
+    } else {
+        ""
+    };
+    let ok = st
+        .hasher
+        .verify(password, user.as_ref().map(|u| u.password_hash.as_str()))
+        .await?
+        && !password.is_empty();
     let user = match user {
         Some(u) if ok => u,
         known => {
-            st.limiter.hit(&key, st.config.rate_limits.account_failures).await?;
+            st.limiter
+                .hit(&key, st.config.rate_limits.account_failures)
+                .await?;
             st.metrics.incr("auth.signin.failure");
-            record_signin(&st, known.as_ref().map(|u| (u.id, u.role.as_str())), "failure").await?;
+            record_signin(
+                &st,
+                known.as_ref().map(|u| (u.id, u.role.as_str())),
+                "failure",
+            )
+            .await?;
             tracing::info!("auth signin failure");
             return Err(wrong());
         }
     };
     if user.status != UserStatus::Active.as_str() {
         st.metrics.incr("auth.signin.failure");
-        record_signin(&st, Some((user.id, user.role.as_str())), user.status.as_str()).await?;
+        record_signin(
+            &st,
+            Some((user.id, user.role.as_str())),
+            user.status.as_str(),
+        )
+        .await?;
         return Err(AppError::Forbidden(if user.status == "pending" {
             "This account is waiting for an administrator to activate it.".into()
         } else {
@@ -225,11 +301,16 @@ pub async fn signin(State(st): State<AppState>, ApiJson(req): ApiJson<SigninRequ
 
 #[utoipa::path(post, path = "/api/auth/refresh", tag = "auth", request_body = RefreshRequest,
     responses((status = 200, body = TokenPair), (status = 401, description = "Unknown, expired, revoked or reused refresh token"), (status = 429, description = "Rate limited")))]
-pub async fn refresh(State(st): State<AppState>, ApiJson(req): ApiJson<RefreshRequest>) -> Result<Json<TokenPair>> {
+pub async fn refresh(
+    State(st): State<AppState>,
+    ApiJson(req): ApiJson<RefreshRequest>,
+) -> Result<Json<TokenPair>> {
     let refused = || AppError::Unauthorized("The refresh token is not valid; sign in again.");
     let hash = st.keys.refresh_hash(req.refresh_token.trim());
     let mut tx = st.db.begin().await?;
-    let found = store::sessions::find_refresh(&mut tx, &hash).await?.ok_or_else(refused)?;
+    let found = store::sessions::find_refresh(&mut tx, &hash)
+        .await?
+        .ok_or_else(refused)?;
     let now = store::now();
     if found.used_at.is_some() || !store::sessions::mark_used(&mut tx, found.token_id).await? {
         // A rotated token came back: someone holds a copy. End the family.
@@ -245,21 +326,44 @@ pub async fn refresh(State(st): State<AppState>, ApiJson(req): ApiJson<RefreshRe
         tracing::warn!(userId = %found.user_id, "refresh token reuse detected; session revoked");
         return Err(refused());
     }
-    if found.session_revoked_at.is_some() || found.session_expires_at <= now || found.expires_at <= now || found.status != "active" {
+    if found.session_revoked_at.is_some()
+        || found.session_expires_at <= now
+        || found.expires_at <= now
+        || found.status != "active"
+    {
         return Err(refused());
     }
     let (token, token_hash) = st.keys.new_refresh();
-    store::sessions::add_refresh_token(&mut tx, found.session_id, &token_hash, found.session_expires_at).await?;
+    store::sessions::add_refresh_token(
+        &mut tx,
+        found.session_id,
+        &token_hash,
+        found.session_expires_at,
+    )
+    .await?;
     tx.commit().await?;
-    let user = store::users::by_id(&st.db, found.user_id).await?.ok_or_else(refused)?;
-    let access = st.keys.issue_access(user.id, &user.role, found.session_id)?;
+    let user = store::users::by_id(&st.db, found.user_id)
+        .await?
+        .ok_or_else(refused)?;
+    let access = st
+        .keys
+        .issue_access(user.id, &user.role, found.session_id)?;
     st.metrics.incr("auth.refresh.success");
-    Ok(Json(TokenPair { access_token: access, token_type: "Bearer", expires_in: ACCESS_TTL_SECS, refresh_token: token, user: user.into() }))
+    Ok(Json(TokenPair {
+        access_token: access,
+        token_type: "Bearer",
+        expires_in: ACCESS_TTL_SECS,
+        refresh_token: token,
+        user: user.into(),
+    }))
 }
 
 #[utoipa::path(post, path = "/api/auth/logout", tag = "auth", request_body = RefreshRequest,
     responses((status = 204, description = "Session ended (also when the token was unknown)")))]
-pub async fn logout(State(st): State<AppState>, ApiJson(req): ApiJson<RefreshRequest>) -> Result<StatusCode> {
+pub async fn logout(
+    State(st): State<AppState>,
+    ApiJson(req): ApiJson<RefreshRequest>,
+) -> Result<StatusCode> {
     let hash = st.keys.refresh_hash(req.refresh_token.trim());
     let mut tx = st.db.begin().await?;
     if let Some(found) = store::sessions::find_refresh(&mut tx, &hash).await? {
@@ -278,6 +382,8 @@ pub async fn logout(State(st): State<AppState>, ApiJson(req): ApiJson<RefreshReq
 #[utoipa::path(get, path = "/api/auth/me", tag = "auth", security(("bearer" = [])),
     responses((status = 200, body = UserEnvelope), (status = 401, description = "Not signed in")))]
 pub async fn me(State(st): State<AppState>, user: AuthUser) -> Result<Json<UserEnvelope>> {
-    let u = store::users::by_id(&st.db, user.id).await?.ok_or(AppError::Unauthorized("The account no longer exists."))?;
+    let u = store::users::by_id(&st.db, user.id)
+        .await?
+        .ok_or(AppError::Unauthorized("The account no longer exists."))?;
     Ok(Json(UserEnvelope { user: u.into() }))
 }

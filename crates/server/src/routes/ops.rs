@@ -42,8 +42,13 @@ pub async fn health(State(st): State<AppState>) -> (StatusCode, Json<Health>) {
         .await
         .map(|r| r.is_ok())
         .unwrap_or(false);
-    let schema = if db_ok { store::migrate::current_version(&st.db).await.ok() } else { None };
-    st.metrics.set_gauge("database.up", if db_ok { 1.0 } else { 0.0 });
+    let schema = if db_ok {
+        store::migrate::current_version(&st.db).await.ok()
+    } else {
+        None
+    };
+    st.metrics
+        .set_gauge("database.up", if db_ok { 1.0 } else { 0.0 });
     let body = Health {
         status: if db_ok { "ok" } else { "degraded" },
         checks: serde_json::json!({ "database": if db_ok { "ok" } else { "unreachable" } }),
@@ -52,7 +57,11 @@ pub async fn health(State(st): State<AppState>) -> (StatusCode, Json<Health>) {
         schema_version: schema,
         uptime_seconds: st.started.elapsed().as_secs(),
     };
-    let code = if db_ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let code = if db_ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (code, Json(body))
 }
 
@@ -73,16 +82,30 @@ pub async fn ready(State(st): State<AppState>) -> (StatusCode, Json<Ready>) {
     let ok = version == Some(expected);
     let body = Ready {
         ready: ok,
-        database: if version.is_some() { "ok" } else { "unreachable" },
+        database: if version.is_some() {
+            "ok"
+        } else {
+            "unreachable"
+        },
         schema_version: version,
         expected_schema_version: expected,
     };
-    (if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, Json(body))
+    (
+        if ok {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        },
+        Json(body),
+    )
 }
 
 #[utoipa::path(get, path = "/api/metrics", tag = "ops", security(("bearer" = [])),
     responses((status = 200, description = "Counters and per-route-class durations (SPEC §8)"), (status = 401), (status = 403)))]
-pub async fn metrics_json(State(st): State<AppState>, user: AuthUser) -> Result<Json<serde_json::Value>> {
+pub async fn metrics_json(
+    State(st): State<AppState>,
+    user: AuthUser,
+) -> Result<Json<serde_json::Value>> {
     user.require(Action::ReadMetrics)?;
     Ok(Json(st.metrics.snapshot_json()))
 }
@@ -94,14 +117,22 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 
 #[utoipa::path(get, path = "/metrics", tag = "ops", security(("bearer" = [])),
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain"), (status = 401), (status = 403)))]
-pub async fn metrics_prometheus(State(st): State<AppState>, headers: HeaderMap) -> Result<Response> {
+pub async fn metrics_prometheus(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
         .map(str::trim);
     let by_token = match (&st.config.metrics_token, token) {
-        (Some(expected), Some(given)) => same(expected.expose_secret().as_bytes(), given.as_bytes()),
+        (Some(expected), Some(given)) => {
+            same(expected.expose_secret().as_bytes(), given.as_bytes())
+        }
         _ => false,
     };
     if !by_token {

@@ -26,12 +26,19 @@ pub struct UserList {
 
 #[utoipa::path(get, path = "/api/users", tag = "users", security(("bearer" = [])), params(PageQuery),
     responses((status = 200, body = UserList), (status = 401), (status = 403)))]
-pub async fn list_users(State(st): State<AppState>, user: AuthUser, Query(page): Query<PageQuery>) -> Result<Json<UserList>> {
+pub async fn list_users(
+    State(st): State<AppState>,
+    user: AuthUser,
+    Query(page): Query<PageQuery>,
+) -> Result<Json<UserList>> {
     user.require(Action::ManageUsers)?;
-    let after = match page.cursor_text()? {
-        Some(t) => Some(Uuid::parse_str(&t).map_err(|_| AppError::validation("cursor", "is not a cursor this server issued"))?),
-        None => None,
-    };
+    let after =
+        match page.cursor_text()? {
+            Some(t) => Some(Uuid::parse_str(&t).map_err(|_| {
+                AppError::validation("cursor", "is not a cursor this server issued")
+            })?),
+            None => None,
+        };
     let limit = page.limit();
     let mut rows = store::users::list(&st.db, after, limit + 1).await?;
     let next_cursor = if rows.len() as i64 > limit {
@@ -40,7 +47,10 @@ pub async fn list_users(State(st): State<AppState>, user: AuthUser, Query(page):
     } else {
         None
     };
-    Ok(Json(UserList { items: rows.into_iter().map(UserView::from).collect(), next_cursor }))
+    Ok(Json(UserList {
+        items: rows.into_iter().map(UserView::from).collect(),
+        next_cursor,
+    }))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -54,24 +64,35 @@ pub struct CreateUserRequest {
 
 #[utoipa::path(post, path = "/api/users", tag = "users", security(("bearer" = [])), request_body = CreateUserRequest,
     responses((status = 201, body = UserEnvelope), (status = 401), (status = 403), (status = 409), (status = 422)))]
-pub async fn create_user(State(st): State<AppState>, admin: AuthUser, ApiJson(req): ApiJson<CreateUserRequest>) -> Result<(StatusCode, Json<UserEnvelope>)> {
+pub async fn create_user(
+    State(st): State<AppState>,
+    admin: AuthUser,
+    ApiJson(req): ApiJson<CreateUserRequest>,
+) -> Result<(StatusCode, Json<UserEnvelope>)> {
     admin.require(Action::ManageUsers)?;
     let email = Email::parse(&req.email);
     let password = Password::parse(&req.password);
     let name = PersonName::parse("name", &req.name);
-    all_valid(vec![email.as_ref().err().cloned(), password.as_ref().err().cloned(), name.as_ref().err().cloned()])?;
+    all_valid(vec![
+        email.as_ref().err().cloned(),
+        password.as_ref().err().cloned(),
+        name.as_ref().err().cloned(),
+    ])?;
     let (Ok(email), Ok(password), Ok(name)) = (email, password, name) else {
         return Err(AppError::validation("body", "is invalid"));
     };
     let hash = st.hasher.hash(password.expose()).await?;
     let mut tx = st.db.begin().await?;
-    let user = store::users::insert(&mut tx, &store::users::NewUser {
-        email: email.as_str(),
-        name: name.as_str(),
-        role: req.role.as_str(),
-        status: UserStatus::Active.as_str(),
-        password_hash: &hash,
-    })
+    let user = store::users::insert(
+        &mut tx,
+        &store::users::NewUser {
+            email: email.as_str(),
+            name: name.as_str(),
+            role: req.role.as_str(),
+            status: UserStatus::Active.as_str(),
+            password_hash: &hash,
+        },
+    )
     .await?;
     let mut ev = audit_event(Some(&admin), "user.create", "success");
     ev.resource_type = Some("user".into());
@@ -80,7 +101,10 @@ pub async fn create_user(State(st): State<AppState>, admin: AuthUser, ApiJson(re
     store::audit::append(&mut tx, &[ev]).await?;
     tx.commit().await?;
     tracing::info!(targetUserId = %user.id, newRole = %user.role, "user created");
-    Ok((StatusCode::CREATED, Json(UserEnvelope { user: user.into() })))
+    Ok((
+        StatusCode::CREATED,
+        Json(UserEnvelope { user: user.into() }),
+    ))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -104,14 +128,26 @@ pub async fn update_user(
 ) -> Result<Json<UserEnvelope>> {
     admin.require(Action::ManageUsers)?;
     let version = expected_version(&headers, req.version)?;
-    let current = store::users::by_id(&st.db, id).await?.ok_or(AppError::NotFound)?;
-    let role = req.role.map(Role::as_str).unwrap_or(&current.role).to_string();
-    let status = req.status.map(UserStatus::as_str).unwrap_or(&current.status).to_string();
+    let current = store::users::by_id(&st.db, id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    let role = req
+        .role
+        .map(Role::as_str)
+        .unwrap_or(&current.role)
+        .to_string();
+    let status = req
+        .status
+        .map(UserStatus::as_str)
+        .unwrap_or(&current.status)
+        .to_string();
     let mut tx = st.db.begin().await?;
     let user = store::users::update_role_status(&mut tx, id, version, &role, &status).await?;
     // Never leave the clinic without an active administrator.
     if store::users::count_active_admins(&mut tx).await? == 0 {
-        return Err(AppError::conflict("This change would leave no active administrator."));
+        return Err(AppError::conflict(
+            "This change would leave no active administrator.",
+        ));
     }
     let changed = current.role != user.role || current.status != user.status;
     if changed {
@@ -147,9 +183,18 @@ pub struct InviteResponse {
 
 #[utoipa::path(post, path = "/api/invites", tag = "users", security(("bearer" = [])), request_body = InviteRequest,
     responses((status = 201, body = InviteResponse), (status = 401), (status = 403), (status = 422)))]
-pub async fn create_invite(State(st): State<AppState>, admin: AuthUser, ApiJson(req): ApiJson<InviteRequest>) -> Result<(StatusCode, Json<InviteResponse>)> {
+pub async fn create_invite(
+    State(st): State<AppState>,
+    admin: AuthUser,
+    ApiJson(req): ApiJson<InviteRequest>,
+) -> Result<(StatusCode, Json<InviteResponse>)> {
     admin.require(Action::ManageUsers)?;
-    let email = match req.email.as_deref().map(str::trim).filter(|e| !e.is_empty()) {
+    let email = match req
+        .email
+        .as_deref()
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+    {
         Some(e) => Some(Email::parse(e)?),
         None => None,
     };
@@ -162,12 +207,28 @@ pub async fn create_invite(State(st): State<AppState>, admin: AuthUser, ApiJson(
     };
     let expires_at = store::now() + Duration::days(7);
     let mut tx = st.db.begin().await?;
-    let id = store::users::insert_invite(&mut tx, &invite_hash(&code), req.role.as_str(), email.as_ref().map(Email::as_str), admin.id, expires_at).await?;
+    let id = store::users::insert_invite(
+        &mut tx,
+        &invite_hash(&code),
+        req.role.as_str(),
+        email.as_ref().map(Email::as_str),
+        admin.id,
+        expires_at,
+    )
+    .await?;
     let mut ev = audit_event(Some(&admin), "invite.create", "success");
     ev.resource_type = Some("invite".into());
     ev.resource_id = Some(id);
     ev.detail = Some(serde_json::json!({ "role": req.role }).to_string());
     store::audit::append(&mut tx, &[ev]).await?;
     tx.commit().await?;
-    Ok((StatusCode::CREATED, Json(InviteResponse { code, role: req.role, email: email.map(|e| e.as_str().to_string()), expires_at })))
+    Ok((
+        StatusCode::CREATED,
+        Json(InviteResponse {
+            code,
+            role: req.role,
+            email: email.map(|e| e.as_str().to_string()),
+            expires_at,
+        }),
+    ))
 }

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: formatting, lints, unit tests, and every
+# integration test on SQLite and again on PostgreSQL. Installs or starts
+# whatever the tests need. Usage: ./scripts/test.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PG_ADMIN_URL="${AMAL_TEST_PG_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+
+step() { printf '\n==> %s\n' "$*"; }
+
+need_apt=()
+command -v psql >/dev/null 2>&1 || need_apt+=(postgresql-client)
+command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  step "installing ${need_apt[*]}"
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  else
+    echo "warning: cannot install ${need_apt[*]} without root" >&2
+  fi
+fi
+
+step "PostgreSQL"
+if ! pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then
+  if command -v pg_ctlcluster >/dev/null 2>&1; then
+    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main start || true
+  fi
+  for _ in $(seq 1 30); do pg_isready -h 127.0.0.1 -p 5432 -q && break; sleep 1; done
+fi
+pg_isready -h 127.0.0.1 -p 5432
+# Drop databases left behind by earlier runs.
+psql "$PG_ADMIN_URL" -Atqc "SELECT datname FROM pg_database WHERE datname LIKE 'amal_t_%'" |
+  while read -r db; do psql "$PG_ADMIN_URL" -qc "DROP DATABASE IF EXISTS \"$db\"" >/dev/null 2>&1 || true; done
+
+if cargo nextest --version >/dev/null 2>&1; then
+  run_tests() { cargo nextest run --workspace --no-fail-fast "$@"; }
+else
+  run_tests() { cargo test --workspace --no-fail-fast "$@"; }
+fi
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy (workspace lints, warnings are errors)"
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "tests on SQLite"
+run_tests
+
+step "integration tests on PostgreSQL"
+AMAL_TEST_DATABASE_URL="$PG_ADMIN_URL" run_tests -p amal
+
+step "all tests passed on SQLite and PostgreSQL"
