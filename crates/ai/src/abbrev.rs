@@ -114,7 +114,9 @@ pub fn expand(text: &str) -> String {
     for m in token_re.find_iter(&s) {
         let before = s[..m.start()].chars().next_back();
         let after = s[m.end()..].chars().next();
-        if matches!(before, Some('[' | '_' | '-' | '\'')) || matches!(after, Some(']' | '_' | '-' | '\'')) {
+        if matches!(before, Some('[' | '_' | '-' | '\''))
+            || matches!(after, Some(']' | '_' | '-' | '\''))
+        {
             continue;
         }
         let tok = m.as_str();
@@ -140,11 +142,12 @@ pub fn expand(text: &str) -> String {
         };
         let Some(i) = idx else { continue };
         let e = &t.entries[i];
-        let after_number = s[..m.start()]
-            .trim_end()
-            .chars()
-            .next_back()
-            .is_some_and(|c| c.is_ascii_digit());
+        // "24 hr" = hours, but "T 37 HR 80" and "150/90 HR 98" = heart rate.
+        let prev_token = s[..m.start()].split_whitespace().next_back().unwrap_or("");
+        let next_token = s[tok_end..].split_whitespace().next().unwrap_or("");
+        let after_number = !prev_token.is_empty()
+            && prev_token.chars().all(|c| c.is_ascii_digit() || c == '.')
+            && !next_token.starts_with(|c: char| c.is_ascii_digit());
         let exp = match (&e.after_number, after_number) {
             (Some(alt), true) => alt.as_str(),
             _ => e.expansion.as_str(),
@@ -183,13 +186,22 @@ mod tests {
             expand("54 y/o pt c/o SOB and N/V, hx HTN, DM2"),
             "54 year-old patient complains of shortness of breath and nausea and vomiting, history hypertension, type 2 diabetes mellitus"
         );
-        assert_eq!(expand("BP 150/90 HR 98 RR 18"), "blood pressure 150/90 heart rate 98 respiratory rate 18");
+        assert_eq!(
+            expand("BP 150/90 HR 98 RR 18"),
+            "blood pressure 150/90 heart rate 98 respiratory rate 18"
+        );
         assert_eq!(expand("f/u 2 wks PRN"), "follow-up 2 weeks as needed");
         assert_eq!(expand("abd soft, NAD"), "abdomen soft, no acute distress");
         assert_eq!(expand("abd pain x 2 days"), "abdominal pain x 2 days");
-        assert_eq!(expand("SpO2 96% on RA"), "oxygen saturation 96% on room air");
+        assert_eq!(
+            expand("SpO2 96% on RA"),
+            "oxygen saturation 96% on room air"
+        );
         assert_eq!(expand("cough for 24 hr"), "cough for 24 hours");
-        assert_eq!(expand("cough w/ sputum, w/o fever"), "cough with sputum, without fever");
+        assert_eq!(
+            expand("cough w/ sputum, w/o fever"),
+            "cough with sputum, without fever"
+        );
         assert_eq!(expand("67yo F"), "67 year-old F");
         assert_eq!(expand("[MRN] PT referral"), "[MRN] PT referral");
     }

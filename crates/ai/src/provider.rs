@@ -34,7 +34,12 @@ pub struct SoapSections {
 
 impl SoapSections {
     pub fn fields(&self) -> [&str; 4] {
-        [&self.subjective, &self.objective, &self.assessment, &self.plan]
+        [
+            &self.subjective,
+            &self.objective,
+            &self.assessment,
+            &self.plan,
+        ]
     }
 }
 
@@ -58,6 +63,12 @@ pub trait Provider: Send + Sync {
     fn grounded(&self) -> bool {
         false
     }
-    fn draft_note<'a>(&'a self, req: &'a NoteRequest) -> BoxFuture<'a, Result<ProviderReply<SoapSections>, AiError>>;
-    fn explain<'a>(&'a self, facts: &'a LabFacts) -> BoxFuture<'a, Result<ProviderReply<String>, AiError>>;
+    fn draft_note<'a>(
+        &'a self,
+        req: &'a NoteRequest,
+    ) -> BoxFuture<'a, Result<ProviderReply<SoapSections>, AiError>>;
+    fn explain<'a>(
+        &'a self,
+        facts: &'a LabFacts,
+    ) -> BoxFuture<'a, Result<ProviderReply<String>, AiError>>;
 }

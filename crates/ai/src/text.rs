@@ -13,7 +13,10 @@ pub(crate) fn compile_all(patterns: &[&str]) -> Vec<Regex> {
 
 /// A single lazily compiled regex; `None` only if the pattern is invalid
 /// (unit tests compile every pattern).
-pub(crate) fn lazy_regex(cell: &'static OnceLock<Option<Regex>>, pattern: &str) -> Option<&'static Regex> {
+pub(crate) fn lazy_regex(
+    cell: &'static OnceLock<Option<Regex>>,
+    pattern: &str,
+) -> Option<&'static Regex> {
     cell.get_or_init(|| Regex::new(pattern).ok()).as_ref()
 }
 
@@ -74,14 +77,18 @@ static NUM_RE: OnceLock<Option<Regex>> = OnceLock::new();
 pub fn words(text: &str) -> BTreeSet<String> {
     let lower = text.to_lowercase();
     lazy_regex(&WORD_RE, r"[\p{L}]+").map_or_else(BTreeSet::new, |re| {
-        re.find_iter(&lower).map(|m| m.as_str().to_string()).collect()
+        re.find_iter(&lower)
+            .map(|m| m.as_str().to_string())
+            .collect()
     })
 }
 
 /// Canonical numbers of `text`.
 pub fn numbers(text: &str) -> BTreeSet<String> {
     lazy_regex(&NUM_RE, r"\d+(?:\.\d+)?").map_or_else(BTreeSet::new, |re| {
-        re.find_iter(text).map(|m| canonical_number(m.as_str())).collect()
+        re.find_iter(text)
+            .map(|m| canonical_number(m.as_str()))
+            .collect()
     })
 }
 
@@ -143,6 +150,9 @@ mod tests {
     fn capitalizes() {
         assert_eq!(capitalize_first("lungs clear"), "Lungs clear");
         assert_eq!(capitalize_first("eGFR 45"), "eGFR 45");
-        assert_eq!(capitalize_first("[PATIENT_NAME] reports"), "[PATIENT_NAME] reports");
+        assert_eq!(
+            capitalize_first("[PATIENT_NAME] reports"),
+            "[PATIENT_NAME] reports"
+        );
     }
 }

@@ -157,6 +157,18 @@ pub enum Command {
         #[command(subcommand)]
         action: AuditAction,
     },
+    /// Start a throw-away demo clinic (synthetic patients, one user per role)
+    Demo {
+        /// How many synthetic patients to generate
+        #[arg(long, default_value_t = 200)]
+        patients: usize,
+        /// Keep the demo database folder after stopping
+        #[arg(long)]
+        keep: bool,
+        /// Password for every demo user (default: a random one, printed at start)
+        #[arg(long, env = "AMAL_DEMO_PASSWORD", hide_env_values = true)]
+        password: Option<String>,
+    },
     /// Print the release, the git commit and the schema version
     Version,
 }

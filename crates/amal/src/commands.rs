@@ -90,6 +90,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::FAILURE)
             }
         }
+        Command::Demo {
+            patients,
+            keep,
+            password,
+        } => demo(raw, patients, keep, password).await,
         Command::Version => {
             println!("amal {}", server::routes::ops::release());
             println!("commit {}", server::routes::ops::git_commit());
@@ -256,5 +261,77 @@ async fn user(cfg: server::Config, action: UserAction) -> anyhow::Result<ExitCod
         created.email,
         created.id
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn demo(
+    mut raw: server::RawConfig,
+    patients: usize,
+    keep: bool,
+    password: Option<String>,
+) -> anyhow::Result<ExitCode> {
+    let dir = crate::demo::scratch_dir()?;
+    raw.data_dir = Some(dir.clone());
+    raw.database_url = Some(format!("sqlite://{}", dir.join("amal.db").display()));
+    raw.env = Some("development".into());
+    raw.signup = raw.signup.or(Some("invite".into()));
+    let password = password.unwrap_or_else(|| {
+        use rand::Rng;
+        let words = [
+            "amber", "birch", "cobalt", "delta", "ember", "fjord", "garnet", "harbor", "indigo",
+            "juniper",
+        ];
+        let mut rng = rand::thread_rng();
+        format!(
+            "demo-{}-{}-{}",
+            words[rng.gen_range(0..10)],
+            words[rng.gen_range(0..10)],
+            rng.gen_range(1000..9999)
+        )
+    });
+    Password::parse(&password).map_err(|e| anyhow::anyhow!("demo password: {e}"))?;
+    let cfg = resolve(raw)?;
+    let db = connect(&cfg).await?;
+    store::migrate::up(&db).await?;
+    let users = crate::demo::create_users(&db, &password).await?;
+    let id_of = |role: &str| {
+        users
+            .iter()
+            .find(|u| u.0 == role)
+            .map(|u| u.1)
+            .unwrap_or_default()
+    };
+    let started = std::time::Instant::now();
+    crate::demo::seed(&db, patients, id_of("provider"), id_of("nurse")).await?;
+    eprintln!(
+        "generated {patients} patients in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    db.close().await;
+
+    server::logging::init(&cfg.log_level);
+    let listener = tokio::net::TcpListener::bind(&cfg.bind)
+        .await
+        .with_context(|| format!("cannot listen on {}", cfg.bind))?;
+    let addr = listener.local_addr()?;
+    let state = server::prepare(cfg, true).await?;
+    println!();
+    println!("Dr Amal demo clinic is running at http://{addr}/");
+    println!("Every demo user signs in with the password: {password}");
+    for role in crate::demo::DEMO_ROLES {
+        println!("  {:<9} {}", role, crate::demo::demo_email(role));
+    }
+    println!(
+        "Data (synthetic, deleted on exit{}): {}",
+        if keep { " unless --keep" } else { "" },
+        dir.display()
+    );
+    println!("Press Ctrl-C to stop.");
+    println!();
+    tracing::info!(address = %addr, "listening");
+    server::serve(state, listener, server::shutdown_signal()).await?;
+    if !keep {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -5,6 +5,7 @@
 
 pub mod account;
 pub mod allergy;
+pub mod clinical;
 pub mod labs;
 pub mod roles;
 pub mod states;

@@ -129,9 +129,11 @@ pub fn allowed_roles(action: Action) -> &'static [Role] {
         | Action::ReadLabs
         | Action::RecordLab
         | Action::UseAi
-        | Action::ReadOwnDay => &[Provider, Nurse],
+        | Action::ReadOwnDay
+        // An addendum is signed by its author; nurses correct their own
+        // charting after co-signature this way too.
+        | Action::AddAddendum => &[Provider, Nurse],
         Action::FinalizeNote
-        | Action::AddAddendum
         | Action::IssuePrescription
         | Action::CancelPrescription
         | Action::ReviewLab => &[Provider],

@@ -119,3 +119,60 @@ pub fn expected_version(headers: &HeaderMap, body_version: Option<i64>) -> Resul
     }
     body_version.ok_or(AppError::PreconditionRequired)
 }
+
+/// Like [`ApiJson`], but an empty body means `T::default()` (for actions
+/// such as "issue" whose body is optional).
+pub struct OptionalJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for OptionalJson<T>
+where
+    T: DeserializeOwned + Default,
+    S: Send + Sync,
+{
+    type Rejection = AppError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|e| {
+                if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                    AppError::PayloadTooLarge
+                } else {
+                    AppError::BadRequest("The body could not be read.".into())
+                }
+            })?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(OptionalJson(T::default()));
+        }
+        match serde_json::from_slice::<T>(&bytes) {
+            Ok(v) => Ok(OptionalJson(v)),
+            Err(e) if e.is_data() => Err(data_error(&format!("target type: {e}"))),
+            Err(_) => Err(AppError::BadRequest(
+                "The body is not valid JSON (or not valid UTF-8).".into(),
+            )),
+        }
+    }
+}
+
+/// Defers another extractor's rejection to the handler, so that a handler
+/// can authorize (403) before it reports a malformed body (400/422): the
+/// order SPEC §5 asks for is authenticate, count, authorize, validate.
+pub struct Later<T>(Result<T, AppError>);
+
+impl<T> Later<T> {
+    pub fn get(self) -> Result<T, AppError> {
+        self.0
+    }
+}
+
+impl<S, T> FromRequest<S> for Later<T>
+where
+    T: FromRequest<S, Rejection = AppError>,
+    S: Send + Sync,
+{
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Later(T::from_request(req, state).await))
+    }
+}

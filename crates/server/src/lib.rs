@@ -74,6 +74,31 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(routes::ops::ready))
         .routes(routes!(routes::ops::metrics_json))
         .routes(routes!(routes::ops::metrics_prometheus))
+        .routes(routes!(routes::patients::search, routes::patients::create))
+        .routes(routes!(routes::patients::get, routes::patients::update))
+        .routes(routes!(routes::patients::add_allergy))
+        .routes(routes!(routes::patients::add_problem))
+        .routes(routes!(routes::overview::chart))
+        .routes(routes!(routes::overview::day))
+        .routes(routes!(routes::notes::list, routes::notes::create))
+        .routes(routes!(
+            routes::notes::get,
+            routes::notes::update,
+            routes::notes::discard
+        ))
+        .routes(routes!(routes::notes::finalize))
+        .routes(routes!(routes::notes::add_addendum))
+        .routes(routes!(
+            routes::prescriptions::list,
+            routes::prescriptions::create
+        ))
+        .routes(routes!(routes::prescriptions::get))
+        .routes(routes!(routes::prescriptions::issue))
+        .routes(routes!(routes::prescriptions::cancel))
+        .routes(routes!(routes::labs::list, routes::labs::create))
+        .routes(routes!(routes::labs::trend))
+        .routes(routes!(routes::labs::get))
+        .routes(routes!(routes::labs::review))
         .routes(routes!(routes::audit::list))
         .routes(routes!(routes::audit::verify))
 }

@@ -9,7 +9,11 @@
 
 pub mod audit;
 pub mod db;
+pub mod labs;
 pub mod migrate;
+pub mod notes;
+pub mod patients;
+pub mod prescriptions;
 pub mod ratelimit;
 pub mod sessions;
 pub mod users;

@@ -221,3 +221,54 @@ pub async fn audit_events(app: &TestApp) -> Vec<store::audit::StoredEvent> {
         .await
         .unwrap()
 }
+
+impl TestApp {
+    pub async fn patch(
+        &self,
+        path: &str,
+        token: &str,
+        version: Option<i64>,
+        body: Value,
+    ) -> Response {
+        let mut rb = self
+            .client
+            .patch(self.url(path))
+            .bearer_auth(token)
+            .json(&body);
+        if let Some(v) = version {
+            rb = rb.header("If-Match", format!("\"{v}\""));
+        }
+        rb.send().await.expect("request sent")
+    }
+
+    pub async fn delete(&self, path: &str, token: &str) -> Response {
+        self.client
+            .delete(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// Create a patient through the API; returns its JSON.
+    pub async fn create_patient(&self, token: &str, given: &str, family: &str) -> Value {
+        let r = self.post("/api/patients", Some(token), json!({"givenName": given, "familyName": family, "birthDate": "1980-04-12", "sex": "female"})).await;
+        assert_eq!(r.status(), StatusCode::CREATED, "create patient");
+        r.json().await.unwrap()
+    }
+
+    pub async fn json_ok(&self, r: Response, expected: u16) -> Value {
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        assert_eq!(status, expected, "body: {text}");
+        if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap()
+        }
+    }
+}
+
+pub fn sid(v: &Value) -> String {
+    v["id"].as_str().expect("id").to_string()
+}

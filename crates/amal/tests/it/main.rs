@@ -5,6 +5,7 @@
 mod admin;
 mod auth;
 mod cli;
+mod clinical;
 mod helpers;
 mod input;
 mod ratelimit;

@@ -2,7 +2,13 @@
 
 pub mod audit;
 pub mod auth;
+pub mod notes;
+pub mod overview;
+
+pub mod labs;
 pub mod ops;
+pub mod patients;
+pub mod prescriptions;
 pub mod users;
 
 use domain::account::FieldError;
@@ -35,4 +41,58 @@ pub fn audit_event(
         ev.client_ip = Some(ctx.client_ip.to_string());
     }
     ev
+}
+
+/// Record a read of patient data and wait until the event is durable (group
+/// commit). If the audit trail cannot be written, the data is not released.
+pub async fn audit_read(
+    st: &crate::state::AppState,
+    user: &crate::auth::AuthUser,
+    action: &str,
+    resource: Option<(&str, uuid::Uuid)>,
+    patient: Option<uuid::Uuid>,
+) -> Result<(), AppError> {
+    let mut ev = audit_event(Some(user), action, "success");
+    if let Some((kind, id)) = resource {
+        ev.resource_type = Some(kind.to_string());
+        ev.resource_id = Some(id);
+    }
+    ev.patient_id = patient;
+    st.audit.record(ev).await.map_err(|e| {
+        st.metrics.incr("audit.write_failure");
+        tracing::error!(error = %e, "audit write failed; refusing to release data");
+        AppError::Unavailable("The audit trail could not be written, so the request was not completed. Try again shortly.".into())
+    })
+}
+
+/// Append the audit event of a change inside the change's transaction.
+pub async fn audit_change(
+    tx: &mut store::Tx,
+    user: &crate::auth::AuthUser,
+    action: &str,
+    resource: (&str, uuid::Uuid),
+    patient: Option<uuid::Uuid>,
+    detail: Option<serde_json::Value>,
+) -> Result<(), AppError> {
+    let mut ev = audit_event(Some(user), action, "success");
+    ev.resource_type = Some(resource.0.to_string());
+    ev.resource_id = Some(resource.1);
+    ev.patient_id = patient;
+    ev.detail = detail.map(|d| d.to_string());
+    store::audit::append(tx, &[ev]).await?;
+    Ok(())
+}
+
+/// 404 unless the patient exists.
+pub async fn require_patient(st: &crate::state::AppState, id: uuid::Uuid) -> Result<(), AppError> {
+    if store::patients::exists(&st.db, id).await? {
+        Ok(())
+    } else {
+        Err(AppError::NotFound)
+    }
+}
+
+/// Validation errors collected by `domain::clinical::Errors` as a 422.
+pub fn check(errors: domain::clinical::Errors) -> Result<(), AppError> {
+    errors.finish().map_err(AppError::Validation)
 }

@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use crate::auth::AuthUser;
 use crate::error::{AppError, Result};
-use crate::extract::{encode_cursor, expected_version, ApiJson, PageQuery};
+use crate::extract::{encode_cursor, expected_version, ApiJson, Later, PageQuery};
 use crate::routes::auth::{invite_hash, UserEnvelope, UserView};
 use crate::routes::{all_valid, audit_event};
 use crate::state::AppState;
@@ -67,9 +67,10 @@ pub struct CreateUserRequest {
 pub async fn create_user(
     State(st): State<AppState>,
     admin: AuthUser,
-    ApiJson(req): ApiJson<CreateUserRequest>,
+    body: Later<ApiJson<CreateUserRequest>>,
 ) -> Result<(StatusCode, Json<UserEnvelope>)> {
     admin.require(Action::ManageUsers)?;
+    let ApiJson(req) = body.get()?;
     let email = Email::parse(&req.email);
     let password = Password::parse(&req.password);
     let name = PersonName::parse("name", &req.name);
@@ -124,9 +125,10 @@ pub async fn update_user(
     admin: AuthUser,
     Path(id): Path<Uuid>,
     headers: HeaderMap,
-    ApiJson(req): ApiJson<UpdateUserRequest>,
+    body: Later<ApiJson<UpdateUserRequest>>,
 ) -> Result<Json<UserEnvelope>> {
     admin.require(Action::ManageUsers)?;
+    let ApiJson(req) = body.get()?;
     let version = expected_version(&headers, req.version)?;
     let current = store::users::by_id(&st.db, id)
         .await?
@@ -186,9 +188,10 @@ pub struct InviteResponse {
 pub async fn create_invite(
     State(st): State<AppState>,
     admin: AuthUser,
-    ApiJson(req): ApiJson<InviteRequest>,
+    body: Later<ApiJson<InviteRequest>>,
 ) -> Result<(StatusCode, Json<InviteResponse>)> {
     admin.require(Action::ManageUsers)?;
+    let ApiJson(req) = body.get()?;
     let email = match req
         .email
         .as_deref()

@@ -1,0 +1,329 @@
+//! `amal demo`: a throw-away clinic with synthetic (clearly fictional)
+//! patients and one demo user of every role, for exploring and benchmarks.
+//! The generator is deterministic (fixed seed), so two runs with the same
+//! `--patients` build the same clinic.
+
+use std::io::Write;
+
+use anyhow::Context;
+use chrono::{Duration, Utc};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use store::Db;
+use uuid::Uuid;
+
+/// Syllables for invented names: nobody is called this, so nobody mistakes
+/// demo data for a real patient.
+const GIVEN: &[&str] = &[
+    "Zarel", "Quorin", "Ilvena", "Maroth", "Tesska", "Orvid", "Yulani", "Brevik", "Selka",
+    "Dumari", "Fenwix", "Calyra", "Juvo", "Nerissa", "Pelgar", "Wenlow", "Ostra", "Kimbel",
+    "Aveline", "Thessaly",
+];
+const FAMILY: &[&str] = &[
+    "Quellmoor",
+    "Vantrick",
+    "Ostrander-Demo",
+    "Pellwhistle",
+    "Grimsvale",
+    "Dunmarrow",
+    "Fairhollow",
+    "Kestrelby",
+    "Mornwick",
+    "Ashgrove",
+    "Brindlecombe",
+    "Thistlewood",
+    "Corvane",
+    "Lindqvale",
+    "Harrowgate",
+    "Wyndmere",
+    "Esterbrook",
+    "Falkenrath",
+    "Gildermoor",
+    "Norrington",
+];
+const ALLERGIES: &[(&str, &str)] = &[
+    ("Penicillin", "hives"),
+    ("Sulfa drugs", "rash"),
+    ("Ibuprofen", "wheeze"),
+    ("Codeine", "nausea"),
+    ("Latex", "itching"),
+    ("Peanuts", "swelling"),
+];
+const PROBLEMS: &[(&str, &str)] = &[
+    ("Type 2 diabetes mellitus", "E11.9"),
+    ("Essential hypertension", "I10"),
+    ("Hyperlipidaemia", "E78.5"),
+    ("Asthma", "J45.909"),
+    ("Hypothyroidism", "E03.9"),
+    ("Chronic kidney disease stage 3", "N18.3"),
+    ("Osteoarthritis of knee", "M17.9"),
+];
+const MEDS: &[(&str, &str, &str)] = &[
+    ("Metformin", "500 mg", "twice daily"),
+    ("Lisinopril", "10 mg", "once daily"),
+    ("Atorvastatin", "20 mg", "at night"),
+    ("Levothyroxine", "50 mcg", "once daily"),
+    ("Amlodipine", "5 mg", "once daily"),
+    ("Salbutamol inhaler", "100 mcg", "as needed"),
+    ("Amoxicillin", "500 mg", "three times daily"),
+];
+/// LOINC codes followed over time: glucose, HbA1c, potassium, creatinine, LDL, TSH.
+const LAB_CODES: &[&str] = &["2345-7", "4548-4", "2823-3", "2160-0", "13457-7", "3016-3"];
+
+pub const DEMO_ROLES: [&str; 4] = ["admin", "provider", "nurse", "staff"];
+
+pub fn demo_email(role: &str) -> String {
+    format!("{role}@demo.amal.test")
+}
+
+/// A progress line on stderr (`\r`-updated on a terminal).
+pub struct Progress {
+    label: &'static str,
+    total: usize,
+    last: usize,
+}
+
+impl Progress {
+    pub fn new(label: &'static str, total: usize) -> Progress {
+        Progress {
+            label,
+            total,
+            last: usize::MAX,
+        }
+    }
+
+    pub fn set(&mut self, done: usize) {
+        let pct = (done * 100).checked_div(self.total).unwrap_or(100);
+        if pct != self.last {
+            self.last = pct;
+            let width = 30;
+            let filled = pct * width / 100;
+            eprint!(
+                "\r{} [{}{}] {:>3}% ({done}/{})",
+                self.label,
+                "#".repeat(filled),
+                ".".repeat(width - filled),
+                pct,
+                self.total
+            );
+            if done >= self.total {
+                eprintln!();
+            }
+            let _ = std::io::stderr().flush();
+        }
+    }
+}
+
+/// Create the demo users (all with `password`); returns their ids by role.
+pub async fn create_users(db: &Db, password: &str) -> anyhow::Result<Vec<(String, Uuid)>> {
+    let hash = server::auth::password::hash_blocking(password)?;
+    let mut out = Vec::new();
+    let mut tx = db.begin().await?;
+    for role in DEMO_ROLES {
+        let email = demo_email(role);
+        let name = format!("Demo {}", role[..1].to_uppercase() + &role[1..]);
+        let u = store::users::insert(
+            &mut tx,
+            &store::users::NewUser {
+                email: &email,
+                name: &name,
+                role,
+                status: "active",
+                password_hash: &hash,
+            },
+        )
+        .await?;
+        out.push((role.to_string(), u.id));
+    }
+    tx.commit().await?;
+    Ok(out)
+}
+
+/// Fill the clinic with `patients` synthetic patients and their records.
+pub async fn seed(db: &Db, patients: usize, provider: Uuid, nurse: Uuid) -> anyhow::Result<()> {
+    let mut rng = StdRng::seed_from_u64(20_261_125);
+    let mut progress = Progress::new("generating patients", patients);
+    let batch = 100;
+    let mut done = 0;
+    while done < patients {
+        let mut tx = db.begin().await?;
+        for _ in 0..batch.min(patients - done) {
+            one_patient(&mut tx, &mut rng, provider, nurse).await?;
+            done += 1;
+        }
+        tx.commit().await?;
+        progress.set(done);
+    }
+    progress.set(patients);
+    Ok(())
+}
+
+async fn one_patient(
+    tx: &mut store::Tx,
+    rng: &mut StdRng,
+    provider: Uuid,
+    nurse: Uuid,
+) -> anyhow::Result<()> {
+    let given = GIVEN[rng.gen_range(0..GIVEN.len())];
+    let family = FAMILY[rng.gen_range(0..FAMILY.len())];
+    let age_days = rng.gen_range(18 * 365..90 * 365);
+    let birth = (Utc::now() - Duration::days(age_days))
+        .format("%Y-%m-%d")
+        .to_string();
+    let d = store::patients::Demographics {
+        given_name: given.to_string(),
+        family_name: family.to_string(),
+        birth_date: birth,
+        sex: ["female", "male"][rng.gen_range(0..2)].to_string(),
+        phone: Some(format!("555 01{:02}", rng.gen_range(0..100))),
+        email: None,
+        address: None,
+    };
+    let p = store::patients::insert(tx, &d, nurse, server::routes::patients::new_mrn).await?;
+    let mut allergies = Vec::new();
+    if rng.gen_bool(0.4) {
+        let (s, r) = ALLERGIES[rng.gen_range(0..ALLERGIES.len())];
+        store::patients::add_allergy(
+            tx,
+            p.id,
+            s,
+            Some(r),
+            ["mild", "moderate", "severe"][rng.gen_range(0..3)],
+            nurse,
+        )
+        .await?;
+        allergies.push(s);
+    }
+    let (problem, code) = PROBLEMS[rng.gen_range(0..PROBLEMS.len())];
+    store::patients::add_problem(tx, p.id, problem, Some(code), "active", provider).await?;
+    if rng.gen_bool(0.3) {
+        let (old, code) = PROBLEMS[rng.gen_range(0..PROBLEMS.len())];
+        store::patients::add_problem(tx, p.id, old, Some(code), "resolved", provider).await?;
+    }
+    // Notes: a signed visit note, and sometimes a draft still open.
+    let content = store::notes::NoteContent {
+        title: format!("Follow-up: {problem}"),
+        subjective: format!(
+            "Attends for review of {}. Reports adherence to treatment.",
+            problem.to_lowercase()
+        ),
+        objective: format!(
+            "BP {}/{} mmHg, HR {} bpm.",
+            rng.gen_range(105..165),
+            rng.gen_range(60..100),
+            rng.gen_range(55..100)
+        ),
+        assessment: format!("{problem}: stable."),
+        plan: "Continue current treatment. Review in 3 months.".into(),
+    };
+    let note = store::notes::insert(tx, p.id, provider, &content, false).await?;
+    store::notes::finalize(
+        tx,
+        note.id,
+        provider,
+        &server::routes::notes::content_hash(&note, provider),
+    )
+    .await?;
+    if rng.gen_bool(0.3) {
+        let draft = store::notes::NoteContent {
+            title: "Telephone contact".into(),
+            subjective: "Called about results.".into(),
+            ..Default::default()
+        };
+        store::notes::insert(
+            tx,
+            p.id,
+            [provider, nurse][rng.gen_range(0..2)],
+            &draft,
+            false,
+        )
+        .await?;
+    }
+    // Prescriptions: skip a drug the patient is allergic to.
+    for _ in 0..rng.gen_range(1..3) {
+        let (med, dose, freq) = MEDS[rng.gen_range(0..MEDS.len())];
+        if domain::allergy::find_conflict(med, allergies.iter().copied()).is_some() {
+            continue;
+        }
+        let rx = store::prescriptions::insert(
+            tx,
+            p.id,
+            provider,
+            &store::prescriptions::NewPrescription {
+                medication: med.into(),
+                dose: dose.into(),
+                route: if med.contains("inhaler") {
+                    "inhaled".into()
+                } else {
+                    "oral".into()
+                },
+                frequency: freq.into(),
+                quantity: 30,
+                refills: rng.gen_range(0..3),
+                instructions: None,
+            },
+        )
+        .await?;
+        match rng.gen_range(0..10) {
+            0 => {}
+            1 => {
+                store::prescriptions::cancel(tx, rx.id, provider, "Stopped at review").await?;
+            }
+            _ => {
+                store::prescriptions::issue(tx, rx.id, provider, None).await?;
+            }
+        }
+    }
+    // Lab series: monthly results of two codes, with abnormal values.
+    for code in [
+        LAB_CODES[rng.gen_range(0..LAB_CODES.len())],
+        LAB_CODES[rng.gen_range(0..LAB_CODES.len())],
+    ] {
+        let Some(r) = domain::labs::reference(code) else {
+            continue;
+        };
+        let (lo, hi) = (r.low.unwrap_or(0.0), r.high.unwrap_or(1.0));
+        let span = (hi - lo).max(0.1);
+        let mut value = lo + span * rng.gen_range(0.2..0.8);
+        for month in (0..6).rev() {
+            let roll: f64 = rng.gen();
+            value = if roll < 0.08 {
+                hi + span * rng.gen_range(0.05..0.6)
+            } else if roll < 0.12 {
+                (lo - span * rng.gen_range(0.05..0.4)).max(0.01)
+            } else if roll < 0.13 {
+                r.critical_high.unwrap_or(hi * 2.0) * 1.05
+            } else {
+                (value + span * rng.gen_range(-0.15..0.15)).clamp(lo * 0.9, hi * 1.1)
+            };
+            let value = (value * 100.0).round() / 100.0;
+            let i = domain::labs::interpret(code, value, &r.unit, None, None);
+            let collected = store::now() - Duration::days(30 * month + rng.gen_range(0..20));
+            store::labs::insert(
+                tx,
+                p.id,
+                nurse,
+                &store::labs::NewLab {
+                    code: code.into(),
+                    name: r.name.clone(),
+                    value,
+                    unit: r.unit.clone(),
+                    reference_low: i.reference_low,
+                    reference_high: i.reference_high,
+                    flag: i.flag.map(|f| f.as_str().to_string()),
+                    warning: i.warning,
+                    collected_at: collected,
+                },
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// A fresh folder for a throw-away demo database.
+pub fn scratch_dir() -> anyhow::Result<std::path::PathBuf> {
+    let dir = std::env::temp_dir().join(format!("amal-demo-{}", Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).context("cannot create the demo folder")?;
+    Ok(dir)
+}
