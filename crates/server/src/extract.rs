@@ -160,6 +160,12 @@ where
 pub struct Later<T>(Result<T, AppError>);
 
 impl<T> Later<T> {
+    /// An already-extracted value (for callers that reuse a handler, such
+    /// as the web UI submitting a form through the API's own handler).
+    pub fn ready(value: T) -> Later<T> {
+        Later(Ok(value))
+    }
+
     pub fn get(self) -> Result<T, AppError> {
         self.0
     }
