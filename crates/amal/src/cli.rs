@@ -88,6 +88,24 @@ pub struct Settings {
         hide_env_values = true
     )]
     pub jwt_refresh_secret: Option<String>,
+    /// OpenAI-compatible AI server, including the version path (e.g. http://127.0.0.1:11434/v1); unset = built-in offline assistant
+    #[arg(long, env = "AI_BASE_URL", global = true)]
+    pub ai_base_url: Option<String>,
+    /// Model name on the AI server (required with AI_BASE_URL)
+    #[arg(long, env = "AI_MODEL", global = true)]
+    pub ai_model: Option<String>,
+    /// Seconds before an AI call is abandoned with a 503 (default 30)
+    #[arg(long, env = "AI_TIMEOUT_SECONDS", global = true)]
+    pub ai_timeout: Option<u64>,
+    /// Bearer key for the AI server. Environment only.
+    #[arg(
+        long,
+        env = "AI_API_KEY",
+        global = true,
+        hide = true,
+        hide_env_values = true
+    )]
+    pub ai_api_key: Option<String>,
     /// Bearer token that may read /metrics (Prometheus). Environment only.
     #[arg(
         long,
@@ -120,6 +138,10 @@ impl Settings {
             rate_limit_read: self.rate_limit_read.clone(),
             trusted_proxies: self.trusted_proxies.clone(),
             request_timeout_secs: self.request_timeout,
+            ai_base_url: self.ai_base_url.clone(),
+            ai_model: self.ai_model.clone(),
+            ai_api_key: secret(&self.ai_api_key),
+            ai_timeout_secs: self.ai_timeout,
         }
     }
 }

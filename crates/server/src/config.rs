@@ -31,6 +31,11 @@ pub struct RawConfig {
     pub rate_limit_read: Option<String>,
     pub trusted_proxies: Option<String>,
     pub request_timeout_secs: Option<u64>,
+    /// `AI_BASE_URL`, `AI_MODEL`, `AI_API_KEY`, `AI_TIMEOUT_SECONDS`.
+    pub ai_base_url: Option<String>,
+    pub ai_model: Option<String>,
+    pub ai_api_key: Option<SecretString>,
+    pub ai_timeout_secs: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -160,6 +165,8 @@ pub struct Config {
     pub rate_limits: RateLimits,
     pub trusted_proxies: Vec<IpNet>,
     pub request_timeout: Duration,
+    /// The AI assistant: built in and offline unless `AI_BASE_URL` is set.
+    pub ai: ai::AiConfig,
 }
 
 /// One configuration problem: the setting's name and what is wrong.
@@ -351,6 +358,26 @@ impl Config {
 
         let request_timeout = Duration::from_secs(raw.request_timeout_secs.unwrap_or(30).max(1));
 
+        let ai = ai::AiConfig {
+            base_url: raw.ai_base_url.clone().filter(|s| !s.trim().is_empty()),
+            model: raw.ai_model.clone().filter(|s| !s.trim().is_empty()),
+            api_key: raw
+                .ai_api_key
+                .as_ref()
+                .map(|k| k.expose_secret().to_string()),
+            timeout_secs: raw.ai_timeout_secs.unwrap_or(ai::DEFAULT_TIMEOUT_SECS),
+        };
+        if let Err(msg) = ai.validate() {
+            let setting = ["AI_BASE_URL", "AI_MODEL", "AI_TIMEOUT_SECONDS"]
+                .into_iter()
+                .find(|s| msg.starts_with(s))
+                .unwrap_or("AI_BASE_URL");
+            problem(
+                setting,
+                msg.split_once(' ').map(|x| x.1).unwrap_or(&msg).to_string(),
+            );
+        }
+
         // Secrets.
         let (mut jwt, mut refresh) = (raw.jwt_secret, raw.jwt_refresh_secret);
         if env == Environment::Development && (jwt.is_none() || refresh.is_none()) {
@@ -425,6 +452,7 @@ impl Config {
                 rate_limits: limits,
                 trusted_proxies,
                 request_timeout,
+                ai,
             }),
             _ => Err(problems),
         }

@@ -99,6 +99,8 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(routes::labs::trend))
         .routes(routes!(routes::labs::get))
         .routes(routes!(routes::labs::review))
+        .routes(routes!(routes::ai::generate_note))
+        .routes(routes!(routes::ai::explain))
         .routes(routes!(routes::audit::list))
         .routes(routes!(routes::audit::verify))
 }

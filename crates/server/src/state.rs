@@ -21,6 +21,7 @@ pub struct Inner {
     pub limiter: Limiter,
     pub metrics: Metrics,
     pub audit: AuditWriter,
+    pub assistant: ai::Assistant,
     pub started: Instant,
 }
 
@@ -42,6 +43,7 @@ impl AppState {
             limiter: Limiter::for_db(&db),
             metrics: Metrics::new(),
             audit: AuditWriter::start(db.clone()),
+            assistant: ai::Assistant::from_config(&config.ai),
             started: Instant::now(),
             db,
             config,

@@ -1,5 +1,6 @@
 //! HTTP handlers, grouped by resource.
 
+pub mod ai;
 pub mod audit;
 pub mod auth;
 pub mod notes;
