@@ -4,6 +4,7 @@
 
 mod admin;
 mod ai;
+mod audit;
 mod auth;
 mod cli;
 mod clinical;

@@ -1,0 +1,128 @@
+//! The audit trail: append-only in the database, hash-chained, verified by
+//! the API and by `amal audit verify`, filterable by administrators.
+
+use std::process::Command;
+
+
+use crate::helpers::*;
+
+/// Run raw SQL as the database owner (the tests play the attacker here).
+async fn exec(app: &TestApp, sql: &str) -> Result<u64, sqlx::Error> {
+    match &app.state.db {
+        store::Db::Sqlite(s) => sqlx::query(sql).execute(&s.write).await.map(|r| r.rows_affected()),
+        store::Db::Postgres(p) => sqlx::query(sql).execute(p).await.map(|r| r.rows_affected()),
+    }
+}
+
+async fn drop_guards(app: &TestApp) {
+    if is_postgres() {
+        exec(app, "DROP TRIGGER audit_events_no_update ON audit_events").await.unwrap();
+    } else {
+        exec(app, "DROP TRIGGER audit_events_no_update").await.unwrap();
+        exec(app, "DROP TRIGGER audit_events_no_delete").await.unwrap();
+    }
+}
+
+/// An app with some history: sign-ins, a patient, reads.
+async fn with_history() -> (TestApp, Session, Vec<store::audit::StoredEvent>) {
+    let app = TestApp::spawn().await;
+    let admin = app.signed_in("admin").await;
+    let nurse = app.signed_in("nurse").await;
+    let p = app.create_patient(&nurse.access, "Hana", "Yilmaz").await;
+    for _ in 0..3 {
+        app.get(&format!("/api/patients/{}", sid(&p)), Some(&nurse.access)).await;
+    }
+    let mut events = audit_events(&app).await;
+    events.reverse();
+    (app, admin, events)
+}
+
+fn cli_verify(app: &TestApp) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_amal"))
+        .env_clear()
+        .env("DATABASE_URL", app.raw.database_url.as_ref().unwrap())
+        .env("AMAL_DATA_DIR", app.raw.data_dir.as_ref().unwrap())
+        .args(["audit", "verify"])
+        .output()
+        .unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[tokio::test]
+async fn the_database_refuses_edits_and_deletions() {
+    let (app, _, _) = with_history().await;
+    assert!(exec(&app, "UPDATE audit_events SET outcome = 'x'").await.is_err());
+    assert!(exec(&app, "DELETE FROM audit_events").await.is_err());
+    assert!(store::audit::verify(&app.state.db).await.unwrap().valid);
+}
+
+#[tokio::test]
+async fn verify_detects_an_edited_event() {
+    let (app, admin, events) = with_history().await;
+    let v = app.json_ok(app.get("/api/audit/verify", Some(&admin.access)).await, 200).await;
+    assert_eq!(v["valid"], true);
+    assert_eq!(v["events"].as_i64().unwrap() as usize, events.len());
+    assert!(cli_verify(&app).0);
+    drop_guards(&app).await;
+    let victim = &events[3];
+    exec(&app, &format!("UPDATE audit_events SET outcome = 'failure' WHERE seq = {}", victim.seq)).await.unwrap();
+    let v = app.json_ok(app.get("/api/audit/verify", Some(&admin.access)).await, 200).await;
+    assert_eq!(v["valid"], false);
+    assert_eq!(v["firstBrokenId"], victim.id.to_string());
+    let (ok, out) = cli_verify(&app);
+    assert!(!ok, "exit 1");
+    assert!(out.contains(&victim.id.to_string()), "{out}");
+}
+
+#[tokio::test]
+async fn verify_detects_a_deleted_event() {
+    let (app, admin, events) = with_history().await;
+    drop_guards(&app).await;
+    exec(&app, &format!("DELETE FROM audit_events WHERE seq = {}", events[2].seq)).await.unwrap();
+    let v = app.json_ok(app.get("/api/audit/verify", Some(&admin.access)).await, 200).await;
+    assert_eq!(v["valid"], false);
+    assert_eq!(v["firstBrokenId"], events[3].id.to_string(), "the event after the gap");
+    assert!(!cli_verify(&app).0);
+}
+
+#[tokio::test]
+async fn verify_detects_an_inserted_event() {
+    let (app, admin, events) = with_history().await;
+    // Forge an event between two real ones, with a plausible but wrong hash.
+    let before = &events[1];
+    let forged_seq = events.last().unwrap().seq + 1;
+    exec(&app, &format!(
+        "INSERT INTO audit_events (seq, id, occurred_at, action, outcome, prev_hash, hash) VALUES ({forged_seq}, {}, {}, 'patient.read', 'success', '{}', '{}')",
+        if is_postgres() { format!("'{}'", uuid::Uuid::now_v7()) } else { format!("x'{}'", uuid::Uuid::now_v7().simple()) },
+        if is_postgres() { "now()".to_string() } else { "'2026-01-01T00:00:00+00:00'".to_string() },
+        before.hash,
+        "f".repeat(64)
+    )).await.unwrap();
+    let v = app.json_ok(app.get("/api/audit/verify", Some(&admin.access)).await, 200).await;
+    assert_eq!(v["valid"], false);
+    assert_eq!(v["events"].as_i64().unwrap() as usize, events.len(), "every real event still verifies");
+    assert!(!cli_verify(&app).0);
+}
+
+#[tokio::test]
+async fn audit_log_filters_and_pagination() {
+    let (app, admin, events) = with_history().await;
+    let patient = events.iter().find_map(|e| e.patient_id).unwrap();
+    let v = app.json_ok(app.get(&format!("/api/audit?patientId={patient}"), Some(&admin.access)).await, 200).await;
+    let items = v["items"].as_array().unwrap();
+    assert_eq!(items.len(), 4, "create + 3 reads");
+    assert!(items.iter().all(|e| e["patientId"] == patient.to_string()));
+    let reads = app.json_ok(app.get(&format!("/api/audit?patientId={patient}&action=patient.read"), Some(&admin.access)).await, 200).await;
+    assert_eq!(reads["items"].as_array().unwrap().len(), 3);
+    let user = events.iter().find(|e| e.action == "patient.create").unwrap().actor_id.unwrap();
+    let by_user = app.json_ok(app.get(&format!("/api/audit?userId={user}&limit=2"), Some(&admin.access)).await, 200).await;
+    assert_eq!(by_user["items"].as_array().unwrap().len(), 2);
+    let next = by_user["nextCursor"].as_str().unwrap();
+    let page2 = app.json_ok(app.get(&format!("/api/audit?userId={user}&limit=2&cursor={next}"), Some(&admin.access)).await, 200).await;
+    let first_seq: Vec<i64> = by_user["items"].as_array().unwrap().iter().map(|e| e["seq"].as_i64().unwrap()).collect();
+    let second_seq: Vec<i64> = page2["items"].as_array().unwrap().iter().map(|e| e["seq"].as_i64().unwrap()).collect();
+    assert!(first_seq[0] > first_seq[1] && first_seq[1] > second_seq[0], "newest first, no overlap");
+    let future = app.json_ok(app.get("/api/audit?from=2999-01-01T00:00:00Z", Some(&admin.access)).await, 200).await;
+    assert!(future["items"].as_array().unwrap().is_empty());
+    assert_problem(app.get("/api/audit?patientId=nope", Some(&admin.access)).await, 400, "bad_request").await;
+}
