@@ -179,7 +179,8 @@ pub enum Command {
         #[command(subcommand)]
         action: AuditAction,
     },
-    /// Start a throw-away demo clinic (synthetic patients, one user per role)
+    /// Start a throw-away demo clinic (synthetic patients, one user per role).
+    /// Uses a temporary SQLite database, or an EMPTY PostgreSQL database named by DATABASE_URL
     Demo {
         /// How many synthetic patients to generate
         #[arg(long, default_value_t = 200)]

@@ -272,7 +272,17 @@ async fn demo(
 ) -> anyhow::Result<ExitCode> {
     let dir = crate::demo::scratch_dir()?;
     raw.data_dir = Some(dir.clone());
-    raw.database_url = Some(format!("sqlite://{}", dir.join("amal.db").display()));
+    // A PostgreSQL URL is honoured (for benchmarks on PostgreSQL), but only
+    // for an empty database: the demo never writes into a real clinic.
+    let given_pg = raw
+        .database_url
+        .clone()
+        .filter(|u| store::db::engine_of(u).ok() == Some(store::Engine::Postgres));
+    raw.database_url = Some(
+        given_pg
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", dir.join("amal.db").display())),
+    );
     raw.env = Some("development".into());
     raw.signup = raw.signup.or(Some("invite".into()));
     let password = password.unwrap_or_else(|| {
@@ -292,6 +302,9 @@ async fn demo(
     Password::parse(&password).map_err(|e| anyhow::anyhow!("demo password: {e}"))?;
     let cfg = resolve(raw)?;
     let db = connect(&cfg).await?;
+    if given_pg.is_some() && store::migrate::current_version(&db).await? > 0 {
+        bail!("amal demo only fills an EMPTY PostgreSQL database; this one already has a schema");
+    }
     store::migrate::up(&db).await?;
     let users = crate::demo::create_users(&db, &password).await?;
     let id_of = |role: &str| {

@@ -31,7 +31,10 @@ enum Scenario {
 }
 
 #[derive(Parser, Debug)]
-#[command(name = "amal-bench", about = "Load generator for a running amal server")]
+#[command(
+    name = "amal-bench",
+    about = "Load generator for a running amal server"
+)]
 struct Args {
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     url: String,
@@ -60,12 +63,17 @@ struct Shared {
 }
 
 /// Name prefixes that exist in the demo clinic (folded, 3 letters).
-const PREFIXES: &[&str] = &["zar", "quo", "ilv", "mar", "tes", "orv", "yul", "bre", "sel", "dum", "que", "van", "pel", "gri", "dun", "fai", "kes", "mor", "ash", "bri"];
+const PREFIXES: &[&str] = &[
+    "zar", "quo", "ilv", "mar", "tes", "orv", "yul", "bre", "sel", "dum", "que", "van", "pel",
+    "gri", "dun", "fai", "kes", "mor", "ash", "bri",
+];
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let a = Args::parse();
-    let client = reqwest::Client::builder().pool_max_idle_per_host(a.concurrency * 2).build()?;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(a.concurrency * 2)
+        .build()?;
     let signin = client
         .post(format!("{}/api/auth/signin", a.url))
         .json(&json!({"email": a.email, "password": a.password}))
@@ -75,11 +83,27 @@ async fn main() -> anyhow::Result<()> {
     if !signin.status().is_success() {
         bail!("sign-in failed with {}", signin.status());
     }
-    let token = signin.json::<Value>().await?["accessToken"].as_str().unwrap_or_default().to_string();
+    let token = signin.json::<Value>().await?["accessToken"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     let ids: Vec<String> = match a.scenario {
         Scenario::Patient | Scenario::Overview => {
-            let v: Value = client.get(format!("{}/api/patients?limit=200", a.url)).bearer_auth(&token).send().await?.json().await?;
-            v["items"].as_array().map(|xs| xs.iter().filter_map(|p| p["id"].as_str().map(str::to_string)).collect()).unwrap_or_default()
+            let v: Value = client
+                .get(format!("{}/api/patients?limit=200", a.url))
+                .bearer_auth(&token)
+                .send()
+                .await?
+                .json()
+                .await?;
+            v["items"]
+                .as_array()
+                .map(|xs| {
+                    xs.iter()
+                        .filter_map(|p| p["id"].as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default()
         }
         _ => vec![],
     };
@@ -96,18 +120,43 @@ async fn main() -> anyhow::Result<()> {
     let ids = Arc::new(ids);
     let mut tasks = Vec::new();
     for _ in 0..a.concurrency {
-        let (client, shared, ids, token) = (client.clone(), shared.clone(), ids.clone(), token.clone());
-        let (url, scenario, email, password) = (a.url.clone(), a.scenario, a.email.clone(), a.password.clone());
+        let (client, shared, ids, token) =
+            (client.clone(), shared.clone(), ids.clone(), token.clone());
+        let (url, scenario, email, password) = (
+            a.url.clone(),
+            a.scenario,
+            a.email.clone(),
+            a.password.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             while Instant::now() < deadline {
                 let req = {
                     let mut rng = rand::thread_rng();
                     match scenario {
-                        Scenario::Signin => client.post(format!("{url}/api/auth/signin")).json(&json!({"email": email, "password": password})),
-                        Scenario::Me => client.get(format!("{url}/api/auth/me")).bearer_auth(&token),
-                        Scenario::Patient => client.get(format!("{url}/api/patients/{}", ids[rng.gen_range(0..ids.len())])).bearer_auth(&token),
-                        Scenario::Overview => client.get(format!("{url}/api/patients/{}/overview", ids[rng.gen_range(0..ids.len())])).bearer_auth(&token),
-                        Scenario::Search => client.get(format!("{url}/api/patients?q={}&limit=20", PREFIXES[rng.gen_range(0..PREFIXES.len())])).bearer_auth(&token),
+                        Scenario::Signin => client
+                            .post(format!("{url}/api/auth/signin"))
+                            .json(&json!({"email": email, "password": password})),
+                        Scenario::Me => {
+                            client.get(format!("{url}/api/auth/me")).bearer_auth(&token)
+                        }
+                        Scenario::Patient => client
+                            .get(format!(
+                                "{url}/api/patients/{}",
+                                ids[rng.gen_range(0..ids.len())]
+                            ))
+                            .bearer_auth(&token),
+                        Scenario::Overview => client
+                            .get(format!(
+                                "{url}/api/patients/{}/overview",
+                                ids[rng.gen_range(0..ids.len())]
+                            ))
+                            .bearer_auth(&token),
+                        Scenario::Search => client
+                            .get(format!(
+                                "{url}/api/patients?q={}&limit=20",
+                                PREFIXES[rng.gen_range(0..PREFIXES.len())]
+                            ))
+                            .bearer_auth(&token),
                     }
                 };
                 let started = Instant::now();
@@ -133,21 +182,30 @@ async fn main() -> anyhow::Result<()> {
             }
         }));
     }
-    eprintln!("{:?}: {} clients, warm-up {}s, measuring {}s against {}", a.scenario, a.concurrency, a.warmup, a.duration, a.url);
+    eprintln!(
+        "{:?}: {} clients, warm-up {}s, measuring {}s against {}",
+        a.scenario, a.concurrency, a.warmup, a.duration, a.url
+    );
     tokio::time::sleep(Duration::from_secs(a.warmup)).await;
     shared.measuring.store(true, Ordering::Relaxed);
     let start = Instant::now();
     for s in 1..=a.duration {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let done = shared.ok.load(Ordering::Relaxed);
-        eprintln!("  {s:>3}s  {done:>9} ok  {:>9.0} req/s", done as f64 / start.elapsed().as_secs_f64());
+        eprintln!(
+            "  {s:>3}s  {done:>9} ok  {:>9.0} req/s",
+            done as f64 / start.elapsed().as_secs_f64()
+        );
     }
     for t in tasks {
         let _ = t.await;
     }
     let secs = start.elapsed().as_secs_f64();
     let ok = shared.ok.load(Ordering::Relaxed);
-    let h = shared.hist.lock().map_err(|_| anyhow::anyhow!("histogram poisoned"))?;
+    let h = shared
+        .hist
+        .lock()
+        .map_err(|_| anyhow::anyhow!("histogram poisoned"))?;
     let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
     let errors = shared.errors.lock().map(|e| e.clone()).unwrap_or_default();
     println!(

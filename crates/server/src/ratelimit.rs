@@ -41,10 +41,12 @@ fn now_ms() -> i64 {
 }
 
 impl Limiter {
-    pub fn for_db(db: &Db) -> Limiter {
+    /// In memory on SQLite (one server); in the database on PostgreSQL, where
+    /// several instances must share the counts.
+    pub fn for_db(db: &Db, url: &str) -> Limiter {
         match db.engine() {
             store::Engine::Sqlite => Limiter::Memory(Mutex::new(MemoryCounters::default())),
-            store::Engine::Postgres => Limiter::Shared(db.clone()),
+            store::Engine::Postgres => Limiter::Shared(store::ratelimit::counters_db(db, url)),
         }
     }
 

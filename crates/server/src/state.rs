@@ -40,7 +40,7 @@ impl AppState {
         Ok(AppState(Arc::new(Inner {
             keys: Keys::new(&config),
             hasher: Hasher::new()?,
-            limiter: Limiter::for_db(&db),
+            limiter: Limiter::for_db(&db, &config.database_url),
             metrics: Metrics::new(),
             audit: AuditWriter::start(db.clone()),
             assistant: ai::Assistant::from_config(&config.ai),

@@ -1,9 +1,33 @@
 //! Shared rate-limit counters for multi-instance deployments: one row per
 //! key and fixed window; the server combines the current and previous window
 //! into a sliding estimate.
+//!
+//! On PostgreSQL the counters use their own small pool whose sessions run with
+//! `synchronous_commit = off`: a counter increment need not wait for the WAL
+//! flush (a crash may forget the last fraction of a second of counts, which
+//! only ever errs towards letting a request through), and so the limiter does
+//! not put an fsync on every request.
+
+use std::str::FromStr;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 use crate::db::{Db, Result};
 use crate::on_write;
+
+/// The database the counters live in: the main one, or on PostgreSQL a
+/// dedicated pool without synchronous commit.
+pub fn counters_db(db: &Db, url: &str) -> Db {
+    match db {
+        Db::Postgres(_) => PgConnectOptions::from_str(url)
+            .map(|o| {
+                let o = o.options([("synchronous_commit", "off")]);
+                Db::Postgres(PgPoolOptions::new().max_connections(8).connect_lazy_with(o))
+            })
+            .unwrap_or_else(|_| db.clone()),
+        Db::Sqlite(_) => db.clone(),
+    }
+}
 
 /// Count one hit for `key` in the window starting at `window_start` and
 /// return (hits in this window, hits in the previous window).
@@ -11,16 +35,31 @@ pub async fn hit(db: &Db, key: &str, window_start: i64, window_len: i64) -> Resu
     let upsert = "INSERT INTO rate_limit_counters (key, window_start, count) VALUES ($1, $2, 1) \
                   ON CONFLICT (key, window_start) DO UPDATE SET count = rate_limit_counters.count + 1 \
                   RETURNING count";
-    let prev = "SELECT count FROM rate_limit_counters WHERE key = $1 AND window_start = $2";
-    on_write!(db, c => {
-        let (cur,): (i64,) = sqlx::query_as(upsert).bind(key).bind(window_start).fetch_one(c).await?;
-        let p: Option<(i64,)> = sqlx::query_as(prev)
-            .bind(key)
-            .bind(window_start - window_len)
-            .fetch_optional(c)
-            .await?;
-        Ok((cur, p.map(|x| x.0).unwrap_or(0)))
-    })
+    match db {
+        // One round trip: count this hit and read the previous window.
+        Db::Postgres(p) => {
+            let sql = format!(
+                "WITH cur AS ({upsert}) SELECT (SELECT count FROM cur), \
+                 COALESCE((SELECT count FROM rate_limit_counters WHERE key = $1 AND window_start = $3), 0)"
+            );
+            Ok(sqlx::query_as(&sql)
+                .bind(key)
+                .bind(window_start)
+                .bind(window_start - window_len)
+                .fetch_one(p)
+                .await?)
+        }
+        // SQLite allows no INSERT inside a WITH clause.
+        Db::Sqlite(s) => {
+            let (cur,): (i64,) = sqlx::query_as(upsert)
+                .bind(key)
+                .bind(window_start)
+                .fetch_one(&s.write)
+                .await?;
+            let (prev, _) = peek(db, key, window_start - window_len, window_len).await?;
+            Ok((cur, prev))
+        }
+    }
 }
 
 /// Read the counts without adding a hit.

@@ -432,3 +432,33 @@ async fn eleventh_ai_call_in_a_minute_is_429() {
         .await;
     assert_eq!(r.status(), 200);
 }
+
+#[tokio::test]
+async fn a_request_past_the_server_timeout_is_a_503_problem() {
+    let slow = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_delay(Duration::from_secs(10))
+                .set_body_json(json!({})),
+        )
+        .mount(&slow)
+        .await;
+    let uri = format!("{}/v1", slow.uri());
+    let c = chart(|r| {
+        r.ai_base_url = Some(uri);
+        r.ai_model = Some("stand-in".into());
+        r.request_timeout_secs = Some(1);
+    })
+    .await;
+    let r = c
+        .app
+        .post(
+            "/api/ai/explain",
+            Some(&c.nurse.access),
+            json!({"labId": c.lab, "audience": "clinician"}),
+        )
+        .await;
+    assert!(r.headers().get("retry-after").is_some());
+    assert_problem(r, 503, "request_timeout").await;
+}

@@ -3,23 +3,31 @@
 
 use std::process::Command;
 
-
 use crate::helpers::*;
 
 /// Run raw SQL as the database owner (the tests play the attacker here).
 async fn exec(app: &TestApp, sql: &str) -> Result<u64, sqlx::Error> {
     match &app.state.db {
-        store::Db::Sqlite(s) => sqlx::query(sql).execute(&s.write).await.map(|r| r.rows_affected()),
+        store::Db::Sqlite(s) => sqlx::query(sql)
+            .execute(&s.write)
+            .await
+            .map(|r| r.rows_affected()),
         store::Db::Postgres(p) => sqlx::query(sql).execute(p).await.map(|r| r.rows_affected()),
     }
 }
 
 async fn drop_guards(app: &TestApp) {
     if is_postgres() {
-        exec(app, "DROP TRIGGER audit_events_no_update ON audit_events").await.unwrap();
+        exec(app, "DROP TRIGGER audit_events_no_update ON audit_events")
+            .await
+            .unwrap();
     } else {
-        exec(app, "DROP TRIGGER audit_events_no_update").await.unwrap();
-        exec(app, "DROP TRIGGER audit_events_no_delete").await.unwrap();
+        exec(app, "DROP TRIGGER audit_events_no_update")
+            .await
+            .unwrap();
+        exec(app, "DROP TRIGGER audit_events_no_delete")
+            .await
+            .unwrap();
     }
 }
 
@@ -30,7 +38,8 @@ async fn with_history() -> (TestApp, Session, Vec<store::audit::StoredEvent>) {
     let nurse = app.signed_in("nurse").await;
     let p = app.create_patient(&nurse.access, "Hana", "Yilmaz").await;
     for _ in 0..3 {
-        app.get(&format!("/api/patients/{}", sid(&p)), Some(&nurse.access)).await;
+        app.get(&format!("/api/patients/{}", sid(&p)), Some(&nurse.access))
+            .await;
     }
     let mut events = audit_events(&app).await;
     events.reverse();
@@ -45,13 +54,18 @@ fn cli_verify(app: &TestApp) -> (bool, String) {
         .args(["audit", "verify"])
         .output()
         .unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
 }
 
 #[tokio::test]
 async fn the_database_refuses_edits_and_deletions() {
     let (app, _, _) = with_history().await;
-    assert!(exec(&app, "UPDATE audit_events SET outcome = 'x'").await.is_err());
+    assert!(exec(&app, "UPDATE audit_events SET outcome = 'x'")
+        .await
+        .is_err());
     assert!(exec(&app, "DELETE FROM audit_events").await.is_err());
     assert!(store::audit::verify(&app.state.db).await.unwrap().valid);
 }
@@ -59,14 +73,26 @@ async fn the_database_refuses_edits_and_deletions() {
 #[tokio::test]
 async fn verify_detects_an_edited_event() {
     let (app, admin, events) = with_history().await;
-    let v = app.json_ok(app.get("/api/audit/verify", Some(&admin.access)).await, 200).await;
+    let v = app
+        .json_ok(app.get("/api/audit/verify", Some(&admin.access)).await, 200)
+        .await;
     assert_eq!(v["valid"], true);
     assert_eq!(v["events"].as_i64().unwrap() as usize, events.len());
     assert!(cli_verify(&app).0);
     drop_guards(&app).await;
     let victim = &events[3];
-    exec(&app, &format!("UPDATE audit_events SET outcome = 'failure' WHERE seq = {}", victim.seq)).await.unwrap();
-    let v = app.json_ok(app.get("/api/audit/verify", Some(&admin.access)).await, 200).await;
+    exec(
+        &app,
+        &format!(
+            "UPDATE audit_events SET outcome = 'failure' WHERE seq = {}",
+            victim.seq
+        ),
+    )
+    .await
+    .unwrap();
+    let v = app
+        .json_ok(app.get("/api/audit/verify", Some(&admin.access)).await, 200)
+        .await;
     assert_eq!(v["valid"], false);
     assert_eq!(v["firstBrokenId"], victim.id.to_string());
     let (ok, out) = cli_verify(&app);
@@ -78,10 +104,21 @@ async fn verify_detects_an_edited_event() {
 async fn verify_detects_a_deleted_event() {
     let (app, admin, events) = with_history().await;
     drop_guards(&app).await;
-    exec(&app, &format!("DELETE FROM audit_events WHERE seq = {}", events[2].seq)).await.unwrap();
-    let v = app.json_ok(app.get("/api/audit/verify", Some(&admin.access)).await, 200).await;
+    exec(
+        &app,
+        &format!("DELETE FROM audit_events WHERE seq = {}", events[2].seq),
+    )
+    .await
+    .unwrap();
+    let v = app
+        .json_ok(app.get("/api/audit/verify", Some(&admin.access)).await, 200)
+        .await;
     assert_eq!(v["valid"], false);
-    assert_eq!(v["firstBrokenId"], events[3].id.to_string(), "the event after the gap");
+    assert_eq!(
+        v["firstBrokenId"],
+        events[3].id.to_string(),
+        "the event after the gap"
+    );
     assert!(!cli_verify(&app).0);
 }
 
@@ -98,9 +135,15 @@ async fn verify_detects_an_inserted_event() {
         before.hash,
         "f".repeat(64)
     )).await.unwrap();
-    let v = app.json_ok(app.get("/api/audit/verify", Some(&admin.access)).await, 200).await;
+    let v = app
+        .json_ok(app.get("/api/audit/verify", Some(&admin.access)).await, 200)
+        .await;
     assert_eq!(v["valid"], false);
-    assert_eq!(v["events"].as_i64().unwrap() as usize, events.len(), "every real event still verifies");
+    assert_eq!(
+        v["events"].as_i64().unwrap() as usize,
+        events.len(),
+        "every real event still verifies"
+    );
     assert!(!cli_verify(&app).0);
 }
 
@@ -108,21 +151,87 @@ async fn verify_detects_an_inserted_event() {
 async fn audit_log_filters_and_pagination() {
     let (app, admin, events) = with_history().await;
     let patient = events.iter().find_map(|e| e.patient_id).unwrap();
-    let v = app.json_ok(app.get(&format!("/api/audit?patientId={patient}"), Some(&admin.access)).await, 200).await;
+    let v = app
+        .json_ok(
+            app.get(
+                &format!("/api/audit?patientId={patient}"),
+                Some(&admin.access),
+            )
+            .await,
+            200,
+        )
+        .await;
     let items = v["items"].as_array().unwrap();
     assert_eq!(items.len(), 4, "create + 3 reads");
     assert!(items.iter().all(|e| e["patientId"] == patient.to_string()));
-    let reads = app.json_ok(app.get(&format!("/api/audit?patientId={patient}&action=patient.read"), Some(&admin.access)).await, 200).await;
+    let reads = app
+        .json_ok(
+            app.get(
+                &format!("/api/audit?patientId={patient}&action=patient.read"),
+                Some(&admin.access),
+            )
+            .await,
+            200,
+        )
+        .await;
     assert_eq!(reads["items"].as_array().unwrap().len(), 3);
-    let user = events.iter().find(|e| e.action == "patient.create").unwrap().actor_id.unwrap();
-    let by_user = app.json_ok(app.get(&format!("/api/audit?userId={user}&limit=2"), Some(&admin.access)).await, 200).await;
+    let user = events
+        .iter()
+        .find(|e| e.action == "patient.create")
+        .unwrap()
+        .actor_id
+        .unwrap();
+    let by_user = app
+        .json_ok(
+            app.get(
+                &format!("/api/audit?userId={user}&limit=2"),
+                Some(&admin.access),
+            )
+            .await,
+            200,
+        )
+        .await;
     assert_eq!(by_user["items"].as_array().unwrap().len(), 2);
     let next = by_user["nextCursor"].as_str().unwrap();
-    let page2 = app.json_ok(app.get(&format!("/api/audit?userId={user}&limit=2&cursor={next}"), Some(&admin.access)).await, 200).await;
-    let first_seq: Vec<i64> = by_user["items"].as_array().unwrap().iter().map(|e| e["seq"].as_i64().unwrap()).collect();
-    let second_seq: Vec<i64> = page2["items"].as_array().unwrap().iter().map(|e| e["seq"].as_i64().unwrap()).collect();
-    assert!(first_seq[0] > first_seq[1] && first_seq[1] > second_seq[0], "newest first, no overlap");
-    let future = app.json_ok(app.get("/api/audit?from=2999-01-01T00:00:00Z", Some(&admin.access)).await, 200).await;
+    let page2 = app
+        .json_ok(
+            app.get(
+                &format!("/api/audit?userId={user}&limit=2&cursor={next}"),
+                Some(&admin.access),
+            )
+            .await,
+            200,
+        )
+        .await;
+    let first_seq: Vec<i64> = by_user["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["seq"].as_i64().unwrap())
+        .collect();
+    let second_seq: Vec<i64> = page2["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["seq"].as_i64().unwrap())
+        .collect();
+    assert!(
+        first_seq[0] > first_seq[1] && first_seq[1] > second_seq[0],
+        "newest first, no overlap"
+    );
+    let future = app
+        .json_ok(
+            app.get("/api/audit?from=2999-01-01T00:00:00Z", Some(&admin.access))
+                .await,
+            200,
+        )
+        .await;
     assert!(future["items"].as_array().unwrap().is_empty());
-    assert_problem(app.get("/api/audit?patientId=nope", Some(&admin.access)).await, 400, "bad_request").await;
+    assert_problem(
+        app.get("/api/audit?patientId=nope", Some(&admin.access))
+            .await,
+        400,
+        "bad_request",
+    )
+    .await;
 }

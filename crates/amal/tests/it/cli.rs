@@ -471,3 +471,103 @@ fn unsupported_database_scheme_is_refused_clearly() {
     assert!(!ok);
     assert!(format!("{out}{err}").contains("DATABASE_URL"));
 }
+
+#[tokio::test]
+async fn demo_starts_a_clinic_to_explore() {
+    let dir = temp_dir();
+    let mut c = Command::new(env!("CARGO_BIN_EXE_amal"));
+    c.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("AMAL_BIND", "127.0.0.1:0")
+        .env("TMPDIR", &dir)
+        .env("AMAL_DEMO_PASSWORD", "demo password for tests")
+        .args(["demo", "--patients", "25"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(rest) = line.split("running at ").nth(1) {
+                let _ = tx.send(rest.trim().trim_end_matches('/').to_string());
+            }
+        }
+    });
+    let base = rx
+        .recv_timeout(std::time::Duration::from_secs(120))
+        .expect("demo printed its URL");
+    let client = reqwest::Client::new();
+    let login = |email: &str| {
+        client
+            .post(format!("{base}/api/auth/signin"))
+            .json(&json!({"email": email, "password": "demo password for tests"}))
+            .send()
+    };
+    for role in ["admin", "provider", "nurse", "staff"] {
+        assert_eq!(
+            login(&format!("{role}@demo.amal.test"))
+                .await
+                .unwrap()
+                .status(),
+            200,
+            "{role}"
+        );
+    }
+    let v: Value = login("provider@demo.amal.test")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = v["accessToken"].as_str().unwrap();
+    let patients: Value = client
+        .get(format!("{base}/api/patients?limit=100"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let items = patients["items"].as_array().unwrap();
+    assert_eq!(items.len(), 25);
+    let id = items[0]["id"].as_str().unwrap();
+    let overview: Value = client
+        .get(format!("{base}/api/patients/{id}/overview"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(!overview["recentLabs"].as_array().unwrap().is_empty());
+    assert!(!overview["recentNotes"].as_array().unwrap().is_empty());
+    let day: Value = client
+        .get(format!("{base}/api/overview"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        !day["unreviewedAbnormalLabs"].as_array().unwrap().is_empty(),
+        "the demo has abnormal labs to review"
+    );
+    let _ = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    assert!(child.wait().unwrap().success());
+    let leftovers: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with("amal-demo-"))
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "the throw-away data is removed on exit"
+    );
+}

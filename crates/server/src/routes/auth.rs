@@ -3,7 +3,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use domain::account::{Email, Password, PersonName, SignupPolicy, UserStatus};
+use domain::account::{SignupPolicy, UserStatus};
 use domain::roles::Role;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -14,7 +14,7 @@ use crate::auth::tokens::{refresh_expiry, ACCESS_TTL_SECS};
 use crate::auth::AuthUser;
 use crate::error::{AppError, Result};
 use crate::extract::ApiJson;
-use crate::routes::{all_valid, audit_event};
+use crate::routes::{audit_event, parse_account};
 use crate::state::AppState;
 
 /// A user as the API shows it.
@@ -98,17 +98,7 @@ pub async fn signup(
     State(st): State<AppState>,
     ApiJson(req): ApiJson<SignupRequest>,
 ) -> Result<(StatusCode, Json<UserEnvelope>)> {
-    let email = Email::parse(&req.email);
-    let password = Password::parse(&req.password);
-    let name = PersonName::parse("name", &req.name);
-    all_valid(vec![
-        email.as_ref().err().cloned(),
-        password.as_ref().err().cloned(),
-        name.as_ref().err().cloned(),
-    ])?;
-    let (Ok(email), Ok(password), Ok(name)) = (email, password, name) else {
-        return Err(AppError::validation("body", "is invalid"));
-    };
+    let (email, password, name) = parse_account(&req.email, &req.password, &req.name)?;
     if st.config.signup == SignupPolicy::Closed {
         return Err(AppError::Forbidden(
             "Sign-up is closed; ask an administrator for an account.".into(),

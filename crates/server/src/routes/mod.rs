@@ -12,18 +12,40 @@ pub mod patients;
 pub mod prescriptions;
 pub mod users;
 
-use domain::account::FieldError;
+use domain::account::{Email, Password, PersonName};
 
 use crate::error::AppError;
 
-/// Collect field errors: `Ok` only when every parse succeeded.
-pub fn all_valid(errors: Vec<Option<FieldError>>) -> Result<(), AppError> {
-    let errs: Vec<FieldError> = errors.into_iter().flatten().collect();
-    if errs.is_empty() {
-        Ok(())
-    } else {
-        Err(AppError::Validation(errs))
+/// A new account's e-mail, password and name, every error reported at once.
+pub fn parse_account(
+    email: &str,
+    password: &str,
+    name: &str,
+) -> Result<(Email, Password, PersonName), AppError> {
+    match (
+        Email::parse(email),
+        Password::parse(password),
+        PersonName::parse("name", name),
+    ) {
+        (Ok(e), Ok(p), Ok(n)) => Ok((e, p, n)),
+        (e, p, n) => Err(AppError::Validation(
+            [e.err(), p.err(), n.err()].into_iter().flatten().collect(),
+        )),
     }
+}
+
+/// A 409 for an illegal state-machine step, naming the current state.
+pub fn illegal(resource: &str, current: &str, e: domain::states::IllegalTransition) -> AppError {
+    AppError::Conflict {
+        code: "conflict",
+        detail: format!("The {resource} is {current}: {e}."),
+        extra: Some(serde_json::json!({ "currentState": current })),
+    }
+}
+
+/// A stored state this release does not know (a newer schema's data?).
+pub fn unknown_state(resource: &str) -> AppError {
+    AppError::Internal(anyhow::anyhow!("unknown {resource} status in the database"))
 }
 
 /// Audit event pre-filled with the request's actor, request id and IP.

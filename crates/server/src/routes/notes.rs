@@ -17,7 +17,7 @@ use uuid::Uuid;
 use crate::auth::AuthUser;
 use crate::error::{AppError, Result};
 use crate::extract::{encode_cursor, expected_version, ApiJson, Later, PageQuery};
-use crate::routes::{audit_change, audit_read, check, require_patient};
+use crate::routes::{audit_change, audit_read, check, illegal, require_patient, unknown_state};
 use crate::state::AppState;
 
 /// The most characters in one SOAP section.
@@ -156,18 +156,12 @@ pub fn content_hash(n: &NoteRow, signer: Uuid) -> String {
     hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
 }
 
-fn status_of(n: &NoteRow) -> Result<NoteStatus> {
-    NoteStatus::parse(&n.status)
-        .ok_or_else(|| AppError::Internal(anyhow::anyhow!("unknown note status in the database")))
-}
-
 /// Apply a state-machine step, or a 409 naming the current state.
 fn transition(n: &NoteRow, action: NoteAction) -> Result<NoteStatus> {
-    status_of(n)?.apply(action).map_err(|e| AppError::Conflict {
-        code: "conflict",
-        detail: format!("The note is {}: {e}.", n.status),
-        extra: Some(serde_json::json!({ "currentState": n.status })),
-    })
+    let status = NoteStatus::parse(&n.status).ok_or_else(|| unknown_state("note"))?;
+    status
+        .apply(action)
+        .map_err(|e| illegal("note", &n.status, e))
 }
 
 /// Create a draft note (also used by the AI assistant with `ai_generated`).

@@ -16,7 +16,7 @@ use uuid::Uuid;
 use crate::auth::AuthUser;
 use crate::error::{AppError, Result};
 use crate::extract::{encode_cursor, ApiJson, Later, OptionalJson, PageQuery};
-use crate::routes::{audit_change, audit_read, check, require_patient};
+use crate::routes::{audit_change, audit_read, check, illegal, require_patient, unknown_state};
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -249,19 +249,12 @@ pub async fn get(
 }
 
 fn transition(row: &PrescriptionRow, action: PrescriptionAction) -> Result<()> {
-    let status = PrescriptionStatus::parse(&row.status).ok_or_else(|| {
-        AppError::Internal(anyhow::anyhow!(
-            "unknown prescription status in the database"
-        ))
-    })?;
+    let status =
+        PrescriptionStatus::parse(&row.status).ok_or_else(|| unknown_state("prescription"))?;
     status
         .apply(action)
         .map(|_| ())
-        .map_err(|e| AppError::Conflict {
-            code: "conflict",
-            detail: format!("The prescription is {}: {e}.", row.status),
-            extra: Some(serde_json::json!({ "currentState": row.status })),
-        })
+        .map_err(|e| illegal("prescription", &row.status, e))
 }
 
 #[derive(Debug, Deserialize, ToSchema, Default)]

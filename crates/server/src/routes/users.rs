@@ -4,7 +4,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use chrono::{DateTime, Duration, Utc};
-use domain::account::{Email, Password, PersonName, UserStatus};
+use domain::account::{Email, UserStatus};
 use domain::roles::{Action, Role};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -14,7 +14,7 @@ use crate::auth::AuthUser;
 use crate::error::{AppError, Result};
 use crate::extract::{encode_cursor, expected_version, ApiJson, Later, PageQuery};
 use crate::routes::auth::{invite_hash, UserEnvelope, UserView};
-use crate::routes::{all_valid, audit_event};
+use crate::routes::{audit_event, parse_account};
 use crate::state::AppState;
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -71,17 +71,7 @@ pub async fn create_user(
 ) -> Result<(StatusCode, Json<UserEnvelope>)> {
     admin.require(Action::ManageUsers)?;
     let ApiJson(req) = body.get()?;
-    let email = Email::parse(&req.email);
-    let password = Password::parse(&req.password);
-    let name = PersonName::parse("name", &req.name);
-    all_valid(vec![
-        email.as_ref().err().cloned(),
-        password.as_ref().err().cloned(),
-        name.as_ref().err().cloned(),
-    ])?;
-    let (Ok(email), Ok(password), Ok(name)) = (email, password, name) else {
-        return Err(AppError::validation("body", "is invalid"));
-    };
+    let (email, password, name) = parse_account(&req.email, &req.password, &req.name)?;
     let hash = st.hasher.hash(password.expose()).await?;
     let mut tx = st.db.begin().await?;
     let user = store::users::insert(
