@@ -10,8 +10,14 @@ PG_ADMIN_URL="${AMAL_TEST_PG_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postg
 step() { printf '\n==> %s\n' "$*"; }
 
 need_apt=()
-command -v psql >/dev/null 2>&1 || need_apt+=(postgresql-client)
+# psql for setup; pg_dump and pg_restore for the backup tests (same package).
+{ command -v psql && command -v pg_dump && command -v pg_restore; } >/dev/null 2>&1 || need_apt+=(postgresql-client)
 command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
+# systemd-analyze verifies the shipped unit (ops/systemd/amal.service).
+command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
+# The web UI's browser test drives Debian's chromium through chromedriver.
+command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium chromium-driver)
+export AMAL_REQUIRE_BROWSER=1
 if [ ${#need_apt[@]} -gt 0 ]; then
   step "installing ${need_apt[*]}"
   if [ "$(id -u)" = 0 ]; then
@@ -30,7 +36,7 @@ if ! pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then
 fi
 pg_isready -h 127.0.0.1 -p 5432
 # Drop databases left behind by earlier runs.
-psql "$PG_ADMIN_URL" -Atqc "SELECT datname FROM pg_database WHERE datname LIKE 'amal_t_%'" |
+psql "$PG_ADMIN_URL" -Atqc "SELECT datname FROM pg_database WHERE datname LIKE 'amal_t_%' OR datname LIKE 'amal_verify_%'" |
   while read -r db; do psql "$PG_ADMIN_URL" -qc "DROP DATABASE IF EXISTS \"$db\"" >/dev/null 2>&1 || true; done
 
 if cargo nextest --version >/dev/null 2>&1; then
@@ -38,6 +44,10 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   run_tests() { cargo test --workspace --no-fail-fast "$@"; }
 fi
+
+step "Prometheus alert rules: promtool check rules, promtool test rules"
+promtool check rules ops/prometheus/alerts.yml
+promtool test rules ops/prometheus/tests/*.yml
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
@@ -50,5 +60,9 @@ run_tests
 
 step "integration tests on PostgreSQL"
 AMAL_TEST_DATABASE_URL="$PG_ADMIN_URL" run_tests -p amal
+
+step "systemd unit: systemd-analyze verify"
+cargo build -q -p amal
+./ops/systemd/verify.sh "${CARGO_TARGET_DIR:-target}/debug/amal"
 
 step "all tests passed on SQLite and PostgreSQL"

@@ -61,6 +61,15 @@ pub struct Settings {
     /// Seconds before a request is stopped (default 30)
     #[arg(long, env = "AMAL_REQUEST_TIMEOUT_SECONDS", global = true)]
     pub request_timeout: Option<u64>,
+    /// `serve` takes a verified backup this often, e.g. 6h or 30m (default: off)
+    #[arg(long, env = "AMAL_BACKUP_INTERVAL", global = true)]
+    pub backup_interval: Option<String>,
+    /// How many scheduled backups to keep; older ones are deleted (default 7)
+    #[arg(long, env = "AMAL_BACKUP_KEEP", global = true)]
+    pub backup_keep: Option<String>,
+    /// Folder for backups (default: <data dir>/backups)
+    #[arg(long, env = "AMAL_BACKUP_DIR", global = true)]
+    pub backup_dir: Option<PathBuf>,
     /// Access-token signing secret (≥ 64 bytes). Environment only.
     #[arg(
         long,
@@ -97,6 +106,24 @@ pub struct Settings {
     /// Seconds before an AI call is abandoned with a 503 (default 30)
     #[arg(long, env = "AI_TIMEOUT_SECONDS", global = true)]
     pub ai_timeout: Option<u64>,
+    /// PEM certificate chain: with --tls-key, `serve` speaks HTTPS (reloaded on SIGHUP)
+    #[arg(long, env = "AMAL_TLS_CERT", global = true)]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of the certificate
+    #[arg(long, env = "AMAL_TLS_KEY", global = true)]
+    pub tls_key: Option<PathBuf>,
+    /// How often the built-in alerts are evaluated, e.g. 15s (default) or 500ms
+    #[arg(long, env = "AMAL_ALERT_INTERVAL", global = true)]
+    pub alert_interval: Option<String>,
+    /// URL that firing and resolved alerts are posted to (JSON). Environment only.
+    #[arg(
+        long,
+        env = "ALERT_WEBHOOK_URL",
+        global = true,
+        hide = true,
+        hide_env_values = true
+    )]
+    pub alert_webhook_url: Option<String>,
     /// Bearer key for the AI server. Environment only.
     #[arg(
         long,
@@ -138,10 +165,17 @@ impl Settings {
             rate_limit_read: self.rate_limit_read.clone(),
             trusted_proxies: self.trusted_proxies.clone(),
             request_timeout_secs: self.request_timeout,
+            backup_interval: self.backup_interval.clone(),
+            backup_keep: self.backup_keep.clone(),
+            backup_dir: self.backup_dir.clone(),
             ai_base_url: self.ai_base_url.clone(),
             ai_model: self.ai_model.clone(),
             ai_api_key: secret(&self.ai_api_key),
             ai_timeout_secs: self.ai_timeout,
+            tls_cert: self.tls_cert.clone().filter(|p| !p.as_os_str().is_empty()),
+            tls_key: self.tls_key.clone().filter(|p| !p.as_os_str().is_empty()),
+            alert_interval: self.alert_interval.clone(),
+            alert_webhook_url: secret(&self.alert_webhook_url),
         }
     }
 }
@@ -191,6 +225,44 @@ pub enum Command {
         /// Password for every demo user (default: a random one, printed at start)
         #[arg(long, env = "AMAL_DEMO_PASSWORD", hide_env_values = true)]
         password: Option<String>,
+    },
+    /// Take a consistent online backup (default), or check one with `backup verify FILE`
+    #[command(args_conflicts_with_subcommands = true)]
+    Backup {
+        #[command(subcommand)]
+        action: Option<BackupAction>,
+        /// Write the archive here (default: <backup dir>/amal-backup-<UTC timestamp>.amalbak)
+        #[arg(long, value_name = "FILE")]
+        to: Option<PathBuf>,
+    },
+    /// Restore a backup archive into the configured database (stop `serve` first)
+    Restore {
+        /// The .amalbak archive to restore
+        file: PathBuf,
+        /// Replace a database that already holds data or migrations
+        #[arg(long)]
+        force: bool,
+    },
+    /// Run the launch smoke suite against a running deployment; exit 0 only when every check passes
+    Smoke {
+        /// Base URL of the deployment
+        #[arg(long, env = "SMOKE_URL", default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// Admin account the suite signs in as
+        #[arg(long, env = "SMOKE_ADMIN_EMAIL")]
+        admin_email: Option<String>,
+        /// The admin's password (prefer the environment variable)
+        #[arg(long, env = "SMOKE_ADMIN_PASSWORD", hide_env_values = true)]
+        admin_password: Option<String>,
+        /// The deployment's METRICS_TOKEN, to read /metrics as Prometheus does (default: the admin's token)
+        #[arg(long, env = "SMOKE_METRICS_TOKEN", hide_env_values = true)]
+        metrics_token: Option<String>,
+        /// Extra CA certificate (PEM) to trust, for a private or self-signed HTTPS certificate
+        #[arg(long, value_name = "FILE")]
+        ca_cert: Option<PathBuf>,
+        /// Seconds before one request is given up
+        #[arg(long, default_value_t = 30)]
+        timeout: u64,
     },
     /// Print the release, the git commit and the schema version
     Version,
@@ -243,4 +315,13 @@ pub enum ConfigAction {
 pub enum AuditAction {
     /// Verify the hash chain; exit 1 and name the first broken event
     Verify,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BackupAction {
+    /// Restore FILE into a scratch database; check integrity, the audit chain and row counts
+    Verify {
+        /// The .amalbak archive to check
+        file: PathBuf,
+    },
 }

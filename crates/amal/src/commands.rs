@@ -95,6 +95,30 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             keep,
             password,
         } => demo(raw, patients, keep, password).await,
+        Command::Backup { action, to } => {
+            crate::backup::backup_command(resolve(raw)?, action, to).await
+        }
+        Command::Restore { file, force } => {
+            crate::backup::restore_command(resolve(raw)?, &file, force).await
+        }
+        Command::Smoke {
+            url,
+            admin_email,
+            admin_password,
+            metrics_token,
+            ca_cert,
+            timeout,
+        } => {
+            crate::smoke::run(crate::smoke::Options {
+                url,
+                admin_email,
+                admin_password,
+                metrics_token,
+                ca_cert,
+                timeout_secs: timeout,
+            })
+            .await
+        }
         Command::Version => {
             println!("amal {}", server::routes::ops::release());
             println!("commit {}", server::routes::ops::git_commit());
@@ -131,19 +155,37 @@ async fn serve(raw: server::RawConfig, no_migrate: bool) -> anyhow::Result<ExitC
             );
         }
     };
-    if cfg.env == server::config::Environment::Production && !cfg.binds_loopback() {
+    if cfg.env == server::config::Environment::Production
+        && !cfg.binds_loopback()
+        && cfg.tls.is_none()
+    {
         tracing::warn!(bind = %cfg.bind, "serving plain HTTP on a non-loopback address; put a TLS-terminating reverse proxy in front");
     }
     let listener = tokio::net::TcpListener::bind(&cfg.bind)
         .await
         .with_context(|| format!("cannot listen on {}", cfg.bind))?;
     let addr = listener.local_addr()?;
+    let certs = match &cfg.tls {
+        Some(files) => Some(server::tls::CertStore::open(files)?),
+        None => None,
+    };
     let state = server::prepare(cfg, !no_migrate).await?;
+    server::backup_schedule::spawn(
+        state.clone(),
+        std::sync::Arc::new(crate::backup::ScheduledJob),
+    );
     let schema = store::migrate::current_version(&state.db)
         .await
         .unwrap_or(0);
-    tracing::info!(address = %addr, release = server::routes::ops::release(), schemaVersion = schema, "listening");
-    server::serve(state, listener, server::shutdown_signal()).await?;
+    server::tls::reload_on_sighup(certs.clone())?;
+    let scheme = if certs.is_some() { "https" } else { "http" };
+    tracing::info!(address = %addr, scheme, release = server::routes::ops::release(), schemaVersion = schema, "listening");
+    match certs {
+        Some(certs) => {
+            server::tls::serve_tls(state, listener, certs, server::shutdown_signal()).await?
+        }
+        None => server::serve(state, listener, server::shutdown_signal()).await?,
+    }
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
 }

@@ -1,8 +1,10 @@
 //! `amal`: the Dr Amal Clinical OS binary.
 
+mod backup;
 mod cli;
 mod commands;
 mod demo;
+mod smoke;
 
 use clap::Parser;
 

@@ -31,11 +31,21 @@ pub struct RawConfig {
     pub rate_limit_read: Option<String>,
     pub trusted_proxies: Option<String>,
     pub request_timeout_secs: Option<u64>,
+    /// `AMAL_BACKUP_INTERVAL` (unset = off), `AMAL_BACKUP_KEEP` (default 7), `AMAL_BACKUP_DIR`.
+    pub backup_interval: Option<String>,
+    pub backup_keep: Option<String>,
+    pub backup_dir: Option<PathBuf>,
     /// `AI_BASE_URL`, `AI_MODEL`, `AI_API_KEY`, `AI_TIMEOUT_SECONDS`.
     pub ai_base_url: Option<String>,
     pub ai_model: Option<String>,
     pub ai_api_key: Option<SecretString>,
     pub ai_timeout_secs: Option<u64>,
+    /// `AMAL_TLS_CERT` and `AMAL_TLS_KEY`: PEM files; both set → `serve` speaks HTTPS.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// `AMAL_ALERT_INTERVAL` (default `15s`) and `ALERT_WEBHOOK_URL` (a secret).
+    pub alert_interval: Option<String>,
+    pub alert_webhook_url: Option<SecretString>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -165,8 +175,23 @@ pub struct Config {
     pub rate_limits: RateLimits,
     pub trusted_proxies: Vec<IpNet>,
     pub request_timeout: Duration,
+    /// Scheduled backups (crate::backup_schedule).
+    pub backup: crate::backup_schedule::BackupSettings,
     /// The AI assistant: built in and offline unless `AI_BASE_URL` is set.
     pub ai: ai::AiConfig,
+    /// HTTPS certificate and key files, when `serve` terminates TLS itself.
+    pub tls: Option<TlsFiles>,
+    /// How often the built-in alert evaluator runs.
+    pub alert_interval: Duration,
+    /// Where firing and resolved alerts are posted (may embed a token).
+    pub alert_webhook_url: Option<SecretString>,
+}
+
+/// PEM certificate chain and private key (`AMAL_TLS_CERT`, `AMAL_TLS_KEY`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 /// One configuration problem: the setting's name and what is wrong.
@@ -358,6 +383,14 @@ impl Config {
 
         let request_timeout = Duration::from_secs(raw.request_timeout_secs.unwrap_or(30).max(1));
 
+        let backup = crate::backup_schedule::BackupSettings::resolve(
+            raw.backup_interval.as_deref(),
+            raw.backup_keep.as_deref(),
+            raw.backup_dir.clone(),
+            &data_dir,
+            &mut problem,
+        );
+
         let ai = ai::AiConfig {
             base_url: raw.ai_base_url.clone().filter(|s| !s.trim().is_empty()),
             model: raw.ai_model.clone().filter(|s| !s.trim().is_empty()),
@@ -376,6 +409,49 @@ impl Config {
                 setting,
                 msg.split_once(' ').map(|x| x.1).unwrap_or(&msg).to_string(),
             );
+        }
+
+        // HTTPS and alerts (crate::tls, crate::alerts).
+        let tls = match (raw.tls_cert.clone(), raw.tls_key.clone()) {
+            (None, None) => None,
+            (Some(cert), Some(key)) => {
+                if let Err((setting, message)) = crate::tls::check_files(&cert, &key) {
+                    problem(setting, message);
+                }
+                Some(TlsFiles { cert, key })
+            }
+            (Some(_), None) => {
+                problem(
+                    "AMAL_TLS_KEY",
+                    "is required when AMAL_TLS_CERT is set".into(),
+                );
+                None
+            }
+            (None, Some(_)) => {
+                problem(
+                    "AMAL_TLS_CERT",
+                    "is required when AMAL_TLS_KEY is set".into(),
+                );
+                None
+            }
+        };
+        let alert_interval = match raw.alert_interval.as_deref().map(str::trim) {
+            None | Some("") => crate::alerts::DEFAULT_INTERVAL,
+            Some(s) => crate::alerts::parse_interval(s).unwrap_or_else(|| {
+                problem(
+                    "AMAL_ALERT_INTERVAL",
+                    "must be a duration from 100ms to 1h such as `15s`".into(),
+                );
+                crate::alerts::DEFAULT_INTERVAL
+            }),
+        };
+        if let Some(url) = &raw.alert_webhook_url {
+            if !crate::alerts::valid_webhook_url(url.expose_secret()) {
+                problem(
+                    "ALERT_WEBHOOK_URL",
+                    "must be an http:// or https:// URL".into(),
+                );
+            }
         }
 
         // Secrets.
@@ -452,7 +528,11 @@ impl Config {
                 rate_limits: limits,
                 trusted_proxies,
                 request_timeout,
+                backup,
                 ai,
+                tls,
+                alert_interval,
+                alert_webhook_url: raw.alert_webhook_url,
             }),
             _ => Err(problems),
         }

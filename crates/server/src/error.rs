@@ -110,7 +110,8 @@ impl AppError {
         }
     }
 
-    fn detail(&self) -> String {
+    /// The problem's human-readable detail (also shown by the web UI).
+    pub fn detail(&self) -> String {
         match self {
             AppError::Validation(_) => "One or more fields are invalid.".into(),
             AppError::BadRequest(d) | AppError::Forbidden(d) | AppError::Unavailable(d) => d.clone(),

@@ -76,6 +76,10 @@ const CLINICAL: [&str; 4] = ["patients", "notes", "prescriptions", "labs"];
 pub fn classify(method: &Method, path: &str) -> Class {
     let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     if segs.first() != Some(&"api") {
+        // The web UI's sign-in form shares the API's sign-in bucket.
+        if method == Method::POST && path == "/login" {
+            return Class::Auth("signin");
+        }
         return Class::Other(if path == "/metrics" {
             "metrics".into()
         } else {
@@ -167,7 +171,10 @@ pub async fn request_layer(
     let mut resp = context::CTX
         .scope(ctx.clone(), inner.instrument(span.clone()))
         .await;
-    if (resp.status().is_client_error() || resp.status().is_server_error()) && !is_json(&resp) {
+    if (resp.status().is_client_error() || resp.status().is_server_error())
+        && !is_json(&resp)
+        && !crate::web::is_html(&resp)
+    {
         let status = resp.status();
         resp = context::CTX.sync_scope(ctx.clone(), || as_problem(status));
     }
@@ -322,9 +329,12 @@ pub fn route_template(path: &str) -> String {
         .join("/")
 }
 
-/// The patient id in `/api/patients/{id}…`, if any.
+/// The patient id in `/api/patients/{id}…` (or the web UI's
+/// `/patients/{id}…`), if any.
 fn patient_in_path(path: &str) -> Option<Option<uuid::Uuid>> {
-    let rest = path.strip_prefix("/api/patients")?;
+    let rest = path
+        .strip_prefix("/api/patients")
+        .or_else(|| path.strip_prefix("/patients"))?;
     let id = rest.trim_start_matches('/').split('/').next().unwrap_or("");
     Some(uuid::Uuid::parse_str(id).ok())
 }
@@ -393,6 +403,7 @@ pub async fn rate_limit_layer(State(state): State<AppState>, req: Request, next:
         next.run(Request::from_parts(parts, body)).await
     } else {
         state.metrics.incr("rate_limit.hit");
+        state.alerts.record_rate_limit_hit(&ip);
         state.metrics.incr(&format!(
             "rate_limit.hit.{}",
             match class {
@@ -403,10 +414,12 @@ pub async fn rate_limit_layer(State(state): State<AppState>, req: Request, next:
             }
         ));
         tracing::warn!(endpoint = %parts.uri.path(), clientIp = %ip, "rate limit exceeded");
-        AppError::RateLimited {
-            retry_after: decision.reset_secs.max(1),
+        let retry_after = decision.reset_secs.max(1);
+        if parts.uri.path() == "/login" {
+            crate::web::rate_limited_page(retry_after)
+        } else {
+            AppError::RateLimited { retry_after }.into_response()
         }
-        .into_response()
     };
     let h = resp.headers_mut();
     h.insert("x-ratelimit-limit", HeaderValue::from(decision.limit));

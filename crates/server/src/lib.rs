@@ -2,7 +2,9 @@
 //! logs, metrics and health. Routes and the OpenAPI document come from one
 //! source (`utoipa-axum`), so the published spec cannot drift from the router.
 
+pub mod alerts;
 pub mod auth;
+pub mod backup_schedule;
 pub mod config;
 pub mod context;
 pub mod error;
@@ -13,6 +15,8 @@ pub mod metrics;
 pub mod ratelimit;
 pub mod routes;
 pub mod state;
+pub mod tls;
+pub mod web;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -74,6 +78,7 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(routes::ops::ready))
         .routes(routes!(routes::ops::metrics_json))
         .routes(routes!(routes::ops::metrics_prometheus))
+        .routes(routes!(alerts::list_alerts))
         .routes(routes!(routes::patients::search, routes::patients::create))
         .routes(routes!(routes::patients::get, routes::patients::update))
         .routes(routes!(routes::patients::add_allergy))
@@ -122,6 +127,7 @@ pub fn router(state: AppState) -> Router {
                 async move { ([http::json_content_type()], body) }
             }),
         )
+        .merge(web::router())
         .fallback(http::not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -157,6 +163,7 @@ pub async fn prepare(config: Config, migrate: bool) -> anyhow::Result<AppState> 
     }
     let state = AppState::new(db, config)?;
     spawn_housekeeping(state.clone());
+    alerts::spawn(state.clone());
     Ok(state)
 }
 

@@ -8,6 +8,12 @@ use std::sync::Mutex;
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 
+/// Upper bounds (seconds) of the request-duration histogram buckets; 2 s,
+/// the slow-API alert's threshold, is one of them.
+pub const DURATION_BUCKETS: [f64; 12] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 2.5, 5.0, 10.0,
+];
+
 pub struct Metrics {
     counters: Mutex<BTreeMap<String, u64>>,
     durations: Mutex<BTreeMap<String, Histogram<u64>>>,
@@ -31,6 +37,19 @@ pub fn prometheus_name(name: &str) -> String {
     s
 }
 
+/// `write.notes.success` also counts as `write.success`, and
+/// `ai.explain.refused` as `ai.refused`: totals the alert rules read without
+/// regular expressions over metric names.
+fn rollup(name: &str) -> Option<String> {
+    let mut parts = name.split('.');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(family @ ("write" | "ai")), Some(_), Some(outcome), None) => {
+            Some(format!("{family}.{outcome}"))
+        }
+        _ => None,
+    }
+}
+
 impl Metrics {
     pub fn new() -> Metrics {
         let m = Metrics {
@@ -48,10 +67,54 @@ impl Metrics {
             "rate_limit.hit",
             "http.5xx",
             "http.requests",
+            "http.4xx",
+            "http.validation_error",
+            "http.auth.requests",
+            "http.auth.5xx",
+            "audit.write_failure",
+            "alerts.webhook.failure",
         ] {
             m.incr_by(name, 0);
         }
+        for resource in ["patients", "notes", "prescriptions", "labs"] {
+            m.incr_by(&format!("write.{resource}.success"), 0);
+            m.incr_by(&format!("write.{resource}.error"), 0);
+        }
+        for op in ["generate_note", "explain"] {
+            for outcome in ["success", "refused", "unavailable"] {
+                m.incr_by(&format!("ai.{op}.{outcome}"), 0);
+            }
+        }
         m
+    }
+
+    /// Current gauge values (for the alert evaluator).
+    pub fn gauges(&self) -> BTreeMap<String, f64> {
+        self.gauges.lock().map(|g| g.clone()).unwrap_or_default()
+    }
+
+    /// Cumulative request counts at or below each of [`DURATION_BUCKETS`]
+    /// (seconds) over every route class, then the total count and the sum
+    /// of durations in seconds: the Prometheus histogram
+    /// `amal_http_request_duration_seconds` the slow-API alert reads.
+    pub fn duration_buckets(&self) -> (Vec<(f64, u64)>, u64, f64) {
+        let Ok(d) = self.durations.lock() else {
+            return (Vec::new(), 0, 0.0);
+        };
+        let mut cumulative = vec![0u64; DURATION_BUCKETS.len()];
+        let (mut count, mut sum) = (0u64, 0.0f64);
+        for h in d.values() {
+            for (slot, le) in cumulative.iter_mut().zip(DURATION_BUCKETS) {
+                *slot += h.count_between(0, (le * 1e6) as u64);
+            }
+            count += h.len();
+            sum += h.mean() * h.len() as f64 / 1e6;
+        }
+        (
+            DURATION_BUCKETS.into_iter().zip(cumulative).collect(),
+            count,
+            sum,
+        )
     }
 
     pub fn incr(&self, name: &str) {
@@ -61,6 +124,9 @@ impl Metrics {
     pub fn incr_by(&self, name: &str, n: u64) {
         if let Ok(mut c) = self.counters.lock() {
             *c.entry(name.to_string()).or_insert(0) += n;
+            if let Some(total) = rollup(name) {
+                *c.entry(total).or_insert(0) += n;
+            }
         }
     }
 
@@ -151,6 +217,20 @@ impl Metrics {
                 let _ = writeln!(out, "# TYPE {n} gauge\n{n} {v}");
             }
         }
+        let (buckets, count, sum) = self.duration_buckets();
+        let _ = writeln!(out, "# TYPE amal_http_request_duration_seconds histogram");
+        for (le, n) in buckets {
+            let _ = writeln!(
+                out,
+                "amal_http_request_duration_seconds_bucket{{le=\"{le}\"}} {n}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "amal_http_request_duration_seconds_bucket{{le=\"+Inf\"}} {count}\n\
+             amal_http_request_duration_seconds_sum {sum}\n\
+             amal_http_request_duration_seconds_count {count}"
+        );
         if let Ok(d) = self.durations.lock() {
             let _ = writeln!(out, "# TYPE amal_request_duration_seconds summary");
             for (class, h) in d.iter() {

@@ -23,6 +23,8 @@ pub struct Inner {
     pub audit: AuditWriter,
     pub assistant: ai::Assistant,
     pub started: Instant,
+    /// The built-in alert evaluator's state (SPEC §9).
+    pub alerts: crate::alerts::Alerts,
 }
 
 #[derive(Clone)]
@@ -45,6 +47,7 @@ impl AppState {
             audit: AuditWriter::start(db.clone()),
             assistant: ai::Assistant::from_config(&config.ai),
             started: Instant::now(),
+            alerts: crate::alerts::Alerts::new(&config),
             db,
             config,
         })))

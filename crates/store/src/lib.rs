@@ -8,6 +8,7 @@
 //! search) are two arms written by hand.
 
 pub mod audit;
+pub mod backup;
 pub mod db;
 pub mod labs;
 pub mod migrate;

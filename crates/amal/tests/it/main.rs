@@ -4,10 +4,15 @@
 
 mod admin;
 mod ai;
+mod alerts;
 mod audit;
 mod auth;
+mod backup;
 mod cli;
 mod clinical;
 mod helpers;
 mod input;
 mod ratelimit;
+mod smoke;
+mod tls;
+mod web;

@@ -49,6 +49,12 @@ pub async fn authenticate(
     let token = bearer(headers).ok_or(AppError::Unauthorized(
         "Sign in first: no access token was sent.",
     ))?;
+    authenticate_token(state, token).await
+}
+
+/// Verify an access token (a bearer header's, or the web UI's cookie) and
+/// its session.
+pub async fn authenticate_token(state: &AppState, token: &str) -> Result<AuthUser, AppError> {
     let claims = state
         .keys
         .verify_access(token)

@@ -1,0 +1,399 @@
+//! Scheduled backups inside `amal serve` (`AMAL_BACKUP_INTERVAL`,
+//! `AMAL_BACKUP_KEEP`, `AMAL_BACKUP_DIR`).
+//!
+//! The archive format lives in the `amal` binary, which hands the scheduler
+//! a [`BackupJob`]; this module decides *when* (every interval, counted
+//! from the newest archive already in the folder, so a restart does not
+//! reset the clock), verifies each archive right after it is written,
+//! deletes archives beyond the newest `keep`, and keeps the metrics the
+//! alerts read:
+//!
+//! - counters `backup.success` and `backup.failure`;
+//! - gauges `backup.last_success_timestamp` (Unix seconds) and
+//!   `backup.last_success_age_seconds` (refreshed every 30 s, so it keeps
+//!   growing while backups fail; counted from the scheduler's start when no
+//!   backup has succeeded yet).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures::future::BoxFuture;
+
+use crate::state::AppState;
+
+/// File names of archives: `amal-backup-<UTC timestamp>.amalbak`.
+pub const ARCHIVE_PREFIX: &str = "amal-backup-";
+pub const ARCHIVE_SUFFIX: &str = ".amalbak";
+/// An archive that did not verify is renamed with this suffix and kept for
+/// inspection (at most `keep` of them).
+pub const FAILED_SUFFIX: &str = ".amalbak.failed";
+/// An archive being written.
+pub const PARTIAL_SUFFIX: &str = ".amalbak.partial";
+
+/// How often the age gauge is refreshed.
+const GAUGE_REFRESH: Duration = Duration::from_secs(30);
+
+/// Validated backup settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupSettings {
+    /// `None`: no scheduled backups.
+    pub interval: Option<Duration>,
+    /// How many archives the scheduler keeps (older ones are deleted).
+    pub keep: usize,
+    /// Where archives go (default `<data dir>/backups`).
+    pub dir: PathBuf,
+}
+
+impl BackupSettings {
+    pub const DEFAULT_KEEP: usize = 7;
+
+    /// Validate the raw settings, reporting each problem by setting name.
+    pub fn resolve(
+        interval: Option<&str>,
+        keep: Option<&str>,
+        dir: Option<PathBuf>,
+        data_dir: &Path,
+        problem: &mut impl FnMut(&'static str, String),
+    ) -> BackupSettings {
+        let interval = match interval.map(str::trim).filter(|s| !s.is_empty()) {
+            None => None,
+            Some(s) if s.eq_ignore_ascii_case("off") => None,
+            Some(s) => match parse_interval(s) {
+                Some(d) => Some(d),
+                None => {
+                    problem(
+                        "AMAL_BACKUP_INTERVAL",
+                        "must be a duration such as `6h`, `30m` or `90s` (or `off`)".into(),
+                    );
+                    None
+                }
+            },
+        };
+        let keep = match keep.map(str::trim).filter(|s| !s.is_empty()) {
+            None => Self::DEFAULT_KEEP,
+            Some(s) => match s.parse::<usize>() {
+                Ok(n) if n >= 1 => n,
+                _ => {
+                    problem(
+                        "AMAL_BACKUP_KEEP",
+                        "must be a whole number of archives, at least 1".into(),
+                    );
+                    Self::DEFAULT_KEEP
+                }
+            },
+        };
+        let dir = dir
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or_else(|| data_dir.join("backups"));
+        BackupSettings {
+            interval,
+            keep,
+            dir,
+        }
+    }
+}
+
+/// Parse `90s`, `30m`, `6h`, `1d` or combinations such as `1h30m`.
+pub fn parse_interval(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    if s.is_empty() {
+        return None;
+    }
+    let mut total: u64 = 0;
+    let mut num = String::new();
+    for c in s.chars() {
+        if c.is_ascii_digit() {
+            num.push(c);
+            continue;
+        }
+        let n: u64 = num.parse().ok()?;
+        num.clear();
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86_400,
+            _ => return None,
+        };
+        total = total.checked_add(n.checked_mul(unit)?)?;
+    }
+    if !num.is_empty() {
+        return None;
+    }
+    (total > 0).then(|| Duration::from_secs(total))
+}
+
+/// What a scheduled backup does; implemented by the `amal` binary, which
+/// owns the archive format.
+pub trait BackupJob: Send + Sync + 'static {
+    /// Write one archive into `dir`; return its path and size in bytes.
+    fn create(
+        &self,
+        state: AppState,
+        dir: PathBuf,
+    ) -> BoxFuture<'static, anyhow::Result<(PathBuf, u64)>>;
+    /// Restore `archive` into a scratch database and check it.
+    fn verify(&self, state: AppState, archive: PathBuf) -> BoxFuture<'static, anyhow::Result<()>>;
+}
+
+fn is_archive(name: &str) -> bool {
+    name.starts_with(ARCHIVE_PREFIX) && name.ends_with(ARCHIVE_SUFFIX)
+}
+
+/// Archives (or failed archives) in `dir`, newest first (the UTC timestamp
+/// in the name sorts in time order).
+fn list(dir: &Path, failed: bool) -> Vec<PathBuf> {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut v: Vec<PathBuf> = rd
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            n.starts_with(ARCHIVE_PREFIX)
+                && if failed {
+                    n.ends_with(FAILED_SUFFIX)
+                } else {
+                    is_archive(&n)
+                }
+        })
+        .map(|e| e.path())
+        .collect();
+    v.sort();
+    v.reverse();
+    v
+}
+
+/// Delete archives beyond the newest `keep` (and failed ones likewise);
+/// returns how many were deleted.
+pub fn prune(dir: &Path, keep: usize) -> usize {
+    let mut deleted = 0;
+    for failed in [false, true] {
+        for old in list(dir, failed).into_iter().skip(keep) {
+            match std::fs::remove_file(&old) {
+                Ok(()) => deleted += 1,
+                Err(e) => tracing::warn!(
+                    file = %old.file_name().unwrap_or_default().to_string_lossy(),
+                    error = %e,
+                    "cannot delete an old backup"
+                ),
+            }
+        }
+    }
+    // Partial files left by a crash more than a day ago.
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.filter_map(|e| e.ok()) {
+            let n = e.file_name().to_string_lossy().into_owned();
+            let stale = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > Duration::from_secs(86_400));
+            if n.starts_with(ARCHIVE_PREFIX) && n.ends_with(PARTIAL_SUFFIX) && stale {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+    deleted
+}
+
+fn unix_secs(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+struct Clock {
+    started: SystemTime,
+    last_success: Mutex<Option<SystemTime>>,
+}
+
+impl Clock {
+    fn last(&self) -> Option<SystemTime> {
+        self.last_success.lock().ok().and_then(|g| *g)
+    }
+
+    fn publish(&self, state: &AppState) {
+        let last = self.last();
+        let since = last.unwrap_or(self.started);
+        let age = SystemTime::now()
+            .duration_since(since)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
+        state
+            .metrics
+            .set_gauge("backup.last_success_age_seconds", age.floor());
+        if let Some(t) = last {
+            state
+                .metrics
+                .set_gauge("backup.last_success_timestamp", unix_secs(t).floor());
+        }
+    }
+}
+
+/// Start the scheduler when `AMAL_BACKUP_INTERVAL` is set; does nothing
+/// otherwise. Run it on one instance only when several share a database.
+pub fn spawn(state: AppState, job: Arc<dyn BackupJob>) -> Option<tokio::task::JoinHandle<()>> {
+    let settings = state.config.backup.clone();
+    let interval = settings.interval?;
+    state.metrics.incr_by("backup.success", 0);
+    state.metrics.incr_by("backup.failure", 0);
+    let newest = list(&settings.dir, false)
+        .into_iter()
+        .next()
+        .and_then(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
+    let clock = Arc::new(Clock {
+        started: SystemTime::now(),
+        last_success: Mutex::new(newest),
+    });
+    clock.publish(&state);
+    tracing::info!(
+        intervalSeconds = interval.as_secs(),
+        keep = settings.keep,
+        dir = %settings.dir.display(),
+        "scheduled backups enabled"
+    );
+
+    let gauge_state = state.clone();
+    let gauge_clock = clock.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(GAUGE_REFRESH);
+        loop {
+            tick.tick().await;
+            gauge_clock.publish(&gauge_state);
+        }
+    });
+
+    Some(tokio::spawn(async move {
+        // The first backup is due one interval after the newest archive.
+        let mut delay = clock
+            .last()
+            .and_then(|t| t.elapsed().ok())
+            .map(|age| interval.saturating_sub(age))
+            .unwrap_or(Duration::ZERO);
+        loop {
+            tokio::time::sleep(delay).await;
+            run_once(&state, job.as_ref(), &settings, &clock).await;
+            delay = interval;
+        }
+    }))
+}
+
+async fn run_once(state: &AppState, job: &dyn BackupJob, s: &BackupSettings, clock: &Clock) {
+    let started = Instant::now();
+    if let Err(e) = create_private_dir(&s.dir) {
+        state.metrics.incr("backup.failure");
+        tracing::error!(error = %e, dir = %s.dir.display(), "scheduled backup failed: cannot create the backup folder");
+        return;
+    }
+    let (path, bytes) = match job.create(state.clone(), s.dir.clone()).await {
+        Ok(x) => x,
+        Err(e) => {
+            state.metrics.incr("backup.failure");
+            tracing::error!(error = %format!("{e:#}"), "scheduled backup failed");
+            clock.publish(state);
+            return;
+        }
+    };
+    let file = path
+        .file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned();
+    match job.verify(state.clone(), path.clone()).await {
+        Ok(()) => {
+            if let Ok(mut g) = clock.last_success.lock() {
+                *g = Some(SystemTime::now());
+            }
+            state.metrics.incr("backup.success");
+            clock.publish(state);
+            let deleted = prune(&s.dir, s.keep);
+            tracing::info!(
+                file = %file,
+                bytes,
+                duration = started.elapsed().as_millis() as u64,
+                deletedOld = deleted,
+                "scheduled backup written and verified"
+            );
+        }
+        Err(e) => {
+            state.metrics.incr("backup.failure");
+            let mut failed = path.as_os_str().to_os_string();
+            failed.push(".failed");
+            let _ = std::fs::rename(&path, &failed);
+            prune(&s.dir, s.keep);
+            clock.publish(state);
+            tracing::error!(file = %file, error = %format!("{e:#}"), "scheduled backup did not verify; kept as .failed");
+        }
+    }
+}
+
+/// Create `dir` (and parents); on Unix the folder is private to the owner.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(dir)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn intervals_parse() {
+        assert_eq!(parse_interval("6h"), Some(Duration::from_secs(6 * 3600)));
+        assert_eq!(parse_interval("30m"), Some(Duration::from_secs(1800)));
+        assert_eq!(parse_interval("1s"), Some(Duration::from_secs(1)));
+        assert_eq!(parse_interval("1h30m"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_interval("1d"), Some(Duration::from_secs(86_400)));
+        for bad in ["", "6", "h", "0s", "6 h", "-1h", "6w"] {
+            assert_eq!(parse_interval(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn settings_name_each_bad_value() {
+        let mut seen = Vec::new();
+        let s = BackupSettings::resolve(
+            Some("often"),
+            Some("0"),
+            None,
+            Path::new("/data"),
+            &mut |k, _| seen.push(k),
+        );
+        assert_eq!(seen, ["AMAL_BACKUP_INTERVAL", "AMAL_BACKUP_KEEP"]);
+        assert_eq!(s.dir, PathBuf::from("/data/backups"));
+        let s = BackupSettings::resolve(None, None, None, Path::new("d"), &mut |_, _| {});
+        assert_eq!(s.interval, None);
+        assert_eq!(s.keep, 7);
+    }
+
+    #[test]
+    fn prune_keeps_the_newest() {
+        let dir = std::env::temp_dir().join(format!("amal-prune-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for i in 0..5 {
+            std::fs::write(
+                dir.join(format!("amal-backup-2026010{i}T000000Z.amalbak")),
+                b"x",
+            )
+            .unwrap();
+        }
+        std::fs::write(dir.join("unrelated.amalbak"), b"x").unwrap();
+        assert_eq!(prune(&dir, 2), 3);
+        let left = list(&dir, false);
+        assert_eq!(left.len(), 2);
+        assert!(left[0].to_string_lossy().contains("20260104"));
+        assert!(dir.join("unrelated.amalbak").exists());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

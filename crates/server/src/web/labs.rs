@@ -1,0 +1,440 @@
+//! Lab results: list, record, view, review, trend.
+
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::Json;
+use chrono::{DateTime, NaiveDateTime, Utc};
+use domain::roles::Action;
+use serde::Deserialize;
+use uuid::Uuid;
+
+use crate::error::AppError;
+use crate::extract::{ApiJson, Later};
+use crate::routes;
+use crate::routes::labs::{LabInput, LabListQuery, TrendQuery};
+use crate::state::AppState;
+use crate::web::models::{self, next_link, notice, Banner, Done, LabRow};
+use crate::web::session::{WebForm, WebSession};
+use crate::web::view::{self, dt, flag_class, flag_label, num, FormState, Layout};
+use crate::web::{count_write, form_level, limit};
+
+#[derive(Template)]
+#[template(path = "labs.html")]
+struct ListPage {
+    l: Layout,
+    p: Banner,
+    f: FormState,
+    labs: Vec<LabRow>,
+    next: Option<String>,
+    can_record: bool,
+    now: String,
+}
+
+fn now_local() -> String {
+    Utc::now().format("%Y-%m-%dT%H:%M").to_string()
+}
+
+async fn render_list(
+    st: &AppState,
+    s: &WebSession,
+    id: Uuid,
+    cursor: Option<String>,
+    f: FormState,
+    status: StatusCode,
+    done: Option<&str>,
+) -> Response {
+    let q = LabListQuery {
+        code: None,
+        limit: Some(50),
+        cursor,
+    };
+    let list = match routes::labs::list(State(st.clone()), s.user, Path(id), Query(q)).await {
+        Ok(Json(l)) => l,
+        Err(e) => return view::error_page(Some(s), &e),
+    };
+    let p = match models::patient(st, s, id).await {
+        Ok(p) => p,
+        Err(e) => return view::error_page(Some(s), &e),
+    };
+    view::render(
+        status,
+        &ListPage {
+            l: Layout::new("Lab results", s).notice(notice(done)),
+            p: Banner::from(&p),
+            f,
+            labs: list.items.iter().map(LabRow::from).collect(),
+            next: next_link(
+                &format!("/patients/{id}/labs"),
+                &[],
+                list.next_cursor.as_ref(),
+            ),
+            can_record: s.user.role.may(Action::RecordLab),
+            now: now_local(),
+        },
+    )
+}
+
+pub async fn list(
+    State(st): State<AppState>,
+    s: WebSession,
+    Path(id): Path<String>,
+    Query(d): Query<Done>,
+) -> Response {
+    match view::uuid(&id) {
+        Ok(id) => {
+            render_list(
+                &st,
+                &s,
+                id,
+                d.cursor.clone(),
+                FormState::none(),
+                StatusCode::OK,
+                d.done.as_deref(),
+            )
+            .await
+        }
+        Err(e) => view::error_page(Some(&s), &e),
+    }
+}
+
+fn number(field: &'static str, raw: &str) -> Result<Option<f64>, AppError> {
+    let t = raw.trim();
+    if t.is_empty() {
+        return Ok(None);
+    }
+    t.replace(',', ".")
+        .parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite())
+        .map(Some)
+        .ok_or_else(|| AppError::validation(field, "must be a number"))
+}
+
+/// `datetime-local` input (read as UTC) or RFC 3339.
+fn collected(raw: &str) -> Result<DateTime<Utc>, AppError> {
+    let t = raw.trim();
+    if t.is_empty() {
+        return Err(AppError::validation("collectedAt", "is required"));
+    }
+    if let Ok(d) = DateTime::parse_from_rfc3339(t) {
+        return Ok(d.with_timezone(&Utc));
+    }
+    for fmt in ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M"] {
+        if let Ok(n) = NaiveDateTime::parse_from_str(t, fmt) {
+            return Ok(n.and_utc());
+        }
+    }
+    Err(AppError::validation(
+        "collectedAt",
+        "must be a date and time such as 2024-05-01T08:30",
+    ))
+}
+
+fn lab_input(f: &crate::web::session::Fields) -> Result<LabInput, AppError> {
+    let value = number("value", &f.get("value"));
+    let low = number("referenceLow", &f.get("referenceLow"));
+    let high = number("referenceHigh", &f.get("referenceHigh"));
+    let at = collected(&f.get("collectedAt"));
+    let value = match value {
+        Ok(None) => Err(AppError::validation("value", "is required")),
+        Ok(Some(v)) => Ok(v),
+        Err(e) => Err(e),
+    };
+    match (value, low, high, at) {
+        (Ok(value), Ok(reference_low), Ok(reference_high), Ok(collected_at)) => Ok(LabInput {
+            code: f.get("code"),
+            name: f.opt("name"),
+            value,
+            unit: f.get("unit"),
+            reference_low,
+            reference_high,
+            collected_at,
+        }),
+        (a, b, c, d) => {
+            let mut errs = Vec::new();
+            for e in [a.err(), b.err(), c.err(), d.err()].into_iter().flatten() {
+                if let AppError::Validation(v) = e {
+                    errs.extend(v);
+                }
+            }
+            Err(AppError::Validation(errs))
+        }
+    }
+}
+
+pub async fn create(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    WebForm { s, f }: WebForm,
+) -> Response {
+    let id = match view::uuid(&id) {
+        Ok(id) => id,
+        Err(e) => return view::error_page(Some(&s), &e),
+    };
+    let r = match lab_input(&f) {
+        Ok(input) => match limit(&st, &s, "write").await {
+            Ok(()) => {
+                let r = routes::labs::create(
+                    State(st.clone()),
+                    s.user,
+                    Path(id),
+                    Later::ready(ApiJson(input)),
+                )
+                .await;
+                count_write(&st, "labs", &r);
+                r
+            }
+            Err(e) => Err(e),
+        },
+        Err(e) => Err(e),
+    };
+    match r {
+        Ok((_, Json(lab))) => view::redirect(&format!("/labs/{}?done=lab", lab.id)),
+        Err(e) if form_level(&e) => {
+            render_list(
+                &st,
+                &s,
+                id,
+                None,
+                FormState::failed("lab", f.values(), &e),
+                e.status(),
+                None,
+            )
+            .await
+        }
+        Err(e) => view::error_page(Some(&s), &e),
+    }
+}
+
+/// An AI explanation shown on the lab page.
+pub struct Explained {
+    pub audience: String,
+    pub text: String,
+    pub trend: String,
+    pub disclaimer: String,
+    pub source: String,
+}
+
+#[derive(Template)]
+#[template(path = "lab.html")]
+struct ShowPage {
+    l: Layout,
+    p: Banner,
+    f: FormState,
+    lab: LabRow,
+    can_review: bool,
+    can_ai: bool,
+    explained: Option<Explained>,
+}
+
+pub async fn render_show(
+    st: &AppState,
+    s: &WebSession,
+    id: Uuid,
+    f: FormState,
+    status: StatusCode,
+    done: Option<&str>,
+    explained: Option<Explained>,
+) -> Response {
+    let lab = match routes::labs::get(State(st.clone()), s.user, Path(id)).await {
+        Ok(Json(l)) => l,
+        Err(e) => return view::error_page(Some(s), &e),
+    };
+    let p = match models::patient(st, s, lab.patient_id).await {
+        Ok(p) => p,
+        Err(e) => return view::error_page(Some(s), &e),
+    };
+    let row = LabRow::from(&lab);
+    let role = s.user.role;
+    view::render(
+        status,
+        &ShowPage {
+            l: Layout::new(format!("{} result", lab.name), s).notice(notice(done)),
+            p: Banner::from(&p),
+            f,
+            can_review: !row.reviewed && role.may(Action::ReviewLab),
+            can_ai: role.may(Action::UseAi),
+            lab: row,
+            explained,
+        },
+    )
+}
+
+pub async fn show(
+    State(st): State<AppState>,
+    s: WebSession,
+    Path(id): Path<String>,
+    Query(d): Query<Done>,
+) -> Response {
+    match view::uuid(&id) {
+        Ok(id) => {
+            render_show(
+                &st,
+                &s,
+                id,
+                FormState::none(),
+                StatusCode::OK,
+                d.done.as_deref(),
+                None,
+            )
+            .await
+        }
+        Err(e) => view::error_page(Some(&s), &e),
+    }
+}
+
+pub async fn review(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    WebForm { s, f }: WebForm,
+) -> Response {
+    let id = match view::uuid(&id) {
+        Ok(id) => id,
+        Err(e) => return view::error_page(Some(&s), &e),
+    };
+    let r = match limit(&st, &s, "write").await {
+        Ok(()) => {
+            let r = routes::labs::review(State(st.clone()), s.user, Path(id)).await;
+            count_write(&st, "labs", &r);
+            r
+        }
+        Err(e) => Err(e),
+    };
+    match r {
+        Ok(_) => view::redirect(&format!("/labs/{id}?done=reviewed")),
+        Err(e) if form_level(&e) => {
+            render_show(
+                &st,
+                &s,
+                id,
+                FormState::failed("review", f.values(), &e),
+                e.status(),
+                None,
+                None,
+            )
+            .await
+        }
+        Err(e) => view::error_page(Some(&s), &e),
+    }
+}
+
+pub struct TrendLine {
+    pub id: String,
+    pub collected: String,
+    pub value: String,
+    pub unit: String,
+    pub flag_label: String,
+    pub flag_class: String,
+    pub critical: bool,
+    pub change: String,
+    /// For the `<meter>`: the value within the series' span.
+    pub meter: f64,
+}
+
+#[derive(Template)]
+#[template(path = "trend.html")]
+struct TrendPage {
+    l: Layout,
+    p: Banner,
+    code: String,
+    name: String,
+    lines: Vec<TrendLine>,
+    min: String,
+    max: String,
+    meter_min: f64,
+    meter_max: f64,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct TrendParams {
+    code: Option<String>,
+}
+
+pub async fn trend(
+    State(st): State<AppState>,
+    s: WebSession,
+    Path(id): Path<String>,
+    Query(q): Query<TrendParams>,
+) -> Response {
+    let id = match view::uuid(&id) {
+        Ok(id) => id,
+        Err(e) => return view::error_page(Some(&s), &e),
+    };
+    let code = q.code.unwrap_or_default();
+    let t = match routes::labs::trend(
+        State(st.clone()),
+        s.user,
+        Path(id),
+        Query(TrendQuery { code: code.clone() }),
+    )
+    .await
+    {
+        Ok(Json(t)) => t,
+        Err(e) => return view::error_page(Some(&s), &e),
+    };
+    let p = match models::patient(&st, &s, id).await {
+        Ok(p) => p,
+        Err(e) => return view::error_page(Some(&s), &e),
+    };
+    let (lo, hi) = t.points.iter().fold((f64::MAX, f64::MIN), |(lo, hi), pt| {
+        (lo.min(pt.value), hi.max(pt.value))
+    });
+    let (meter_min, meter_max) = if t.points.is_empty() {
+        (0.0, 1.0)
+    } else if (hi - lo).abs() < f64::EPSILON {
+        (lo - 1.0, hi + 1.0)
+    } else {
+        (lo, hi)
+    };
+    let mut prev: Option<f64> = None;
+    let mut lines = Vec::new();
+    for pt in &t.points {
+        let change = match prev {
+            Some(before) => {
+                let d = pt.value - before;
+                if d > 0.0 {
+                    format!("↑ +{}", num((d * 1000.0).round() / 1000.0))
+                } else if d < 0.0 {
+                    format!("↓ {}", num((d * 1000.0).round() / 1000.0))
+                } else {
+                    "→ no change".into()
+                }
+            }
+            None => "first result".into(),
+        };
+        prev = Some(pt.value);
+        let flag = pt.flag.as_deref();
+        lines.push(TrendLine {
+            id: pt.id.to_string(),
+            collected: dt(&pt.collected_at),
+            value: num(pt.value),
+            unit: pt.unit.clone(),
+            flag_label: flag_label(flag).into(),
+            flag_class: flag_class(flag).into(),
+            critical: flag.is_some_and(|f| f.starts_with("critical")),
+            change,
+            meter: pt.value,
+        });
+    }
+    view::ok(&TrendPage {
+        l: Layout::new(format!("Trend {}", t.code), &s),
+        p: Banner::from(&p),
+        name: t.name.clone().unwrap_or_else(|| t.code.clone()),
+        code: t.code,
+        min: if lines.is_empty() {
+            String::new()
+        } else {
+            num(lo)
+        },
+        max: if lines.is_empty() {
+            String::new()
+        } else {
+            num(hi)
+        },
+        lines,
+        meter_min,
+        meter_max,
+    })
+}

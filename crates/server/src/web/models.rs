@@ -1,0 +1,261 @@
+//! Display rows built from the API's views (formatted once, in Rust, so
+//! the templates stay simple).
+
+use chrono::Datelike;
+use serde::Deserialize;
+use uuid::Uuid;
+
+use crate::error::AppError;
+use crate::routes::labs::LabView;
+use crate::routes::notes::NoteView;
+use crate::routes::patients::PatientView;
+use crate::routes::prescriptions::PrescriptionView;
+use crate::state::AppState;
+use crate::web::session::WebSession;
+use crate::web::view::{self, dt, flag_class, flag_label, num, opt_dt};
+
+/// A patient as decoded from a handler's JSON answer.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Patient {
+    pub id: Uuid,
+    pub mrn: String,
+    pub given_name: String,
+    pub family_name: String,
+    pub birth_date: String,
+    pub sex: String,
+    pub phone: Option<String>,
+    pub email: Option<String>,
+    pub address: Option<String>,
+    pub version: i64,
+}
+
+impl From<&PatientView> for Patient {
+    fn from(p: &PatientView) -> Self {
+        Patient {
+            id: p.id,
+            mrn: p.mrn.clone(),
+            given_name: p.given_name.clone(),
+            family_name: p.family_name.clone(),
+            birth_date: p.birth_date.clone(),
+            sex: p.sex.clone(),
+            phone: p.phone.clone(),
+            email: p.email.clone(),
+            address: p.address.clone(),
+            version: p.version,
+        }
+    }
+}
+
+/// The patient banner shown on every clinical page (right patient, always).
+#[derive(Debug, Clone)]
+pub struct Banner {
+    pub id: String,
+    pub name: String,
+    pub mrn: String,
+    pub birth_date: String,
+    pub age: String,
+    pub sex: String,
+}
+
+impl From<&Patient> for Banner {
+    fn from(p: &Patient) -> Self {
+        let age = chrono::NaiveDate::parse_from_str(&p.birth_date, "%Y-%m-%d")
+            .ok()
+            .map(|b| {
+                let today = chrono::Utc::now().date_naive();
+                let mut years = today.year() - b.year();
+                if (today.month(), today.day()) < (b.month(), b.day()) {
+                    years -= 1;
+                }
+                format!("{years} y")
+            })
+            .unwrap_or_default();
+        Banner {
+            id: p.id.to_string(),
+            name: format!("{}, {}", p.family_name, p.given_name),
+            mrn: p.mrn.clone(),
+            birth_date: p.birth_date.clone(),
+            age,
+            sex: p.sex.clone(),
+        }
+    }
+}
+
+/// The patient through the API's `GET /api/patients/{id}` handler (audited).
+pub async fn patient(st: &AppState, s: &WebSession, id: Uuid) -> Result<Patient, AppError> {
+    let r = crate::routes::patients::get(
+        axum::extract::State(st.clone()),
+        s.user,
+        axum::extract::Path(id),
+    )
+    .await?;
+    view::json_of(r).await
+}
+
+#[derive(Debug, Clone)]
+pub struct LabRow {
+    pub id: String,
+    pub code: String,
+    pub name: String,
+    pub value: String,
+    pub unit: String,
+    pub range: String,
+    pub flag_label: String,
+    pub flag_class: String,
+    pub critical: bool,
+    pub abnormal: bool,
+    pub collected: String,
+    pub reviewed: bool,
+    pub reviewed_at: String,
+    pub warning: Option<String>,
+    pub patient_id: String,
+}
+
+impl From<&LabView> for LabRow {
+    fn from(l: &LabView) -> Self {
+        let flag = l.flag.as_deref();
+        let range = match (l.reference_low, l.reference_high) {
+            (Some(lo), Some(hi)) => format!("{}–{} {}", num(lo), num(hi), l.unit),
+            (Some(lo), None) => format!("≥ {} {}", num(lo), l.unit),
+            (None, Some(hi)) => format!("≤ {} {}", num(hi), l.unit),
+            (None, None) => "—".into(),
+        };
+        LabRow {
+            id: l.id.to_string(),
+            code: l.code.clone(),
+            name: l.name.clone(),
+            value: num(l.value),
+            unit: l.unit.clone(),
+            range,
+            flag_label: flag_label(flag).into(),
+            flag_class: flag_class(flag).into(),
+            critical: flag.is_some_and(|f| f.starts_with("critical")),
+            abnormal: flag.is_some_and(|f| f != "normal"),
+            collected: dt(&l.collected_at),
+            reviewed: l.reviewed_at.is_some(),
+            reviewed_at: opt_dt(&l.reviewed_at),
+            warning: l.warning.clone(),
+            patient_id: l.patient_id.to_string(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct NoteRow {
+    pub id: String,
+    pub title: String,
+    pub status: String,
+    pub draft: bool,
+    pub ai: bool,
+    pub created: String,
+    pub signed: String,
+    pub mine: bool,
+    pub patient_id: String,
+}
+
+impl NoteRow {
+    pub fn new(n: &NoteView, me: Uuid) -> NoteRow {
+        NoteRow {
+            id: n.id.to_string(),
+            title: n.title.clone(),
+            status: n.status.clone(),
+            draft: n.status == "draft",
+            ai: n.ai_generated,
+            created: dt(&n.created_at),
+            signed: opt_dt(&n.signed_at),
+            mine: n.author_id == me,
+            patient_id: n.patient_id.to_string(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RxRow {
+    pub id: String,
+    pub medication: String,
+    pub dose: String,
+    pub route: String,
+    pub frequency: String,
+    pub quantity: i64,
+    pub refills: i64,
+    pub instructions: String,
+    pub status: String,
+    pub draft: bool,
+    pub issued: bool,
+    pub created: String,
+    pub issued_at: String,
+    pub cancelled_at: String,
+    pub override_reason: Option<String>,
+    pub cancel_reason: Option<String>,
+    pub patient_id: String,
+}
+
+impl From<&PrescriptionView> for RxRow {
+    fn from(p: &PrescriptionView) -> Self {
+        RxRow {
+            id: p.id.to_string(),
+            medication: p.medication.clone(),
+            dose: p.dose.clone(),
+            route: p.route.clone(),
+            frequency: p.frequency.clone(),
+            quantity: p.quantity,
+            refills: p.refills,
+            instructions: p.instructions.clone().unwrap_or_default(),
+            status: p.status.clone(),
+            draft: p.status == "draft",
+            issued: p.status == "issued",
+            created: dt(&p.created_at),
+            issued_at: opt_dt(&p.issued_at),
+            cancelled_at: opt_dt(&p.cancelled_at),
+            override_reason: p.override_reason.clone(),
+            cancel_reason: p.cancel_reason.clone(),
+            patient_id: p.patient_id.to_string(),
+        }
+    }
+}
+
+/// A "next page" link keeping the other query parameters.
+pub fn next_link(path: &str, params: &[(&str, &str)], cursor: Option<&String>) -> Option<String> {
+    let cursor = cursor?;
+    let mut all: Vec<(&str, &str)> = params
+        .iter()
+        .copied()
+        .filter(|(_, v)| !v.is_empty())
+        .collect();
+    all.push(("cursor", cursor.as_str()));
+    let q = serde_urlencoded::to_string(&all).ok()?;
+    Some(format!("{path}?{q}"))
+}
+
+/// Confirmation messages after a redirect (`?done=…`): fixed texts only,
+/// never text from the URL.
+pub fn notice(done: Option<&str>) -> Option<&'static str> {
+    Some(match done? {
+        "created" => "Patient created.",
+        "saved" => "Changes saved.",
+        "allergy" => "Allergy recorded.",
+        "problem" => "Problem recorded.",
+        "note" => "Draft note created.",
+        "note_saved" => "Draft saved.",
+        "finalized" => "Note finalized and signed.",
+        "addendum" => "Addendum added and signed.",
+        "discarded" => "Draft discarded.",
+        "drafted" => "Prescription drafted.",
+        "issued" => "Prescription issued.",
+        "cancelled" => "Prescription cancelled.",
+        "lab" => "Lab result recorded.",
+        "reviewed" => "Result marked as reviewed.",
+        "ai_saved" => "The AI draft was saved as a draft note. Review and edit it before signing.",
+        "user_created" => "User created.",
+        "user_updated" => "User updated. Their sessions have ended if the role or status changed.",
+        "signed_out" => "You have signed out.",
+        _ => return None,
+    })
+}
+
+#[derive(Debug, Deserialize, Default)]
+pub struct Done {
+    pub done: Option<String>,
+    pub cursor: Option<String>,
+}

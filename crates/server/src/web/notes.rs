@@ -1,0 +1,437 @@
+//! Clinical notes: list, write, edit, discard, finalize, addenda.
+
+use std::collections::HashMap;
+
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::Json;
+use domain::roles::Action;
+use uuid::Uuid;
+
+use crate::error::AppError;
+use crate::extract::{ApiJson, Later, PageQuery};
+use crate::routes;
+use crate::routes::notes::{AddendumInput, NoteInput, NotePatch, NoteView};
+use crate::state::AppState;
+use crate::web::models::{self, next_link, notice, Banner, Done, NoteRow};
+use crate::web::session::{WebForm, WebSession};
+use crate::web::view::{self, dt, opt_dt, FormState, Layout};
+use crate::web::{count_write, form_level, limit};
+
+#[derive(Template)]
+#[template(path = "notes.html")]
+struct NotesPage {
+    l: Layout,
+    p: Banner,
+    notes: Vec<NoteRow>,
+    next: Option<String>,
+    can_note: bool,
+}
+
+pub async fn list(
+    State(st): State<AppState>,
+    s: WebSession,
+    Path(id): Path<String>,
+    Query(d): Query<Done>,
+) -> Response {
+    let id = match view::uuid(&id) {
+        Ok(id) => id,
+        Err(e) => return view::error_page(Some(&s), &e),
+    };
+    let page = PageQuery {
+        limit: Some(25),
+        cursor: d.cursor.clone(),
+    };
+    let notes = match routes::notes::list(State(st.clone()), s.user, Path(id), Query(page)).await {
+        Ok(Json(n)) => n,
+        Err(e) => return view::error_page(Some(&s), &e),
+    };
+    let p = match models::patient(&st, &s, id).await {
+        Ok(p) => p,
+        Err(e) => return view::error_page(Some(&s), &e),
+    };
+    view::ok(&NotesPage {
+        l: Layout::new("Notes", &s).notice(notice(d.done.as_deref())),
+        p: Banner::from(&p),
+        notes: notes
+            .items
+            .iter()
+            .map(|n| NoteRow::new(n, s.user.id))
+            .collect(),
+        next: next_link(
+            &format!("/patients/{id}/notes"),
+            &[],
+            notes.next_cursor.as_ref(),
+        ),
+        can_note: s.user.role.may(Action::WriteDraftNote),
+    })
+}
+
+#[derive(Template)]
+#[template(path = "note_new.html")]
+struct NewNotePage {
+    l: Layout,
+    p: Banner,
+    f: FormState,
+}
+
+async fn new_note_page(
+    st: &AppState,
+    s: &WebSession,
+    id: Uuid,
+    f: FormState,
+    status: StatusCode,
+) -> Response {
+    match models::patient(st, s, id).await {
+        Ok(p) => view::render(
+            status,
+            &NewNotePage {
+                l: Layout::new("New note", s),
+                p: Banner::from(&p),
+                f,
+            },
+        ),
+        Err(e) => view::error_page(Some(s), &e),
+    }
+}
+
+pub async fn new_form(
+    State(st): State<AppState>,
+    s: WebSession,
+    Path(id): Path<String>,
+) -> Response {
+    let id = match view::uuid(&id) {
+        Ok(id) => id,
+        Err(e) => return view::error_page(Some(&s), &e),
+    };
+    if let Err(e) = s.user.require(Action::WriteDraftNote) {
+        return view::error_page(Some(&s), &e);
+    }
+    new_note_page(&st, &s, id, FormState::none(), StatusCode::OK).await
+}
+
+pub async fn create(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    WebForm { s, f }: WebForm,
+) -> Response {
+    let id = match view::uuid(&id) {
+        Ok(id) => id,
+        Err(e) => return view::error_page(Some(&s), &e),
+    };
+    let input = NoteInput {
+        title: f.get("title"),
+        subjective: f.get("subjective"),
+        objective: f.get("objective"),
+        assessment: f.get("assessment"),
+        plan: f.get("plan"),
+    };
+    let r = match limit(&st, &s, "write").await {
+        Ok(()) => {
+            let r = routes::notes::create(
+                State(st.clone()),
+                s.user,
+                Path(id),
+                Later::ready(ApiJson(input)),
+            )
+            .await;
+            count_write(&st, "notes", &r);
+            r
+        }
+        Err(e) => Err(e),
+    };
+    match r {
+        Ok((_, Json(n))) => view::redirect(&format!("/notes/{}?done=note", n.id)),
+        Err(e) if form_level(&e) => {
+            new_note_page(
+                &st,
+                &s,
+                id,
+                FormState::failed("note", f.values(), &e),
+                e.status(),
+            )
+            .await
+        }
+        Err(e) => view::error_page(Some(&s), &e),
+    }
+}
+
+pub struct NoteDetail {
+    pub id: String,
+    pub patient_id: String,
+    pub title: String,
+    pub subjective: String,
+    pub objective: String,
+    pub assessment: String,
+    pub plan: String,
+    pub status: String,
+    pub draft: bool,
+    pub ai: bool,
+    pub author: String,
+    pub signer: String,
+    pub signed_at: String,
+    pub created: String,
+    pub updated: String,
+    pub content_hash: String,
+}
+
+pub struct AddendumLine {
+    pub author: String,
+    pub text: String,
+    pub signed_at: String,
+}
+
+#[derive(Template)]
+#[template(path = "note.html")]
+struct NotePage {
+    l: Layout,
+    p: Banner,
+    f: FormState,
+    n: NoteDetail,
+    addenda: Vec<AddendumLine>,
+    can_edit: bool,
+    can_finalize: bool,
+    can_addendum: bool,
+}
+
+/// A clinician's display name (read-only lookup; no handler lists users
+/// for clinicians).
+async fn user_name(st: &AppState, cache: &mut HashMap<Uuid, String>, id: Uuid, me: Uuid) -> String {
+    if id == me {
+        return "you".into();
+    }
+    if let Some(n) = cache.get(&id) {
+        return n.clone();
+    }
+    let name = match store::users::by_id(&st.db, id).await {
+        Ok(Some(u)) => format!("{} ({})", u.name, u.role),
+        _ => "another user".into(),
+    };
+    cache.insert(id, name.clone());
+    name
+}
+
+fn note_values(n: &NoteView) -> HashMap<String, String> {
+    let mut m = HashMap::new();
+    m.insert("title".into(), n.title.clone());
+    m.insert("subjective".into(), n.subjective.clone());
+    m.insert("objective".into(), n.objective.clone());
+    m.insert("assessment".into(), n.assessment.clone());
+    m.insert("plan".into(), n.plan.clone());
+    m.insert("version".into(), n.version.to_string());
+    m
+}
+
+async fn render_note(
+    st: &AppState,
+    s: &WebSession,
+    id: Uuid,
+    f: Option<FormState>,
+    status: StatusCode,
+    done: Option<&str>,
+) -> Response {
+    let n = match routes::notes::get(State(st.clone()), s.user, Path(id)).await {
+        Ok(Json(n)) => n,
+        Err(e) => return view::error_page(Some(s), &e),
+    };
+    let p = match models::patient(st, s, n.patient_id).await {
+        Ok(p) => p,
+        Err(e) => return view::error_page(Some(s), &e),
+    };
+    let me = s.user.id;
+    let mut names = HashMap::new();
+    let author = user_name(st, &mut names, n.author_id, me).await;
+    let signer = match n.signed_by {
+        Some(u) => user_name(st, &mut names, u, me).await,
+        None => String::new(),
+    };
+    let mut addenda = Vec::new();
+    for a in n.addenda.iter().flatten() {
+        addenda.push(AddendumLine {
+            author: user_name(st, &mut names, a.author_id, me).await,
+            text: a.text.clone(),
+            signed_at: dt(&a.signed_at),
+        });
+    }
+    let draft = n.status == "draft";
+    let role = s.user.role;
+    let f = f
+        .unwrap_or_else(FormState::none)
+        .with_defaults("note", note_values(&n));
+    let page = NotePage {
+        l: Layout::new(n.title.clone(), s).notice(notice(done)),
+        p: Banner::from(&p),
+        f,
+        can_edit: draft && n.author_id == me && role.may(Action::WriteDraftNote),
+        can_finalize: draft && role.may(Action::FinalizeNote),
+        can_addendum: !draft && role.may(Action::AddAddendum),
+        n: NoteDetail {
+            id: n.id.to_string(),
+            patient_id: n.patient_id.to_string(),
+            title: n.title.clone(),
+            subjective: n.subjective.clone(),
+            objective: n.objective.clone(),
+            assessment: n.assessment.clone(),
+            plan: n.plan.clone(),
+            status: n.status.clone(),
+            draft,
+            ai: n.ai_generated,
+            author,
+            signer,
+            signed_at: opt_dt(&n.signed_at),
+            created: dt(&n.created_at),
+            updated: dt(&n.updated_at),
+            content_hash: n.content_hash.clone().unwrap_or_default(),
+        },
+        addenda,
+    };
+    view::render(status, &page)
+}
+
+pub async fn show(
+    State(st): State<AppState>,
+    s: WebSession,
+    Path(id): Path<String>,
+    Query(d): Query<Done>,
+) -> Response {
+    match view::uuid(&id) {
+        Ok(id) => render_note(&st, &s, id, None, StatusCode::OK, d.done.as_deref()).await,
+        Err(e) => view::error_page(Some(&s), &e),
+    }
+}
+
+/// Redirect on success, re-render the note with the problem otherwise.
+async fn finish<T>(
+    st: &AppState,
+    s: &WebSession,
+    id: Uuid,
+    form: &str,
+    values: HashMap<String, String>,
+    r: Result<T, AppError>,
+    done: &str,
+) -> Response {
+    match r {
+        Ok(_) => view::redirect(&format!("/notes/{id}?done={done}")),
+        Err(e) if form_level(&e) => {
+            let f = FormState::failed(form, values, &e);
+            render_note(st, s, id, Some(f), e.status(), None).await
+        }
+        Err(e) => view::error_page(Some(s), &e),
+    }
+}
+
+pub async fn update(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    WebForm { s, f }: WebForm,
+) -> Response {
+    let id = match view::uuid(&id) {
+        Ok(id) => id,
+        Err(e) => return view::error_page(Some(&s), &e),
+    };
+    let patch = NotePatch {
+        title: Some(f.get("title")),
+        subjective: Some(f.get("subjective")),
+        objective: Some(f.get("objective")),
+        assessment: Some(f.get("assessment")),
+        plan: Some(f.get("plan")),
+        version: f.get("version").trim().parse().ok(),
+    };
+    let r = match limit(&st, &s, "write").await {
+        Ok(()) => {
+            let r = routes::notes::update(
+                State(st.clone()),
+                s.user,
+                Path(id),
+                HeaderMap::new(),
+                Later::ready(ApiJson(patch)),
+            )
+            .await;
+            count_write(&st, "notes", &r);
+            r
+        }
+        Err(e) => Err(e),
+    };
+    finish(&st, &s, id, "note", f.values(), r, "note_saved").await
+}
+
+pub async fn finalize(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    WebForm { s, f }: WebForm,
+) -> Response {
+    let id = match view::uuid(&id) {
+        Ok(id) => id,
+        Err(e) => return view::error_page(Some(&s), &e),
+    };
+    let r = match limit(&st, &s, "write").await {
+        Ok(()) => {
+            let r = routes::notes::finalize(State(st.clone()), s.user, Path(id)).await;
+            count_write(&st, "notes", &r);
+            r
+        }
+        Err(e) => Err(e),
+    };
+    finish(&st, &s, id, "finalize", f.values(), r, "finalized").await
+}
+
+pub async fn add_addendum(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    WebForm { s, f }: WebForm,
+) -> Response {
+    let id = match view::uuid(&id) {
+        Ok(id) => id,
+        Err(e) => return view::error_page(Some(&s), &e),
+    };
+    let input = AddendumInput {
+        text: f.get("text"),
+    };
+    let r = match limit(&st, &s, "write").await {
+        Ok(()) => {
+            let r = routes::notes::add_addendum(
+                State(st.clone()),
+                s.user,
+                Path(id),
+                Later::ready(ApiJson(input)),
+            )
+            .await;
+            count_write(&st, "notes", &r);
+            r
+        }
+        Err(e) => Err(e),
+    };
+    finish(&st, &s, id, "addendum", f.values(), r, "addendum").await
+}
+
+pub async fn discard(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    WebForm { s, f }: WebForm,
+) -> Response {
+    let id = match view::uuid(&id) {
+        Ok(id) => id,
+        Err(e) => return view::error_page(Some(&s), &e),
+    };
+    let r = match limit(&st, &s, "write").await {
+        Ok(()) => {
+            let r = routes::notes::discard(State(st.clone()), s.user, Path(id)).await;
+            count_write(&st, "notes", &r);
+            r
+        }
+        Err(e) => Err(e),
+    };
+    match r {
+        Ok(_) => match f.get("patientId").parse::<Uuid>() {
+            Ok(p) => view::redirect(&format!("/patients/{p}/notes?done=discarded")),
+            Err(_) => view::redirect("/?done=discarded"),
+        },
+        Err(e) if form_level(&e) => {
+            let f = FormState::failed("discard", f.values(), &e);
+            render_note(&st, &s, id, Some(f), e.status(), None).await
+        }
+        Err(e) => view::error_page(Some(&s), &e),
+    }
+}

@@ -1,0 +1,355 @@
+//! Page plumbing shared by every screen: the layout, form state (values and
+//! errors put back into a re-rendered form), error pages, and formatting.
+
+use std::collections::HashMap;
+
+use askama::Template;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use domain::roles::Role;
+use serde::de::DeserializeOwned;
+
+use crate::error::AppError;
+use crate::web::session::WebSession;
+
+/// What the page frame needs: title, who is signed in, the logout token.
+pub struct Layout {
+    pub title: String,
+    pub signed_in: bool,
+    pub user_name: String,
+    pub role: String,
+    pub clinician: bool,
+    pub staff: bool,
+    pub admin: bool,
+    pub csrf: String,
+    pub notice: Option<String>,
+    pub request_id: String,
+}
+
+impl Layout {
+    pub fn new(title: impl Into<String>, s: &WebSession) -> Layout {
+        let role = s.user.role;
+        Layout {
+            title: title.into(),
+            signed_in: true,
+            user_name: s.name.clone(),
+            role: role.as_str().to_string(),
+            clinician: matches!(role, Role::Provider | Role::Nurse),
+            staff: role == Role::Staff,
+            admin: role == Role::Admin,
+            csrf: s.csrf.clone(),
+            notice: None,
+            request_id: crate::context::request_id(),
+        }
+    }
+
+    pub fn anon(title: impl Into<String>) -> Layout {
+        Layout {
+            title: title.into(),
+            signed_in: false,
+            user_name: String::new(),
+            role: String::new(),
+            clinician: false,
+            staff: false,
+            admin: false,
+            csrf: String::new(),
+            notice: None,
+            request_id: crate::context::request_id(),
+        }
+    }
+
+    pub fn maybe(title: impl Into<String>, s: Option<&WebSession>) -> Layout {
+        match s {
+            Some(s) => Layout::new(title, s),
+            None => Layout::anon(title),
+        }
+    }
+
+    /// A one-line confirmation shown at the top ("Note finalized.").
+    pub fn notice(mut self, n: Option<&str>) -> Layout {
+        self.notice = n.map(str::to_string);
+        self
+    }
+}
+
+/// The state of the forms on a page: pre-filled or submitted values, and
+/// the problem the API answered for one of them.
+#[derive(Debug, Default)]
+pub struct FormState {
+    /// Which form on the page the values and errors belong to.
+    pub form: String,
+    pub values: HashMap<String, String>,
+    pub detail: Option<String>,
+    pub code: String,
+    pub errors: Vec<(String, String)>,
+    /// Pre-filled values of forms that were not submitted, by form.
+    pub defaults: HashMap<String, HashMap<String, String>>,
+}
+
+impl FormState {
+    pub fn none() -> FormState {
+        FormState::default()
+    }
+
+    /// Pre-fill `form` with `values`.
+    pub fn filled(form: &str, values: HashMap<String, String>) -> FormState {
+        FormState::none().with_defaults(form, values)
+    }
+
+    /// Pre-fill `form` unless it is the one that was submitted.
+    pub fn with_defaults(mut self, form: &str, values: HashMap<String, String>) -> FormState {
+        self.defaults.insert(form.to_string(), values);
+        self
+    }
+
+    /// `form` was submitted with `values` and the API refused it with `err`.
+    pub fn failed(form: &str, values: HashMap<String, String>, err: &AppError) -> FormState {
+        let errors = match err {
+            AppError::Validation(errs) => errs
+                .iter()
+                .map(|e| (e.field.to_string(), e.message.clone()))
+                .collect(),
+            _ => Vec::new(),
+        };
+        FormState {
+            form: form.to_string(),
+            values,
+            detail: Some(err.detail()),
+            code: err.code().to_string(),
+            errors,
+            defaults: HashMap::new(),
+        }
+    }
+
+    pub fn is(&self, form: &str) -> bool {
+        self.form == form
+    }
+
+    /// The value of `key` in `form` ("" if none).
+    pub fn v(&self, form: &str, key: &str) -> &str {
+        let values = if self.form == form {
+            Some(&self.values)
+        } else {
+            self.defaults.get(form)
+        };
+        values
+            .and_then(|m| m.get(key))
+            .map(String::as_str)
+            .unwrap_or("")
+    }
+
+    /// Whether a checkbox of `form` is ticked.
+    pub fn checked(&self, form: &str, key: &str) -> bool {
+        let v = self.v(form, key);
+        !v.is_empty() && v != "0"
+    }
+
+    /// The field error of `key` in `form`.
+    pub fn e(&self, form: &str, key: &str) -> Option<&str> {
+        if self.form != form {
+            return None;
+        }
+        self.errors
+            .iter()
+            .find(|(f, _)| f == key)
+            .map(|(_, m)| m.as_str())
+    }
+
+    /// The problem detail for `form`, if it was refused.
+    pub fn alert(&self, form: &str) -> Option<&str> {
+        if self.form == form {
+            self.detail.as_deref()
+        } else {
+            None
+        }
+    }
+
+    /// Field errors of `form`, for the summary above it.
+    pub fn list(&self, form: &str) -> Vec<(String, String)> {
+        if self.form == form {
+            self.errors.clone()
+        } else {
+            Vec::new()
+        }
+    }
+
+    pub fn code_is(&self, form: &str, code: &str) -> bool {
+        self.form == form && self.code == code
+    }
+}
+
+/// Render a template as an HTML response.
+pub fn render<T: Template>(status: StatusCode, t: &T) -> Response {
+    match t.render() {
+        Ok(html) => (status, Html(html)).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "template rendering failed");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Html("<!doctype html><title>Error</title><p>Something went wrong on our side.</p>"),
+            )
+                .into_response()
+        }
+    }
+}
+
+pub fn ok<T: Template>(t: &T) -> Response {
+    render(StatusCode::OK, t)
+}
+
+/// 303 See Other to a path of this site.
+pub fn redirect(to: &str) -> Response {
+    let mut r = StatusCode::SEE_OTHER.into_response();
+    if let Ok(v) = HeaderValue::from_str(to) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    r
+}
+
+/// Only local paths may be redirect targets (no `//host`, no scheme).
+pub fn safe_next(next: &str) -> &str {
+    let ok = next.starts_with('/')
+        && !next.starts_with("//")
+        && !next.contains('\\')
+        && !next.chars().any(char::is_control)
+        && !next.starts_with("/login")
+        && !next.starts_with("/logout");
+    if ok {
+        next
+    } else {
+        "/"
+    }
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage {
+    l: Layout,
+    status: u16,
+    heading: String,
+    detail: String,
+}
+
+/// An error page for a problem the API answered (401 goes to sign-in).
+pub fn error_page(s: Option<&WebSession>, err: &AppError) -> Response {
+    let status = err.status();
+    if status == StatusCode::UNAUTHORIZED {
+        return redirect("/login");
+    }
+    let heading = match status.as_u16() {
+        403 => "Not allowed",
+        404 => "Not found",
+        409 => "Conflict",
+        413 => "Too large",
+        422 => "Check the input",
+        429 => "Too many requests",
+        s if s >= 500 => "Something went wrong",
+        _ => "The request could not be handled",
+    };
+    let mut resp = render(
+        status,
+        &ErrorPage {
+            l: Layout::maybe(heading, s),
+            status: status.as_u16(),
+            heading: heading.to_string(),
+            detail: err.detail(),
+        },
+    );
+    if let AppError::RateLimited { retry_after } = err {
+        resp.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from((*retry_after).max(1)),
+        );
+    }
+    resp
+}
+
+/// The 403 page of a form whose CSRF token or origin is wrong.
+pub fn csrf_refused(s: Option<&WebSession>) -> Response {
+    tracing::warn!("web form refused: CSRF token or origin mismatch");
+    error_page(
+        s,
+        &AppError::Forbidden(
+            "This form was not accepted: it has expired or did not come from this site. Nothing was changed. Go back, reload the page and try again."
+                .into(),
+        ),
+    )
+}
+
+/// The sign-in form past the per-IP limit (used by the rate-limit layer).
+pub fn rate_limited_page(retry_after: u64) -> Response {
+    let mut r = error_page(
+        None,
+        &AppError::RateLimited {
+            retry_after: retry_after.max(1),
+        },
+    );
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+/// Whether a response is an HTML page (error pages of the web UI keep their
+/// HTML instead of becoming problem documents).
+pub fn is_html(resp: &Response) -> bool {
+    resp.headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/html"))
+}
+
+/// The JSON body of a handler that answers a full `Response`.
+pub async fn json_of<T: DeserializeOwned>(r: Response) -> Result<T, AppError> {
+    let bytes = axum::body::to_bytes(r.into_body(), 16 * 1024 * 1024)
+        .await
+        .map_err(|e| AppError::Internal(anyhow::anyhow!("reading a handler body: {e}")))?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| AppError::Internal(anyhow::anyhow!("decoding a handler body: {e}")))
+}
+
+// --- Formatting ---------------------------------------------------------------
+
+pub fn dt(t: &DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+pub fn opt_dt(t: &Option<DateTime<Utc>>) -> String {
+    t.as_ref().map(dt).unwrap_or_default()
+}
+
+pub fn num(v: f64) -> String {
+    let s = format!("{v}");
+    if s.len() > 12 {
+        format!("{v:.4}")
+    } else {
+        s
+    }
+}
+
+/// Human label of a lab flag.
+pub fn flag_label(flag: Option<&str>) -> &'static str {
+    match flag {
+        Some("normal") => "Normal",
+        Some("low") => "Low",
+        Some("high") => "High",
+        Some("critical_low") => "CRITICAL LOW",
+        Some("critical_high") => "CRITICAL HIGH",
+        Some(_) => "Flagged",
+        None => "No range",
+    }
+}
+
+/// CSS class of a lab flag.
+pub fn flag_class(flag: Option<&str>) -> &'static str {
+    match flag {
+        Some("normal") => "flag flag-normal",
+        Some("low") | Some("high") => "flag flag-abnormal",
+        Some("critical_low") | Some("critical_high") => "flag flag-critical",
+        _ => "flag flag-none",
+    }
+}
+
+/// Parse a path id; a malformed one is simply "not found".
+pub fn uuid(s: &str) -> Result<uuid::Uuid, AppError> {
+    uuid::Uuid::parse_str(s).map_err(|_| AppError::NotFound)
+}
