@@ -179,7 +179,7 @@ async fn one_patient(
         email: None,
         address: None,
     };
-    let p = store::patients::insert(tx, &d, nurse, server::routes::patients::new_mrn).await?;
+    let p = store::patients::insert(tx, &d, nurse, server::services::patients::new_mrn).await?;
     let mut allergies = Vec::new();
     if rng.gen_bool(0.4) {
         let (s, r) = ALLERGIES[rng.gen_range(0..ALLERGIES.len())];
@@ -221,7 +221,7 @@ async fn one_patient(
         tx,
         note.id,
         provider,
-        &server::routes::notes::content_hash(&note, provider),
+        &server::services::notes::signed_hash(&note, provider),
     )
     .await?;
     if rng.gen_bool(0.3) {

@@ -5,8 +5,11 @@
 
 pub mod account;
 pub mod allergy;
+pub mod audit;
 pub mod clinical;
 pub mod labs;
+pub mod mrn;
+pub mod notes;
 pub mod roles;
 pub mod states;
 pub mod text;

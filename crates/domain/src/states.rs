@@ -214,6 +214,32 @@ impl std::fmt::Display for PrescriptionStatus {
     }
 }
 
+/// A stored state this release does not know (data from a newer schema?).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {resource} state `{value}`")]
+pub struct UnknownState {
+    pub resource: &'static str,
+    pub value: String,
+}
+
+/// Decoding at the row: the store hands out enums, never state strings.
+macro_rules! decode_from_string {
+    ($ty:ty, $resource:literal) => {
+        impl TryFrom<String> for $ty {
+            type Error = UnknownState;
+            fn try_from(value: String) -> Result<Self, UnknownState> {
+                <$ty>::parse(&value).ok_or(UnknownState {
+                    resource: $resource,
+                    value,
+                })
+            }
+        }
+    };
+}
+
+decode_from_string!(NoteStatus, "note");
+decode_from_string!(PrescriptionStatus, "prescription");
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,11 +7,15 @@ use std::sync::{Arc, Mutex};
 use domain::roles::Role;
 use uuid::Uuid;
 
+use crate::class::Class;
+
 #[derive(Debug)]
 pub struct RequestCtx {
     pub request_id: String,
     pub client_ip: IpAddr,
     user: Mutex<Option<(Uuid, Role)>>,
+    /// Set by a router that classifies its own requests (the web UI).
+    class: Mutex<Option<Class>>,
 }
 
 impl RequestCtx {
@@ -20,6 +24,7 @@ impl RequestCtx {
             request_id,
             client_ip,
             user: Mutex::new(None),
+            class: Mutex::new(None),
         })
     }
 
@@ -31,6 +36,16 @@ impl RequestCtx {
 
     pub fn user(&self) -> Option<(Uuid, Role)> {
         self.user.lock().ok().and_then(|u| *u)
+    }
+
+    pub fn set_class(&self, class: Class) {
+        if let Ok(mut c) = self.class.lock() {
+            *c = Some(class);
+        }
+    }
+
+    pub fn class(&self) -> Option<Class> {
+        self.class.lock().ok().and_then(|c| c.clone())
     }
 }
 

@@ -107,17 +107,25 @@ pub fn encode_cursor(text: &str) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text.as_bytes())
 }
 
+/// The version named by an `If-Match` header, if one was sent; a 422 when
+/// it is not a version number.
+pub fn if_match(headers: &HeaderMap) -> Result<Option<i64>, AppError> {
+    let Some(v) = headers.get(axum::http::header::IF_MATCH) else {
+        return Ok(None);
+    };
+    let s = v.to_str().unwrap_or("").trim();
+    let s = s.strip_prefix("W/").unwrap_or(s).trim_matches('"');
+    s.parse()
+        .map(Some)
+        .map_err(|_| AppError::validation("If-Match", "must be the resource's version number"))
+}
+
 /// The version an update expects: `If-Match` header, else `version` in the
 /// body; neither → 428.
-pub fn expected_version(headers: &HeaderMap, body_version: Option<i64>) -> Result<i64, AppError> {
-    if let Some(v) = headers.get(axum::http::header::IF_MATCH) {
-        let s = v.to_str().unwrap_or("").trim();
-        let s = s.strip_prefix("W/").unwrap_or(s).trim_matches('"');
-        return s.parse().map_err(|_| {
-            AppError::validation("If-Match", "must be the resource's version number")
-        });
-    }
-    body_version.ok_or(AppError::PreconditionRequired)
+pub fn expected_version(if_match: Option<i64>, body_version: Option<i64>) -> Result<i64, AppError> {
+    if_match
+        .or(body_version)
+        .ok_or(AppError::PreconditionRequired)
 }
 
 /// Like [`ApiJson`], but an empty body means `T::default()` (for actions
@@ -160,12 +168,6 @@ where
 pub struct Later<T>(Result<T, AppError>);
 
 impl<T> Later<T> {
-    /// An already-extracted value (for callers that reuse a handler, such
-    /// as the web UI submitting a form through the API's own handler).
-    pub fn ready(value: T) -> Later<T> {
-        Later(Ok(value))
-    }
-
     pub fn get(self) -> Result<T, AppError> {
         self.0
     }
@@ -180,5 +182,19 @@ where
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         Ok(Later(T::from_request(req, state).await))
+    }
+}
+
+impl<T> Later<ApiJson<T>> {
+    /// The body for a service call, still unopened (see `services::Body`).
+    pub fn json(self) -> Result<T, AppError> {
+        self.0.map(|ApiJson(v)| v)
+    }
+}
+
+impl<T> Later<OptionalJson<T>> {
+    /// The body for a service call, still unopened (see `services::Body`).
+    pub fn json(self) -> Result<T, AppError> {
+        self.0.map(|OptionalJson(v)| v)
     }
 }

@@ -5,14 +5,16 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tracing::Instrument;
 
+use crate::class::{classify, Class};
 use crate::context::{self, RequestCtx};
 use crate::error::AppError;
 use crate::state::AppState;
+use crate::traffic::{add_headers, charge, Subject};
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -46,72 +48,6 @@ pub fn client_ip(state: &AppState, peer: IpAddr, headers: &HeaderMap) -> IpAddr 
         .rev()
         .find(|ip| !trusted(*ip))
         .unwrap_or(peer)
-}
-
-/// What a request is, for rate limits and metrics.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Class {
-    Auth(&'static str),
-    Write(String),
-    Read(String),
-    Ai(String),
-    Other(String),
-}
-
-impl Class {
-    /// Route-class name for durations: `api.read.patients`, `api.auth.signin`…
-    pub fn metric_name(&self) -> String {
-        match self {
-            Class::Auth(a) => format!("api.auth.{a}"),
-            Class::Write(r) => format!("api.write.{r}"),
-            Class::Read(r) => format!("api.read.{r}"),
-            Class::Ai(r) => format!("api.ai.{r}"),
-            Class::Other(r) => format!("api.other.{r}"),
-        }
-    }
-}
-
-const CLINICAL: [&str; 4] = ["patients", "notes", "prescriptions", "labs"];
-
-pub fn classify(method: &Method, path: &str) -> Class {
-    let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    if segs.first() != Some(&"api") {
-        // The web UI's sign-in form shares the API's sign-in bucket.
-        if method == Method::POST && path == "/login" {
-            return Class::Auth("signin");
-        }
-        return Class::Other(if path == "/metrics" {
-            "metrics".into()
-        } else {
-            "web".into()
-        });
-    }
-    let first = segs.get(1).copied().unwrap_or("");
-    match (first, segs.get(2).copied()) {
-        ("auth", Some("signin")) if method == Method::POST => return Class::Auth("signin"),
-        ("auth", Some("signup")) if method == Method::POST => return Class::Auth("signup"),
-        ("auth", Some("refresh")) if method == Method::POST => return Class::Auth("refresh"),
-        ("ai", op) => return Class::Ai(op.unwrap_or("other").replace('-', "_")),
-        ("overview", _) if method == Method::GET => return Class::Read("overview".into()),
-        _ => {}
-    }
-    if CLINICAL.contains(&first) {
-        // /api/patients/{id}/notes is a request about notes.
-        let resource = match (first, segs.get(3)) {
-            ("patients", Some(sub)) if CLINICAL.contains(sub) => (*sub).to_string(),
-            _ => first.to_string(),
-        };
-        return if method == Method::GET {
-            Class::Read(resource)
-        } else {
-            Class::Write(resource)
-        };
-    }
-    Class::Other(if first.is_empty() {
-        "root".into()
-    } else {
-        first.to_string()
-    })
 }
 
 fn security_headers(h: &mut HeaderMap, path: &str) {
@@ -173,7 +109,7 @@ pub async fn request_layer(
         .await;
     if (resp.status().is_client_error() || resp.status().is_server_error())
         && !is_json(&resp)
-        && !crate::web::is_html(&resp)
+        && !is_html(&resp)
     {
         let status = resp.status();
         resp = context::CTX.sync_scope(ctx.clone(), || as_problem(status));
@@ -182,6 +118,8 @@ pub async fn request_layer(
         resp = escape_json_body(resp).await;
     }
     let status = resp.status();
+    // The web router names its pages' class (a chart page is a read).
+    let class = ctx.class().unwrap_or(class);
 
     if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
         if let Some(patient) = patient_in_path(&path) {
@@ -237,6 +175,13 @@ pub async fn request_layer(
     }
     security_headers(h, &path);
     resp
+}
+
+/// A page (the web UI's own error pages stay pages).
+fn is_html(resp: &Response) -> bool {
+    resp.headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/html"))
 }
 
 fn is_json(resp: &Response) -> bool {
@@ -369,65 +314,37 @@ async fn audit_refusal(
     }
 }
 
-/// Rate limits (SPEC §5): authenticate first (401), then count, then let the
-/// handler authorize (403). Adds the `X-RateLimit-*` headers.
+/// Rate limits for the API (SPEC §5): authenticate first (401), then count,
+/// then let the handler authorize (403). Adds the `X-RateLimit-*` headers.
 pub async fn rate_limit_layer(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let class = classify(req.method(), req.uri().path());
-    let limits = state.config.rate_limits;
     let (mut parts, body) = req.into_parts();
-    let ip = context::current()
-        .map(|c| c.client_ip.to_string())
-        .unwrap_or_default();
-    let (key, rate) = match &class {
-        Class::Auth(a) => (format!("auth:{a}:{ip}"), limits.auth),
-        Class::Write(_) | Class::Read(_) | Class::Ai(_) => {
-            let user = match crate::auth::extract::authenticate(&state, &parts.headers).await {
-                Ok(u) => u,
-                Err(e) => return e.into_response(),
-            };
-            parts.extensions.insert(user);
-            let (name, rate) = match class {
-                Class::Write(_) => ("write", limits.write),
-                Class::Read(_) => ("read", limits.read),
-                _ => ("ai", limits.ai),
-            };
-            (format!("{name}:{}", user.id), rate)
-        }
+    let who = match &class {
+        Class::Auth(_) => Subject::Ip,
         Class::Other(_) => return next.run(Request::from_parts(parts, body)).await,
+        _ => match crate::auth::extract::authenticate(&state, &parts.headers).await {
+            Ok(u) => {
+                parts.extensions.insert(u);
+                Subject::User(u.id)
+            }
+            Err(e) => return e.into_response(),
+        },
     };
-    let decision = match state.limiter.hit(&key, rate).await {
-        Ok(d) => d,
-        Err(e) => return AppError::Internal(e).into_response(),
+    let endpoint = route_template(parts.uri.path());
+    let decision = match charge(&state, &class, who, &endpoint).await {
+        Ok(Some(d)) => d,
+        Ok(None) => return next.run(Request::from_parts(parts, body)).await,
+        Err(e) => return e.into_response(),
     };
     let mut resp = if decision.allowed {
         next.run(Request::from_parts(parts, body)).await
     } else {
-        state.metrics.incr("rate_limit.hit");
-        state.alerts.record_rate_limit_hit(&ip);
-        state.metrics.incr(&format!(
-            "rate_limit.hit.{}",
-            match class {
-                Class::Auth(_) => "auth",
-                Class::Write(_) => "write",
-                Class::Read(_) => "read",
-                _ => "ai",
-            }
-        ));
-        tracing::warn!(endpoint = %parts.uri.path(), clientIp = %ip, "rate limit exceeded");
-        let retry_after = decision.reset_secs.max(1);
-        if parts.uri.path() == "/login" {
-            crate::web::rate_limited_page(retry_after)
-        } else {
-            AppError::RateLimited { retry_after }.into_response()
+        AppError::RateLimited {
+            retry_after: decision.reset_secs.max(1),
         }
+        .into_response()
     };
-    let h = resp.headers_mut();
-    h.insert("x-ratelimit-limit", HeaderValue::from(decision.limit));
-    h.insert(
-        "x-ratelimit-remaining",
-        HeaderValue::from(decision.remaining),
-    );
-    h.insert("x-ratelimit-reset", HeaderValue::from(decision.reset_secs));
+    add_headers(&mut resp, &decision);
     resp
 }
 

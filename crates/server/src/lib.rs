@@ -5,6 +5,7 @@
 pub mod alerts;
 pub mod auth;
 pub mod backup_schedule;
+pub mod class;
 pub mod config;
 pub mod context;
 pub mod error;
@@ -14,8 +15,10 @@ pub mod logging;
 pub mod metrics;
 pub mod ratelimit;
 pub mod routes;
+pub mod services;
 pub mod state;
 pub mod tls;
+pub mod traffic;
 pub mod web;
 
 use std::net::SocketAddr;
@@ -127,7 +130,7 @@ pub fn router(state: AppState) -> Router {
                 async move { ([http::json_content_type()], body) }
             }),
         )
-        .merge(web::router())
+        .merge(web::router(state.clone()))
         .fallback(http::not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

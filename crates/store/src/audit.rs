@@ -86,7 +86,8 @@ pub struct StoredEvent {
 }
 
 impl StoredEvent {
-    fn event(&self) -> AuditEvent {
+    /// The event as it was hashed.
+    pub fn event(&self) -> AuditEvent {
         AuditEvent {
             id: self.id,
             occurred_at: self.occurred_at,
@@ -211,47 +212,84 @@ pub struct VerifyReport {
     pub head_hash: String,
 }
 
+/// One page of the chain, in order, after the `seq` bound ($1).
+pub const CHAIN_PAGE_SQL: &str =
+    "SELECT seq, id, occurred_at, actor_id, actor_role, action, resource_type, resource_id, \
+     patient_id, outcome, request_id, client_ip, detail, prev_hash, hash \
+     FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT 2000";
+
+/// The chain check itself, fed page by page by whoever reads the rows (a
+/// pool, a snapshot transaction, a backup image), so that every verifier —
+/// `amal audit verify`, the API and `backup verify` — applies one rule: each
+/// event's `seq` follows its predecessor's, it links to the predecessor's
+/// hash, and its own hash is the hash of its content and that link.
+#[derive(Debug)]
+pub struct ChainCheck {
+    last_seq: i64,
+    prev: String,
+    count: i64,
+    broken: Option<(Uuid, i64)>,
+}
+
+impl Default for ChainCheck {
+    fn default() -> Self {
+        ChainCheck {
+            last_seq: 0,
+            prev: GENESIS.to_string(),
+            count: 0,
+            broken: None,
+        }
+    }
+}
+
+impl ChainCheck {
+    /// The bound for the next [`CHAIN_PAGE_SQL`] query.
+    pub fn after(&self) -> i64 {
+        self.last_seq
+    }
+
+    /// Check one page; false once the end or a broken event is reached.
+    pub fn feed(&mut self, page: Vec<StoredEvent>) -> bool {
+        if page.is_empty() || self.broken.is_some() {
+            return false;
+        }
+        for row in page {
+            let ok = row.seq == self.last_seq + 1
+                && row.prev_hash == self.prev
+                && chain_hash(row.seq, &row.event(), &self.prev) == row.hash;
+            if !ok {
+                self.broken = Some((row.id, row.seq));
+                return false;
+            }
+            self.count += 1;
+            self.last_seq = row.seq;
+            self.prev = row.hash;
+        }
+        true
+    }
+
+    pub fn report(self) -> VerifyReport {
+        VerifyReport {
+            valid: self.broken.is_none(),
+            events: self.count,
+            first_broken_id: self.broken.map(|b| b.0),
+            first_broken_seq: self.broken.map(|b| b.1),
+            head_hash: self.prev,
+        }
+    }
+}
+
 /// Walk the whole chain in order and report the first event whose stored
 /// hash, predecessor link or sequence number is wrong.
 pub async fn verify(db: &Db) -> Result<VerifyReport> {
-    let sql =
-        "SELECT seq, id, occurred_at, actor_id, actor_role, action, resource_type, resource_id, \
-               patient_id, outcome, request_id, client_ip, detail, prev_hash, hash \
-               FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT 2000";
-    let mut last_seq = 0i64;
-    let mut prev = GENESIS.to_string();
-    let mut count = 0i64;
+    let mut check = ChainCheck::default();
     loop {
-        let page: Vec<StoredEvent> =
-            on_read!(db, c => sqlx::query_as(sql).bind(last_seq).fetch_all(c).await)?;
-        if page.is_empty() {
-            break;
-        }
-        for row in page {
-            let ok = row.seq == last_seq + 1
-                && row.prev_hash == prev
-                && chain_hash(row.seq, &row.event(), &prev) == row.hash;
-            if !ok {
-                return Ok(VerifyReport {
-                    valid: false,
-                    events: count,
-                    first_broken_id: Some(row.id),
-                    first_broken_seq: Some(row.seq),
-                    head_hash: prev,
-                });
-            }
-            count += 1;
-            last_seq = row.seq;
-            prev = row.hash;
+        let page: Vec<StoredEvent> = on_read!(db, c => sqlx::query_as(CHAIN_PAGE_SQL)
+            .bind(check.after()).fetch_all(c).await)?;
+        if !check.feed(page) {
+            return Ok(check.report());
         }
     }
-    Ok(VerifyReport {
-        valid: true,
-        events: count,
-        first_broken_id: None,
-        first_broken_seq: None,
-        head_hash: prev,
-    })
 }
 
 /// Filters for listing the audit log; all optional.

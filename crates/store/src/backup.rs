@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
 
-use crate::audit::{chain_hash, AuditEvent, StoredEvent, VerifyReport, GENESIS};
+use crate::audit::{ChainCheck, StoredEvent, VerifyReport, CHAIN_PAGE_SQL, GENESIS};
 use crate::db::{Db, Result, StoreError, Tx};
 use crate::on_tx;
 
@@ -86,64 +86,17 @@ pub async fn tables_in(tx: &mut Tx) -> Result<Vec<String>> {
     Ok(rows.into_iter().map(|r| r.0).collect())
 }
 
-fn event_of(row: &StoredEvent) -> AuditEvent {
-    AuditEvent {
-        id: row.id,
-        occurred_at: row.occurred_at,
-        actor_id: row.actor_id,
-        actor_role: row.actor_role.clone(),
-        action: row.action.clone(),
-        resource_type: row.resource_type.clone(),
-        resource_id: row.resource_id,
-        patient_id: row.patient_id,
-        outcome: row.outcome.clone(),
-        request_id: row.request_id.clone(),
-        client_ip: row.client_ip.clone(),
-        detail: row.detail.clone(),
-    }
-}
-
-/// Walk the audit chain inside `tx` exactly as [`crate::audit::verify`]
-/// does on a pool, so that the head belongs to the transaction's snapshot.
+/// Walk the audit chain inside `tx` with the same check as
+/// [`crate::audit::verify`], so that the head belongs to the snapshot.
 pub async fn verify_chain_in(tx: &mut Tx) -> Result<VerifyReport> {
-    let sql =
-        "SELECT seq, id, occurred_at, actor_id, actor_role, action, resource_type, resource_id, \
-               patient_id, outcome, request_id, client_ip, detail, prev_hash, hash \
-               FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT 2000";
-    let mut last_seq = 0i64;
-    let mut prev = GENESIS.to_string();
-    let mut count = 0i64;
+    let mut check = ChainCheck::default();
     loop {
-        let page: Vec<StoredEvent> =
-            on_tx!(tx, c => sqlx::query_as(sql).bind(last_seq).fetch_all(&mut *c).await)?;
-        if page.is_empty() {
-            break;
-        }
-        for row in page {
-            let ok = row.seq == last_seq + 1
-                && row.prev_hash == prev
-                && chain_hash(row.seq, &event_of(&row), &prev) == row.hash;
-            if !ok {
-                return Ok(VerifyReport {
-                    valid: false,
-                    events: count,
-                    first_broken_id: Some(row.id),
-                    first_broken_seq: Some(row.seq),
-                    head_hash: prev,
-                });
-            }
-            count += 1;
-            last_seq = row.seq;
-            prev = row.hash;
+        let page: Vec<StoredEvent> = on_tx!(tx, c => sqlx::query_as(CHAIN_PAGE_SQL)
+            .bind(check.after()).fetch_all(&mut *c).await)?;
+        if !check.feed(page) {
+            return Ok(check.report());
         }
     }
-    Ok(VerifyReport {
-        valid: true,
-        events: count,
-        first_broken_id: None,
-        first_broken_seq: None,
-        head_hash: prev,
-    })
 }
 
 /// Rows per table, inside `tx`.

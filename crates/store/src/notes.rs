@@ -17,7 +17,8 @@ pub struct NoteRow {
     pub objective: String,
     pub assessment: String,
     pub plan: String,
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: domain::states::NoteStatus,
     pub ai_generated: bool,
     pub signed_by: Option<Uuid>,
     pub signed_at: Option<DateTime<Utc>>,
@@ -57,7 +58,7 @@ pub async fn insert(
         objective: content.objective.clone(),
         assessment: content.assessment.clone(),
         plan: content.plan.clone(),
-        status: "draft".into(),
+        status: domain::states::NoteStatus::Draft,
         ai_generated,
         signed_by: None,
         signed_at: None,

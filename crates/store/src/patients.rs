@@ -132,15 +132,9 @@ pub async fn update(tx: &mut Tx, id: Uuid, expected: i64, d: &Demographics) -> R
     }
 }
 
-/// How a search narrows patients.
-#[derive(Debug, Clone)]
-pub enum PatientQuery {
-    All,
-    /// Folded name prefix, matched against "family given" and "given family".
-    NamePrefix(String),
-    Mrn(String),
-    BirthDate(String),
-}
+/// How a search narrows patients (decided in `domain::mrn::interpret`); a
+/// folded name prefix is matched against "family given" and "given family".
+pub use domain::mrn::SearchTerm as PatientQuery;
 
 /// One page of patients ordered by (family, given, id), after `after`.
 pub async fn search(

@@ -18,7 +18,8 @@ pub struct PrescriptionRow {
     pub quantity: i64,
     pub refills: i64,
     pub instructions: Option<String>,
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: domain::states::PrescriptionStatus,
     pub issued_by: Option<Uuid>,
     pub issued_at: Option<DateTime<Utc>>,
     pub override_reason: Option<String>,
@@ -74,7 +75,7 @@ pub async fn get_tx(tx: &mut Tx, id: Uuid) -> Result<Option<PrescriptionRow>> {
 pub async fn list_for_patient(
     db: &Db,
     patient: Uuid,
-    status: Option<&str>,
+    status: Option<domain::states::PrescriptionStatus>,
     before: Option<(DateTime<Utc>, Uuid)>,
     limit: i64,
 ) -> Result<Vec<PrescriptionRow>> {
@@ -86,7 +87,7 @@ pub async fn list_for_patient(
          AND ($4 = 0 OR created_at < $5 OR (created_at = $5 AND id < $6)) ORDER BY created_at DESC, id DESC LIMIT $7"
     );
     Ok(
-        on_read!(db, c => sqlx::query_as(&sql).bind(patient).bind(has_status).bind(status.unwrap_or(""))
+        on_read!(db, c => sqlx::query_as(&sql).bind(patient).bind(has_status).bind(status.map(|s| s.as_str()).unwrap_or(""))
         .bind(has).bind(t).bind(id).bind(limit).fetch_all(c).await)?,
     )
 }

@@ -110,7 +110,7 @@ async fn expired_invite_is_refused() {
     let mut tx = app.state.db.begin().await.unwrap();
     store::users::insert_invite(
         &mut tx,
-        &server::routes::auth::invite_hash(code),
+        &server::services::auth::invite_hash(code),
         "nurse",
         None,
         admin.id,

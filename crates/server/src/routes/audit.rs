@@ -1,16 +1,16 @@
-//! The audit log, for administrators.
+//! `/api/audit`: see [`crate::services::audit`].
 
 use axum::extract::{Query, State};
 use axum::Json;
 use chrono::{DateTime, Utc};
-use domain::roles::Action;
-use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use serde::Deserialize;
+use utoipa::IntoParams;
 use uuid::Uuid;
 
 use crate::auth::AuthUser;
-use crate::error::{AppError, Result};
-use crate::extract::encode_cursor;
+use crate::error::Result;
+use crate::extract::PageQuery;
+use crate::services::audit::{self, AuditFilter, AuditPage};
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -25,14 +25,6 @@ pub struct AuditQuery {
     pub cursor: Option<String>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct AuditPage {
-    #[schema(value_type = Vec<Object>)]
-    pub items: Vec<store::audit::StoredEvent>,
-    pub next_cursor: Option<String>,
-}
-
 #[utoipa::path(get, path = "/api/audit", tag = "audit", security(("bearer" = [])), params(AuditQuery),
     responses((status = 200, body = AuditPage), (status = 401), (status = 403)))]
 pub async fn list(
@@ -40,35 +32,18 @@ pub async fn list(
     user: AuthUser,
     Query(q): Query<AuditQuery>,
 ) -> Result<Json<AuditPage>> {
-    user.require(Action::ReadAudit)?;
-    let page = crate::extract::PageQuery {
+    let page = PageQuery {
         limit: q.limit,
-        cursor: q.cursor.clone(),
+        cursor: q.cursor,
     };
-    let before_seq =
-        match page.cursor_text()? {
-            Some(t) => Some(t.parse::<i64>().map_err(|_| {
-                AppError::validation("cursor", "is not a cursor this server issued")
-            })?),
-            None => None,
-        };
-    let limit = page.limit();
-    let filter = store::audit::AuditFilter {
+    let filter = AuditFilter {
         patient_id: q.patient_id,
         user_id: q.user_id,
         action: q.action,
         from: q.from,
         to: q.to,
-        before_seq,
     };
-    let mut items = store::audit::list(&st.db, &filter, limit + 1).await?;
-    let next_cursor = if items.len() as i64 > limit {
-        items.truncate(limit as usize);
-        items.last().map(|e| encode_cursor(&e.seq.to_string()))
-    } else {
-        None
-    };
-    Ok(Json(AuditPage { items, next_cursor }))
+    Ok(Json(audit::list(&st, &user, filter, &page).await?))
 }
 
 #[utoipa::path(get, path = "/api/audit/verify", tag = "audit", security(("bearer" = [])),
@@ -77,6 +52,5 @@ pub async fn verify(
     State(st): State<AppState>,
     user: AuthUser,
 ) -> Result<Json<store::audit::VerifyReport>> {
-    user.require(Action::ReadAudit)?;
-    Ok(Json(store::audit::verify(&st.db).await?))
+    Ok(Json(audit::verify(&st, &user).await?))
 }

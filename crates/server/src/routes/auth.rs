@@ -1,95 +1,16 @@
-//! Sign-up, sign-in, refresh, logout and `me` (SPEC §3, §6).
+//! `/api/auth/*`: see [`crate::services::auth`].
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use domain::account::{SignupPolicy, UserStatus};
-use domain::roles::Role;
-use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
-use utoipa::ToSchema;
-use uuid::Uuid;
 
-use crate::auth::tokens::{refresh_expiry, ACCESS_TTL_SECS};
 use crate::auth::AuthUser;
-use crate::error::{AppError, Result};
+use crate::error::Result;
 use crate::extract::ApiJson;
-use crate::routes::{audit_event, parse_account};
+use crate::services::auth::{
+    self, RefreshRequest, SigninRequest, SignupRequest, TokenPair, UserEnvelope,
+};
 use crate::state::AppState;
-
-/// A user as the API shows it.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct UserView {
-    pub id: Uuid,
-    pub email: String,
-    pub name: String,
-    pub role: String,
-    pub status: String,
-    pub version: i64,
-}
-
-impl From<store::users::UserRow> for UserView {
-    fn from(u: store::users::UserRow) -> Self {
-        UserView {
-            id: u.id,
-            email: u.email,
-            name: u.name,
-            role: u.role,
-            status: u.status,
-            version: u.version,
-        }
-    }
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct UserEnvelope {
-    pub user: UserView,
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct SignupRequest {
-    pub email: String,
-    pub password: String,
-    pub name: String,
-    pub invite_code: Option<String>,
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct SigninRequest {
-    pub email: String,
-    pub password: String,
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct RefreshRequest {
-    pub refresh_token: String,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct TokenPair {
-    pub access_token: String,
-    pub token_type: &'static str,
-    pub expires_in: i64,
-    pub refresh_token: String,
-    pub user: UserView,
-}
-
-/// Hash of an invitation code as stored (the code itself is never kept).
-pub fn invite_hash(code: &str) -> String {
-    hex::encode(Sha256::digest(code.trim().as_bytes()))
-}
-
-/// Key for the per-account failed sign-in counter (no e-mail in clear).
-fn account_key(email: &str) -> String {
-    format!(
-        "signin-fail:{}",
-        hex::encode(Sha256::digest(email.as_bytes()))
-    )
-}
 
 #[utoipa::path(post, path = "/api/auth/signup", tag = "auth", request_body = SignupRequest,
     responses((status = 201, body = UserEnvelope), (status = 403, description = "Sign-up closed or invite missing, used, expired or for another e-mail"),
@@ -98,111 +19,8 @@ pub async fn signup(
     State(st): State<AppState>,
     ApiJson(req): ApiJson<SignupRequest>,
 ) -> Result<(StatusCode, Json<UserEnvelope>)> {
-    let (email, password, name) = parse_account(&req.email, &req.password, &req.name)?;
-    if st.config.signup == SignupPolicy::Closed {
-        return Err(AppError::Forbidden(
-            "Sign-up is closed; ask an administrator for an account.".into(),
-        ));
-    }
-    let invite_needed = st.config.signup == SignupPolicy::Invite;
-    let code = req
-        .invite_code
-        .as_deref()
-        .map(str::trim)
-        .filter(|c| !c.is_empty());
-    if invite_needed && code.is_none() {
-        return Err(AppError::Forbidden(
-            "An invitation code is required to sign up.".into(),
-        ));
-    }
-    let hash = st.hasher.hash(password.expose()).await?;
-    let mut tx = st.db.begin().await?;
-    let (role, status, invite) = if invite_needed {
-        let bad = || {
-            AppError::Forbidden(
-                "The invitation code is not valid (unknown, used, expired or for another e-mail)."
-                    .into(),
-            )
-        };
-        let inv =
-            store::users::invite_by_code_hash(&mut tx, &invite_hash(code.unwrap_or_default()))
-                .await?
-                .ok_or_else(bad)?;
-        let for_other = inv.email.as_deref().is_some_and(|e| e != email.as_str());
-        if inv.used_at.is_some() || inv.expires_at <= store::now() || for_other {
-            return Err(bad());
-        }
-        (inv.role.clone(), UserStatus::Active, Some(inv.id))
-    } else {
-        (Role::Staff.as_str().to_string(), UserStatus::Pending, None)
-    };
-    let user = store::users::insert(
-        &mut tx,
-        &store::users::NewUser {
-            email: email.as_str(),
-            name: name.as_str(),
-            role: &role,
-            status: status.as_str(),
-            password_hash: &hash,
-        },
-    )
-    .await?;
-    if let Some(id) = invite {
-        if !store::users::consume_invite(&mut tx, id, user.id).await? {
-            return Err(AppError::Forbidden(
-                "The invitation code was just used.".into(),
-            ));
-        }
-    }
-    let mut ev = audit_event(None, "auth.signup", "success");
-    ev.actor_id = Some(user.id);
-    ev.actor_role = Some(user.role.clone());
-    ev.resource_type = Some("user".into());
-    ev.resource_id = Some(user.id);
-    store::audit::append(&mut tx, &[ev]).await?;
-    tx.commit().await?;
-    st.metrics.incr("auth.signup.success");
-    tracing::info!(userId = %user.id, role = %user.role, status = %user.status, "auth signup");
-    Ok((
-        StatusCode::CREATED,
-        Json(UserEnvelope { user: user.into() }),
-    ))
-}
-
-async fn record_signin(st: &AppState, user: Option<(Uuid, &str)>, outcome: &str) -> Result<()> {
-    let mut ev = audit_event(None, "auth.signin", outcome);
-    if let Some((id, role)) = user {
-        ev.actor_id = Some(id);
-        ev.actor_role = Some(role.to_string());
-        ev.resource_type = Some("user".into());
-        ev.resource_id = Some(id);
-    }
-    st.audit.record(ev).await?;
-    Ok(())
-}
-
-/// Open a session and issue its first token pair.
-async fn open_session(st: &AppState, user: store::users::UserRow) -> Result<TokenPair> {
-    let (refresh, refresh_hash) = st.keys.new_refresh();
-    let expires = refresh_expiry();
-    let mut tx = st.db.begin().await?;
-    let session = store::sessions::create(&mut tx, user.id, expires).await?;
-    store::sessions::add_refresh_token(&mut tx, session, &refresh_hash, expires).await?;
-    let mut ev = audit_event(None, "auth.signin", "success");
-    ev.actor_id = Some(user.id);
-    ev.actor_role = Some(user.role.clone());
-    ev.resource_type = Some("user".into());
-    ev.resource_id = Some(user.id);
-    store::audit::append(&mut tx, &[ev]).await?;
-    tx.commit().await?;
-    let access = st.keys.issue_access(user.id, &user.role, session)?;
-    Ok(TokenPair {
-        access_token: access,
-        token_type: "Bearer",
-        expires_in: ACCESS_TTL_SECS,
-        refresh_token: refresh,
-        user: user.into(),
-    })
+    let user = auth::signup(&st, req).await?;
+    Ok((StatusCode::CREATED, Json(UserEnvelope { user })))
 }
 
 #[utoipa::path(post, path = "/api/auth/signin", tag = "auth", request_body = SigninRequest,
@@ -212,81 +30,7 @@ pub async fn signin(
     State(st): State<AppState>,
     ApiJson(req): ApiJson<SigninRequest>,
 ) -> Result<Json<TokenPair>> {
-    let wrong = || AppError::Unauthorized("Incorrect e-mail or password.");
-    let email = req.email.trim().to_lowercase();
-    if email.is_empty() || req.password.is_empty() {
-        return Err(AppError::Validation(
-            [
-                ("email", email.is_empty()),
-                ("password", req.password.is_empty()),
-            ]
-            .into_iter()
-            .filter(|x| x.1)
-            .map(|(f, _)| domain::account::FieldError::new(f, "is required"))
-            .collect(),
-        ));
-    }
-    let key = account_key(&email);
-    let fails = st
-        .limiter
-        .peek(&key, st.config.rate_limits.account_failures)
-        .await?;
-    if !fails.allowed {
-        st.metrics.incr("auth.signin.locked");
-        return Err(AppError::RateLimited {
-            retry_after: fails.reset_secs.max(1),
-        });
-    }
-    let user = if email.len() <= 254 {
-        store::users::by_email(&st.db, &email).await?
-    } else {
-        None
-    };
-    let password = if req.password.chars().count() <= domain::account::Password::MAX_CHARS {
-        req.password.as_str()
-    } else {
-        ""
-    };
-    let ok = st
-        .hasher
-        .verify(password, user.as_ref().map(|u| u.password_hash.as_str()))
-        .await?
-        && !password.is_empty();
-    let user = match user {
-        Some(u) if ok => u,
-        known => {
-            st.limiter
-                .hit(&key, st.config.rate_limits.account_failures)
-                .await?;
-            st.metrics.incr("auth.signin.failure");
-            record_signin(
-                &st,
-                known.as_ref().map(|u| (u.id, u.role.as_str())),
-                "failure",
-            )
-            .await?;
-            tracing::info!("auth signin failure");
-            return Err(wrong());
-        }
-    };
-    if user.status != UserStatus::Active.as_str() {
-        st.metrics.incr("auth.signin.failure");
-        record_signin(
-            &st,
-            Some((user.id, user.role.as_str())),
-            user.status.as_str(),
-        )
-        .await?;
-        return Err(AppError::Forbidden(if user.status == "pending" {
-            "This account is waiting for an administrator to activate it.".into()
-        } else {
-            "This account is disabled.".into()
-        }));
-    }
-    let pair = open_session(&st, user).await?;
-    st.metrics.incr("auth.signin.success");
-    tracing::info!(userId = %pair.user.id, role = %pair.user.role, "auth signin success");
-    Ok(Json(pair))
+    Ok(Json(auth::signin(&st, req).await?))
 }
 
 #[utoipa::path(post, path = "/api/auth/refresh", tag = "auth", request_body = RefreshRequest,
@@ -295,57 +39,7 @@ pub async fn refresh(
     State(st): State<AppState>,
     ApiJson(req): ApiJson<RefreshRequest>,
 ) -> Result<Json<TokenPair>> {
-    let refused = || AppError::Unauthorized("The refresh token is not valid; sign in again.");
-    let hash = st.keys.refresh_hash(req.refresh_token.trim());
-    let mut tx = st.db.begin().await?;
-    let found = store::sessions::find_refresh(&mut tx, &hash)
-        .await?
-        .ok_or_else(refused)?;
-    let now = store::now();
-    if found.used_at.is_some() || !store::sessions::mark_used(&mut tx, found.token_id).await? {
-        // A rotated token came back: someone holds a copy. End the family.
-        store::sessions::revoke(&mut tx, found.session_id, "refresh_reuse").await?;
-        let mut ev = audit_event(None, "auth.refresh", "reuse_detected");
-        ev.actor_id = Some(found.user_id);
-        ev.actor_role = Some(found.role.clone());
-        ev.resource_type = Some("session".into());
-        ev.resource_id = Some(found.session_id);
-        store::audit::append(&mut tx, &[ev]).await?;
-        tx.commit().await?;
-        st.metrics.incr("auth.refresh.reuse_detected");
-        tracing::warn!(userId = %found.user_id, "refresh token reuse detected; session revoked");
-        return Err(refused());
-    }
-    if found.session_revoked_at.is_some()
-        || found.session_expires_at <= now
-        || found.expires_at <= now
-        || found.status != "active"
-    {
-        return Err(refused());
-    }
-    let (token, token_hash) = st.keys.new_refresh();
-    store::sessions::add_refresh_token(
-        &mut tx,
-        found.session_id,
-        &token_hash,
-        found.session_expires_at,
-    )
-    .await?;
-    tx.commit().await?;
-    let user = store::users::by_id(&st.db, found.user_id)
-        .await?
-        .ok_or_else(refused)?;
-    let access = st
-        .keys
-        .issue_access(user.id, &user.role, found.session_id)?;
-    st.metrics.incr("auth.refresh.success");
-    Ok(Json(TokenPair {
-        access_token: access,
-        token_type: "Bearer",
-        expires_in: ACCESS_TTL_SECS,
-        refresh_token: token,
-        user: user.into(),
-    }))
+    Ok(Json(auth::refresh(&st, req).await?))
 }
 
 #[utoipa::path(post, path = "/api/auth/logout", tag = "auth", request_body = RefreshRequest,
@@ -354,26 +48,13 @@ pub async fn logout(
     State(st): State<AppState>,
     ApiJson(req): ApiJson<RefreshRequest>,
 ) -> Result<StatusCode> {
-    let hash = st.keys.refresh_hash(req.refresh_token.trim());
-    let mut tx = st.db.begin().await?;
-    if let Some(found) = store::sessions::find_refresh(&mut tx, &hash).await? {
-        store::sessions::revoke(&mut tx, found.session_id, "logout").await?;
-        let mut ev = audit_event(None, "auth.logout", "success");
-        ev.actor_id = Some(found.user_id);
-        ev.actor_role = Some(found.role.clone());
-        ev.resource_type = Some("session".into());
-        ev.resource_id = Some(found.session_id);
-        store::audit::append(&mut tx, &[ev]).await?;
-    }
-    tx.commit().await?;
+    auth::logout(&st, req).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 #[utoipa::path(get, path = "/api/auth/me", tag = "auth", security(("bearer" = [])),
     responses((status = 200, body = UserEnvelope), (status = 401, description = "Not signed in")))]
 pub async fn me(State(st): State<AppState>, user: AuthUser) -> Result<Json<UserEnvelope>> {
-    let u = store::users::by_id(&st.db, user.id)
-        .await?
-        .ok_or(AppError::Unauthorized("The account no longer exists."))?;
-    Ok(Json(UserEnvelope { user: u.into() }))
+    let user = auth::me(&st, &user).await?;
+    Ok(Json(UserEnvelope { user }))
 }

@@ -106,8 +106,7 @@ pub async fn metrics_json(
     State(st): State<AppState>,
     user: AuthUser,
 ) -> Result<Json<serde_json::Value>> {
-    user.require(Action::ReadMetrics)?;
-    Ok(Json(st.metrics.snapshot_json()))
+    Ok(Json(crate::services::ops::metrics(&st, &user)?))
 }
 
 /// Constant-time comparison, so the token cannot be guessed byte by byte.

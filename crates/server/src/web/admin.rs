@@ -6,9 +6,8 @@ use std::collections::HashMap;
 
 use askama::Template;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
-use axum::Json;
 use chrono::{DateTime, NaiveDate, Utc};
 use domain::account::UserStatus;
 use domain::roles::Role;
@@ -16,10 +15,10 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::error::AppError;
-use crate::extract::{ApiJson, Later, PageQuery};
-use crate::routes;
-use crate::routes::audit::AuditQuery;
-use crate::routes::users::{CreateUserRequest, InviteRequest, UpdateUserRequest};
+use crate::extract::PageQuery;
+use crate::services;
+use crate::services::audit::AuditFilter;
+use crate::services::users::{CreateUserRequest, InviteRequest, UpdateUserRequest};
 use crate::state::AppState;
 use crate::web::form_level;
 use crate::web::models::{next_link, notice, Done};
@@ -89,8 +88,8 @@ async fn render_users(
         limit: Some(100),
         cursor,
     };
-    let list = match routes::users::list_users(State(st.clone()), s.user, Query(page)).await {
-        Ok(Json(l)) => l,
+    let list = match services::users::list_users(st, &s.user, &page).await {
+        Ok(l) => l,
         Err(e) => return view::error_page(Some(s), &e),
     };
     let new_role = f.v("user", "role").to_string();
@@ -162,7 +161,7 @@ pub async fn create_user(State(st): State<AppState>, WebForm { s, f }: WebForm) 
                 role,
                 password: f.get("password"),
             };
-            routes::users::create_user(State(st.clone()), s.user, Later::ready(ApiJson(req)))
+            services::users::create_user(&st, &s.user, Ok(req))
                 .await
                 .map(|_| ())
         }
@@ -205,15 +204,9 @@ pub async fn update_user(
                 status: Some(status),
                 version: f.get("version").trim().parse().ok(),
             };
-            routes::users::update_user(
-                State(st.clone()),
-                s.user,
-                Path(id),
-                HeaderMap::new(),
-                Later::ready(ApiJson(req)),
-            )
-            .await
-            .map(|_| ())
+            services::users::update_user(&st, &s.user, id, Ok(None), Ok(req))
+                .await
+                .map(|_| ())
         }
         (Err(e), _) | (_, Err(e)) => Err(e),
     };
@@ -242,14 +235,13 @@ pub async fn create_invite(State(st): State<AppState>, WebForm { s, f }: WebForm
                 role,
                 email: f.opt("email"),
             };
-            routes::users::create_invite(State(st.clone()), s.user, Later::ready(ApiJson(req)))
-                .await
+            services::users::create_invite(&st, &s.user, Ok(req)).await
         }
         Err(e) => Err(e),
     };
     match r {
         // The code is shown once, on this page; it is never stored in clear.
-        Ok((_, Json(inv))) => {
+        Ok(inv) => {
             let shown = InviteShown {
                 code: inv.code,
                 role: inv.role.as_str().to_string(),
@@ -368,7 +360,7 @@ pub async fn audit(
         values.insert(k.to_string(), v.clone().unwrap_or_default());
     }
     let mut errs = Vec::new();
-    let q = AuditQuery {
+    let filter = AuditFilter {
         patient_id: opt_uuid("patientId", &p.patient_id, &mut errs),
         user_id: opt_uuid("userId", &p.user_id, &mut errs),
         action: p
@@ -379,11 +371,13 @@ pub async fn audit(
             .map(str::to_string),
         from: opt_time("from", &p.from, false, &mut errs),
         to: opt_time("to", &p.to, true, &mut errs),
+    };
+    let page_q = PageQuery {
         limit: Some(100),
         cursor: p.cursor.clone(),
     };
     let result = if errs.is_empty() {
-        routes::audit::list(State(st.clone()), s.user, Query(q)).await
+        services::audit::list(&st, &s.user, filter, &page_q).await
     } else {
         Err(AppError::Validation(
             errs.into_iter()
@@ -392,7 +386,7 @@ pub async fn audit(
         ))
     };
     let (f, lines, next, status) = match result {
-        Ok(Json(page)) => {
+        Ok(page) => {
             let lines = page
                 .items
                 .iter()
@@ -457,8 +451,8 @@ struct VerifyPage {
 }
 
 pub async fn verify(State(st): State<AppState>, s: WebSession) -> Response {
-    match routes::audit::verify(State(st.clone()), s.user).await {
-        Ok(Json(r)) => view::ok(&VerifyPage {
+    match services::audit::verify(&st, &s.user).await {
+        Ok(r) => view::ok(&VerifyPage {
             l: Layout::new("Audit verification", &s),
             valid: r.valid,
             events: r.events,
@@ -497,8 +491,8 @@ struct MetricsPage {
 }
 
 pub async fn metrics(State(st): State<AppState>, s: WebSession) -> Response {
-    let v = match routes::ops::metrics_json(State(st.clone()), s.user).await {
-        Ok(Json(v)) => v,
+    let v = match services::ops::metrics(&st, &s.user) {
+        Ok(v) => v,
         Err(e) => return view::error_page(Some(&s), &e),
     };
     let text = |v: &serde_json::Value| match v {

@@ -1,24 +1,22 @@
 //! AI assistance in the chart: "Draft a note with AI" and "Explain this
-//! result", through the API's AI handlers (refusals and outages shown as
-//! the API words them).
+//! result", through the AI service (refusals and outages shown as the API
+//! words them).
 
 use askama::Template;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::Json;
 
 use crate::error::AppError;
-use crate::extract::{ApiJson, Later};
-use crate::routes;
-use crate::routes::ai::{ExplainRequest, GenerateNoteRequest};
+use crate::services;
+use crate::services::ai::{ExplainRequest, GenerateNoteRequest};
 use crate::state::AppState;
 use crate::web::clinical::render_chart;
+use crate::web::form_level;
 use crate::web::labs::{render_show, Explained};
 use crate::web::models::{self, Banner};
 use crate::web::session::WebForm;
 use crate::web::view::{self, num, FormState, Layout};
-use crate::web::{count_write, form_level, limit};
 
 #[derive(Template)]
 #[template(path = "ai_draft.html")]
@@ -48,24 +46,14 @@ pub async fn draft_note(
         Ok(id) => id,
         Err(e) => return view::error_page(Some(&s), &e),
     };
-    let save = f.checked("save");
     let req = GenerateNoteRequest {
         patient_id: id,
         input: f.get("input"),
         note_type: f.opt("noteType"),
-        save,
+        save: f.checked("save"),
     };
-    let r = match limit(&st, &s, "ai").await {
-        Ok(()) => {
-            routes::ai::generate_note(State(st.clone()), s.user, Later::ready(ApiJson(req))).await
-        }
-        Err(e) => Err(e),
-    };
-    if save {
-        count_write(&st, "notes", &r);
-    }
-    let answer = match r {
-        Ok((_, Json(a))) => a,
+    let answer = match services::ai::generate_note(&st, &s.user, Ok(req)).await {
+        Ok(a) => a,
         Err(e) if form_level(&e) => {
             return render_chart(
                 &st,
@@ -144,24 +132,17 @@ pub async fn explain(
         )),
     };
     let r = match audience {
-        Ok(audience) => match limit(&st, &s, "ai").await {
-            Ok(()) => {
-                routes::ai::explain(
-                    State(st.clone()),
-                    s.user,
-                    Later::ready(ApiJson(ExplainRequest {
-                        lab_id: id,
-                        audience,
-                    })),
-                )
-                .await
-            }
-            Err(e) => Err(e),
-        },
+        Ok(audience) => {
+            let req = ExplainRequest {
+                lab_id: id,
+                audience,
+            };
+            services::ai::explain(&st, &s.user, Ok(req)).await
+        }
         Err(e) => Err(e),
     };
     match r {
-        Ok(Json(x)) => {
+        Ok(x) => {
             let explained = Explained {
                 audience: f.get("audience"),
                 text: x.explanation,

@@ -4,12 +4,10 @@ use askama::Template;
 use axum::extract::{Query, Request, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::Json;
 use serde::Deserialize;
 
 use crate::error::AppError;
-use crate::extract::ApiJson;
-use crate::routes;
+use crate::services::auth;
 use crate::state::AppState;
 use crate::web::models::notice;
 use crate::web::session::{self, MaybeSession, WebForm};
@@ -106,12 +104,12 @@ pub async fn login(State(st): State<AppState>, req: Request) -> Response {
     }
     let nonce = nonce.cloned().unwrap_or_default();
     let next = f.get("next");
-    let req = routes::auth::SigninRequest {
+    let req = auth::SigninRequest {
         email: f.get("email"),
         password: f.get("password"),
     };
-    match routes::auth::signin(State(st.clone()), ApiJson(req)).await {
-        Ok(Json(pair)) => {
+    match auth::signin(&st, req).await {
+        Ok(pair) => {
             session::store_tokens(&st, &out, &pair.access_token, &pair.refresh_token);
             if let Some(c) = session::clear_cookie(&st, session::LOGIN_CSRF) {
                 out.push(c);
@@ -139,7 +137,7 @@ pub async fn login(State(st): State<AppState>, req: Request) -> Response {
     }
 }
 
-/// `POST /logout`: ends the session through the API's logout handler and
+/// `POST /logout`: ends the session through the logout service and
 /// clears the cookies.
 pub async fn logout(State(st): State<AppState>, req: Request) -> Response {
     let out = session::outgoing(req.extensions());
@@ -150,10 +148,10 @@ pub async fn logout(State(st): State<AppState>, req: Request) -> Response {
             Err(r) => return r,
         };
     if let Some(rt) = jar.get(session::REFRESH) {
-        let body = routes::auth::RefreshRequest {
+        let body = auth::RefreshRequest {
             refresh_token: rt.clone(),
         };
-        if let Err(e) = routes::auth::logout(State(st.clone()), ApiJson(body)).await {
+        if let Err(e) = auth::logout(&st, body).await {
             return view::error_page(None, &e);
         }
     }

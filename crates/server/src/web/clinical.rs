@@ -4,19 +4,17 @@ use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::Json;
 use domain::roles::{Action, Role};
 use uuid::Uuid;
 
 use crate::error::AppError;
-use crate::extract::{ApiJson, Later};
-use crate::routes;
-use crate::routes::patients::{AllergyInput, ProblemInput};
+use crate::services;
+use crate::services::patients::{AllergyInput, ProblemInput};
 use crate::state::AppState;
-use crate::web::models::{notice, Banner, Done, LabRow, NoteRow, Patient, RxRow};
+use crate::web::form_level;
+use crate::web::models::{notice, Banner, Done, LabRow, NoteRow, RxRow};
 use crate::web::session::{WebForm, WebSession};
 use crate::web::view::{self, FormState, Layout};
-use crate::web::{count_write, form_level, limit};
 
 pub struct AllergyLine {
     pub substance: String,
@@ -51,7 +49,7 @@ pub struct ChartPage {
     pub address: String,
 }
 
-/// Render the chart through the API's overview handler, with `f` holding
+/// Render the chart through the overview service, with `f` holding
 /// the state of one of its forms.
 pub async fn render_chart(
     st: &AppState,
@@ -61,11 +59,11 @@ pub async fn render_chart(
     status: StatusCode,
     done: Option<&str>,
 ) -> Response {
-    let o = match routes::overview::chart(State(st.clone()), s.user, Path(id)).await {
-        Ok(Json(o)) => o,
+    let o = match services::overview::chart(st, &s.user, id).await {
+        Ok(o) => o,
         Err(e) => return view::error_page(Some(s), &e),
     };
-    let patient = Patient::from(&o.patient);
+    let patient = &o.patient;
     let labs: Vec<LabRow> = o.recent_labs.iter().map(LabRow::from).collect();
     let role = s.user.role;
     let page = ChartPage {
@@ -74,7 +72,7 @@ pub async fn render_chart(
             s,
         )
         .notice(notice(done)),
-        p: Banner::from(&patient),
+        p: Banner::from(patient),
         f,
         allergies: o
             .allergies
@@ -180,20 +178,7 @@ pub async fn add_allergy(
         reaction: f.opt("reaction"),
         severity: f.opt("severity"),
     };
-    let r = match limit(&st, &s, "write").await {
-        Ok(()) => {
-            let r = routes::patients::add_allergy(
-                State(st.clone()),
-                s.user,
-                Path(id),
-                Later::ready(ApiJson(input)),
-            )
-            .await;
-            count_write(&st, "patients", &r);
-            r
-        }
-        Err(e) => Err(e),
-    };
+    let r = services::patients::add_allergy(&st, &s.user, id, Ok(input)).await;
     after_write(&st, &s, id, "allergy", f.values(), r, "allergy").await
 }
 
@@ -211,19 +196,6 @@ pub async fn add_problem(
         code: f.opt("code"),
         status: f.opt("status"),
     };
-    let r = match limit(&st, &s, "write").await {
-        Ok(()) => {
-            let r = routes::patients::add_problem(
-                State(st.clone()),
-                s.user,
-                Path(id),
-                Later::ready(ApiJson(input)),
-            )
-            .await;
-            count_write(&st, "patients", &r);
-            r
-        }
-        Err(e) => Err(e),
-    };
+    let r = services::patients::add_problem(&st, &s.user, id, Ok(input)).await;
     after_write(&st, &s, id, "problem", f.values(), r, "problem").await
 }

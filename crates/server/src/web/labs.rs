@@ -4,21 +4,19 @@ use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::Json;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use domain::roles::Action;
 use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::error::AppError;
-use crate::extract::{ApiJson, Later};
-use crate::routes;
-use crate::routes::labs::{LabInput, LabListQuery, TrendQuery};
+use crate::extract::PageQuery;
+use crate::services::labs::{self, LabInput};
 use crate::state::AppState;
+use crate::web::form_level;
 use crate::web::models::{self, next_link, notice, Banner, Done, LabRow};
 use crate::web::session::{WebForm, WebSession};
 use crate::web::view::{self, dt, flag_class, flag_label, num, FormState, Layout};
-use crate::web::{count_write, form_level, limit};
 
 #[derive(Template)]
 #[template(path = "labs.html")]
@@ -45,13 +43,12 @@ async fn render_list(
     status: StatusCode,
     done: Option<&str>,
 ) -> Response {
-    let q = LabListQuery {
-        code: None,
+    let page = PageQuery {
         limit: Some(50),
         cursor,
     };
-    let list = match routes::labs::list(State(st.clone()), s.user, Path(id), Query(q)).await {
-        Ok(Json(l)) => l,
+    let list = match labs::list(st, &s.user, id, None, &page).await {
+        Ok(l) => l,
         Err(e) => return view::error_page(Some(s), &e),
     };
     let p = match models::patient(st, s, id).await {
@@ -174,24 +171,11 @@ pub async fn create(
         Err(e) => return view::error_page(Some(&s), &e),
     };
     let r = match lab_input(&f) {
-        Ok(input) => match limit(&st, &s, "write").await {
-            Ok(()) => {
-                let r = routes::labs::create(
-                    State(st.clone()),
-                    s.user,
-                    Path(id),
-                    Later::ready(ApiJson(input)),
-                )
-                .await;
-                count_write(&st, "labs", &r);
-                r
-            }
-            Err(e) => Err(e),
-        },
+        Ok(input) => labs::create(&st, &s.user, id, Ok(input)).await,
         Err(e) => Err(e),
     };
     match r {
-        Ok((_, Json(lab))) => view::redirect(&format!("/labs/{}?done=lab", lab.id)),
+        Ok(lab) => view::redirect(&format!("/labs/{}?done=lab", lab.id)),
         Err(e) if form_level(&e) => {
             render_list(
                 &st,
@@ -238,8 +222,8 @@ pub async fn render_show(
     done: Option<&str>,
     explained: Option<Explained>,
 ) -> Response {
-    let lab = match routes::labs::get(State(st.clone()), s.user, Path(id)).await {
-        Ok(Json(l)) => l,
+    let lab = match labs::get(st, &s.user, id).await {
+        Ok(l) => l,
         Err(e) => return view::error_page(Some(s), &e),
     };
     let p = match models::patient(st, s, lab.patient_id).await {
@@ -294,15 +278,7 @@ pub async fn review(
         Ok(id) => id,
         Err(e) => return view::error_page(Some(&s), &e),
     };
-    let r = match limit(&st, &s, "write").await {
-        Ok(()) => {
-            let r = routes::labs::review(State(st.clone()), s.user, Path(id)).await;
-            count_write(&st, "labs", &r);
-            r
-        }
-        Err(e) => Err(e),
-    };
-    match r {
+    match labs::review(&st, &s.user, id).await {
         Ok(_) => view::redirect(&format!("/labs/{id}?done=reviewed")),
         Err(e) if form_level(&e) => {
             render_show(
@@ -363,15 +339,8 @@ pub async fn trend(
         Err(e) => return view::error_page(Some(&s), &e),
     };
     let code = q.code.unwrap_or_default();
-    let t = match routes::labs::trend(
-        State(st.clone()),
-        s.user,
-        Path(id),
-        Query(TrendQuery { code: code.clone() }),
-    )
-    .await
-    {
-        Ok(Json(t)) => t,
+    let t = match labs::trend(&st, &s.user, id, &code).await {
+        Ok(t) => t,
         Err(e) => return view::error_page(Some(&s), &e),
     };
     let p = match models::patient(&st, &s, id).await {

@@ -1,10 +1,10 @@
-//! The server-rendered web UI (SPEC §1): plain HTML pages over the JSON
-//! API's own handlers.
+//! The server-rendered web UI (SPEC §1): plain HTML pages over the same
+//! service functions as the JSON API.
 //!
-//! Every page and every action calls the handler functions of
-//! [`crate::routes`] directly, so permissions, validation, audit and metrics
-//! are exactly the API's; this module only turns forms into handler inputs
-//! and handler answers (or problems) into pages. See `docs/WEB_UI.md`.
+//! Every page and every action calls [`crate::services`], so permissions,
+//! validation, audit and metrics are exactly the API's; this module only
+//! turns forms into service inputs and answers (or problems) into pages.
+//! See `docs/WEB_UI.md`.
 
 mod admin;
 mod ai;
@@ -18,16 +18,20 @@ mod prescriptions;
 pub mod session;
 pub mod view;
 
+use axum::extract::{FromRequestParts, Request, State};
 use axum::http::{header, HeaderValue};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 
+use crate::class::{classify_web, Class};
 use crate::error::AppError;
 use crate::state::AppState;
+use crate::traffic::{add_headers, charge, Subject};
 use crate::web::session::WebSession;
 
-pub use view::{is_html, rate_limited_page};
+pub use view::rate_limited_page;
 
 const APP_CSS: &str = include_str!("../../static/app.css");
 const APP_JS: &str = include_str!("../../static/app.js");
@@ -35,7 +39,7 @@ const APP_JS: &str = include_str!("../../static/app.js");
 /// The web UI's routes. Merged into the application router, so they pass
 /// through the same request, security-header and rate-limit layers as the
 /// API.
-pub fn router() -> Router<AppState> {
+pub fn router(state: AppState) -> Router<AppState> {
     Router::new()
         .route("/", get(patients::home))
         .route("/login", get(auth::login_page).post(auth::login))
@@ -79,6 +83,7 @@ pub fn router() -> Router<AppState> {
         .route("/admin/audit", get(admin::audit))
         .route("/admin/audit/verify", get(admin::verify))
         .route("/admin/metrics", get(admin::metrics))
+        .layer(axum::middleware::from_fn_with_state(state, limit_layer))
         .layer(axum::middleware::from_fn(session::cookie_layer))
         .route("/static/app.css", get(css))
         .route("/static/app.js", get(js))
@@ -103,36 +108,37 @@ async fn js() -> Response {
     asset("text/javascript; charset=utf-8", APP_JS)
 }
 
-/// Count a web request against the same per-user bucket the API uses for
-/// its class (`write` or `ai`), so the UI is no way around SPEC §5.
-pub(crate) async fn limit(st: &AppState, s: &WebSession, class: &str) -> Result<(), AppError> {
-    let limits = st.config.rate_limits;
-    let rate = if class == "ai" {
-        limits.ai
-    } else {
-        limits.write
-    };
-    let d = st
-        .limiter
-        .hit(&format!("{class}:{}", s.user.id), rate)
-        .await
-        .map_err(AppError::Internal)?;
-    if d.allowed {
-        Ok(())
-    } else {
-        st.metrics.incr("rate_limit.hit");
-        st.metrics.incr(&format!("rate_limit.hit.{class}"));
-        Err(AppError::RateLimited {
-            retry_after: d.reset_secs.max(1),
-        })
+/// Web pages count against the same limits as the API calls they stand for
+/// (SPEC §5), through the same path (`traffic::charge`): a chart page is a
+/// read, a form a write, the sign-in form a sign-in per IP. A request
+/// without a session is not counted here; it is sent to the sign-in page.
+async fn limit_layer(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    let class = classify_web(req.method(), req.uri().path());
+    if let Some(ctx) = crate::context::current() {
+        ctx.set_class(class.clone());
     }
-}
-
-/// Count a clinical write as the API's request layer does
-/// (`write.<resource>.success|error`).
-pub(crate) fn count_write<T>(st: &AppState, resource: &str, r: &Result<T, AppError>) {
-    let outcome = if r.is_ok() { "success" } else { "error" };
-    st.metrics.incr(&format!("write.{resource}.{outcome}"));
+    let (mut parts, body) = req.into_parts();
+    let who = match &class {
+        Class::Other(_) => return next.run(Request::from_parts(parts, body)).await,
+        Class::Auth(_) => Subject::Ip,
+        _ => match WebSession::from_request_parts(&mut parts, &st).await {
+            Ok(s) => Subject::User(s.user.id),
+            Err(to_login) => return to_login,
+        },
+    };
+    let endpoint = crate::http::route_template(parts.uri.path());
+    let d = match charge(&st, &class, who, &endpoint).await {
+        Ok(Some(d)) => d,
+        Ok(None) => return next.run(Request::from_parts(parts, body)).await,
+        Err(e) => return view::error_page(parts.extensions.get::<WebSession>(), &e),
+    };
+    let mut resp = if d.allowed {
+        next.run(Request::from_parts(parts, body)).await
+    } else {
+        rate_limited_page(d.reset_secs.max(1))
+    };
+    add_headers(&mut resp, &d);
+    resp
 }
 
 /// Problems that are not about the form's content get their own page (403,

@@ -1,51 +1,19 @@
-//! Display rows built from the API's views (formatted once, in Rust, so
+//! Display rows built from the services' views (formatted once, in Rust, so
 //! the templates stay simple).
 
 use chrono::Datelike;
+use domain::states::{NoteStatus, PrescriptionStatus};
 use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::error::AppError;
-use crate::routes::labs::LabView;
-use crate::routes::notes::NoteView;
-use crate::routes::patients::PatientView;
-use crate::routes::prescriptions::PrescriptionView;
+use crate::services::labs::LabView;
+use crate::services::notes::NoteView;
+use crate::services::patients::PatientView;
+use crate::services::prescriptions::PrescriptionView;
 use crate::state::AppState;
 use crate::web::session::WebSession;
-use crate::web::view::{self, dt, flag_class, flag_label, num, opt_dt};
-
-/// A patient as decoded from a handler's JSON answer.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Patient {
-    pub id: Uuid,
-    pub mrn: String,
-    pub given_name: String,
-    pub family_name: String,
-    pub birth_date: String,
-    pub sex: String,
-    pub phone: Option<String>,
-    pub email: Option<String>,
-    pub address: Option<String>,
-    pub version: i64,
-}
-
-impl From<&PatientView> for Patient {
-    fn from(p: &PatientView) -> Self {
-        Patient {
-            id: p.id,
-            mrn: p.mrn.clone(),
-            given_name: p.given_name.clone(),
-            family_name: p.family_name.clone(),
-            birth_date: p.birth_date.clone(),
-            sex: p.sex.clone(),
-            phone: p.phone.clone(),
-            email: p.email.clone(),
-            address: p.address.clone(),
-            version: p.version,
-        }
-    }
-}
+use crate::web::view::{dt, flag_class, flag_label, num, opt_dt};
 
 /// The patient banner shown on every clinical page (right patient, always).
 #[derive(Debug, Clone)]
@@ -58,8 +26,8 @@ pub struct Banner {
     pub sex: String,
 }
 
-impl From<&Patient> for Banner {
-    fn from(p: &Patient) -> Self {
+impl From<&PatientView> for Banner {
+    fn from(p: &PatientView) -> Self {
         let age = chrono::NaiveDate::parse_from_str(&p.birth_date, "%Y-%m-%d")
             .ok()
             .map(|b| {
@@ -82,15 +50,10 @@ impl From<&Patient> for Banner {
     }
 }
 
-/// The patient through the API's `GET /api/patients/{id}` handler (audited).
-pub async fn patient(st: &AppState, s: &WebSession, id: Uuid) -> Result<Patient, AppError> {
-    let r = crate::routes::patients::get(
-        axum::extract::State(st.clone()),
-        s.user,
-        axum::extract::Path(id),
-    )
-    .await?;
-    view::json_of(r).await
+/// The patient, read through the same service as `GET /api/patients/{id}`
+/// (permission-checked and audited).
+pub async fn patient(st: &AppState, s: &WebSession, id: Uuid) -> Result<PatientView, AppError> {
+    crate::services::patients::get(st, &s.user, id).await
 }
 
 #[derive(Debug, Clone)]
@@ -159,8 +122,8 @@ impl NoteRow {
         NoteRow {
             id: n.id.to_string(),
             title: n.title.clone(),
-            status: n.status.clone(),
-            draft: n.status == "draft",
+            status: n.status.as_str().to_string(),
+            draft: n.status == NoteStatus::Draft,
             ai: n.ai_generated,
             created: dt(&n.created_at),
             signed: opt_dt(&n.signed_at),
@@ -202,9 +165,9 @@ impl From<&PrescriptionView> for RxRow {
             quantity: p.quantity,
             refills: p.refills,
             instructions: p.instructions.clone().unwrap_or_default(),
-            status: p.status.clone(),
-            draft: p.status == "draft",
-            issued: p.status == "issued",
+            status: p.status.as_str().to_string(),
+            draft: p.status == PrescriptionStatus::Draft,
+            issued: p.status == PrescriptionStatus::Issued,
             created: dt(&p.created_at),
             issued_at: opt_dt(&p.issued_at),
             cancelled_at: opt_dt(&p.cancelled_at),

@@ -4,21 +4,20 @@ use std::collections::HashMap;
 
 use askama::Template;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
-use axum::Json;
 use domain::roles::Action;
+use domain::states::NoteStatus;
 use uuid::Uuid;
 
 use crate::error::AppError;
-use crate::extract::{ApiJson, Later, PageQuery};
-use crate::routes;
-use crate::routes::notes::{AddendumInput, NoteInput, NotePatch, NoteView};
+use crate::extract::PageQuery;
+use crate::services::notes::{self, AddendumInput, NoteInput, NotePatch, NoteView};
 use crate::state::AppState;
+use crate::web::form_level;
 use crate::web::models::{self, next_link, notice, Banner, Done, NoteRow};
 use crate::web::session::{WebForm, WebSession};
 use crate::web::view::{self, dt, opt_dt, FormState, Layout};
-use crate::web::{count_write, form_level, limit};
 
 #[derive(Template)]
 #[template(path = "notes.html")]
@@ -44,8 +43,8 @@ pub async fn list(
         limit: Some(25),
         cursor: d.cursor.clone(),
     };
-    let notes = match routes::notes::list(State(st.clone()), s.user, Path(id), Query(page)).await {
-        Ok(Json(n)) => n,
+    let notes = match notes::list(&st, &s.user, id, &page).await {
+        Ok(n) => n,
         Err(e) => return view::error_page(Some(&s), &e),
     };
     let p = match models::patient(&st, &s, id).await {
@@ -128,22 +127,8 @@ pub async fn create(
         assessment: f.get("assessment"),
         plan: f.get("plan"),
     };
-    let r = match limit(&st, &s, "write").await {
-        Ok(()) => {
-            let r = routes::notes::create(
-                State(st.clone()),
-                s.user,
-                Path(id),
-                Later::ready(ApiJson(input)),
-            )
-            .await;
-            count_write(&st, "notes", &r);
-            r
-        }
-        Err(e) => Err(e),
-    };
-    match r {
-        Ok((_, Json(n))) => view::redirect(&format!("/notes/{}?done=note", n.id)),
+    match notes::create(&st, &s.user, id, Ok(input)).await {
+        Ok(n) => view::redirect(&format!("/notes/{}?done=note", n.id)),
         Err(e) if form_level(&e) => {
             new_note_page(
                 &st,
@@ -232,8 +217,8 @@ async fn render_note(
     status: StatusCode,
     done: Option<&str>,
 ) -> Response {
-    let n = match routes::notes::get(State(st.clone()), s.user, Path(id)).await {
-        Ok(Json(n)) => n,
+    let n = match notes::get(st, &s.user, id).await {
+        Ok(n) => n,
         Err(e) => return view::error_page(Some(s), &e),
     };
     let p = match models::patient(st, s, n.patient_id).await {
@@ -255,7 +240,7 @@ async fn render_note(
             signed_at: dt(&a.signed_at),
         });
     }
-    let draft = n.status == "draft";
+    let draft = n.status == NoteStatus::Draft;
     let role = s.user.role;
     let f = f
         .unwrap_or_else(FormState::none)
@@ -275,7 +260,7 @@ async fn render_note(
             objective: n.objective.clone(),
             assessment: n.assessment.clone(),
             plan: n.plan.clone(),
-            status: n.status.clone(),
+            status: n.status.as_str().to_string(),
             draft,
             ai: n.ai_generated,
             author,
@@ -339,21 +324,7 @@ pub async fn update(
         plan: Some(f.get("plan")),
         version: f.get("version").trim().parse().ok(),
     };
-    let r = match limit(&st, &s, "write").await {
-        Ok(()) => {
-            let r = routes::notes::update(
-                State(st.clone()),
-                s.user,
-                Path(id),
-                HeaderMap::new(),
-                Later::ready(ApiJson(patch)),
-            )
-            .await;
-            count_write(&st, "notes", &r);
-            r
-        }
-        Err(e) => Err(e),
-    };
+    let r = notes::update(&st, &s.user, id, Ok(None), Ok(patch)).await;
     finish(&st, &s, id, "note", f.values(), r, "note_saved").await
 }
 
@@ -366,14 +337,7 @@ pub async fn finalize(
         Ok(id) => id,
         Err(e) => return view::error_page(Some(&s), &e),
     };
-    let r = match limit(&st, &s, "write").await {
-        Ok(()) => {
-            let r = routes::notes::finalize(State(st.clone()), s.user, Path(id)).await;
-            count_write(&st, "notes", &r);
-            r
-        }
-        Err(e) => Err(e),
-    };
+    let r = notes::finalize(&st, &s.user, id).await;
     finish(&st, &s, id, "finalize", f.values(), r, "finalized").await
 }
 
@@ -389,20 +353,7 @@ pub async fn add_addendum(
     let input = AddendumInput {
         text: f.get("text"),
     };
-    let r = match limit(&st, &s, "write").await {
-        Ok(()) => {
-            let r = routes::notes::add_addendum(
-                State(st.clone()),
-                s.user,
-                Path(id),
-                Later::ready(ApiJson(input)),
-            )
-            .await;
-            count_write(&st, "notes", &r);
-            r
-        }
-        Err(e) => Err(e),
-    };
+    let r = notes::add_addendum(&st, &s.user, id, Ok(input)).await;
     finish(&st, &s, id, "addendum", f.values(), r, "addendum").await
 }
 
@@ -415,15 +366,7 @@ pub async fn discard(
         Ok(id) => id,
         Err(e) => return view::error_page(Some(&s), &e),
     };
-    let r = match limit(&st, &s, "write").await {
-        Ok(()) => {
-            let r = routes::notes::discard(State(st.clone()), s.user, Path(id)).await;
-            count_write(&st, "notes", &r);
-            r
-        }
-        Err(e) => Err(e),
-    };
-    match r {
+    match notes::discard(&st, &s.user, id).await {
         Ok(_) => match f.get("patientId").parse::<Uuid>() {
             Ok(p) => view::redirect(&format!("/patients/{p}/notes?done=discarded")),
             Err(_) => view::redirect("/?done=discarded"),

@@ -5,19 +5,18 @@ use std::collections::HashMap;
 use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
-use axum::Json;
 use domain::roles::{Action, Role};
 use serde::Deserialize;
 
 use crate::error::AppError;
-use crate::extract::{ApiJson, Later};
-use crate::routes;
-use crate::routes::patients::{PatientInput, PatientPatch, SearchQuery};
+use crate::extract::PageQuery;
+use crate::services;
+use crate::services::patients::{PatientInput, PatientPatch, PatientView};
 use crate::state::AppState;
-use crate::web::models::{next_link, notice, Done, LabRow, NoteRow, Patient, RxRow};
+use crate::web::form_level;
+use crate::web::models::{next_link, notice, Done, LabRow, NoteRow, RxRow};
 use crate::web::session::{WebForm, WebSession};
 use crate::web::view::{self, FormState, Layout};
-use crate::web::{count_write, form_level, limit};
 
 #[derive(Template)]
 #[template(path = "day.html")]
@@ -36,8 +35,8 @@ pub async fn home(State(st): State<AppState>, s: WebSession, Query(d): Query<Don
         Role::Staff => return view::redirect("/patients"),
         _ => {}
     }
-    match routes::overview::day(State(st.clone()), s.user).await {
-        Ok(Json(day)) => view::ok(&DayPage {
+    match services::overview::day(&st, &s.user).await {
+        Ok(day) => view::ok(&DayPage {
             l: Layout::new("Today", &s).notice(notice(d.done.as_deref())),
             drafts: day
                 .draft_notes
@@ -118,13 +117,12 @@ pub async fn search(
     if p.q.is_none() {
         return view::ok(&page);
     }
-    let q = SearchQuery {
-        q: p.q.clone(),
+    let page_q = PageQuery {
         limit: Some(25),
         cursor: p.cursor.clone(),
     };
-    match routes::patients::search(State(st.clone()), s.user, Query(q)).await {
-        Ok(Json(res)) => {
+    match services::patients::search(&st, &s.user, p.q.as_deref(), &page_q).await {
+        Ok(res) => {
             page.rows = res
                 .items
                 .iter()
@@ -167,7 +165,7 @@ struct PatientFormPage {
 fn form_page(
     s: &WebSession,
     f: FormState,
-    p: Option<&Patient>,
+    p: Option<&PatientView>,
     done: Option<&str>,
 ) -> PatientFormPage {
     let creating = p.is_none();
@@ -210,21 +208,7 @@ pub async fn create(State(st): State<AppState>, WebForm { s, f }: WebForm) -> Re
         email: f.opt("email"),
         address: f.opt("address"),
     };
-    let result = match limit(&st, &s, "write").await {
-        Ok(()) => {
-            let r =
-                routes::patients::create(State(st.clone()), s.user, Later::ready(ApiJson(input)))
-                    .await;
-            count_write(&st, "patients", &r);
-            r
-        }
-        Err(e) => Err(e),
-    };
-    let created = match result {
-        Ok(r) => view::json_of::<Patient>(r).await,
-        Err(e) => Err(e),
-    };
-    match created {
+    match services::patients::create(&st, &s.user, Ok(input)).await {
         Ok(p) if s.user.role.may(Action::ReadChart) => {
             view::redirect(&format!("/patients/{}?done=created", p.id))
         }
@@ -237,7 +221,7 @@ pub async fn create(State(st): State<AppState>, WebForm { s, f }: WebForm) -> Re
     }
 }
 
-fn values_of(p: &Patient) -> HashMap<String, String> {
+fn values_of(p: &PatientView) -> HashMap<String, String> {
     let mut m = HashMap::new();
     m.insert("givenName".into(), p.given_name.clone());
     m.insert("familyName".into(), p.family_name.clone());
@@ -291,23 +275,8 @@ pub async fn update(
         address: Some(f.get("address")),
         version,
     };
-    let result = match limit(&st, &s, "write").await {
-        Ok(()) => {
-            let r = routes::patients::update(
-                State(st.clone()),
-                s.user,
-                Path(id),
-                axum::http::HeaderMap::new(),
-                Later::ready(ApiJson(patch)),
-            )
-            .await;
-            count_write(&st, "patients", &r);
-            r.map(|_| ())
-        }
-        Err(e) => Err(e),
-    };
-    match result {
-        Ok(()) => view::redirect(&format!("/patients/{id}/edit?done=saved")),
+    match services::patients::update(&st, &s.user, id, Ok(None), Ok(patch)).await {
+        Ok(_) => view::redirect(&format!("/patients/{id}/edit?done=saved")),
         Err(e) if form_level(&e) => {
             // Show the form again with what was typed, and the patient's MRN.
             let current = crate::web::models::patient(&st, &s, id).await;

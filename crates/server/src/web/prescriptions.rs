@@ -5,21 +5,17 @@ use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::Json;
 use domain::roles::Action;
 use uuid::Uuid;
 
 use crate::error::AppError;
-use crate::extract::{ApiJson, Later, OptionalJson};
-use crate::routes;
-use crate::routes::prescriptions::{
-    CancelInput, IssueInput, PrescriptionInput, PrescriptionListQuery,
-};
+use crate::extract::PageQuery;
+use crate::services::prescriptions::{self, CancelInput, IssueInput, PrescriptionInput};
 use crate::state::AppState;
+use crate::web::form_level;
 use crate::web::models::{self, next_link, notice, Banner, Done, RxRow};
 use crate::web::session::{WebForm, WebSession};
 use crate::web::view::{self, FormState, Layout};
-use crate::web::{count_write, form_level, limit};
 
 #[derive(Template)]
 #[template(path = "prescriptions.html")]
@@ -41,16 +37,14 @@ async fn render_list(
     status: StatusCode,
     done: Option<&str>,
 ) -> Response {
-    let q = PrescriptionListQuery {
-        status: None,
+    let page = PageQuery {
         limit: Some(25),
         cursor,
     };
-    let list =
-        match routes::prescriptions::list(State(st.clone()), s.user, Path(id), Query(q)).await {
-            Ok(Json(l)) => l,
-            Err(e) => return view::error_page(Some(s), &e),
-        };
+    let list = match prescriptions::list(st, &s.user, id, None, &page).await {
+        Ok(l) => l,
+        Err(e) => return view::error_page(Some(s), &e),
+    };
     let p = match models::patient(st, s, id).await {
         Ok(p) => p,
         Err(e) => return view::error_page(Some(s), &e),
@@ -132,20 +126,7 @@ pub async fn create(
                 refills,
                 instructions: f.opt("instructions"),
             };
-            match limit(&st, &s, "write").await {
-                Ok(()) => {
-                    let r = routes::prescriptions::create(
-                        State(st.clone()),
-                        s.user,
-                        Path(id),
-                        Later::ready(ApiJson(input)),
-                    )
-                    .await;
-                    count_write(&st, "prescriptions", &r);
-                    r
-                }
-                Err(e) => Err(e),
-            }
+            prescriptions::create(&st, &s.user, id, Ok(input)).await
         }
         (a, b) => {
             let mut errs = Vec::new();
@@ -158,7 +139,7 @@ pub async fn create(
         }
     };
     match r {
-        Ok((_, Json(rx))) => view::redirect(&format!("/prescriptions/{}?done=drafted", rx.id)),
+        Ok(rx) => view::redirect(&format!("/prescriptions/{}?done=drafted", rx.id)),
         Err(e) if form_level(&e) => {
             render_list(
                 &st,
@@ -195,8 +176,8 @@ async fn render_show(
     status: StatusCode,
     done: Option<&str>,
 ) -> Response {
-    let rx = match routes::prescriptions::get(State(st.clone()), s.user, Path(id)).await {
-        Ok(Json(rx)) => rx,
+    let rx = match prescriptions::get(st, &s.user, id).await {
+        Ok(rx) => rx,
         Err(e) => return view::error_page(Some(s), &e),
     };
     let p = match models::patient(st, s, rx.patient_id).await {
@@ -279,20 +260,7 @@ pub async fn issue(
     let input = IssueInput {
         override_reason: f.opt("overrideReason"),
     };
-    let r = match limit(&st, &s, "write").await {
-        Ok(()) => {
-            let r = routes::prescriptions::issue(
-                State(st.clone()),
-                s.user,
-                Path(id),
-                Later::ready(OptionalJson(input)),
-            )
-            .await;
-            count_write(&st, "prescriptions", &r);
-            r
-        }
-        Err(e) => Err(e),
-    };
+    let r = prescriptions::issue(&st, &s.user, id, Ok(input)).await;
     finish(&st, &s, id, "issue", f.values(), r, "issued").await
 }
 
@@ -308,19 +276,6 @@ pub async fn cancel(
     let input = CancelInput {
         reason: f.opt("reason"),
     };
-    let r = match limit(&st, &s, "write").await {
-        Ok(()) => {
-            let r = routes::prescriptions::cancel(
-                State(st.clone()),
-                s.user,
-                Path(id),
-                Later::ready(ApiJson(input)),
-            )
-            .await;
-            count_write(&st, "prescriptions", &r);
-            r
-        }
-        Err(e) => Err(e),
-    };
+    let r = prescriptions::cancel(&st, &s.user, id, Ok(input)).await;
     finish(&st, &s, id, "cancel", f.values(), r, "cancelled").await
 }

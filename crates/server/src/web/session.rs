@@ -5,7 +5,7 @@
 //!   normal API sign-in (HttpOnly, SameSite=Strict, Path=/, Secure in
 //!   production). The access cookie is verified with the API's own
 //!   [`authenticate_token`]; when it has expired, the refresh cookie is
-//!   rotated once through [`routes::auth::refresh`] and both cookies are
+//!   rotated once through [`services::auth::refresh`] and both cookies are
 //!   replaced.
 //! * Every form of a signed-in page carries `_csrf` = HMAC-SHA256 of the
 //!   session id under a key derived from `JWT_SECRET`; the sign-in form uses a
@@ -15,12 +15,11 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use axum::extract::{FromRequest, FromRequestParts, Request, State};
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::Response;
-use axum::Json;
 use base64::Engine as _;
 use rand::RngCore;
 use secrecy::ExposeSecret;
@@ -31,8 +30,7 @@ use crate::auth::tokens::keyed_hash;
 use crate::auth::AuthUser;
 use crate::config::Environment;
 use crate::error::AppError;
-use crate::extract::ApiJson;
-use crate::routes;
+use crate::services;
 use crate::state::AppState;
 use crate::web::view;
 
@@ -239,11 +237,11 @@ async fn resolve(parts: &Parts, st: &AppState) -> Result<Option<WebSession>, App
     }
     if user.is_none() {
         if let Some(rt) = jar.get(REFRESH).filter(|t| !t.is_empty()) {
-            let req = routes::auth::RefreshRequest {
+            let req = services::auth::RefreshRequest {
                 refresh_token: rt.clone(),
             };
-            match routes::auth::refresh(State(st.clone()), ApiJson(req)).await {
-                Ok(Json(pair)) => {
+            match services::auth::refresh(st, req).await {
+                Ok(pair) => {
                     store_tokens(st, &out, &pair.access_token, &pair.refresh_token);
                     match authenticate_token(st, &pair.access_token).await {
                         Ok(u) => user = Some(u),
@@ -262,8 +260,8 @@ async fn resolve(parts: &Parts, st: &AppState) -> Result<Option<WebSession>, App
         }
         return Ok(None);
     };
-    let me = match routes::auth::me(State(st.clone()), user).await {
-        Ok(Json(me)) => me.user,
+    let me = match services::auth::me(st, &user).await {
+        Ok(me) => me,
         Err(AppError::Unauthorized(_)) => {
             clear_tokens(st, &out);
             return Ok(None);

@@ -8,7 +8,6 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use domain::roles::Role;
-use serde::de::DeserializeOwned;
 
 use crate::error::AppError;
 use crate::web::session::WebSession;
@@ -288,23 +287,6 @@ pub fn rate_limited_page(retry_after: u64) -> Response {
     r.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
-}
-
-/// Whether a response is an HTML page (error pages of the web UI keep their
-/// HTML instead of becoming problem documents).
-pub fn is_html(resp: &Response) -> bool {
-    resp.headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"text/html"))
-}
-
-/// The JSON body of a handler that answers a full `Response`.
-pub async fn json_of<T: DeserializeOwned>(r: Response) -> Result<T, AppError> {
-    let bytes = axum::body::to_bytes(r.into_body(), 16 * 1024 * 1024)
-        .await
-        .map_err(|e| AppError::Internal(anyhow::anyhow!("reading a handler body: {e}")))?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| AppError::Internal(anyhow::anyhow!("decoding a handler body: {e}")))
 }
 
 // --- Formatting ---------------------------------------------------------------

@@ -1,0 +1,150 @@
+//! Every audited action, in one place (SPEC §7). The audit trail stores the
+//! dotted name; adding an action here is the only way to audit a new one.
+
+/// What an audit event records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AuditAction {
+    AuthSignup,
+    AuthSignin,
+    AuthRefresh,
+    AuthLogout,
+    UserCreate,
+    UserUpdate,
+    InviteCreate,
+    /// A 401/403 on a patient's resource (the request layer writes it).
+    AccessRefused,
+    PatientCreate,
+    PatientRead,
+    PatientUpdate,
+    PatientSearch,
+    PatientOverview,
+    OverviewDay,
+    AllergyCreate,
+    ProblemCreate,
+    NoteCreate,
+    NoteList,
+    NoteRead,
+    NoteUpdate,
+    NoteFinalize,
+    NoteAddendum,
+    NoteDiscard,
+    PrescriptionCreate,
+    PrescriptionList,
+    PrescriptionRead,
+    PrescriptionIssue,
+    PrescriptionCancel,
+    LabCreate,
+    LabList,
+    LabRead,
+    LabTrend,
+    LabReview,
+    AiGenerateNote,
+    AiExplain,
+}
+
+impl AuditAction {
+    pub const ALL: [AuditAction; 35] = [
+        AuditAction::AuthSignup,
+        AuditAction::AuthSignin,
+        AuditAction::AuthRefresh,
+        AuditAction::AuthLogout,
+        AuditAction::UserCreate,
+        AuditAction::UserUpdate,
+        AuditAction::InviteCreate,
+        AuditAction::AccessRefused,
+        AuditAction::PatientCreate,
+        AuditAction::PatientRead,
+        AuditAction::PatientUpdate,
+        AuditAction::PatientSearch,
+        AuditAction::PatientOverview,
+        AuditAction::OverviewDay,
+        AuditAction::AllergyCreate,
+        AuditAction::ProblemCreate,
+        AuditAction::NoteCreate,
+        AuditAction::NoteList,
+        AuditAction::NoteRead,
+        AuditAction::NoteUpdate,
+        AuditAction::NoteFinalize,
+        AuditAction::NoteAddendum,
+        AuditAction::NoteDiscard,
+        AuditAction::PrescriptionCreate,
+        AuditAction::PrescriptionList,
+        AuditAction::PrescriptionRead,
+        AuditAction::PrescriptionIssue,
+        AuditAction::PrescriptionCancel,
+        AuditAction::LabCreate,
+        AuditAction::LabList,
+        AuditAction::LabRead,
+        AuditAction::LabTrend,
+        AuditAction::LabReview,
+        AuditAction::AiGenerateNote,
+        AuditAction::AiExplain,
+    ];
+
+    /// The name stored in the audit trail and used in `?action=` filters.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditAction::AuthSignup => "auth.signup",
+            AuditAction::AuthSignin => "auth.signin",
+            AuditAction::AuthRefresh => "auth.refresh",
+            AuditAction::AuthLogout => "auth.logout",
+            AuditAction::UserCreate => "user.create",
+            AuditAction::UserUpdate => "user.update",
+            AuditAction::InviteCreate => "invite.create",
+            AuditAction::AccessRefused => "access.refused",
+            AuditAction::PatientCreate => "patient.create",
+            AuditAction::PatientRead => "patient.read",
+            AuditAction::PatientUpdate => "patient.update",
+            AuditAction::PatientSearch => "patient.search",
+            AuditAction::PatientOverview => "patient.overview",
+            AuditAction::OverviewDay => "overview.day",
+            AuditAction::AllergyCreate => "allergy.create",
+            AuditAction::ProblemCreate => "problem.create",
+            AuditAction::NoteCreate => "note.create",
+            AuditAction::NoteList => "note.list",
+            AuditAction::NoteRead => "note.read",
+            AuditAction::NoteUpdate => "note.update",
+            AuditAction::NoteFinalize => "note.finalize",
+            AuditAction::NoteAddendum => "note.addendum",
+            AuditAction::NoteDiscard => "note.discard",
+            AuditAction::PrescriptionCreate => "prescription.create",
+            AuditAction::PrescriptionList => "prescription.list",
+            AuditAction::PrescriptionRead => "prescription.read",
+            AuditAction::PrescriptionIssue => "prescription.issue",
+            AuditAction::PrescriptionCancel => "prescription.cancel",
+            AuditAction::LabCreate => "lab.create",
+            AuditAction::LabList => "lab.list",
+            AuditAction::LabRead => "lab.read",
+            AuditAction::LabTrend => "lab.trend",
+            AuditAction::LabReview => "lab.review",
+            AuditAction::AiGenerateNote => "ai.generate_note",
+            AuditAction::AiExplain => "ai.explain",
+        }
+    }
+
+    /// The action with this stored name, if this release knows it.
+    pub fn parse(s: &str) -> Option<AuditAction> {
+        AuditAction::ALL.into_iter().find(|a| a.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for AuditAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_round_trip() {
+        let mut seen = std::collections::HashSet::new();
+        for a in AuditAction::ALL {
+            assert!(seen.insert(a.as_str()), "duplicate {}", a.as_str());
+            assert_eq!(AuditAction::parse(a.as_str()), Some(a));
+        }
+        assert_eq!(AuditAction::parse("note.sing"), None);
+    }
+}

@@ -1,0 +1,66 @@
+//! The audit log, for administrators.
+
+use chrono::{DateTime, Utc};
+use domain::roles::Action;
+use serde::Serialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::auth::AuthUser;
+use crate::error::{AppError, Result};
+use crate::extract::PageQuery;
+use crate::services::page;
+use crate::state::AppState;
+
+/// Which events to list.
+#[derive(Debug, Default)]
+pub struct AuditFilter {
+    pub patient_id: Option<Uuid>,
+    pub user_id: Option<Uuid>,
+    pub action: Option<String>,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditPage {
+    #[schema(value_type = Vec<Object>)]
+    pub items: Vec<store::audit::StoredEvent>,
+    pub next_cursor: Option<String>,
+}
+
+/// Events newest first, filtered.
+pub async fn list(
+    st: &AppState,
+    user: &AuthUser,
+    f: AuditFilter,
+    page_q: &PageQuery,
+) -> Result<AuditPage> {
+    user.require(Action::ReadAudit)?;
+    let before_seq =
+        match page_q.cursor_text()? {
+            Some(t) => Some(t.parse::<i64>().map_err(|_| {
+                AppError::validation("cursor", "is not a cursor this server issued")
+            })?),
+            None => None,
+        };
+    let limit = page_q.limit();
+    let filter = store::audit::AuditFilter {
+        patient_id: f.patient_id,
+        user_id: f.user_id,
+        action: f.action,
+        from: f.from,
+        to: f.to,
+        before_seq,
+    };
+    let rows = store::audit::list(&st.db, &filter, limit + 1).await?;
+    let (items, next_cursor) = page(rows, limit, |e| e.seq.to_string(), |e| e);
+    Ok(AuditPage { items, next_cursor })
+}
+
+/// Verify the whole hash chain.
+pub async fn verify(st: &AppState, user: &AuthUser) -> Result<store::audit::VerifyReport> {
+    user.require(Action::ReadAudit)?;
+    Ok(store::audit::verify(&st.db).await?)
+}

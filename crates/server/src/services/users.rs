@@ -1,0 +1,202 @@
+//! User administration and invitations (admin only).
+
+use chrono::{DateTime, Duration, Utc};
+use domain::account::{Email, UserStatus};
+use domain::audit::AuditAction;
+use domain::roles::{Action, Role};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::auth::AuthUser;
+use crate::error::{AppError, Result};
+use crate::extract::{expected_version, PageQuery};
+use crate::services::auth::{invite_hash, UserView};
+use crate::services::{audit_event, page, parse_account, Body};
+use crate::state::AppState;
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UserList {
+    pub items: Vec<UserView>,
+    pub next_cursor: Option<String>,
+}
+
+/// Every account, in id order.
+pub async fn list_users(st: &AppState, user: &AuthUser, page_q: &PageQuery) -> Result<UserList> {
+    user.require(Action::ManageUsers)?;
+    let after =
+        match page_q.cursor_text()? {
+            Some(t) => Some(Uuid::parse_str(&t).map_err(|_| {
+                AppError::validation("cursor", "is not a cursor this server issued")
+            })?),
+            None => None,
+        };
+    let limit = page_q.limit();
+    let rows = store::users::list(&st.db, after, limit + 1).await?;
+    let (items, next_cursor) = page(rows, limit, |u| u.id.to_string(), UserView::from);
+    Ok(UserList { items, next_cursor })
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct CreateUserRequest {
+    pub email: String,
+    pub name: String,
+    #[schema(value_type = String, example = "nurse")]
+    pub role: Role,
+    pub password: String,
+}
+
+/// Create an active account (admin).
+pub async fn create_user(
+    st: &AppState,
+    admin: &AuthUser,
+    body: Body<CreateUserRequest>,
+) -> Result<UserView> {
+    admin.require(Action::ManageUsers)?;
+    let req = body?;
+    let (email, password, name) = parse_account(&req.email, &req.password, &req.name)?;
+    let hash = st.hasher.hash(password.expose()).await?;
+    let mut tx = st.db.begin().await?;
+    let user = store::users::insert(
+        &mut tx,
+        &store::users::NewUser {
+            email: email.as_str(),
+            name: name.as_str(),
+            role: req.role.as_str(),
+            status: UserStatus::Active.as_str(),
+            password_hash: &hash,
+        },
+    )
+    .await?;
+    let mut ev = audit_event(Some(admin), AuditAction::UserCreate, "success");
+    ev.resource_type = Some("user".into());
+    ev.resource_id = Some(user.id);
+    ev.detail = Some(serde_json::json!({ "role": user.role }).to_string());
+    store::audit::append(&mut tx, &[ev]).await?;
+    tx.commit().await?;
+    tracing::info!(targetUserId = %user.id, newRole = %user.role, "user created");
+    Ok(user.into())
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct UpdateUserRequest {
+    #[schema(value_type = Option<String>)]
+    pub role: Option<Role>,
+    #[schema(value_type = Option<String>)]
+    pub status: Option<UserStatus>,
+    pub version: Option<i64>,
+}
+
+/// Change a user's role or status; their sessions end at once.
+pub async fn update_user(
+    st: &AppState,
+    admin: &AuthUser,
+    id: Uuid,
+    if_match: Result<Option<i64>>,
+    body: Body<UpdateUserRequest>,
+) -> Result<UserView> {
+    admin.require(Action::ManageUsers)?;
+    let req = body?;
+    let version = expected_version(if_match?, req.version)?;
+    let current = store::users::by_id(&st.db, id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    let role = req
+        .role
+        .map(Role::as_str)
+        .unwrap_or(&current.role)
+        .to_string();
+    let status = req
+        .status
+        .map(UserStatus::as_str)
+        .unwrap_or(&current.status)
+        .to_string();
+    let mut tx = st.db.begin().await?;
+    let user = store::users::update_role_status(&mut tx, id, version, &role, &status).await?;
+    // Never leave the clinic without an active administrator.
+    if store::users::count_active_admins(&mut tx).await? == 0 {
+        return Err(AppError::conflict(
+            "This change would leave no active administrator.",
+        ));
+    }
+    let changed = current.role != user.role || current.status != user.status;
+    if changed {
+        // A new role or a deactivation takes effect now, not in 15 minutes.
+        store::sessions::revoke_all_for_user(&mut tx, id, "account_changed").await?;
+    }
+    let mut ev = audit_event(Some(admin), AuditAction::UserUpdate, "success");
+    ev.resource_type = Some("user".into());
+    ev.resource_id = Some(id);
+    ev.detail = Some(serde_json::json!({ "role": user.role, "status": user.status }).to_string());
+    store::audit::append(&mut tx, &[ev]).await?;
+    tx.commit().await?;
+    tracing::info!(targetUserId = %id, newRole = %user.role, newStatus = %user.status, "user updated");
+    Ok(user.into())
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct InviteRequest {
+    #[schema(value_type = String, example = "nurse")]
+    pub role: Role,
+    pub email: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InviteResponse {
+    pub code: String,
+    #[schema(value_type = String, example = "nurse")]
+    pub role: Role,
+    pub email: Option<String>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A one-time invitation code for a role (valid 7 days).
+pub async fn create_invite(
+    st: &AppState,
+    admin: &AuthUser,
+    body: Body<InviteRequest>,
+) -> Result<InviteResponse> {
+    admin.require(Action::ManageUsers)?;
+    let req = body?;
+    let email = match req
+        .email
+        .as_deref()
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+    {
+        Some(e) => Some(Email::parse(e)?),
+        None => None,
+    };
+    let code = {
+        use base64::Engine as _;
+        use rand::RngCore;
+        let mut b = [0u8; 18];
+        rand::rngs::OsRng.fill_bytes(&mut b);
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+    };
+    let expires_at = store::now() + Duration::days(7);
+    let mut tx = st.db.begin().await?;
+    let id = store::users::insert_invite(
+        &mut tx,
+        &invite_hash(&code),
+        req.role.as_str(),
+        email.as_ref().map(Email::as_str),
+        admin.id,
+        expires_at,
+    )
+    .await?;
+    let mut ev = audit_event(Some(admin), AuditAction::InviteCreate, "success");
+    ev.resource_type = Some("invite".into());
+    ev.resource_id = Some(id);
+    ev.detail = Some(serde_json::json!({ "role": req.role }).to_string());
+    store::audit::append(&mut tx, &[ev]).await?;
+    tx.commit().await?;
+    Ok(InviteResponse {
+        code,
+        role: req.role,
+        email: email.map(|e| e.as_str().to_string()),
+        expires_at,
+    })
+}
