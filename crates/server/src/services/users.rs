@@ -200,3 +200,12 @@ pub async fn create_invite(
         expires_at,
     })
 }
+
+/// A colleague's name and role as notes show them ("another user" when the
+/// account is gone); clinicians see names, not the user list.
+pub async fn display_name(st: &AppState, id: Uuid) -> String {
+    match store::users::by_id(&st.db, id).await {
+        Ok(Some(u)) => format!("{} ({})", u.name, u.role),
+        _ => "another user".into(),
+    }
+}

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use askama::Template;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -23,7 +23,9 @@ use crate::state::AppState;
 use crate::web::form_level;
 use crate::web::models::{next_link, notice, Done};
 use crate::web::session::{WebForm, WebSession};
-use crate::web::view::{self, dt, FormState, Layout};
+use crate::web::view::{
+    self, after_form, dt, form_problem, FormState, Layout, OrPage, Page, WebId,
+};
 
 pub async fn home() -> Response {
     view::redirect("/admin/users")
@@ -83,18 +85,17 @@ async fn render_users(
     status: StatusCode,
     done: Option<&str>,
     invite: Option<InviteShown>,
-) -> Response {
+) -> Page {
     let page = PageQuery {
         limit: Some(100),
         cursor,
     };
-    let list = match services::users::list_users(st, &s.user, &page).await {
-        Ok(l) => l,
-        Err(e) => return view::error_page(Some(s), &e),
-    };
+    let list = services::users::list_users(st, &s.user, &page)
+        .await
+        .or_page(s)?;
     let new_role = f.v("user", "role").to_string();
     let invite_role = f.v("invite", "role").to_string();
-    view::render(
+    Ok(view::render(
         status,
         &UsersPage {
             l: Layout::new("Users", s).notice(notice(done)),
@@ -131,20 +132,17 @@ async fn render_users(
             ),
             f,
         },
-    )
+    ))
 }
 
-pub async fn users(State(st): State<AppState>, s: WebSession, Query(d): Query<Done>) -> Response {
-    render_users(
-        &st,
-        &s,
-        d.cursor.clone(),
-        FormState::none(),
-        StatusCode::OK,
-        d.done.as_deref(),
-        None,
-    )
-    .await
+pub async fn users(State(st): State<AppState>, s: WebSession, Query(d): Query<Done>) -> Page {
+    let (f, ok) = (FormState::none(), StatusCode::OK);
+    render_users(&st, &s, d.cursor, f, ok, d.done.as_deref(), None).await
+}
+
+/// The users page again, with a problem next to `form`.
+async fn users_again(st: &AppState, s: &WebSession, f: FormState, status: StatusCode) -> Page {
+    render_users(st, s, None, f, status, None, None).await
 }
 
 fn role_field(field: &'static str, raw: &str) -> Result<Role, AppError> {
@@ -152,7 +150,7 @@ fn role_field(field: &'static str, raw: &str) -> Result<Role, AppError> {
         .ok_or_else(|| AppError::validation(field, "must be admin, provider, nurse or staff"))
 }
 
-pub async fn create_user(State(st): State<AppState>, WebForm { s, f }: WebForm) -> Response {
+pub async fn create_user(State(st): State<AppState>, WebForm { s, f }: WebForm) -> Page {
     let r = match role_field("role", &f.get("role")) {
         Ok(role) => {
             let req = CreateUserRequest {
@@ -167,33 +165,16 @@ pub async fn create_user(State(st): State<AppState>, WebForm { s, f }: WebForm) 
         }
         Err(e) => Err(e),
     };
-    match r {
-        Ok(()) => view::redirect("/admin/users?done=user_created"),
-        Err(e) if form_level(&e) => {
-            render_users(
-                &st,
-                &s,
-                None,
-                FormState::failed("user", f.values(), &e),
-                e.status(),
-                None,
-                None,
-            )
-            .await
-        }
-        Err(e) => view::error_page(Some(&s), &e),
-    }
+    let ok = |_| "/admin/users?done=user_created".to_string();
+    let again = async |f, status| users_again(&st, &s, f, status).await;
+    after_form(&s, r, "user", f.values(), ok, again).await
 }
 
 pub async fn update_user(
     State(st): State<AppState>,
-    Path(id): Path<String>,
+    WebId(id): WebId,
     WebForm { s, f }: WebForm,
-) -> Response {
-    let id = match view::uuid(&id) {
-        Ok(id) => id,
-        Err(e) => return view::error_page(Some(&s), &e),
-    };
+) -> Page {
     let role = role_field("role", &f.get("role"));
     let status = UserStatus::parse(f.get("status").trim())
         .ok_or_else(|| AppError::validation("status", "must be active, pending or disabled"));
@@ -210,25 +191,12 @@ pub async fn update_user(
         }
         (Err(e), _) | (_, Err(e)) => Err(e),
     };
-    match r {
-        Ok(()) => view::redirect("/admin/users?done=user_updated"),
-        Err(e) if form_level(&e) => {
-            render_users(
-                &st,
-                &s,
-                None,
-                FormState::failed("update", f.values(), &e),
-                e.status(),
-                None,
-                None,
-            )
-            .await
-        }
-        Err(e) => view::error_page(Some(&s), &e),
-    }
+    let ok = |_| "/admin/users?done=user_updated".to_string();
+    let again = async |f, status| users_again(&st, &s, f, status).await;
+    after_form(&s, r, "update", f.values(), ok, again).await
 }
 
-pub async fn create_invite(State(st): State<AppState>, WebForm { s, f }: WebForm) -> Response {
+pub async fn create_invite(State(st): State<AppState>, WebForm { s, f }: WebForm) -> Page {
     let r = match role_field("role", &f.get("role")) {
         Ok(role) => {
             let req = InviteRequest {
@@ -248,30 +216,13 @@ pub async fn create_invite(State(st): State<AppState>, WebForm { s, f }: WebForm
                 email: inv.email.unwrap_or_default(),
                 expires: dt(&inv.expires_at),
             };
-            render_users(
-                &st,
-                &s,
-                None,
-                FormState::none(),
-                StatusCode::CREATED,
-                None,
-                Some(shown),
-            )
-            .await
+            let none = FormState::none();
+            render_users(&st, &s, None, none, StatusCode::CREATED, None, Some(shown)).await
         }
-        Err(e) if form_level(&e) => {
-            render_users(
-                &st,
-                &s,
-                None,
-                FormState::failed("invite", f.values(), &e),
-                e.status(),
-                None,
-                None,
-            )
-            .await
+        Err(e) => {
+            let again = async |f, status| users_again(&st, &s, f, status).await;
+            form_problem(&s, e, "invite", f.values(), again).await
         }
-        Err(e) => view::error_page(Some(&s), &e),
     }
 }
 
@@ -348,7 +299,7 @@ pub async fn audit(
     State(st): State<AppState>,
     s: WebSession,
     Query(p): Query<AuditParams>,
-) -> Response {
+) -> Page {
     let mut values = HashMap::new();
     for (k, v) in [
         ("patientId", &p.patient_id),
@@ -426,9 +377,9 @@ pub async fn audit(
             None,
             e.status(),
         ),
-        Err(e) => return view::error_page(Some(&s), &e),
+        Err(e) => return Err(view::error_page(Some(&s), &e)),
     };
-    view::render(
+    Ok(view::render(
         status,
         &AuditPage {
             l: Layout::new("Audit log", &s),
@@ -436,7 +387,7 @@ pub async fn audit(
             lines,
             next,
         },
-    )
+    ))
 }
 
 #[derive(Template)]
@@ -450,21 +401,19 @@ struct VerifyPage {
     head_hash: String,
 }
 
-pub async fn verify(State(st): State<AppState>, s: WebSession) -> Response {
-    match services::audit::verify(&st, &s.user).await {
-        Ok(r) => view::ok(&VerifyPage {
-            l: Layout::new("Audit verification", &s),
-            valid: r.valid,
-            events: r.events,
-            first_broken_id: r.first_broken_id.map(|u| u.to_string()).unwrap_or_default(),
-            first_broken_seq: r
-                .first_broken_seq
-                .map(|n| n.to_string())
-                .unwrap_or_default(),
-            head_hash: r.head_hash,
-        }),
-        Err(e) => view::error_page(Some(&s), &e),
-    }
+pub async fn verify(State(st): State<AppState>, s: WebSession) -> Page {
+    let r = services::audit::verify(&st, &s.user).await.or_page(&s)?;
+    Ok(view::ok(&VerifyPage {
+        l: Layout::new("Audit verification", &s),
+        valid: r.valid,
+        events: r.events,
+        first_broken_id: r.first_broken_id.map(|u| u.to_string()).unwrap_or_default(),
+        first_broken_seq: r
+            .first_broken_seq
+            .map(|n| n.to_string())
+            .unwrap_or_default(),
+        head_hash: r.head_hash,
+    }))
 }
 
 pub struct Counter {
@@ -490,11 +439,8 @@ struct MetricsPage {
     durations: Vec<Duration>,
 }
 
-pub async fn metrics(State(st): State<AppState>, s: WebSession) -> Response {
-    let v = match services::ops::metrics(&st, &s.user) {
-        Ok(v) => v,
-        Err(e) => return view::error_page(Some(&s), &e),
-    };
+pub async fn metrics(State(st): State<AppState>, s: WebSession) -> Page {
+    let v = services::ops::metrics(&st, &s.user).or_page(&s)?;
     let text = |v: &serde_json::Value| match v {
         serde_json::Value::String(s) => s.clone(),
         serde_json::Value::Null => String::new(),
@@ -529,10 +475,10 @@ pub async fn metrics(State(st): State<AppState>, s: WebSession) -> Response {
         })
         .unwrap_or_default();
     durations.sort_by(|a, b| a.name.cmp(&b.name));
-    view::ok(&MetricsPage {
+    Ok(view::ok(&MetricsPage {
         l: Layout::new("Metrics", &s),
         at: text(&v["timestamp"]),
         counters,
         durations,
-    })
+    }))
 }

@@ -3,20 +3,18 @@
 //! words them).
 
 use askama::Template;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::Response;
 
 use crate::error::AppError;
 use crate::services;
 use crate::services::ai::{ExplainRequest, GenerateNoteRequest};
 use crate::state::AppState;
 use crate::web::clinical::render_chart;
-use crate::web::form_level;
 use crate::web::labs::{render_show, Explained};
 use crate::web::models::{self, Banner};
 use crate::web::session::WebForm;
-use crate::web::view::{self, num, FormState, Layout};
+use crate::web::view::{self, form_problem, num, FormState, Layout, OrPage, Page, WebId};
 
 #[derive(Template)]
 #[template(path = "ai_draft.html")]
@@ -39,13 +37,9 @@ struct DraftPage {
 /// AI-generated draft note when "save" is ticked.
 pub async fn draft_note(
     State(st): State<AppState>,
-    Path(id): Path<String>,
+    WebId(id): WebId,
     WebForm { s, f }: WebForm,
-) -> Response {
-    let id = match view::uuid(&id) {
-        Ok(id) => id,
-        Err(e) => return view::error_page(Some(&s), &e),
-    };
+) -> Page {
     let req = GenerateNoteRequest {
         patient_id: id,
         input: f.get("input"),
@@ -54,28 +48,17 @@ pub async fn draft_note(
     };
     let answer = match services::ai::generate_note(&st, &s.user, Ok(req)).await {
         Ok(a) => a,
-        Err(e) if form_level(&e) => {
-            return render_chart(
-                &st,
-                &s,
-                id,
-                FormState::failed("ai", f.values(), &e),
-                e.status(),
-                None,
-            )
-            .await
+        Err(e) => {
+            let again = async |f, status| render_chart(&st, &s, id, f, status, None).await;
+            return form_problem(&s, e, "ai", f.values(), again).await;
         }
-        Err(e) => return view::error_page(Some(&s), &e),
     };
     if let Some(note) = answer.note.id {
-        return view::redirect(&format!("/notes/{note}?done=ai_saved"));
+        return Ok(view::redirect(&format!("/notes/{note}?done=ai_saved")));
     }
-    let p = match models::patient(&st, &s, id).await {
-        Ok(p) => p,
-        Err(e) => return view::error_page(Some(&s), &e),
-    };
+    let p = models::patient(&st, &s, id).await.or_page(&s)?;
     let n = answer.note;
-    view::ok(&DraftPage {
+    Ok(view::ok(&DraftPage {
         l: Layout::new("AI draft", &s),
         p: Banner::from(&p),
         input: f.get("input"),
@@ -88,7 +71,7 @@ pub async fn draft_note(
         disclaimer: answer.disclaimer,
         source: format!("{} / {}", answer.provider, answer.model),
         can_save: s.user.role.may(domain::roles::Action::WriteDraftNote),
-    })
+    }))
 }
 
 fn trend_text(t: &ai::Trend) -> String {
@@ -116,13 +99,9 @@ fn trend_text(t: &ai::Trend) -> String {
 /// clinician, shown on the lab page.
 pub async fn explain(
     State(st): State<AppState>,
-    Path(id): Path<String>,
+    WebId(id): WebId,
     WebForm { s, f }: WebForm,
-) -> Response {
-    let id = match view::uuid(&id) {
-        Ok(id) => id,
-        Err(e) => return view::error_page(Some(&s), &e),
-    };
+) -> Page {
     let audience = match f.get("audience").as_str() {
         "patient" => Ok(ai::Audience::Patient),
         "clinician" => Ok(ai::Audience::Clinician),
@@ -150,29 +129,12 @@ pub async fn explain(
                 disclaimer: x.disclaimer,
                 source: format!("{} / {}", x.provider, x.model),
             };
-            render_show(
-                &st,
-                &s,
-                id,
-                FormState::none(),
-                StatusCode::OK,
-                None,
-                Some(explained),
-            )
-            .await
+            let (none, ok) = (FormState::none(), StatusCode::OK);
+            render_show(&st, &s, id, none, ok, None, Some(explained)).await
         }
-        Err(e) if form_level(&e) => {
-            render_show(
-                &st,
-                &s,
-                id,
-                FormState::failed("explain", f.values(), &e),
-                e.status(),
-                None,
-                None,
-            )
-            .await
+        Err(e) => {
+            let again = async |f, status| render_show(&st, &s, id, f, status, None, None).await;
+            form_problem(&s, e, "explain", f.values(), again).await
         }
-        Err(e) => view::error_page(Some(&s), &e),
     }
 }

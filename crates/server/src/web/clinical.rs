@@ -1,9 +1,8 @@
 //! The chart overview, allergies and problems.
 
 use askama::Template;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use axum::response::Response;
 use domain::roles::{Action, Role};
 use uuid::Uuid;
 
@@ -11,10 +10,9 @@ use crate::error::AppError;
 use crate::services;
 use crate::services::patients::{AllergyInput, ProblemInput};
 use crate::state::AppState;
-use crate::web::form_level;
 use crate::web::models::{notice, Banner, Done, LabRow, NoteRow, RxRow};
 use crate::web::session::{WebForm, WebSession};
-use crate::web::view::{self, FormState, Layout};
+use crate::web::view::{self, after_form, FormState, Layout, OrPage, Page, WebId};
 
 pub struct AllergyLine {
     pub substance: String,
@@ -58,11 +56,10 @@ pub async fn render_chart(
     f: FormState,
     status: StatusCode,
     done: Option<&str>,
-) -> Response {
-    let o = match services::overview::chart(st, &s.user, id).await {
-        Ok(o) => o,
-        Err(e) => return view::error_page(Some(s), &e),
-    };
+) -> Page {
+    let o = services::overview::chart(st, &s.user, id)
+        .await
+        .or_page(s)?;
     let patient = &o.patient;
     let labs: Vec<LabRow> = o.recent_labs.iter().map(LabRow::from).collect();
     let role = s.user.role;
@@ -108,7 +105,7 @@ pub async fn render_chart(
         email: patient.email.clone().unwrap_or_default(),
         address: patient.address.clone().unwrap_or_default(),
     };
-    view::render(status, &page)
+    Ok(view::render(status, &page))
 }
 
 /// `/patients/{id}`: the chart (staff, who may not read charts, are taken
@@ -116,15 +113,11 @@ pub async fn render_chart(
 pub async fn chart(
     State(st): State<AppState>,
     s: WebSession,
-    Path(id): Path<String>,
+    WebId(id): WebId,
     Query(d): Query<Done>,
-) -> Response {
-    let id = match view::uuid(&id) {
-        Ok(id) => id,
-        Err(e) => return view::error_page(Some(&s), &e),
-    };
+) -> Page {
     if s.user.role == Role::Staff {
-        return view::redirect(&format!("/patients/{id}/edit"));
+        return Ok(view::redirect(&format!("/patients/{id}/edit")));
     }
     render_chart(
         &st,
@@ -146,33 +139,17 @@ async fn after_write<T>(
     values: std::collections::HashMap<String, String>,
     result: Result<T, AppError>,
     done: &str,
-) -> Response {
-    match result {
-        Ok(_) => view::redirect(&format!("/patients/{id}?done={done}#{form}")),
-        Err(e) if form_level(&e) => {
-            render_chart(
-                st,
-                s,
-                id,
-                FormState::failed(form, values, &e),
-                e.status(),
-                None,
-            )
-            .await
-        }
-        Err(e) => view::error_page(Some(s), &e),
-    }
+) -> Page {
+    let ok = |_| format!("/patients/{id}?done={done}#{form}");
+    let again = async |f, status| render_chart(st, s, id, f, status, None).await;
+    after_form(s, result, form, values, ok, again).await
 }
 
 pub async fn add_allergy(
     State(st): State<AppState>,
-    Path(id): Path<String>,
+    WebId(id): WebId,
     WebForm { s, f }: WebForm,
-) -> Response {
-    let id = match view::uuid(&id) {
-        Ok(id) => id,
-        Err(e) => return view::error_page(Some(&s), &e),
-    };
+) -> Page {
     let input = AllergyInput {
         substance: f.get("substance"),
         reaction: f.opt("reaction"),
@@ -184,13 +161,9 @@ pub async fn add_allergy(
 
 pub async fn add_problem(
     State(st): State<AppState>,
-    Path(id): Path<String>,
+    WebId(id): WebId,
     WebForm { s, f }: WebForm,
-) -> Response {
-    let id = match view::uuid(&id) {
-        Ok(id) => id,
-        Err(e) => return view::error_page(Some(&s), &e),
-    };
+) -> Page {
     let input = ProblemInput {
         description: f.get("description"),
         code: f.opt("code"),

@@ -1,9 +1,8 @@
 //! Lab results: list, record, view, review, trend.
 
 use askama::Template;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use axum::response::Response;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use domain::roles::Action;
 use serde::Deserialize;
@@ -11,12 +10,13 @@ use uuid::Uuid;
 
 use crate::error::AppError;
 use crate::extract::PageQuery;
-use crate::services::labs::{self, LabInput};
+use crate::services::labs::{self, LabInput, LabView};
 use crate::state::AppState;
-use crate::web::form_level;
 use crate::web::models::{self, next_link, notice, Banner, Done, LabRow};
 use crate::web::session::{WebForm, WebSession};
-use crate::web::view::{self, dt, flag_class, flag_label, num, FormState, Layout};
+use crate::web::view::{
+    self, after_form, dt, flag_class, flag_label, num, FormState, Layout, OrPage, Page, WebId,
+};
 
 #[derive(Template)]
 #[template(path = "labs.html")]
@@ -42,20 +42,14 @@ async fn render_list(
     f: FormState,
     status: StatusCode,
     done: Option<&str>,
-) -> Response {
+) -> Page {
     let page = PageQuery {
         limit: Some(50),
         cursor,
     };
-    let list = match labs::list(st, &s.user, id, None, &page).await {
-        Ok(l) => l,
-        Err(e) => return view::error_page(Some(s), &e),
-    };
-    let p = match models::patient(st, s, id).await {
-        Ok(p) => p,
-        Err(e) => return view::error_page(Some(s), &e),
-    };
-    view::render(
+    let list = labs::list(st, &s.user, id, None, &page).await.or_page(s)?;
+    let p = models::patient(st, s, id).await.or_page(s)?;
+    Ok(view::render(
         status,
         &ListPage {
             l: Layout::new("Lab results", s).notice(notice(done)),
@@ -70,30 +64,17 @@ async fn render_list(
             can_record: s.user.role.may(Action::RecordLab),
             now: now_local(),
         },
-    )
+    ))
 }
 
 pub async fn list(
     State(st): State<AppState>,
     s: WebSession,
-    Path(id): Path<String>,
+    WebId(id): WebId,
     Query(d): Query<Done>,
-) -> Response {
-    match view::uuid(&id) {
-        Ok(id) => {
-            render_list(
-                &st,
-                &s,
-                id,
-                d.cursor.clone(),
-                FormState::none(),
-                StatusCode::OK,
-                d.done.as_deref(),
-            )
-            .await
-        }
-        Err(e) => view::error_page(Some(&s), &e),
-    }
+) -> Page {
+    let (f, ok) = (FormState::none(), StatusCode::OK);
+    render_list(&st, &s, id, d.cursor, f, ok, d.done.as_deref()).await
 }
 
 fn number(field: &'static str, raw: &str) -> Result<Option<f64>, AppError> {
@@ -163,33 +144,16 @@ fn lab_input(f: &crate::web::session::Fields) -> Result<LabInput, AppError> {
 
 pub async fn create(
     State(st): State<AppState>,
-    Path(id): Path<String>,
+    WebId(id): WebId,
     WebForm { s, f }: WebForm,
-) -> Response {
-    let id = match view::uuid(&id) {
-        Ok(id) => id,
-        Err(e) => return view::error_page(Some(&s), &e),
-    };
+) -> Page {
     let r = match lab_input(&f) {
         Ok(input) => labs::create(&st, &s.user, id, Ok(input)).await,
         Err(e) => Err(e),
     };
-    match r {
-        Ok(lab) => view::redirect(&format!("/labs/{}?done=lab", lab.id)),
-        Err(e) if form_level(&e) => {
-            render_list(
-                &st,
-                &s,
-                id,
-                None,
-                FormState::failed("lab", f.values(), &e),
-                e.status(),
-                None,
-            )
-            .await
-        }
-        Err(e) => view::error_page(Some(&s), &e),
-    }
+    let ok = |lab: LabView| format!("/labs/{}?done=lab", lab.id);
+    let again = async |f, status| render_list(&st, &s, id, None, f, status, None).await;
+    after_form(&s, r, "lab", f.values(), ok, again).await
 }
 
 /// An AI explanation shown on the lab page.
@@ -221,18 +185,12 @@ pub async fn render_show(
     status: StatusCode,
     done: Option<&str>,
     explained: Option<Explained>,
-) -> Response {
-    let lab = match labs::get(st, &s.user, id).await {
-        Ok(l) => l,
-        Err(e) => return view::error_page(Some(s), &e),
-    };
-    let p = match models::patient(st, s, lab.patient_id).await {
-        Ok(p) => p,
-        Err(e) => return view::error_page(Some(s), &e),
-    };
+) -> Page {
+    let lab = labs::get(st, &s.user, id).await.or_page(s)?;
+    let p = models::patient(st, s, lab.patient_id).await.or_page(s)?;
     let row = LabRow::from(&lab);
     let role = s.user.role;
-    view::render(
+    Ok(view::render(
         status,
         &ShowPage {
             l: Layout::new(format!("{} result", lab.name), s).notice(notice(done)),
@@ -243,57 +201,28 @@ pub async fn render_show(
             lab: row,
             explained,
         },
-    )
+    ))
 }
 
 pub async fn show(
     State(st): State<AppState>,
     s: WebSession,
-    Path(id): Path<String>,
+    WebId(id): WebId,
     Query(d): Query<Done>,
-) -> Response {
-    match view::uuid(&id) {
-        Ok(id) => {
-            render_show(
-                &st,
-                &s,
-                id,
-                FormState::none(),
-                StatusCode::OK,
-                d.done.as_deref(),
-                None,
-            )
-            .await
-        }
-        Err(e) => view::error_page(Some(&s), &e),
-    }
+) -> Page {
+    let (f, ok) = (FormState::none(), StatusCode::OK);
+    render_show(&st, &s, id, f, ok, d.done.as_deref(), None).await
 }
 
 pub async fn review(
     State(st): State<AppState>,
-    Path(id): Path<String>,
+    WebId(id): WebId,
     WebForm { s, f }: WebForm,
-) -> Response {
-    let id = match view::uuid(&id) {
-        Ok(id) => id,
-        Err(e) => return view::error_page(Some(&s), &e),
-    };
-    match labs::review(&st, &s.user, id).await {
-        Ok(_) => view::redirect(&format!("/labs/{id}?done=reviewed")),
-        Err(e) if form_level(&e) => {
-            render_show(
-                &st,
-                &s,
-                id,
-                FormState::failed("review", f.values(), &e),
-                e.status(),
-                None,
-                None,
-            )
-            .await
-        }
-        Err(e) => view::error_page(Some(&s), &e),
-    }
+) -> Page {
+    let r = labs::review(&st, &s.user, id).await;
+    let ok = |_| format!("/labs/{id}?done=reviewed");
+    let again = async |f, status| render_show(&st, &s, id, f, status, None, None).await;
+    after_form(&s, r, "review", f.values(), ok, again).await
 }
 
 pub struct TrendLine {
@@ -331,22 +260,12 @@ pub struct TrendParams {
 pub async fn trend(
     State(st): State<AppState>,
     s: WebSession,
-    Path(id): Path<String>,
+    WebId(id): WebId,
     Query(q): Query<TrendParams>,
-) -> Response {
-    let id = match view::uuid(&id) {
-        Ok(id) => id,
-        Err(e) => return view::error_page(Some(&s), &e),
-    };
+) -> Page {
     let code = q.code.unwrap_or_default();
-    let t = match labs::trend(&st, &s.user, id, &code).await {
-        Ok(t) => t,
-        Err(e) => return view::error_page(Some(&s), &e),
-    };
-    let p = match models::patient(&st, &s, id).await {
-        Ok(p) => p,
-        Err(e) => return view::error_page(Some(&s), &e),
-    };
+    let t = labs::trend(&st, &s.user, id, &code).await.or_page(&s)?;
+    let p = models::patient(&st, &s, id).await.or_page(&s)?;
     let (lo, hi) = t.points.iter().fold((f64::MAX, f64::MIN), |(lo, hi), pt| {
         (lo.min(pt.value), hi.max(pt.value))
     });
@@ -387,7 +306,7 @@ pub async fn trend(
             meter: pt.value,
         });
     }
-    view::ok(&TrendPage {
+    Ok(view::ok(&TrendPage {
         l: Layout::new(format!("Trend {}", t.code), &s),
         p: Banner::from(&p),
         name: t.name.clone().unwrap_or_else(|| t.code.clone()),
@@ -405,5 +324,5 @@ pub async fn trend(
         lines,
         meter_min,
         meter_max,
-    })
+    }))
 }

@@ -26,12 +26,11 @@ use axum::routing::{get, post};
 use axum::Router;
 
 use crate::class::{classify_web, Class};
-use crate::error::AppError;
 use crate::state::AppState;
 use crate::traffic::{add_headers, charge, Subject};
 use crate::web::session::WebSession;
 
-pub use view::rate_limited_page;
+pub use view::{form_level, rate_limited_page};
 
 const APP_CSS: &str = include_str!("../../static/app.css");
 const APP_JS: &str = include_str!("../../static/app.js");
@@ -139,19 +138,4 @@ async fn limit_layer(State(st): State<AppState>, req: Request, next: Next) -> Re
     };
     add_headers(&mut resp, &d);
     resp
-}
-
-/// Problems that are not about the form's content get their own page (403,
-/// 404, 5xx…); the rest are shown next to the form by `rerender`.
-pub(crate) fn form_level(e: &AppError) -> bool {
-    matches!(
-        e,
-        AppError::Validation(_)
-            | AppError::Conflict { .. }
-            | AppError::BadRequest(_)
-            | AppError::PreconditionRequired
-            | AppError::RateLimited { .. }
-            | AppError::AiRefused { .. }
-            | AppError::AiUnavailable { .. }
-    )
 }

@@ -3,9 +3,8 @@
 use std::collections::HashMap;
 
 use askama::Template;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use axum::response::Response;
 use domain::roles::Action;
 use domain::states::NoteStatus;
 use uuid::Uuid;
@@ -14,10 +13,9 @@ use crate::error::AppError;
 use crate::extract::PageQuery;
 use crate::services::notes::{self, AddendumInput, NoteInput, NotePatch, NoteView};
 use crate::state::AppState;
-use crate::web::form_level;
 use crate::web::models::{self, next_link, notice, Banner, Done, NoteRow};
 use crate::web::session::{WebForm, WebSession};
-use crate::web::view::{self, dt, opt_dt, FormState, Layout};
+use crate::web::view::{self, after_form, dt, opt_dt, FormState, Layout, OrPage, Page, WebId};
 
 #[derive(Template)]
 #[template(path = "notes.html")]
@@ -32,26 +30,16 @@ struct NotesPage {
 pub async fn list(
     State(st): State<AppState>,
     s: WebSession,
-    Path(id): Path<String>,
+    WebId(id): WebId,
     Query(d): Query<Done>,
-) -> Response {
-    let id = match view::uuid(&id) {
-        Ok(id) => id,
-        Err(e) => return view::error_page(Some(&s), &e),
-    };
+) -> Page {
     let page = PageQuery {
         limit: Some(25),
         cursor: d.cursor.clone(),
     };
-    let notes = match notes::list(&st, &s.user, id, &page).await {
-        Ok(n) => n,
-        Err(e) => return view::error_page(Some(&s), &e),
-    };
-    let p = match models::patient(&st, &s, id).await {
-        Ok(p) => p,
-        Err(e) => return view::error_page(Some(&s), &e),
-    };
-    view::ok(&NotesPage {
+    let notes = notes::list(&st, &s.user, id, &page).await.or_page(&s)?;
+    let p = models::patient(&st, &s, id).await.or_page(&s)?;
+    Ok(view::ok(&NotesPage {
         l: Layout::new("Notes", &s).notice(notice(d.done.as_deref())),
         p: Banner::from(&p),
         notes: notes
@@ -65,7 +53,7 @@ pub async fn list(
             notes.next_cursor.as_ref(),
         ),
         can_note: s.user.role.may(Action::WriteDraftNote),
-    })
+    }))
 }
 
 #[derive(Template)]
@@ -82,44 +70,28 @@ async fn new_note_page(
     id: Uuid,
     f: FormState,
     status: StatusCode,
-) -> Response {
-    match models::patient(st, s, id).await {
-        Ok(p) => view::render(
-            status,
-            &NewNotePage {
-                l: Layout::new("New note", s),
-                p: Banner::from(&p),
-                f,
-            },
-        ),
-        Err(e) => view::error_page(Some(s), &e),
-    }
+) -> Page {
+    let p = models::patient(st, s, id).await.or_page(s)?;
+    Ok(view::render(
+        status,
+        &NewNotePage {
+            l: Layout::new("New note", s),
+            p: Banner::from(&p),
+            f,
+        },
+    ))
 }
 
-pub async fn new_form(
-    State(st): State<AppState>,
-    s: WebSession,
-    Path(id): Path<String>,
-) -> Response {
-    let id = match view::uuid(&id) {
-        Ok(id) => id,
-        Err(e) => return view::error_page(Some(&s), &e),
-    };
-    if let Err(e) = s.user.require(Action::WriteDraftNote) {
-        return view::error_page(Some(&s), &e);
-    }
+pub async fn new_form(State(st): State<AppState>, s: WebSession, WebId(id): WebId) -> Page {
+    s.user.require(Action::WriteDraftNote).or_page(&s)?;
     new_note_page(&st, &s, id, FormState::none(), StatusCode::OK).await
 }
 
 pub async fn create(
     State(st): State<AppState>,
-    Path(id): Path<String>,
+    WebId(id): WebId,
     WebForm { s, f }: WebForm,
-) -> Response {
-    let id = match view::uuid(&id) {
-        Ok(id) => id,
-        Err(e) => return view::error_page(Some(&s), &e),
-    };
+) -> Page {
     let input = NoteInput {
         title: f.get("title"),
         subjective: f.get("subjective"),
@@ -127,20 +99,10 @@ pub async fn create(
         assessment: f.get("assessment"),
         plan: f.get("plan"),
     };
-    match notes::create(&st, &s.user, id, Ok(input)).await {
-        Ok(n) => view::redirect(&format!("/notes/{}?done=note", n.id)),
-        Err(e) if form_level(&e) => {
-            new_note_page(
-                &st,
-                &s,
-                id,
-                FormState::failed("note", f.values(), &e),
-                e.status(),
-            )
-            .await
-        }
-        Err(e) => view::error_page(Some(&s), &e),
-    }
+    let r = notes::create(&st, &s.user, id, Ok(input)).await;
+    let ok = |n: NoteView| format!("/notes/{}?done=note", n.id);
+    let again = async |f, status| new_note_page(&st, &s, id, f, status).await;
+    after_form(&s, r, "note", f.values(), ok, again).await
 }
 
 pub struct NoteDetail {
@@ -181,8 +143,7 @@ struct NotePage {
     can_addendum: bool,
 }
 
-/// A clinician's display name (read-only lookup; no handler lists users
-/// for clinicians).
+/// A clinician's display name, looked up once per page.
 async fn user_name(st: &AppState, cache: &mut HashMap<Uuid, String>, id: Uuid, me: Uuid) -> String {
     if id == me {
         return "you".into();
@@ -190,10 +151,7 @@ async fn user_name(st: &AppState, cache: &mut HashMap<Uuid, String>, id: Uuid, m
     if let Some(n) = cache.get(&id) {
         return n.clone();
     }
-    let name = match store::users::by_id(&st.db, id).await {
-        Ok(Some(u)) => format!("{} ({})", u.name, u.role),
-        _ => "another user".into(),
-    };
+    let name = crate::services::users::display_name(st, id).await;
     cache.insert(id, name.clone());
     name
 }
@@ -216,15 +174,9 @@ async fn render_note(
     f: Option<FormState>,
     status: StatusCode,
     done: Option<&str>,
-) -> Response {
-    let n = match notes::get(st, &s.user, id).await {
-        Ok(n) => n,
-        Err(e) => return view::error_page(Some(s), &e),
-    };
-    let p = match models::patient(st, s, n.patient_id).await {
-        Ok(p) => p,
-        Err(e) => return view::error_page(Some(s), &e),
-    };
+) -> Page {
+    let n = notes::get(st, &s.user, id).await.or_page(s)?;
+    let p = models::patient(st, s, n.patient_id).await.or_page(s)?;
     let me = s.user.id;
     let mut names = HashMap::new();
     let author = user_name(st, &mut names, n.author_id, me).await;
@@ -272,19 +224,16 @@ async fn render_note(
         },
         addenda,
     };
-    view::render(status, &page)
+    Ok(view::render(status, &page))
 }
 
 pub async fn show(
     State(st): State<AppState>,
     s: WebSession,
-    Path(id): Path<String>,
+    WebId(id): WebId,
     Query(d): Query<Done>,
-) -> Response {
-    match view::uuid(&id) {
-        Ok(id) => render_note(&st, &s, id, None, StatusCode::OK, d.done.as_deref()).await,
-        Err(e) => view::error_page(Some(&s), &e),
-    }
+) -> Page {
+    render_note(&st, &s, id, None, StatusCode::OK, d.done.as_deref()).await
 }
 
 /// Redirect on success, re-render the note with the problem otherwise.
@@ -296,26 +245,17 @@ async fn finish<T>(
     values: HashMap<String, String>,
     r: Result<T, AppError>,
     done: &str,
-) -> Response {
-    match r {
-        Ok(_) => view::redirect(&format!("/notes/{id}?done={done}")),
-        Err(e) if form_level(&e) => {
-            let f = FormState::failed(form, values, &e);
-            render_note(st, s, id, Some(f), e.status(), None).await
-        }
-        Err(e) => view::error_page(Some(s), &e),
-    }
+) -> Page {
+    let ok = |_| format!("/notes/{id}?done={done}");
+    let again = async |f, status| render_note(st, s, id, Some(f), status, None).await;
+    after_form(s, r, form, values, ok, again).await
 }
 
 pub async fn update(
     State(st): State<AppState>,
-    Path(id): Path<String>,
+    WebId(id): WebId,
     WebForm { s, f }: WebForm,
-) -> Response {
-    let id = match view::uuid(&id) {
-        Ok(id) => id,
-        Err(e) => return view::error_page(Some(&s), &e),
-    };
+) -> Page {
     let patch = NotePatch {
         title: Some(f.get("title")),
         subjective: Some(f.get("subjective")),
@@ -330,26 +270,18 @@ pub async fn update(
 
 pub async fn finalize(
     State(st): State<AppState>,
-    Path(id): Path<String>,
+    WebId(id): WebId,
     WebForm { s, f }: WebForm,
-) -> Response {
-    let id = match view::uuid(&id) {
-        Ok(id) => id,
-        Err(e) => return view::error_page(Some(&s), &e),
-    };
+) -> Page {
     let r = notes::finalize(&st, &s.user, id).await;
     finish(&st, &s, id, "finalize", f.values(), r, "finalized").await
 }
 
 pub async fn add_addendum(
     State(st): State<AppState>,
-    Path(id): Path<String>,
+    WebId(id): WebId,
     WebForm { s, f }: WebForm,
-) -> Response {
-    let id = match view::uuid(&id) {
-        Ok(id) => id,
-        Err(e) => return view::error_page(Some(&s), &e),
-    };
+) -> Page {
     let input = AddendumInput {
         text: f.get("text"),
     };
@@ -359,22 +291,14 @@ pub async fn add_addendum(
 
 pub async fn discard(
     State(st): State<AppState>,
-    Path(id): Path<String>,
+    WebId(id): WebId,
     WebForm { s, f }: WebForm,
-) -> Response {
-    let id = match view::uuid(&id) {
-        Ok(id) => id,
-        Err(e) => return view::error_page(Some(&s), &e),
+) -> Page {
+    let r = notes::discard(&st, &s.user, id).await;
+    let ok = |_| match f.get("patientId").parse::<Uuid>() {
+        Ok(p) => format!("/patients/{p}/notes?done=discarded"),
+        Err(_) => "/?done=discarded".into(),
     };
-    match notes::discard(&st, &s.user, id).await {
-        Ok(_) => match f.get("patientId").parse::<Uuid>() {
-            Ok(p) => view::redirect(&format!("/patients/{p}/notes?done=discarded")),
-            Err(_) => view::redirect("/?done=discarded"),
-        },
-        Err(e) if form_level(&e) => {
-            let f = FormState::failed("discard", f.values(), &e);
-            render_note(&st, &s, id, Some(f), e.status(), None).await
-        }
-        Err(e) => view::error_page(Some(&s), &e),
-    }
+    let again = async |f, status| render_note(&st, &s, id, Some(f), status, None).await;
+    after_form(&s, r, "discard", f.values(), ok, again).await
 }

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use askama::Template;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::response::Response;
 use domain::roles::{Action, Role};
 use serde::Deserialize;
@@ -16,7 +16,7 @@ use crate::state::AppState;
 use crate::web::form_level;
 use crate::web::models::{next_link, notice, Done, LabRow, NoteRow, RxRow};
 use crate::web::session::{WebForm, WebSession};
-use crate::web::view::{self, FormState, Layout};
+use crate::web::view::{self, after_form, FormState, Layout, OrPage, Page, WebId};
 
 #[derive(Template)]
 #[template(path = "day.html")]
@@ -29,34 +29,32 @@ struct DayPage {
 }
 
 /// `/`: the clinician's day; staff go to search, admins to administration.
-pub async fn home(State(st): State<AppState>, s: WebSession, Query(d): Query<Done>) -> Response {
+pub async fn home(State(st): State<AppState>, s: WebSession, Query(d): Query<Done>) -> Page {
     match s.user.role {
-        Role::Admin => return view::redirect("/admin/users"),
-        Role::Staff => return view::redirect("/patients"),
+        Role::Admin => return Ok(view::redirect("/admin/users")),
+        Role::Staff => return Ok(view::redirect("/patients")),
         _ => {}
     }
-    match services::overview::day(&st, &s.user).await {
-        Ok(day) => view::ok(&DayPage {
-            l: Layout::new("Today", &s).notice(notice(d.done.as_deref())),
-            drafts: day
-                .draft_notes
-                .iter()
-                .map(|n| NoteRow::new(n, s.user.id))
-                .collect(),
-            labs: day
-                .unreviewed_abnormal_labs
-                .iter()
-                .map(LabRow::from)
-                .collect(),
-            rxs: day
-                .prescriptions_issued_today
-                .iter()
-                .map(RxRow::from)
-                .collect(),
-            patient_count: day.patient_count,
-        }),
-        Err(e) => view::error_page(Some(&s), &e),
-    }
+    let day = services::overview::day(&st, &s.user).await.or_page(&s)?;
+    Ok(view::ok(&DayPage {
+        l: Layout::new("Today", &s).notice(notice(d.done.as_deref())),
+        drafts: day
+            .draft_notes
+            .iter()
+            .map(|n| NoteRow::new(n, s.user.id))
+            .collect(),
+        labs: day
+            .unreviewed_abnormal_labs
+            .iter()
+            .map(LabRow::from)
+            .collect(),
+        rxs: day
+            .prescriptions_issued_today
+            .iter()
+            .map(RxRow::from)
+            .collect(),
+        patient_count: day.patient_count,
+    }))
 }
 
 pub struct PatientRowView {
@@ -191,14 +189,12 @@ fn form_page(
     }
 }
 
-pub async fn new_form(s: WebSession) -> Response {
-    if let Err(e) = s.user.require(Action::CreatePatient) {
-        return view::error_page(Some(&s), &e);
-    }
-    view::ok(&form_page(&s, FormState::none(), None, None))
+pub async fn new_form(s: WebSession) -> Page {
+    s.user.require(Action::CreatePatient).or_page(&s)?;
+    Ok(view::ok(&form_page(&s, FormState::none(), None, None)))
 }
 
-pub async fn create(State(st): State<AppState>, WebForm { s, f }: WebForm) -> Response {
+pub async fn create(State(st): State<AppState>, WebForm { s, f }: WebForm) -> Page {
     let input = PatientInput {
         given_name: f.get("givenName"),
         family_name: f.get("familyName"),
@@ -208,17 +204,14 @@ pub async fn create(State(st): State<AppState>, WebForm { s, f }: WebForm) -> Re
         email: f.opt("email"),
         address: f.opt("address"),
     };
-    match services::patients::create(&st, &s.user, Ok(input)).await {
-        Ok(p) if s.user.role.may(Action::ReadChart) => {
-            view::redirect(&format!("/patients/{}?done=created", p.id))
-        }
-        Ok(p) => view::redirect(&format!("/patients/{}/edit?done=created", p.id)),
-        Err(e) if form_level(&e) => view::render(
-            e.status(),
-            &form_page(&s, FormState::failed("patient", f.values(), &e), None, None),
-        ),
-        Err(e) => view::error_page(Some(&s), &e),
-    }
+    let r = services::patients::create(&st, &s.user, Ok(input)).await;
+    // Staff, who may not read charts, land on the demographics they entered.
+    let ok = |p: PatientView| match s.user.role.may(Action::ReadChart) {
+        true => format!("/patients/{}?done=created", p.id),
+        false => format!("/patients/{}/edit?done=created", p.id),
+    };
+    let again = async |f, status| Ok(view::render(status, &form_page(&s, f, None, None)));
+    after_form(&s, r, "patient", f.values(), ok, again).await
 }
 
 fn values_of(p: &PatientView) -> HashMap<String, String> {
@@ -237,33 +230,19 @@ fn values_of(p: &PatientView) -> HashMap<String, String> {
 pub async fn edit_form(
     State(st): State<AppState>,
     s: WebSession,
-    Path(id): Path<String>,
+    WebId(id): WebId,
     Query(d): Query<Done>,
-) -> Response {
-    let p = match view::uuid(&id) {
-        Ok(id) => crate::web::models::patient(&st, &s, id).await,
-        Err(e) => Err(e),
-    };
-    match p {
-        Ok(p) => view::ok(&form_page(
-            &s,
-            FormState::filled("patient", values_of(&p)),
-            Some(&p),
-            d.done.as_deref(),
-        )),
-        Err(e) => view::error_page(Some(&s), &e),
-    }
+) -> Page {
+    let p = crate::web::models::patient(&st, &s, id).await.or_page(&s)?;
+    let f = FormState::filled("patient", values_of(&p));
+    Ok(view::ok(&form_page(&s, f, Some(&p), d.done.as_deref())))
 }
 
 pub async fn update(
     State(st): State<AppState>,
-    Path(id): Path<String>,
+    WebId(id): WebId,
     WebForm { s, f }: WebForm,
-) -> Response {
-    let id = match view::uuid(&id) {
-        Ok(id) => id,
-        Err(e) => return view::error_page(Some(&s), &e),
-    };
+) -> Page {
     let version = f.get("version").trim().parse::<i64>().ok();
     let patch = PatientPatch {
         given_name: Some(f.get("givenName")),
@@ -275,24 +254,12 @@ pub async fn update(
         address: Some(f.get("address")),
         version,
     };
-    match services::patients::update(&st, &s.user, id, Ok(None), Ok(patch)).await {
-        Ok(_) => view::redirect(&format!("/patients/{id}/edit?done=saved")),
-        Err(e) if form_level(&e) => {
-            // Show the form again with what was typed, and the patient's MRN.
-            let current = crate::web::models::patient(&st, &s, id).await;
-            match current {
-                Ok(p) => view::render(
-                    e.status(),
-                    &form_page(
-                        &s,
-                        FormState::failed("patient", f.values(), &e),
-                        Some(&p),
-                        None,
-                    ),
-                ),
-                Err(e2) => view::error_page(Some(&s), &e2),
-            }
-        }
-        Err(e) => view::error_page(Some(&s), &e),
-    }
+    let r = services::patients::update(&st, &s.user, id, Ok(None), Ok(patch)).await;
+    let ok = |_| format!("/patients/{id}/edit?done=saved");
+    // The form again with what was typed, and the patient's MRN.
+    let again = async |f, status| {
+        let p = crate::web::models::patient(&st, &s, id).await.or_page(&s)?;
+        Ok(view::render(status, &form_page(&s, f, Some(&p), None)))
+    };
+    after_form(&s, r, "patient", f.values(), ok, again).await
 }

@@ -2,9 +2,8 @@
 //! cancel.
 
 use askama::Template;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use axum::response::Response;
 use domain::roles::Action;
 use uuid::Uuid;
 
@@ -12,10 +11,9 @@ use crate::error::AppError;
 use crate::extract::PageQuery;
 use crate::services::prescriptions::{self, CancelInput, IssueInput, PrescriptionInput};
 use crate::state::AppState;
-use crate::web::form_level;
 use crate::web::models::{self, next_link, notice, Banner, Done, RxRow};
 use crate::web::session::{WebForm, WebSession};
-use crate::web::view::{self, FormState, Layout};
+use crate::web::view::{self, after_form, FormState, Layout, OrPage, Page, WebId};
 
 #[derive(Template)]
 #[template(path = "prescriptions.html")]
@@ -36,20 +34,16 @@ async fn render_list(
     f: FormState,
     status: StatusCode,
     done: Option<&str>,
-) -> Response {
+) -> Page {
     let page = PageQuery {
         limit: Some(25),
         cursor,
     };
-    let list = match prescriptions::list(st, &s.user, id, None, &page).await {
-        Ok(l) => l,
-        Err(e) => return view::error_page(Some(s), &e),
-    };
-    let p = match models::patient(st, s, id).await {
-        Ok(p) => p,
-        Err(e) => return view::error_page(Some(s), &e),
-    };
-    view::render(
+    let list = prescriptions::list(st, &s.user, id, None, &page)
+        .await
+        .or_page(s)?;
+    let p = models::patient(st, s, id).await.or_page(s)?;
+    Ok(view::render(
         status,
         &ListPage {
             l: Layout::new("Prescriptions", s).notice(notice(done)),
@@ -63,30 +57,17 @@ async fn render_list(
             ),
             can_draft: s.user.role.may(Action::DraftPrescription),
         },
-    )
+    ))
 }
 
 pub async fn list(
     State(st): State<AppState>,
     s: WebSession,
-    Path(id): Path<String>,
+    WebId(id): WebId,
     Query(d): Query<Done>,
-) -> Response {
-    match view::uuid(&id) {
-        Ok(id) => {
-            render_list(
-                &st,
-                &s,
-                id,
-                d.cursor.clone(),
-                FormState::none(),
-                StatusCode::OK,
-                d.done.as_deref(),
-            )
-            .await
-        }
-        Err(e) => view::error_page(Some(&s), &e),
-    }
+) -> Page {
+    let (f, ok) = (FormState::none(), StatusCode::OK);
+    render_list(&st, &s, id, d.cursor, f, ok, d.done.as_deref()).await
 }
 
 /// A whole number from a form field, or a field error naming it.
@@ -104,13 +85,9 @@ fn whole(field: &'static str, raw: &str, default: Option<i64>) -> Result<i64, Ap
 
 pub async fn create(
     State(st): State<AppState>,
-    Path(id): Path<String>,
+    WebId(id): WebId,
     WebForm { s, f }: WebForm,
-) -> Response {
-    let id = match view::uuid(&id) {
-        Ok(id) => id,
-        Err(e) => return view::error_page(Some(&s), &e),
-    };
+) -> Page {
     let numbers = (
         whole("quantity", &f.get("quantity"), None),
         whole("refills", &f.get("refills"), Some(0)),
@@ -128,32 +105,20 @@ pub async fn create(
             };
             prescriptions::create(&st, &s.user, id, Ok(input)).await
         }
-        (a, b) => {
-            let mut errs = Vec::new();
-            for e in [a.err(), b.err()].into_iter().flatten() {
-                if let AppError::Validation(v) = e {
-                    errs.extend(v);
-                }
-            }
-            Err(AppError::Validation(errs))
-        }
+        (a, b) => Err(AppError::Validation(
+            [a.err(), b.err()]
+                .into_iter()
+                .flatten()
+                .flat_map(|e| match e {
+                    AppError::Validation(v) => v,
+                    _ => Vec::new(),
+                })
+                .collect(),
+        )),
     };
-    match r {
-        Ok(rx) => view::redirect(&format!("/prescriptions/{}?done=drafted", rx.id)),
-        Err(e) if form_level(&e) => {
-            render_list(
-                &st,
-                &s,
-                id,
-                None,
-                FormState::failed("rx", f.values(), &e),
-                e.status(),
-                None,
-            )
-            .await
-        }
-        Err(e) => view::error_page(Some(&s), &e),
-    }
+    let ok = |rx: prescriptions::PrescriptionView| format!("/prescriptions/{}?done=drafted", rx.id);
+    let again = async |f, status| render_list(&st, &s, id, None, f, status, None).await;
+    after_form(&s, r, "rx", f.values(), ok, again).await
 }
 
 #[derive(Template)]
@@ -175,18 +140,12 @@ async fn render_show(
     f: FormState,
     status: StatusCode,
     done: Option<&str>,
-) -> Response {
-    let rx = match prescriptions::get(st, &s.user, id).await {
-        Ok(rx) => rx,
-        Err(e) => return view::error_page(Some(s), &e),
-    };
-    let p = match models::patient(st, s, rx.patient_id).await {
-        Ok(p) => p,
-        Err(e) => return view::error_page(Some(s), &e),
-    };
+) -> Page {
+    let rx = prescriptions::get(st, &s.user, id).await.or_page(s)?;
+    let p = models::patient(st, s, rx.patient_id).await.or_page(s)?;
     let row = RxRow::from(&rx);
     let role = s.user.role;
-    view::render(
+    Ok(view::render(
         status,
         &ShowPage {
             l: Layout::new(format!("Prescription: {}", rx.medication), s).notice(notice(done)),
@@ -197,31 +156,27 @@ async fn render_show(
             can_cancel: (row.draft || row.issued) && role.may(Action::CancelPrescription),
             rx: row,
         },
-    )
+    ))
 }
 
 pub async fn show(
     State(st): State<AppState>,
     s: WebSession,
-    Path(id): Path<String>,
+    WebId(id): WebId,
     Query(d): Query<Done>,
-) -> Response {
-    match view::uuid(&id) {
-        Ok(id) => {
-            render_show(
-                &st,
-                &s,
-                id,
-                FormState::none(),
-                StatusCode::OK,
-                d.done.as_deref(),
-            )
-            .await
-        }
-        Err(e) => view::error_page(Some(&s), &e),
-    }
+) -> Page {
+    render_show(
+        &st,
+        &s,
+        id,
+        FormState::none(),
+        StatusCode::OK,
+        d.done.as_deref(),
+    )
+    .await
 }
 
+/// Back to the prescription: with the notice, or with the form's problem.
 async fn finish<T>(
     st: &AppState,
     s: &WebSession,
@@ -230,33 +185,17 @@ async fn finish<T>(
     values: std::collections::HashMap<String, String>,
     r: Result<T, AppError>,
     done: &str,
-) -> Response {
-    match r {
-        Ok(_) => view::redirect(&format!("/prescriptions/{id}?done={done}")),
-        Err(e) if form_level(&e) => {
-            render_show(
-                st,
-                s,
-                id,
-                FormState::failed(form, values, &e),
-                e.status(),
-                None,
-            )
-            .await
-        }
-        Err(e) => view::error_page(Some(s), &e),
-    }
+) -> Page {
+    let ok = |_| format!("/prescriptions/{id}?done={done}");
+    let again = async |f, status| render_show(st, s, id, f, status, None).await;
+    after_form(s, r, form, values, ok, again).await
 }
 
 pub async fn issue(
     State(st): State<AppState>,
-    Path(id): Path<String>,
+    WebId(id): WebId,
     WebForm { s, f }: WebForm,
-) -> Response {
-    let id = match view::uuid(&id) {
-        Ok(id) => id,
-        Err(e) => return view::error_page(Some(&s), &e),
-    };
+) -> Page {
     let input = IssueInput {
         override_reason: f.opt("overrideReason"),
     };
@@ -266,13 +205,9 @@ pub async fn issue(
 
 pub async fn cancel(
     State(st): State<AppState>,
-    Path(id): Path<String>,
+    WebId(id): WebId,
     WebForm { s, f }: WebForm,
-) -> Response {
-    let id = match view::uuid(&id) {
-        Ok(id) => id,
-        Err(e) => return view::error_page(Some(&s), &e),
-    };
+) -> Page {
     let input = CancelInput {
         reason: f.opt("reason"),
     };

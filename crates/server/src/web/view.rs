@@ -4,12 +4,15 @@
 use std::collections::HashMap;
 
 use askama::Template;
+use axum::extract::{FromRequestParts, Path};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use domain::roles::Role;
 
 use crate::error::AppError;
+use crate::state::AppState;
 use crate::web::session::WebSession;
 
 /// What the page frame needs: title, who is signed in, the logout token.
@@ -287,6 +290,92 @@ pub fn rate_limited_page(retry_after: u64) -> Response {
     r.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
+}
+
+// --- Handler plumbing ----------------------------------------------------------
+
+/// What a page handler answers: the page, or the page that says why not.
+pub type Page = Result<Response, Response>;
+
+/// A service result, with its problem turned into the error page.
+// The error is the response itself, built once and returned at once: boxing
+// it would buy nothing.
+#[allow(clippy::result_large_err)]
+pub trait OrPage<T> {
+    fn or_page(self, s: &WebSession) -> Result<T, Response>;
+}
+
+impl<T> OrPage<T> for Result<T, AppError> {
+    fn or_page(self, s: &WebSession) -> Result<T, Response> {
+        self.map_err(|e| error_page(Some(s), &e))
+    }
+}
+
+/// The id in a page's path (`/notes/{id}`…); a malformed one is the 404
+/// page, as an unknown one is.
+pub struct WebId(pub uuid::Uuid);
+
+impl FromRequestParts<AppState> for WebId {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Self, Response> {
+        let raw = Path::<String>::from_request_parts(parts, st)
+            .await
+            .map(|p| p.0)
+            .unwrap_or_default();
+        uuid(&raw)
+            .map(WebId)
+            .map_err(|e| error_page(parts.extensions.get::<WebSession>(), &e))
+    }
+}
+
+/// Problems that are not about the form's content get their own page (403,
+/// 404, 5xx…); the rest are shown next to the form.
+pub fn form_level(e: &AppError) -> bool {
+    matches!(
+        e,
+        AppError::Validation(_)
+            | AppError::Conflict { .. }
+            | AppError::BadRequest(_)
+            | AppError::PreconditionRequired
+            | AppError::RateLimited { .. }
+            | AppError::AiRefused { .. }
+            | AppError::AiUnavailable { .. }
+    )
+}
+
+/// After a form's write: on success, go to `ok`'s address (post, redirect,
+/// get); on a problem with the form, show the page again with what was
+/// typed and the problem next to the form (`again`); otherwise the error
+/// page.
+pub async fn after_form<T>(
+    s: &WebSession,
+    r: Result<T, AppError>,
+    form: &str,
+    values: HashMap<String, String>,
+    ok: impl FnOnce(T) -> String,
+    again: impl AsyncFnOnce(FormState, StatusCode) -> Page,
+) -> Page {
+    match r {
+        Ok(v) => Ok(redirect(&ok(v))),
+        Err(e) => form_problem(s, e, form, values, again).await,
+    }
+}
+
+/// A form's problem: next to the form on the page drawn again (`again`),
+/// or, when it is not about the form, the error page.
+pub async fn form_problem(
+    s: &WebSession,
+    e: AppError,
+    form: &str,
+    values: HashMap<String, String>,
+    again: impl AsyncFnOnce(FormState, StatusCode) -> Page,
+) -> Page {
+    if form_level(&e) {
+        again(FormState::failed(form, values, &e), e.status()).await
+    } else {
+        Err(error_page(Some(s), &e))
+    }
 }
 
 // --- Formatting ---------------------------------------------------------------
