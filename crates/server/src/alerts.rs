@@ -1,4 +1,7 @@
-//! Alerts (SPEC §9), evaluated inside `amal` on its own metrics so that a
+//! The alert engine (SPEC §9): pure evaluation over metric samples, with no
+//! I/O and no application state; [`crate::alert_task`] drives it.
+//!
+//! Alerts are evaluated inside `amal` on its own metrics so that a
 //! clinic without Prometheus still gets them. The same rules ship for
 //! Prometheus in `ops/prometheus/alerts.yml`: every rule below carries the
 //! PromQL expression it mirrors, and a unit test keeps the two files in step
@@ -24,31 +27,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use axum::extract::State;
-use axum::Json;
 use chrono::{DateTime, Utc};
-use domain::roles::Action;
-use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use utoipa::ToSchema;
 
-use crate::auth::AuthUser;
-use crate::config::Config;
-use crate::error::Result;
 use crate::metrics::Metrics;
-use crate::state::AppState;
 
-/// Default evaluation interval (`AMAL_ALERT_INTERVAL`).
-pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(15);
-
-/// Attempts per webhook delivery (the first try and three retries).
-const WEBHOOK_ATTEMPTS: u32 = 4;
-/// Delay before the first retry; doubled before each further one.
-const WEBHOOK_BACKOFF: Duration = Duration::from_millis(500);
-/// Timeout of one webhook request.
-const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(5);
 /// Deliveries waiting for the worker; past this a delivery is dropped and
 /// counted as `alerts.webhook.failure`.
 const WEBHOOK_QUEUE: usize = 256;
@@ -66,34 +52,6 @@ const IP_CAPACITY: usize = 1024;
 const HISTORY_MARGIN_SECS: f64 = 120.0;
 /// At most one sample a second is kept, whatever the interval.
 const HISTORY_MIN_SPACING_SECS: f64 = 1.0;
-
-/// Parse `AMAL_ALERT_INTERVAL`: `15s`, `15` (seconds), `500ms`, `1m` or
-/// `1h`; from 100 ms to 1 h.
-pub fn parse_interval(s: &str) -> Option<Duration> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: f64 = num.parse().ok().filter(|n: &f64| n.is_finite())?;
-    let secs = match unit.trim() {
-        "" | "s" => n,
-        "ms" => n / 1000.0,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return None,
-    };
-    (0.1..=3600.0)
-        .contains(&secs)
-        .then(|| Duration::from_secs_f64(secs))
-}
-
-/// Whether `ALERT_WEBHOOK_URL` is an http(s) URL with a host.
-pub fn valid_webhook_url(s: &str) -> bool {
-    reqwest::Url::parse(s.trim())
-        .map(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
-        .unwrap_or(false)
-}
 
 /// Counters an alert reads, by their JSON names, summed.
 #[derive(Debug, Clone, Copy)]
@@ -314,7 +272,7 @@ pub const PROMETHEUS_ONLY: &[&str] = &["AmalTargetDown"];
 
 /// A point-in-time copy of the metrics.
 #[derive(Debug, Clone, Default)]
-struct Sample {
+pub(crate) struct Sample {
     /// Seconds on the evaluator's clock.
     t: f64,
     counters: BTreeMap<String, u64>,
@@ -326,7 +284,7 @@ struct Sample {
 }
 
 impl Sample {
-    fn take(m: &Metrics, t: f64) -> Sample {
+    pub(crate) fn take(m: &Metrics, t: f64) -> Sample {
         let (buckets, requests, _) = m.duration_buckets();
         Sample {
             t,
@@ -388,10 +346,10 @@ struct Evaluator {
 
 /// A firing or resolved alert, to be logged and posted.
 #[derive(Debug, Clone)]
-struct Transition {
-    rule: &'static Rule,
-    firing: bool,
-    value: Option<f64>,
+pub(crate) struct Transition {
+    pub(crate) rule: &'static Rule,
+    pub(crate) firing: bool,
+    pub(crate) value: Option<f64>,
     starts_at: f64,
     ends_at: Option<f64>,
     detail: Option<String>,
@@ -435,7 +393,7 @@ impl IpHits {
     }
 
     /// The most hits one IP had over the window, and that IP.
-    fn max(&self, now: f64) -> (u32, Option<String>) {
+    pub(crate) fn max(&self, now: f64) -> (u32, Option<String>) {
         let idx = now.max(0.0) as u64 / IP_BUCKET_SECS;
         let Ok(b) = self.buckets.lock() else {
             return (0, None);
@@ -457,24 +415,22 @@ impl IpHits {
 
 /// The evaluator's state, kept in [`AppState`].
 pub struct Alerts {
-    interval: Duration,
+    pub(crate) interval: Duration,
     epoch: Instant,
     epoch_wall: DateTime<Utc>,
     /// Added to the clock; moved only by tests ([`Alerts::advance_clock`]).
     skew_ms: AtomicU64,
-    ip_hits: IpHits,
+    pub(crate) ip_hits: IpHits,
     eval: Mutex<Evaluator>,
-    webhook_configured: bool,
-    queue: mpsc::Sender<Value>,
-    queue_rx: Mutex<Option<mpsc::Receiver<Value>>>,
+    pub(crate) webhook_configured: bool,
+    pub(crate) queue: mpsc::Sender<Value>,
+    pub(crate) queue_rx: Mutex<Option<mpsc::Receiver<Value>>>,
 }
 
 impl Alerts {
-    pub fn new(config: &Config) -> Alerts {
-        Alerts::with(config.alert_interval, config.alert_webhook_url.is_some())
-    }
-
-    fn with(interval: Duration, webhook_configured: bool) -> Alerts {
+    /// An evaluator run every `interval`; `webhook_configured` says whether
+    /// transitions are queued for delivery.
+    pub fn new(interval: Duration, webhook_configured: bool) -> Alerts {
         let (queue, rx) = mpsc::channel(WEBHOOK_QUEUE);
         let mut history = VecDeque::new();
         // The counters start at zero with the process.
@@ -494,6 +450,19 @@ impl Alerts {
             queue,
             queue_rx: Mutex::new(Some(rx)),
         }
+    }
+
+    /// How many alerts are firing now.
+    pub fn firing(&self) -> usize {
+        self.eval
+            .lock()
+            .map(|ev| {
+                ev.tracks
+                    .iter()
+                    .filter(|t| t.status == AlertStatus::Firing)
+                    .count()
+            })
+            .unwrap_or(0)
     }
 
     /// Seconds since the evaluator started (plus any test skew).
@@ -522,7 +491,11 @@ impl Alerts {
 
     /// Evaluate every rule on `sample`; return the alerts that started
     /// firing or resolved.
-    fn evaluate(&self, sample: Sample, top_ip: Option<(u32, String)>) -> Vec<Transition> {
+    pub(crate) fn evaluate(
+        &self,
+        sample: Sample,
+        top_ip: Option<(u32, String)>,
+    ) -> Vec<Transition> {
         let Ok(mut ev) = self.eval.lock() else {
             return Vec::new();
         };
@@ -639,7 +612,7 @@ impl Alerts {
     }
 
     /// The Alertmanager-style webhook body for a transition.
-    fn payload(&self, t: &Transition) -> Value {
+    pub(crate) fn payload(&self, t: &Transition) -> Value {
         let status = if t.firing { "firing" } else { "resolved" };
         let labels = json!({
             "alertname": t.rule.name,
@@ -812,157 +785,6 @@ fn cgroup_memory_max() -> Option<f64> {
     v.trim().parse::<f64>().ok().filter(|v| *v > 0.0)
 }
 
-/// Refresh the gauges the alerts read.
-async fn probe(state: &AppState) {
-    let m = &state.metrics;
-    let limit = Duration::from_secs(3);
-    let db_ok = matches!(
-        tokio::time::timeout(limit, state.db.ping()).await,
-        Ok(Ok(()))
-    );
-    m.set_gauge("database.up", if db_ok { 1.0 } else { 0.0 });
-    if db_ok {
-        if let Ok(Ok(n)) =
-            tokio::time::timeout(limit, store::labs::unreviewed_critical_count(&state.db)).await
-        {
-            m.set_gauge("labs.unreviewed_critical", n as f64);
-        }
-    }
-    if let Some((rss, total)) = read_memory() {
-        m.set_gauge("process.resident_memory_bytes", rss);
-        m.set_gauge("process.memory_used_ratio", rss / total);
-    }
-    let (max, _) = state.alerts.ip_hits.max(state.alerts.now());
-    m.set_gauge("rate_limit.hits_max_per_ip", f64::from(max));
-}
-
-/// One evaluation: probe, sample, evaluate, log and queue the transitions.
-/// The periodic evaluator calls it; tests call it directly.
-pub async fn tick(state: &AppState) {
-    probe(state).await;
-    let alerts = &state.alerts;
-    let now = alerts.now();
-    let (max, ip) = alerts.ip_hits.max(now);
-    let sample = Sample::take(&state.metrics, now);
-    let transitions = alerts.evaluate(sample, ip.map(|ip| (max, ip)));
-    if let Ok(ev) = alerts.eval.lock() {
-        let firing = ev
-            .tracks
-            .iter()
-            .filter(|t| t.status == AlertStatus::Firing)
-            .count();
-        state.metrics.set_gauge("alerts.firing", firing as f64);
-    }
-    for t in transitions {
-        let value = t.value.filter(|v| v.is_finite());
-        if t.firing {
-            if t.rule.severity == "critical" {
-                tracing::error!(
-                    alert = t.rule.name,
-                    severity = t.rule.severity,
-                    route = t.rule.route,
-                    value = value,
-                    "alert firing"
-                );
-            } else {
-                tracing::warn!(
-                    alert = t.rule.name,
-                    severity = t.rule.severity,
-                    route = t.rule.route,
-                    value = value,
-                    "alert firing"
-                );
-            }
-        } else {
-            tracing::info!(
-                alert = t.rule.name,
-                severity = t.rule.severity,
-                "alert resolved"
-            );
-        }
-        if alerts.webhook_configured && alerts.queue.try_send(alerts.payload(&t)).is_err() {
-            state.metrics.incr("alerts.webhook.failure");
-            tracing::error!(
-                alert = t.rule.name,
-                "alert webhook queue is full; alert not delivered"
-            );
-        }
-    }
-}
-
-/// Start the periodic evaluator and, with `ALERT_WEBHOOK_URL`, the worker
-/// that delivers alerts.
-pub fn spawn(state: AppState) {
-    if let Some(url) = state.config.alert_webhook_url.clone() {
-        let rx = state.alerts.queue_rx.lock().ok().and_then(|mut r| r.take());
-        if let Some(rx) = rx {
-            tokio::spawn(deliver(state.clone(), url, rx));
-        }
-    }
-    tokio::spawn(async move {
-        // Fill the gauges at once, so the first scrape has them.
-        probe(&state).await;
-        let every = state.alerts.interval;
-        let mut t = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            t.tick().await;
-            tick(&state).await;
-        }
-    });
-}
-
-/// Post queued alerts one by one, each with up to [`WEBHOOK_ATTEMPTS`]
-/// tries and doubling back-off; a delivery that never succeeds counts as
-/// `alerts.webhook.failure`. Errors are logged without the URL (it may
-/// carry a token).
-async fn deliver(state: AppState, url: SecretString, mut rx: mpsc::Receiver<Value>) {
-    let client = match reqwest::Client::builder()
-        .timeout(WEBHOOK_TIMEOUT)
-        .connect_timeout(Duration::from_secs(3))
-        .user_agent(concat!("amal-alerts/", env!("CARGO_PKG_VERSION")))
-        .build()
-    {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(error = %e.without_url(), "cannot build the alert webhook client");
-            return;
-        }
-    };
-    while let Some(body) = rx.recv().await {
-        let alert = body["groupLabels"]["alertname"]
-            .as_str()
-            .unwrap_or("")
-            .to_string();
-        let mut delay = WEBHOOK_BACKOFF;
-        let mut delivered = false;
-        for attempt in 1..=WEBHOOK_ATTEMPTS {
-            match client.post(url.expose_secret()).json(&body).send().await {
-                Ok(r) if r.status().is_success() => {
-                    delivered = true;
-                    break;
-                }
-                Ok(r) => {
-                    tracing::warn!(alert = %alert, attempt, status = r.status().as_u16(), "alert webhook answered with an error")
-                }
-                Err(e) => {
-                    tracing::warn!(alert = %alert, attempt, error = %e.without_url(), "alert webhook unreachable")
-                }
-            }
-            if attempt < WEBHOOK_ATTEMPTS {
-                tokio::time::sleep(delay).await;
-                delay *= 2;
-            }
-        }
-        if delivered {
-            state.metrics.incr("alerts.webhook.sent");
-        } else {
-            state.metrics.incr("alerts.webhook.failure");
-            tracing::error!(alert = %alert, attempts = WEBHOOK_ATTEMPTS, "alert webhook delivery failed");
-        }
-    }
-}
-
 /// `GET /api/alerts`.
 #[derive(Debug, Default, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -999,13 +821,6 @@ pub struct AlertView {
     pub runbook: String,
 }
 
-#[utoipa::path(get, path = "/api/alerts", tag = "ops", security(("bearer" = [])),
-    responses((status = 200, body = AlertsReport, description = "The state of every alert (SPEC §9)"), (status = 401), (status = 403)))]
-pub async fn list_alerts(State(st): State<AppState>, user: AuthUser) -> Result<Json<AlertsReport>> {
-    user.require(Action::ReadMetrics)?;
-    Ok(Json(st.alerts.report()))
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
@@ -1040,7 +855,7 @@ mod tests {
         gauge: &str,
         values: &[f64],
     ) -> (Alerts, Vec<Vec<(&'static str, bool)>>) {
-        let a = Alerts::with(DEFAULT_INTERVAL, false);
+        let a = Alerts::new(crate::settings::DEFAULT_ALERT_INTERVAL, false);
         let mut out = Vec::new();
         for (i, v) in values.iter().enumerate() {
             let ts = a.evaluate(sample(15.0 * (i + 1) as f64, &[], &[(gauge, *v)]), None);
@@ -1106,7 +921,7 @@ mod tests {
             assert_eq!(steps.last().unwrap(), &vec![(name, false)], "{name}");
         }
         // A missing gauge (no scheduled backups) never fires.
-        let a = Alerts::with(DEFAULT_INTERVAL, false);
+        let a = Alerts::new(crate::settings::DEFAULT_ALERT_INTERVAL, false);
         a.evaluate(sample(15.0, &[], &[]), None);
         let r = a.report();
         let b = r.alerts.iter().find(|x| x.name == "BackupTooOld").unwrap();
@@ -1116,7 +931,7 @@ mod tests {
 
     #[test]
     fn writes_failing_needs_attempts_and_no_success() {
-        let a = Alerts::with(DEFAULT_INTERVAL, false);
+        let a = Alerts::new(crate::settings::DEFAULT_ALERT_INTERVAL, false);
         let step = |t: f64, ok: u64, err: u64| {
             names(&a.evaluate(
                 sample(t, &[("write.success", ok), ("write.error", err)], &[]),
@@ -1137,7 +952,7 @@ mod tests {
     #[test]
     fn ratio_alerts_fire_and_resolve() {
         // Auth 5xx above 10 % for 2 minutes.
-        let a = Alerts::with(DEFAULT_INTERVAL, false);
+        let a = Alerts::new(crate::settings::DEFAULT_ALERT_INTERVAL, false);
         let mut fired = None;
         for i in 1..=20u64 {
             let ts = a.evaluate(
@@ -1172,7 +987,7 @@ mod tests {
         assert!(resolved);
 
         // AI refusals: more than half of at least 5 answers.
-        let a = Alerts::with(DEFAULT_INTERVAL, false);
+        let a = Alerts::new(crate::settings::DEFAULT_ALERT_INTERVAL, false);
         let mut log = Vec::new();
         for i in 1..=30u64 {
             log.extend(names(&a.evaluate(
@@ -1190,7 +1005,7 @@ mod tests {
         }
         assert_eq!(log, vec![("AiRefusalRateHigh", true)]);
         // Two refusals out of three is too few answers to judge.
-        let a = Alerts::with(DEFAULT_INTERVAL, false);
+        let a = Alerts::new(crate::settings::DEFAULT_ALERT_INTERVAL, false);
         let mut log = Vec::new();
         for i in 1..=40u64 {
             log.extend(names(&a.evaluate(
@@ -1205,7 +1020,7 @@ mod tests {
         assert!(log.is_empty(), "{log:?}");
 
         // Validation errors: more than 25 % of at least 20 requests.
-        let a = Alerts::with(DEFAULT_INTERVAL, false);
+        let a = Alerts::new(crate::settings::DEFAULT_ALERT_INTERVAL, false);
         let mut log = Vec::new();
         for i in 1..=30u64 {
             let bad = if i <= 25 { 5 * i } else { 125 };
@@ -1223,7 +1038,7 @@ mod tests {
 
     #[test]
     fn audit_failure_fires_at_once_and_resolves_after_the_window() {
-        let a = Alerts::with(DEFAULT_INTERVAL, false);
+        let a = Alerts::new(crate::settings::DEFAULT_ALERT_INTERVAL, false);
         assert!(a
             .evaluate(sample(15.0, &[("audit.write_failure", 0)], &[]), None)
             .is_empty());
@@ -1238,7 +1053,7 @@ mod tests {
 
     #[test]
     fn slow_p95_uses_the_window_not_the_whole_history() {
-        let a = Alerts::with(DEFAULT_INTERVAL, false);
+        let a = Alerts::new(crate::settings::DEFAULT_ALERT_INTERVAL, false);
         let bounds = crate::metrics::DURATION_BUCKETS;
         // Cumulative counts: `fast` requests under 50 ms, `slow` ones at 2.5 s.
         let mk = |t: f64, fast: u64, slow: u64| {
@@ -1312,20 +1127,6 @@ mod tests {
     }
 
     #[test]
-    fn intervals_parse() {
-        assert_eq!(parse_interval("15s"), Some(Duration::from_secs(15)));
-        assert_eq!(parse_interval("15"), Some(Duration::from_secs(15)));
-        assert_eq!(parse_interval("250ms"), Some(Duration::from_millis(250)));
-        assert_eq!(parse_interval("1m"), Some(Duration::from_secs(60)));
-        assert_eq!(parse_interval("50ms"), None);
-        assert_eq!(parse_interval("2h"), None);
-        assert_eq!(parse_interval("soon"), None);
-        assert!(valid_webhook_url("https://hooks.example.net/x?token=1"));
-        assert!(!valid_webhook_url("ftp://x"));
-        assert!(!valid_webhook_url("not a url"));
-    }
-
-    #[test]
     fn memory_fields_parse() {
         assert_eq!(
             kib_field("Name: amal\nVmRSS:\t  2048 kB\n", "VmRSS:"),
@@ -1339,7 +1140,7 @@ mod tests {
 
     #[test]
     fn webhook_payload_is_alertmanager_shaped() {
-        let a = Alerts::with(DEFAULT_INTERVAL, true);
+        let a = Alerts::new(crate::settings::DEFAULT_ALERT_INTERVAL, true);
         let t = Transition {
             rule: &RULES[0],
             firing: false,

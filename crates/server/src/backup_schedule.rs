@@ -20,6 +20,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::future::BoxFuture;
 
+use crate::settings::BackupSettings;
 use crate::state::AppState;
 
 /// File names of archives: `amal-backup-<UTC timestamp>.amalbak`.
@@ -33,96 +34,6 @@ pub const PARTIAL_SUFFIX: &str = ".amalbak.partial";
 
 /// How often the age gauge is refreshed.
 const GAUGE_REFRESH: Duration = Duration::from_secs(30);
-
-/// Validated backup settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BackupSettings {
-    /// `None`: no scheduled backups.
-    pub interval: Option<Duration>,
-    /// How many archives the scheduler keeps (older ones are deleted).
-    pub keep: usize,
-    /// Where archives go (default `<data dir>/backups`).
-    pub dir: PathBuf,
-}
-
-impl BackupSettings {
-    pub const DEFAULT_KEEP: usize = 7;
-
-    /// Validate the raw settings, reporting each problem by setting name.
-    pub fn resolve(
-        interval: Option<&str>,
-        keep: Option<&str>,
-        dir: Option<PathBuf>,
-        data_dir: &Path,
-        problem: &mut impl FnMut(&'static str, String),
-    ) -> BackupSettings {
-        let interval = match interval.map(str::trim).filter(|s| !s.is_empty()) {
-            None => None,
-            Some(s) if s.eq_ignore_ascii_case("off") => None,
-            Some(s) => match parse_interval(s) {
-                Some(d) => Some(d),
-                None => {
-                    problem(
-                        "AMAL_BACKUP_INTERVAL",
-                        "must be a duration such as `6h`, `30m` or `90s` (or `off`)".into(),
-                    );
-                    None
-                }
-            },
-        };
-        let keep = match keep.map(str::trim).filter(|s| !s.is_empty()) {
-            None => Self::DEFAULT_KEEP,
-            Some(s) => match s.parse::<usize>() {
-                Ok(n) if n >= 1 => n,
-                _ => {
-                    problem(
-                        "AMAL_BACKUP_KEEP",
-                        "must be a whole number of archives, at least 1".into(),
-                    );
-                    Self::DEFAULT_KEEP
-                }
-            },
-        };
-        let dir = dir
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or_else(|| data_dir.join("backups"));
-        BackupSettings {
-            interval,
-            keep,
-            dir,
-        }
-    }
-}
-
-/// Parse `90s`, `30m`, `6h`, `1d` or combinations such as `1h30m`.
-pub fn parse_interval(s: &str) -> Option<Duration> {
-    let s = s.trim();
-    if s.is_empty() {
-        return None;
-    }
-    let mut total: u64 = 0;
-    let mut num = String::new();
-    for c in s.chars() {
-        if c.is_ascii_digit() {
-            num.push(c);
-            continue;
-        }
-        let n: u64 = num.parse().ok()?;
-        num.clear();
-        let unit = match c {
-            's' => 1,
-            'm' => 60,
-            'h' => 3600,
-            'd' => 86_400,
-            _ => return None,
-        };
-        total = total.checked_add(n.checked_mul(unit)?)?;
-    }
-    if !num.is_empty() {
-        return None;
-    }
-    (total > 0).then(|| Duration::from_secs(total))
-}
 
 /// What a scheduled backup does; implemented by the `amal` binary, which
 /// owns the archive format.
@@ -347,35 +258,6 @@ pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn intervals_parse() {
-        assert_eq!(parse_interval("6h"), Some(Duration::from_secs(6 * 3600)));
-        assert_eq!(parse_interval("30m"), Some(Duration::from_secs(1800)));
-        assert_eq!(parse_interval("1s"), Some(Duration::from_secs(1)));
-        assert_eq!(parse_interval("1h30m"), Some(Duration::from_secs(5400)));
-        assert_eq!(parse_interval("1d"), Some(Duration::from_secs(86_400)));
-        for bad in ["", "6", "h", "0s", "6 h", "-1h", "6w"] {
-            assert_eq!(parse_interval(bad), None, "{bad}");
-        }
-    }
-
-    #[test]
-    fn settings_name_each_bad_value() {
-        let mut seen = Vec::new();
-        let s = BackupSettings::resolve(
-            Some("often"),
-            Some("0"),
-            None,
-            Path::new("/data"),
-            &mut |k, _| seen.push(k),
-        );
-        assert_eq!(seen, ["AMAL_BACKUP_INTERVAL", "AMAL_BACKUP_KEEP"]);
-        assert_eq!(s.dir, PathBuf::from("/data/backups"));
-        let s = BackupSettings::resolve(None, None, None, Path::new("d"), &mut |_, _| {});
-        assert_eq!(s.interval, None);
-        assert_eq!(s.keep, 7);
-    }
 
     #[test]
     fn prune_keeps_the_newest() {

@@ -175,8 +175,8 @@ pub struct Config {
     pub rate_limits: RateLimits,
     pub trusted_proxies: Vec<IpNet>,
     pub request_timeout: Duration,
-    /// Scheduled backups (crate::backup_schedule).
-    pub backup: crate::backup_schedule::BackupSettings,
+    /// Scheduled backups.
+    pub backup: crate::settings::BackupSettings,
     /// The AI assistant: built in and offline unless `AI_BASE_URL` is set.
     pub ai: ai::AiConfig,
     /// HTTPS certificate and key files, when `serve` terminates TLS itself.
@@ -383,7 +383,7 @@ impl Config {
 
         let request_timeout = Duration::from_secs(raw.request_timeout_secs.unwrap_or(30).max(1));
 
-        let backup = crate::backup_schedule::BackupSettings::resolve(
+        let backup = crate::settings::BackupSettings::resolve(
             raw.backup_interval.as_deref(),
             raw.backup_keep.as_deref(),
             raw.backup_dir.clone(),
@@ -411,11 +411,11 @@ impl Config {
             );
         }
 
-        // HTTPS and alerts (crate::tls, crate::alerts).
+        // HTTPS and alerts.
         let tls = match (raw.tls_cert.clone(), raw.tls_key.clone()) {
             (None, None) => None,
             (Some(cert), Some(key)) => {
-                if let Err((setting, message)) = crate::tls::check_files(&cert, &key) {
+                if let Err((setting, message)) = crate::pem::check_files(&cert, &key) {
                     problem(setting, message);
                 }
                 Some(TlsFiles { cert, key })
@@ -436,17 +436,17 @@ impl Config {
             }
         };
         let alert_interval = match raw.alert_interval.as_deref().map(str::trim) {
-            None | Some("") => crate::alerts::DEFAULT_INTERVAL,
-            Some(s) => crate::alerts::parse_interval(s).unwrap_or_else(|| {
+            None | Some("") => crate::settings::DEFAULT_ALERT_INTERVAL,
+            Some(s) => crate::settings::alert_interval(s).unwrap_or_else(|| {
                 problem(
                     "AMAL_ALERT_INTERVAL",
                     "must be a duration from 100ms to 1h such as `15s`".into(),
                 );
-                crate::alerts::DEFAULT_INTERVAL
+                crate::settings::DEFAULT_ALERT_INTERVAL
             }),
         };
         if let Some(url) = &raw.alert_webhook_url {
-            if !crate::alerts::valid_webhook_url(url.expose_secret()) {
+            if !crate::settings::webhook_url_ok(url.expose_secret()) {
                 problem(
                     "ALERT_WEBHOOK_URL",
                     "must be an http:// or https:// URL".into(),

@@ -2,6 +2,7 @@
 //! logs, metrics and health. Routes and the OpenAPI document come from one
 //! source (`utoipa-axum`), so the published spec cannot drift from the router.
 
+pub mod alert_task;
 pub mod alerts;
 pub mod auth;
 pub mod backup_schedule;
@@ -13,9 +14,11 @@ pub mod extract;
 pub mod http;
 pub mod logging;
 pub mod metrics;
+pub mod pem;
 pub mod ratelimit;
 pub mod routes;
 pub mod services;
+pub mod settings;
 pub mod state;
 pub mod tls;
 pub mod traffic;
@@ -81,7 +84,7 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(routes::ops::ready))
         .routes(routes!(routes::ops::metrics_json))
         .routes(routes!(routes::ops::metrics_prometheus))
-        .routes(routes!(alerts::list_alerts))
+        .routes(routes!(alert_task::list_alerts))
         .routes(routes!(routes::patients::search, routes::patients::create))
         .routes(routes!(routes::patients::get, routes::patients::update))
         .routes(routes!(routes::patients::add_allergy))
@@ -166,7 +169,7 @@ pub async fn prepare(config: Config, migrate: bool) -> anyhow::Result<AppState> 
     }
     let state = AppState::new(db, config)?;
     spawn_housekeeping(state.clone());
-    alerts::spawn(state.clone());
+    alert_task::spawn(state.clone());
     Ok(state)
 }
 

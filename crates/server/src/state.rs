@@ -47,7 +47,10 @@ impl AppState {
             audit: AuditWriter::start(db.clone()),
             assistant: ai::Assistant::from_config(&config.ai),
             started: Instant::now(),
-            alerts: crate::alerts::Alerts::new(&config),
+            alerts: crate::alerts::Alerts::new(
+                config.alert_interval,
+                config.alert_webhook_url.is_some(),
+            ),
             db,
             config,
         })))

@@ -9,7 +9,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -17,11 +17,12 @@ use axum::http::{header, HeaderValue};
 use axum::serve::ListenerExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Semaphore};
-use tokio_rustls::rustls::{self, pki_types, server::ClientHello, sign::CertifiedKey};
+use tokio_rustls::rustls::{self, server::ClientHello, sign::CertifiedKey};
 use tokio_rustls::TlsAcceptor;
 use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::config::TlsFiles;
+use crate::pem::{load, provider};
 use crate::state::AppState;
 
 /// The HSTS policy sent on every HTTPS response.
@@ -31,46 +32,6 @@ pub const HSTS: &str = "max-age=31536000; includeSubDomains";
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Handshakes in progress at once; further connections wait in the backlog.
 const MAX_HANDSHAKES: usize = 512;
-
-fn provider() -> rustls::crypto::CryptoProvider {
-    rustls::crypto::ring::default_provider()
-}
-
-/// Read and check a certificate chain and its private key. The error names
-/// the setting at fault and never holds key material.
-fn load(cert: &Path, key: &Path) -> Result<CertifiedKey, (&'static str, String)> {
-    use pki_types::pem::PemObject;
-    use pki_types::{CertificateDer, PrivateKeyDer};
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .map_err(|e| ("AMAL_TLS_CERT", format!("cannot be read: {e}")))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| {
-            (
-                "AMAL_TLS_CERT",
-                format!("is not a PEM certificate chain: {e}"),
-            )
-        })?;
-    if certs.is_empty() {
-        return Err(("AMAL_TLS_CERT", "holds no CERTIFICATE block".into()));
-    }
-    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| {
-        (
-            "AMAL_TLS_KEY",
-            format!("holds no usable PEM private key: {e}"),
-        )
-    })?;
-    CertifiedKey::from_der(certs, key, &provider()).map_err(|e| {
-        (
-            "AMAL_TLS_KEY",
-            format!("does not match the certificate or is not supported: {e}"),
-        )
-    })
-}
-
-/// Validate the files as `amal config check` and `serve` do at start.
-pub fn check_files(cert: &Path, key: &Path) -> Result<(), (&'static str, String)> {
-    load(cert, key).map(|_| ())
-}
 
 /// The certificate in use, swapped in place on reload.
 pub struct CertStore {

@@ -149,7 +149,7 @@ async fn alerts_endpoint_lists_every_alert_for_admins_only_and_metrics_feed_the_
     }
     let before = report(&app, &admin.access).await;
     assert!(before["evaluatedAt"].is_null(), "{before}");
-    server::alerts::tick(&app.state).await;
+    server::alert_task::tick(&app.state).await;
     let r = report(&app, &admin.access).await;
     assert!(r["evaluatedAt"].is_string());
     assert_eq!(r["intervalSeconds"], 3600.0);
@@ -218,7 +218,7 @@ async fn rate_limit_abuse_fires_resolves_and_reaches_the_webhook() {
     let app = app_with(Some(format!("{}/hook", hook.uri())), "1h").await;
     let admin = app.signed_in("admin").await;
     abuse_sign_in(&app).await;
-    server::alerts::tick(&app.state).await;
+    server::alert_task::tick(&app.state).await;
 
     let r = report(&app, &admin.access).await;
     let a = find(&r, "RateLimitAbuseFromOneIp");
@@ -239,7 +239,7 @@ async fn rate_limit_abuse_fires_resolves_and_reaches_the_webhook() {
 
     // Six minutes later the hits have left the window: resolved.
     app.state.alerts.advance_clock(Duration::from_secs(360));
-    server::alerts::tick(&app.state).await;
+    server::alert_task::tick(&app.state).await;
     let r = report(&app, &admin.access).await;
     let a = find(&r, "RateLimitAbuseFromOneIp");
     assert_eq!(a["state"], "inactive", "{r}");
@@ -258,26 +258,26 @@ async fn rate_limit_abuse_fires_resolves_and_reaches_the_webhook() {
 async fn database_loss_fires_after_30_seconds() {
     let hook = hook_server().await;
     let app = app_with(Some(hook.uri()), "1h").await;
-    server::alerts::tick(&app.state).await;
+    server::alert_task::tick(&app.state).await;
     use server::alerts::AlertStatus;
     assert_eq!(
         state_of(&app, "DatabaseConnectivityLost"),
         AlertStatus::Inactive
     );
     app.state.db.close().await;
-    server::alerts::tick(&app.state).await;
+    server::alert_task::tick(&app.state).await;
     assert_eq!(
         state_of(&app, "DatabaseConnectivityLost"),
         AlertStatus::Pending
     );
     app.state.alerts.advance_clock(Duration::from_secs(20));
-    server::alerts::tick(&app.state).await;
+    server::alert_task::tick(&app.state).await;
     assert_eq!(
         state_of(&app, "DatabaseConnectivityLost"),
         AlertStatus::Pending
     );
     app.state.alerts.advance_clock(Duration::from_secs(11));
-    server::alerts::tick(&app.state).await;
+    server::alert_task::tick(&app.state).await;
     assert_eq!(
         state_of(&app, "DatabaseConnectivityLost"),
         AlertStatus::Firing

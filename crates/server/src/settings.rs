@@ -1,0 +1,140 @@
+//! Parsing of setting values shared by the features that read them, so
+//! that `config` parses every setting without importing the features (which
+//! import the state, which holds the config): one grammar for durations,
+//! the alert interval, the webhook address, the backup schedule.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A duration setting: a number and a unit, combined freely (`90s`, `500ms`,
+/// `30m`, `6h`, `1d`, `1h30m`, `1h 30m`), as `humantime` reads them. A bare
+/// number is refused: "6" could mean seconds or hours.
+pub fn duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    if s.is_empty() || s.chars().all(|c| c.is_ascii_digit() || c == '.') {
+        return None;
+    }
+    humantime::parse_duration(s).ok().filter(|d| !d.is_zero())
+}
+
+/// Default evaluation interval of the built-in alerts (`AMAL_ALERT_INTERVAL`).
+pub const DEFAULT_ALERT_INTERVAL: Duration = Duration::from_secs(15);
+
+/// `AMAL_ALERT_INTERVAL`: a [`duration`] from 100 ms to 1 h.
+pub fn alert_interval(s: &str) -> Option<Duration> {
+    duration(s).filter(|d| (Duration::from_millis(100)..=Duration::from_secs(3600)).contains(d))
+}
+
+/// Whether `ALERT_WEBHOOK_URL` is an http(s) URL with a host.
+pub fn webhook_url_ok(s: &str) -> bool {
+    url::Url::parse(s.trim())
+        .map(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
+        .unwrap_or(false)
+}
+
+/// Validated backup settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupSettings {
+    /// `None`: no scheduled backups.
+    pub interval: Option<Duration>,
+    /// How many archives the scheduler keeps (older ones are deleted).
+    pub keep: usize,
+    /// Where archives go (default `<data dir>/backups`).
+    pub dir: PathBuf,
+}
+
+impl BackupSettings {
+    pub const DEFAULT_KEEP: usize = 7;
+
+    /// Validate the raw settings, reporting each problem by setting name.
+    pub fn resolve(
+        interval: Option<&str>,
+        keep: Option<&str>,
+        dir: Option<PathBuf>,
+        data_dir: &Path,
+        problem: &mut impl FnMut(&'static str, String),
+    ) -> BackupSettings {
+        let interval = match interval.map(str::trim).filter(|s| !s.is_empty()) {
+            None => None,
+            Some(s) if s.eq_ignore_ascii_case("off") => None,
+            Some(s) => match duration(s) {
+                Some(d) => Some(d),
+                None => {
+                    problem(
+                        "AMAL_BACKUP_INTERVAL",
+                        "must be a duration such as `6h`, `30m` or `90s` (or `off`)".into(),
+                    );
+                    None
+                }
+            },
+        };
+        let keep = match keep.map(str::trim).filter(|s| !s.is_empty()) {
+            None => Self::DEFAULT_KEEP,
+            Some(s) => match s.parse::<usize>() {
+                Ok(n) if n >= 1 => n,
+                _ => {
+                    problem(
+                        "AMAL_BACKUP_KEEP",
+                        "must be a whole number of archives, at least 1".into(),
+                    );
+                    Self::DEFAULT_KEEP
+                }
+            },
+        };
+        let dir = dir
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or_else(|| data_dir.join("backups"));
+        BackupSettings {
+            interval,
+            keep,
+            dir,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_duration_grammar() {
+        assert_eq!(duration("6h"), Some(Duration::from_secs(6 * 3600)));
+        assert_eq!(duration("30m"), Some(Duration::from_secs(1800)));
+        assert_eq!(duration("1s"), Some(Duration::from_secs(1)));
+        assert_eq!(duration("1h30m"), Some(Duration::from_secs(5400)));
+        assert_eq!(duration("1h 30m"), Some(Duration::from_secs(5400)));
+        assert_eq!(duration("1d"), Some(Duration::from_secs(86_400)));
+        assert_eq!(duration("250ms"), Some(Duration::from_millis(250)));
+        for bad in ["", "6", "1.5", "h", "0s", "-1h", "6w6", "soon"] {
+            assert_eq!(duration(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn alert_intervals_and_webhooks() {
+        assert_eq!(alert_interval("15s"), Some(Duration::from_secs(15)));
+        assert_eq!(alert_interval("1m"), Some(Duration::from_secs(60)));
+        assert_eq!(alert_interval("50ms"), None);
+        assert_eq!(alert_interval("2h"), None);
+        assert!(webhook_url_ok("https://hooks.example.net/x?token=1"));
+        assert!(!webhook_url_ok("ftp://x"));
+        assert!(!webhook_url_ok("not a url"));
+    }
+
+    #[test]
+    fn settings_name_each_bad_value() {
+        let mut seen = Vec::new();
+        let s = BackupSettings::resolve(
+            Some("often"),
+            Some("0"),
+            None,
+            Path::new("/data"),
+            &mut |k, _| seen.push(k),
+        );
+        assert_eq!(seen, ["AMAL_BACKUP_INTERVAL", "AMAL_BACKUP_KEEP"]);
+        assert_eq!(s.dir, PathBuf::from("/data/backups"));
+        let s = BackupSettings::resolve(None, None, None, Path::new("d"), &mut |_, _| {});
+        assert_eq!(s.interval, None);
+        assert_eq!(s.keep, 7);
+    }
+}
