@@ -114,48 +114,27 @@ impl Default for RateLimits {
     }
 }
 
-/// An IP network a proxy's `X-Forwarded-For` may be believed from.
+/// An IP network a proxy's `X-Forwarded-For` may be believed from: CIDR
+/// notation, or a bare address for a network of one (`ipnet` parses both).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IpNet {
-    addr: IpAddr,
-    prefix: u8,
-}
+pub struct IpNet(ipnet::IpNet);
 
 impl IpNet {
     pub fn parse(s: &str) -> Option<IpNet> {
-        let (a, p) = match s.split_once('/') {
-            Some((a, p)) => (a, Some(p)),
-            None => (s, None),
-        };
-        let addr: IpAddr = a.trim().parse().ok()?;
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        let prefix = match p {
-            Some(p) => p.trim().parse().ok().filter(|p| *p <= max)?,
-            None => max,
-        };
-        Some(IpNet { addr, prefix })
+        let s = s.trim();
+        s.parse::<ipnet::IpNet>()
+            .or_else(|_| s.parse::<IpAddr>().map(ipnet::IpNet::from))
+            .ok()
+            .map(IpNet)
     }
 
+    /// Whether `ip` is inside; an IPv4-mapped IPv6 address counts as IPv4.
     pub fn contains(&self, ip: IpAddr) -> bool {
-        fn bits(ip: IpAddr) -> (u128, u8) {
-            match ip {
-                IpAddr::V4(v) => (u32::from(v) as u128, 32),
-                IpAddr::V6(v) => match v.to_ipv4_mapped() {
-                    Some(v4) => (u32::from(v4) as u128, 32),
-                    None => (u128::from(v), 128),
-                },
-            }
-        }
-        let (net, nw) = bits(self.addr);
-        let (ip, iw) = bits(ip);
-        if nw != iw {
-            return false;
-        }
-        let shift = nw - self.prefix;
-        if shift >= 128 {
-            return true;
-        }
-        (net >> shift) == (ip >> shift)
+        let ip = match ip {
+            IpAddr::V6(v) => v.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        self.0.contains(&ip)
     }
 }
 
@@ -249,29 +228,6 @@ fn secret_problem(value: &str) -> Option<String> {
     None
 }
 
-/// Whether a PostgreSQL URL points at this machine (where TLS adds nothing).
-fn is_local_postgres(url: &str) -> bool {
-    let after = url.split_once("://").map(|x| x.1).unwrap_or("");
-    let hostpart = after.split(['/', '?']).next().unwrap_or("");
-    let host = hostpart.rsplit('@').next().unwrap_or("");
-    let host = if host.starts_with('[') {
-        host.split(']').next().unwrap_or("").trim_start_matches('[')
-    } else {
-        host.split(':').next().unwrap_or("")
-    };
-    host.is_empty() || matches!(host, "localhost" | "127.0.0.1" | "::1") || url.contains("host=/")
-}
-
-fn has_strict_sslmode(url: &str) -> bool {
-    let query = url.split_once('?').map(|x| x.1).unwrap_or("");
-    query.split('&').any(|kv| {
-        matches!(
-            kv.split_once('='),
-            Some(("sslmode", "require" | "verify-ca" | "verify-full"))
-        )
-    })
-}
-
 impl Config {
     /// Validate `raw`. In development, missing JWT secrets are generated once
     /// and kept in `<data dir>/secrets.env` (mode 0600).
@@ -295,10 +251,11 @@ impl Config {
             .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("amal.db").display()));
         match store::db::engine_of(&database_url) {
             Err(e) => problem("DATABASE_URL", e.to_string()),
+            // The host libpq really reaches decides, `host=` parameter included.
             Ok(store::Engine::Postgres)
                 if env == Environment::Production
-                    && !is_local_postgres(&database_url)
-                    && !has_strict_sslmode(&database_url) =>
+                    && !store::pgurl::PgUrl::parse(&database_url)
+                        .is_some_and(|u| u.is_local() || u.requires_tls()) =>
             {
                 problem(
                     "DATABASE_URL",

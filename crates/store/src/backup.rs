@@ -16,6 +16,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
 use crate::audit::{ChainCheck, StoredEvent, VerifyReport, CHAIN_PAGE_SQL, GENESIS};
 use crate::db::{Db, Result, StoreError, Tx};
 use crate::on_tx;
+use crate::pgurl::{LibpqTarget, PgUrl};
 
 /// What a snapshot holds: schema version, rows per table and the state of
 /// the audit chain, all read from one consistent view of the database.
@@ -421,108 +422,22 @@ pub fn find_tool(tool: &str) -> anyhow::Result<PathBuf> {
     )
 }
 
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(b);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// A PostgreSQL URL for libpq tools: the password moves out of the URL
-/// (into `PGPASSWORD`, so it never shows in a process list) and
-/// sqlx-only parameters are dropped.
-#[derive(Clone)]
-pub struct LibpqTarget {
-    pub url: String,
-    pub password: Option<String>,
-}
-
-impl std::fmt::Debug for LibpqTarget {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("LibpqTarget(…)")
-    }
-}
-
+/// The URL for a libpq tool (see [`crate::pgurl::PgUrl::libpq_target`]).
 pub fn libpq_target(url: &str) -> LibpqTarget {
-    let (scheme, rest) = url.split_once("://").unwrap_or(("postgres", url));
-    let (before_query, query) = match rest.split_once('?') {
-        Some((a, q)) => (a, Some(q)),
-        None => (rest, None),
-    };
-    let (authority, path) = match before_query.find('/') {
-        Some(i) => (&before_query[..i], &before_query[i..]),
-        None => (before_query, ""),
-    };
-    let (userinfo, host) = match authority.rsplit_once('@') {
-        Some((u, h)) => (Some(u), h),
-        None => (None, authority),
-    };
-    let mut password = None;
-    let userinfo = userinfo.map(|u| match u.split_once(':') {
-        Some((user, pw)) => {
-            password = Some(percent_decode(pw));
-            user.to_string()
-        }
-        None => u.to_string(),
-    });
-    let query: Vec<&str> = query
-        .unwrap_or("")
-        .split('&')
-        .filter(|kv| !kv.is_empty())
-        .filter(|kv| {
-            let k = kv.split('=').next().unwrap_or("");
-            k != "statement-cache-capacity" && k != "password"
-        })
-        .collect();
-    let mut out = format!("{scheme}://");
-    if let Some(u) = userinfo {
-        out.push_str(&u);
-        out.push('@');
+    match PgUrl::parse(url) {
+        Some(u) => u.libpq_target(),
+        None => LibpqTarget {
+            url: url.to_string(),
+            password: None,
+        },
     }
-    out.push_str(host);
-    out.push_str(path);
-    if !query.is_empty() {
-        out.push('?');
-        out.push_str(&query.join("&"));
-    }
-    if password.is_none() {
-        password = rest
-            .split_once('?')
-            .map(|x| x.1)
-            .unwrap_or("")
-            .split('&')
-            .find_map(|kv| kv.strip_prefix("password="))
-            .map(percent_decode);
-    }
-    LibpqTarget { url: out, password }
 }
 
 /// `url` with its database name replaced by `name`.
 pub fn with_database(url: &str, name: &str) -> String {
-    let (scheme, rest) = url.split_once("://").unwrap_or(("postgres", url));
-    let (before_query, query) = match rest.split_once('?') {
-        Some((a, q)) => (a, Some(q)),
-        None => (rest, None),
-    };
-    let authority = match before_query.find('/') {
-        Some(i) => &before_query[..i],
-        None => before_query,
-    };
-    match query {
-        Some(q) => format!("{scheme}://{authority}/{name}?{q}"),
-        None => format!("{scheme}://{authority}/{name}"),
-    }
+    PgUrl::parse(url)
+        .map(|u| u.with_database(name))
+        .unwrap_or_else(|| url.to_string())
 }
 
 async fn run_tool(tool: &str, args: &[String], target: &LibpqTarget) -> anyhow::Result<()> {
@@ -626,29 +541,6 @@ pub async fn pg_drop_database(db: &Db, name: &str) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn libpq_target_moves_the_password_out() {
-        let t = libpq_target("postgres://amal:s%40cret@db.internal:5432/amal?sslmode=require&statement-cache-capacity=10");
-        assert_eq!(
-            t.url,
-            "postgres://amal@db.internal:5432/amal?sslmode=require"
-        );
-        assert_eq!(t.password.as_deref(), Some("s@cret"));
-        let t = libpq_target("postgres://postgres@127.0.0.1:5432/postgres");
-        assert_eq!(t.url, "postgres://postgres@127.0.0.1:5432/postgres");
-        assert_eq!(t.password, None);
-        assert!(!format!("{t:?}").contains("postgres@"));
-    }
-
-    #[test]
-    fn database_name_is_replaced() {
-        assert_eq!(
-            with_database("postgres://u@h:5432/amal?sslmode=require", "x"),
-            "postgres://u@h:5432/x?sslmode=require"
-        );
-        assert_eq!(with_database("postgres://u@h", "x"), "postgres://u@h/x");
-    }
 
     #[test]
     fn sqlite_paths() {

@@ -14,6 +14,7 @@ pub mod labs;
 pub mod migrate;
 pub mod notes;
 pub mod patients;
+pub mod pgurl;
 pub mod prescriptions;
 pub mod ratelimit;
 pub mod sessions;

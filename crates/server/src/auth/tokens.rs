@@ -104,6 +104,13 @@ impl Keys {
     }
 }
 
+/// Constant-time equality of two secrets (`subtle`), so a token cannot be
+/// guessed byte by byte from response times.
+pub fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    use subtle::ConstantTimeEq;
+    a.ct_eq(b).into()
+}
+
 /// HMAC-SHA256 hex of `value` under `key`.
 pub fn keyed_hash(key: &[u8], value: &str) -> String {
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).unwrap_or_else(|_| {

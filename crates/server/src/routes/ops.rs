@@ -109,11 +109,6 @@ pub async fn metrics_json(
     Ok(Json(crate::services::ops::metrics(&st, &user)?))
 }
 
-/// Constant-time comparison, so the token cannot be guessed byte by byte.
-fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 #[utoipa::path(get, path = "/metrics", tag = "ops", security(("bearer" = [])),
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain"), (status = 401), (status = 403)))]
 pub async fn metrics_prometheus(
@@ -130,7 +125,7 @@ pub async fn metrics_prometheus(
         .map(str::trim);
     let by_token = match (&st.config.metrics_token, token) {
         (Some(expected), Some(given)) => {
-            same(expected.expose_secret().as_bytes(), given.as_bytes())
+            crate::auth::tokens::same_secret(expected.expose_secret().as_bytes(), given.as_bytes())
         }
         _ => false,
     };

@@ -21,6 +21,7 @@ use axum::http::{header, HeaderMap, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::Response;
 use base64::Engine as _;
+use cookie::{Cookie, SameSite};
 use rand::RngCore;
 use secrecy::ExposeSecret;
 use uuid::Uuid;
@@ -74,45 +75,48 @@ pub async fn cookie_layer(mut req: Request, next: Next) -> Response {
     resp
 }
 
-/// The request's cookies (the first value of each name).
+/// The request's cookies (the first value of each name), parsed by the
+/// `cookie` crate; a malformed pair is skipped.
 pub fn cookies(headers: &HeaderMap) -> HashMap<String, String> {
     let mut jar = HashMap::new();
     for v in headers.get_all(header::COOKIE) {
         let Ok(v) = v.to_str() else { continue };
-        for pair in v.split(';') {
-            if let Some((k, val)) = pair.trim().split_once('=') {
-                jar.entry(k.trim().to_string())
-                    .or_insert_with(|| val.trim().to_string());
-            }
+        for c in Cookie::split_parse(v).flatten() {
+            jar.entry(c.name().to_string())
+                .or_insert_with(|| c.value().to_string());
         }
     }
     jar
 }
 
 /// `Secure` in production, and whenever `amal` itself serves HTTPS.
-fn secure(st: &AppState) -> &'static str {
-    if st.config.env == Environment::Production || st.config.tls.is_some() {
-        "; Secure"
-    } else {
-        ""
-    }
+fn secure(st: &AppState) -> bool {
+    st.config.env == Environment::Production || st.config.tls.is_some()
 }
 
-/// A session cookie (no `Max-Age`: it ends with the browser session).
+/// A session cookie: host-only, script-proof, same-site only, and with no
+/// `Max-Age`, so it ends with the browser session.
+fn session_cookie(st: &AppState, name: &str, value: &str) -> Cookie<'static> {
+    Cookie::build((name.to_string(), value.to_string()))
+        .path("/")
+        .http_only(true)
+        .same_site(SameSite::Strict)
+        .secure(secure(st))
+        .build()
+}
+
+fn header_of(c: &Cookie<'_>) -> Option<HeaderValue> {
+    HeaderValue::from_str(&c.to_string()).ok()
+}
+
 pub fn set_cookie(st: &AppState, name: &str, value: &str) -> Option<HeaderValue> {
-    HeaderValue::from_str(&format!(
-        "{name}={value}; Path=/; HttpOnly; SameSite=Strict{}",
-        secure(st)
-    ))
-    .ok()
+    header_of(&session_cookie(st, name, value))
 }
 
 pub fn clear_cookie(st: &AppState, name: &str) -> Option<HeaderValue> {
-    HeaderValue::from_str(&format!(
-        "{name}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{}",
-        secure(st)
-    ))
-    .ok()
+    let mut c = session_cookie(st, name, "");
+    c.set_max_age(cookie::time::Duration::ZERO);
+    header_of(&c)
 }
 
 pub fn outgoing(parts_ext: &axum::http::Extensions) -> Outgoing {
@@ -173,10 +177,9 @@ pub fn plausible_nonce(n: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
-/// Constant-time comparison.
+/// Constant-time comparison of a submitted token with the expected one.
 pub fn same(a: &str, b: &str) -> bool {
-    let (a, b) = (a.as_bytes(), b.as_bytes());
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    crate::auth::tokens::same_secret(a.as_bytes(), b.as_bytes())
 }
 
 /// An `Origin` header, if present, must be this host (scheme aside). Under
