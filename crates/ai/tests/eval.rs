@@ -1,16 +1,25 @@
-//! Runs the evaluation set (`data/eval_set.json`) against the built-in
-//! provider and a well-behaved stand-in OpenAI-compatible server.
+//! Runs the evaluation set against the built-in provider and a well-behaved
+//! stand-in OpenAI-compatible server.
+//!
+//! Two splits: `data/eval_set.json` (development: tune on it) and
+//! `data/eval_test.json` (test: written before tuning, reported in
+//! `docs/AI.md`, never tuned on). Print both scores with
+//! `cargo test -p ai --test eval -- --nocapture`.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code may panic
 
 mod common;
 
-use common::{load_eval, remote, run_eval, server_with, GoodModel};
+use common::{load_eval, load_eval_test, remote, run_eval, server_with, EvalSet, GoodModel};
 
-#[tokio::test]
-async fn eval_set_is_large_and_balanced() {
-    let set = load_eval();
+/// Floors, set from the measured scores (see docs/AI.md). A change that
+/// makes the assistant worse than this fails the suite.
+const DEV_MAX_WRONG: usize = 0;
+const TEST_MAX_WRONG_DECISIONS: usize = 0;
+const TEST_MAX_WRONG: usize = 0;
+
+fn check_set(set: &EvalSet, min_cases: usize) {
     assert!(
-        set.cases.len() >= 60,
+        set.cases.len() >= min_cases,
         "eval set has {} cases",
         set.cases.len()
     );
@@ -31,39 +40,85 @@ async fn eval_set_is_large_and_balanced() {
             .iter()
             .any(|c| c.kind == kind && c.expect == "serve"));
     }
-    let mut ids: Vec<&str> = set.cases.iter().map(|c| c.id.as_str()).collect();
+}
+
+#[tokio::test]
+async fn eval_sets_are_large_balanced_and_disjoint() {
+    let dev = load_eval();
+    let test = load_eval_test();
+    check_set(&dev, 200);
+    check_set(&test, 150);
+    assert!(dev.cases.len() + test.cases.len() >= 400);
+    let mut ids: Vec<&str> = dev
+        .cases
+        .iter()
+        .chain(&test.cases)
+        .map(|c| c.id.as_str())
+        .collect();
     ids.sort_unstable();
     let before = ids.len();
     ids.dedup();
     assert_eq!(before, ids.len(), "duplicate case ids");
+    // No test input is also a development input (tuning on one would leak).
+    // (One- and two-word inputs such as "cough" are insufficient-data probes.)
+    for t in test
+        .cases
+        .iter()
+        .filter_map(|c| c.input.as_deref())
+        .filter(|t| t.split_whitespace().count() > 2)
+    {
+        assert!(
+            !dev.cases
+                .iter()
+                .any(|d| d.input.as_deref().map(str::trim) == Some(t.trim())),
+            "test input also in dev: {t}"
+        );
+    }
 }
 
-#[tokio::test]
-async fn eval_set_builtin_provider() {
-    let set = load_eval();
-    let score = run_eval(&ai::Assistant::builtin(), &set, true).await;
-    println!("{}", score.summary("builtin"));
+fn report(label: &str, score: &common::Score) {
+    println!("{}", score.summary(label));
     for (id, why) in &score.wrong {
         println!("  WRONG {id}: {why}");
     }
-    assert!(score.wrong.is_empty(), "{}", score.summary("builtin"));
 }
 
 #[tokio::test]
-async fn eval_set_openai_stand_in() {
+async fn eval_dev_builtin_provider() {
+    let set = load_eval();
+    let score = run_eval(&ai::Assistant::builtin(), &set, true).await;
+    report("dev builtin", &score);
+    assert!(
+        score.wrong.len() <= DEV_MAX_WRONG,
+        "{}",
+        score.summary("dev builtin")
+    );
+}
+
+#[tokio::test]
+async fn eval_test_builtin_provider() {
+    let set = load_eval_test();
+    let score = run_eval(&ai::Assistant::builtin(), &set, true).await;
+    report("test builtin", &score);
+    assert!(
+        score.wrong_decisions <= TEST_MAX_WRONG_DECISIONS && score.wrong.len() <= TEST_MAX_WRONG,
+        "{}",
+        score.summary("test builtin")
+    );
+}
+
+#[tokio::test]
+async fn eval_dev_openai_stand_in() {
     let set = load_eval();
     let server = server_with(GoodModel).await;
     let assistant = remote(&server, 5, Some("test-key"));
     assert_eq!(assistant.provider_name(), "openai");
     let score = run_eval(&assistant, &set, false).await;
-    println!("{}", score.summary("openai stand-in"));
-    for (id, why) in &score.wrong {
-        println!("  WRONG {id}: {why}");
-    }
+    report("dev openai stand-in", &score);
     assert!(
-        score.wrong.is_empty(),
+        score.wrong.len() <= DEV_MAX_WRONG,
         "{}",
-        score.summary("openai stand-in")
+        score.summary("dev openai stand-in")
     );
     // Refused requests never reach the provider.
     let received = server.received_requests().await.unwrap_or_default();
