@@ -12,7 +12,7 @@ use crate::abbrev;
 use crate::error::AiError;
 use crate::labs::{critical_statement, LabFacts};
 use crate::provider::{BoxFuture, NoteRequest, Provider, ProviderReply, SoapSections};
-use crate::text::{capitalize_first, end_sentence, lazy_regex, sha256_hex, squash};
+use crate::text::{capitalize_first, end_sentence, lazy_regex, sentences, sha256_hex, squash};
 use crate::types::Audience;
 use regex::Regex;
 use std::sync::OnceLock;
@@ -212,6 +212,14 @@ fn score(clause: &str) -> [u32; 4] {
     s
 }
 
+/// How clinical a text sounds: the Subjective, Objective and Assessment
+/// cue weights it matches (Plan cues such as "will" or "call" are too
+/// generic to count).
+pub(crate) fn clinical_cue_score(text: &str) -> u32 {
+    let s = score(&abbrev::expand(text));
+    s[0] + s[1] + s[2]
+}
+
 /// Best section and its score; ties go Plan > Assessment > Subjective > Objective.
 fn best(s: [u32; 4]) -> (Section, u32) {
     let order = [
@@ -357,66 +365,6 @@ fn strip_enumeration(text: &str) -> String {
         Some(re) => re.replace_all(text, "$1").into_owned(),
         None => text.to_string(),
     }
-}
-
-const PROTECTED: &[&str] = &[
-    "dr", "mr", "mrs", "ms", "vs", "e.g", "i.e", "approx", "pt", "pts", "hx", "dx", "tx", "rx",
-    "sx", "st", "no", "abd", "etc", "fig",
-];
-
-static SENT_RE: OnceLock<Option<Regex>> = OnceLock::new();
-
-/// Sentence split at `. ! ? ;` followed by whitespace, except after common
-/// abbreviations when the next word starts lower case.
-fn sentences(text: &str) -> Vec<String> {
-    let Some(re) = lazy_regex(&SENT_RE, r"[.!?;]+(\s+|$)") else {
-        return vec![text.to_string()];
-    };
-    let mut out = Vec::new();
-    let mut start = 0;
-    for m in re.find_iter(text) {
-        let before = &text[start..m.start()];
-        let prev_word = before
-            .rsplit(|c: char| c.is_whitespace())
-            .next()
-            .unwrap_or("")
-            .to_lowercase();
-        let next = text[m.end()..].chars().next();
-        let punct = m.as_str().trim();
-        if punct == "."
-            && PROTECTED.contains(&prev_word.as_str())
-            && next.is_some_and(|c| c.is_lowercase() || c.is_ascii_digit())
-        {
-            continue;
-        }
-        let s = before.trim();
-        if !s.is_empty() {
-            out.push(s.to_string());
-        }
-        start = m.end();
-    }
-    let tail = text[start..]
-        .trim()
-        .trim_end_matches(['.', '!', '?', ';'])
-        .trim();
-    if !tail.is_empty() {
-        out.push(tail.to_string());
-    }
-    // Drop the abbreviation periods that were kept ("pt. reports" → "pt reports").
-    out.into_iter()
-        .map(|s| {
-            let mut r = s;
-            for p in PROTECTED {
-                for case in [p.to_string(), capitalize_first(p)] {
-                    r = r.replace(&format!(" {case}. "), &format!(" {case} "));
-                    if r.starts_with(&format!("{case}. ")) {
-                        r = format!("{case} {}", &r[case.len() + 2..]);
-                    }
-                }
-            }
-            r
-        })
-        .collect()
 }
 
 static MIDSPLIT_RE: OnceLock<Option<Regex>> = OnceLock::new();
@@ -630,7 +578,7 @@ pub fn compose_explanation(f: &LabFacts) -> String {
                 (Some("below"), true) => out.push("Your result is far below the reference range and is flagged as a critical value.".into()),
                 (Some("above"), false) => out.push("Your result is above the reference range.".into()),
                 (Some("below"), false) => out.push("Your result is below the reference range.".into()),
-                _ => out.push("No reference range was recorded for this result, so it cannot be placed against a range.".into()),
+                _ => out.push("No reference range is recorded for this result, so it cannot be placed against a range; your clinician interprets it together with your other results and your health.".into()),
             }
             out.push(patient_trend(f));
             if !f.critical {
@@ -667,13 +615,19 @@ pub fn compose_explanation(f: &LabFacts) -> String {
                 line.push_str(&format!("; flag: {fw}"));
             }
             out.push(format!("{line}."));
-            if let Some(p) = f.position.as_deref() {
-                let pos = match p {
-                    "within" => "Within the reference range.",
-                    "above" => "Above the reference range.",
-                    _ => "Below the reference range.",
-                };
-                out.push(pos.to_string());
+            match f.position.as_deref() {
+                Some(p) => {
+                    let pos = match p {
+                        "within" => "Within the reference range.",
+                        "above" => "Above the reference range.",
+                        _ => "Below the reference range.",
+                    };
+                    out.push(pos.to_string());
+                }
+                None => out.push(
+                    "No flag: with no reference range recorded, interpret the value clinically."
+                        .into(),
+                ),
             }
             out.push(clinician_trend(f));
         }

@@ -129,8 +129,9 @@ pub struct LabFacts {
 }
 
 impl LabFacts {
-    /// Computes the facts; `None` when nothing usable is known (no finite
-    /// value, or an unknown test with neither a range nor a flag).
+    /// Computes the facts; `None` when the value is not a finite number. A
+    /// result with no known range is still explained (`flag: None`): the
+    /// value, that no range is recorded, and that the clinician interprets it.
     pub(crate) fn from_input(input: &ExplainInput) -> Option<Self> {
         if !input.value.is_finite() {
             return None;
@@ -143,9 +144,6 @@ impl LabFacts {
             .as_deref()
             .and_then(normalize_flag)
             .or_else(|| flag_from_range(input.value, low, high));
-        if info.is_none() && flag.is_none() {
-            return None;
-        }
         let critical = flag.is_some_and(|f| f.starts_with("critical"));
         let position = flag.map(|f| match f {
             "normal" => "within",

@@ -109,6 +109,7 @@ mod guard;
 pub mod labs;
 pub mod openai;
 mod provider;
+mod request;
 pub mod text;
 mod types;
 
@@ -266,13 +267,7 @@ impl Assistant {
     /// Explains one lab result for a patient or a clinician.
     pub async fn explain(&self, input: ExplainInput) -> Result<Answer<Explanation>, AiError> {
         let facts = LabFacts::from_input(&input);
-        guard::check_explain_input(
-            &input.name,
-            &input.code,
-            &input.unit,
-            input.value,
-            facts.is_some(),
-        )?;
+        guard::check_explain_input(&input.name, &input.code, &input.unit, input.value)?;
         let Some(mut facts) = facts else {
             return Err(guard::refuse(
                 RefusalReason::InsufficientData,

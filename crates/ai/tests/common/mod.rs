@@ -245,7 +245,9 @@ pub async fn run_case(
                     .map(|s| get(s).matches('?').count())
                     .sum();
                 if kept < asked {
-                    return Err(format!("{asked} question marks in the input, {kept} in the draft"));
+                    return Err(format!(
+                        "{asked} question marks in the input, {kept} in the draft"
+                    ));
                 }
                 for s in ["subjective", "objective", "assessment", "plan", "title"] {
                     if get(s).trim().is_empty() {
