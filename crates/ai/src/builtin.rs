@@ -141,6 +141,10 @@ const O_CUES: &[(&str, u32)] = &[
 
 const A_CUES: &[(&str, u32)] = &[
     (
+        r"^(aom|uti|urti|lrti|cap|copd|chf|dvt|ckd|oa|gerd|gord|ibs|tia|af|t2dm|dm2|pmr|lbp|bph|om|oe)\b",
+        1,
+    ),
+    (
         r"\b(likely|most likely|probable|probably|possible|possibly|consistent with|suggestive of|suspect(ed)?|suspicious for|concerning for|concern for|in keeping with|compatible with|presumed|presumptive|differential( diagnosis)?|rule out|impression|working diagnosis|assessment|diagnosis|differential diagnosis)\b",
         3,
     ),
@@ -155,6 +159,14 @@ const A_CUES: &[(&str, u32)] = &[
 ];
 
 const P_CUES: &[(&str, u32)] = &[
+    (
+        r"^(next|review|come back|goals?|target|aim|daily weights)\b|\b(i am|i'm|we are|we're|will be) (increasing|starting|stopping|reducing|decreasing|switching|changing|adding|referring|ordering|prescribing|booking|arranging|continuing)\b",
+        5,
+    ),
+    (
+        r"\b(review|check|wound check|recheck|appointment|visit|dressing change|see|seen again)\b.{0,15}\b\d+\s*(d|days?|wks?|weeks?|w|months?|mo|mths?|h|hrs?|hours?|/52|/12|/7)\b|\breview (in|on|at|if|with|after|next|tomorrow|today|monday|tuesday|wednesday|thursday|friday|saturday|sunday|mon|tue|wed|thu|fri)\b",
+        3,
+    ),
     (
         r"^(plan|will|start|begin|initiate|continue|cont|resume|stop|hold|discontinue|increase|decrease|reduce|titrate|switch|change|add|order|obtain|check|recheck|repeat|refer|schedule|return|follow-up|follow up|advise|advised|counsel|counseled|counselled|educate|educated|discussed|encourage|encouraged|recommend|recommended|prescribe|prescribed|give|administer|monitor|arrange|book|consult|send|sent|admit|discharge|call|keep|avoid|apply|use|rest|hydrate|push fluids|supportive care|return to clinic|referral|ordered|referred|provided|reassess|trial|to (start|continue|return|follow|call|see|repeat)|plan to|patient to|as needed|closed|repaired|sutured|dressed|irrigated|cleaned|splinted|performed|injected|oral rehydration|rehydration|no changes)\b",
         5,
@@ -209,7 +221,76 @@ fn score(clause: &str) -> [u32; 4] {
             }
         }
     }
+    if repeat_measurement(&lower) {
+        s[Section::Objective.idx()] += 6;
+    }
+    if medication_action(&lower) {
+        s[Section::Plan.idx()] += 5;
+    }
     s
+}
+
+static REPEAT_RE: OnceLock<Option<Regex>> = OnceLock::new();
+
+/// "Repeat 152/94", "recheck K+ 4.8 (was 5.9)": a measurement taken again,
+/// not an order to repeat it ("repeat HbA1c in 3 months").
+fn repeat_measurement(lower: &str) -> bool {
+    let Some(re) = lazy_regex(
+        &REPEAT_RE,
+        r"^(?:repeat|repeated|recheck|rechecked|rpt|initial|second|third|follow-up|post-treatment)\s+(?:([a-z][a-z0-9+&/]*)\s+){0,2}(?:of\s+|was\s+|is\s+|=\s*|:\s*)?(\d+(?:\.\d+)?(?:/\d+)?)\s*(\S*)",
+    ) else {
+        return false;
+    };
+    let Some(c) = re.captures(lower) else {
+        return false;
+    };
+    let word = c.get(1).map_or("", |m| m.as_str());
+    let unit = c.get(3).map_or("", |m| m.as_str());
+    let time_unit = matches!(
+        unit.trim_end_matches([',', '.', ';']),
+        "d" | "day"
+            | "days"
+            | "wk"
+            | "wks"
+            | "week"
+            | "weeks"
+            | "w"
+            | "month"
+            | "months"
+            | "mo"
+            | "mths"
+            | "h"
+            | "hr"
+            | "hrs"
+            | "hour"
+            | "hours"
+            | "/52"
+            | "/12"
+            | "/7"
+            | "y"
+            | "yr"
+            | "years"
+    );
+    !time_unit && !matches!(word, "in" | "at" | "after" | "every" | "for" | "within")
+}
+
+static MED_ACTION_RE: OnceLock<Option<Regex>> = OnceLock::new();
+
+/// "Started sertraline 50 mg od today", "Amoxicillin 5 days": a medication
+/// decision (Plan), unlike "started after a fall" (onset, Subjective).
+fn medication_action(lower: &str) -> bool {
+    let Some(re) = lazy_regex(
+        &MED_ACTION_RE,
+        r"^(?:(?:started|commenced|restarted|increased|decreased|reduced|stopped|switched|changed|doubled|halved|prescribed|issued|gave|given|administered|continue|continued|cont)\s+(?:on\s+|to\s+|the\s+|her\s+|his\s+)?)?(\S+)",
+    ) else {
+        return false;
+    };
+    let Some(c) = re.captures(lower) else {
+        return false;
+    };
+    let verb = c.get(0).map_or("", |m| m.as_str()) != c.get(1).map_or("", |m| m.as_str());
+    let word = c.get(1).map_or("", |m| m.as_str());
+    crate::request::mentions_medication(word) || (verb && crate::request::dose_quantity(lower))
 }
 
 /// How clinical a text sounds: the Subjective, Objective and Assessment
@@ -239,7 +320,7 @@ fn best(s: [u32; 4]) -> (Section, u32) {
 
 // ------------------------------------------------------------------ splitting
 
-const LABELS: &str = r"(?i)\b(assessment\s*(?:and|&|/)\s*plan|impression\s*(?:and|&|/)\s*plan|a\s*/\s*p|a&p|subjective|objective|assessment|impression|plan|hpi|history of present illness|chief complaint|cc|ros|review of systems|pmh|past medical history|medications|meds|allergies|social history|family history|physical exam(?:ination)?|examination|exam|pe|vitals|vital signs|labs|results|investigations|diagnosis|diagnoses|dx|ddx|recommendations|disposition|s|o|a|p)\s*:\s*";
+const LABELS: &str = r"(?i)\b(assessment\s*(?:and|&|/)\s*plan|impression\s*(?:and|&|/)\s*plan|a\s*/\s*p|a&p|subjective|objective|assessment|impression|plan|hpi|history of present illness|chief complaint|cc|ros|review of systems|pmh|past medical history|medications|meds|allergies|social history|family history|physical exam(?:ination)?|examination|exam|pe|vitals|vital signs|labs|results|investigations|diagnosis|diagnoses|dx|ddx|recommendations|disposition|goals?|on exam(?:ination)?|o/e|s|o|a|p)\s*:\s*";
 
 /// (forced section, default section) for a label.
 fn label_section(label: &str) -> (Option<Section>, Option<Section>) {
@@ -262,11 +343,14 @@ fn label_section(label: &str) -> (Option<Section>, Option<Section>) {
         | "vitalsigns"
         | "labs"
         | "results"
-        | "investigations" => Section::Objective,
+        | "investigations"
+        | "onexam"
+        | "onexamination"
+        | "o/e" => Section::Objective,
         "assessment" | "a" | "impression" | "diagnosis" | "diagnoses" | "dx" | "ddx" => {
             Section::Assessment
         }
-        "plan" | "p" | "recommendations" | "disposition" => Section::Plan,
+        "plan" | "p" | "recommendations" | "disposition" | "goal" | "goals" => Section::Plan,
         _ => Section::Subjective,
     };
     (Some(sec), None)
@@ -449,7 +533,7 @@ fn clauses(sentence: &str) -> Vec<(String, String)> {
 pub fn draft_soap_sections(input: &str) -> SoapSections {
     let mut buckets: [Vec<String>; 4] = Default::default();
     let mut prev_sentence_section = Section::Subjective;
-    for seg in segments(input) {
+    for seg in segments(&crate::dictation::punctuate(input)) {
         if let Some(f) = seg.forced.or(seg.default) {
             prev_sentence_section = f;
         }
@@ -782,5 +866,14 @@ mod tests {
         );
         assert!(s.plan.contains("Start furosemide"), "{s:?}");
         assert!(s.plan.contains("follow-up 1 week"), "{s:?}");
+    }
+}
+#[cfg(test)]
+mod debug_sort {
+    #[test]
+    fn debug_env() {
+        if let Ok(t) = std::env::var("SOAP_DEBUG") {
+            println!("{:#?}", super::draft_soap_sections(&t));
+        }
     }
 }

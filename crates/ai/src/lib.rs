@@ -104,6 +104,7 @@
 pub mod abbrev;
 pub mod builtin;
 pub mod deid;
+mod dictation;
 mod error;
 mod guard;
 pub mod labs;

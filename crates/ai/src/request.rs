@@ -250,10 +250,18 @@ fn dosing_topic(lower: &str) -> bool {
     ) || mentions_medication(lower)
 }
 
+/// A dose quantity ("50 mg", "1 g", "2 puffs").
+pub(crate) fn dose_quantity(lower: &str) -> bool {
+    matches_re!(
+        r"\b\d+(?:\.\d+)?\s*(?:mg|mcg|micrograms?|g|units?|iu|ml|puffs?|tablets?|tabs?|drops?)\b",
+        lower
+    )
+}
+
 /// Drug names by common stems (no list of brands: the stem says "a drug").
 pub(crate) fn mentions_medication(lower: &str) -> bool {
     matches_re!(
-        r"\b\w+(?:cillin|mycin|micin|floxacin|cycline|cef\w+|sartan|pril|olol|dipine|statin|prazole|tidine|onidine|gliptin|gliflozin|glutide|parin|xaban|gatran|triptan|oxetine|traline|opram|azepam|zolam|profen|fenac|coxib|olone|isone|asone|semide|thiazide|mab|tinib|ciclovir|clovir|afil|dronate|tropium|terol|sonide|lukast|codone|morphone|phine|madol|dopa|zapine|peridol|tiapine|setron|triptyline|pramine))\b|\b(?:metformin|insulin|warfarin|aspirin|paracetamol|acetaminophen|tylenol|nurofen|calpol|ibuprofen|naproxen|codeine|co-codamol|tramadol|morphine|oxycodone|fentanyl|gabapentin|pregabalin|levothyroxine|thyroxine|digoxin|lithium|methotrexate|prednisolone|prednisone|hydrocortisone|dexamethasone|salbutamol|albuterol|amox|amoxil|augmentin|co-amoxiclav|doxy|cipro|nitrofurantoin|trimethoprim|vitamin d|vit d|iron|ferrous \w+|potassium chloride|magnesium|adrenaline|epinephrine|ondansetron|metoclopramide|sertraline|citalopram|fluoxetine|mirtazapine|diazepam|lorazepam|zopiclone|allopurinol|colchicine|apixaban|rivaroxaban|enoxaparin|heparin|clopidogrel|bisoprolol|atenolol|metoprolol|propranolol|amlodipine|ramipril|lisinopril|losartan|candesartan|furosemide|spironolactone|atorvastatin|simvastatin|omeprazole|lansoprazole|cetirizine|loratadine|gentamicin|vancomycin|ceftriaxone|clarithromycin|azithromycin|penicillin|pen v|phenytoin|levetiracetam|sumatriptan)\b",
+        r"\b\w+(?:cillin|mycin|micin|floxacin|cycline|cef\w+|sartan|pril|olol|dipine|statin|prazole|tidine|onidine|gliptin|gliflozin|glutide|parin|xaban|gatran|triptan|oxetine|traline|opram|azepam|zolam|profen|fenac|coxib|olone|isone|asone|semide|thiazide|mab|tinib|ciclovir|clovir|afil|dronate|tropium|terol|sonide|lukast|codone|morphone|phine|madol|dopa|zapine|peridol|tiapine|setron|triptyline|pramine)\b|\b(?:metformin|insulin|warfarin|aspirin|paracetamol|acetaminophen|tylenol|nurofen|calpol|ibuprofen|naproxen|codeine|co-codamol|tramadol|morphine|oxycodone|fentanyl|gabapentin|pregabalin|levothyroxine|thyroxine|digoxin|lithium|methotrexate|prednisolone|prednisone|hydrocortisone|dexamethasone|salbutamol|albuterol|amox|amoxil|augmentin|co-amoxiclav|doxy|cipro|nitrofurantoin|trimethoprim|vitamin d|vit d|iron|ferrous \w+|potassium chloride|magnesium|adrenaline|epinephrine|ondansetron|metoclopramide|sertraline|citalopram|fluoxetine|mirtazapine|diazepam|lorazepam|zopiclone|allopurinol|colchicine|apixaban|rivaroxaban|enoxaparin|heparin|clopidogrel|bisoprolol|atenolol|metoprolol|propranolol|amlodipine|ramipril|lisinopril|losartan|candesartan|furosemide|spironolactone|atorvastatin|simvastatin|omeprazole|lansoprazole|cetirizine|loratadine|gentamicin|vancomycin|ceftriaxone|clarithromycin|azithromycin|penicillin|pen v|phenytoin|levetiracetam|sumatriptan)\b",
         lower
     )
 }
