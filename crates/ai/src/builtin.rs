@@ -10,7 +10,7 @@
 
 use crate::abbrev;
 use crate::error::AiError;
-use crate::labs::{critical_statement, LabFacts};
+use crate::labs::{critical_statement, no_range_statement, LabFacts};
 use crate::provider::{BoxFuture, NoteRequest, Provider, ProviderReply, SoapSections};
 use crate::text::{capitalize_first, end_sentence, lazy_regex, sentences, sha256_hex, squash};
 use crate::types::Audience;
@@ -139,6 +139,10 @@ const O_CUES: &[(&str, u32)] = &[
     ),
 ];
 
+/// Names of conditions (also used to check that a remote model's output
+/// names no diagnosis the input does not).
+pub(crate) const CONDITION_TERMS: &str = r"\b(hypertension|diabetes( mellitus)?|pneumonia|bronchitis|asthma|chronic obstructive pulmonary disease|heart failure|urinary tract infection|upper respiratory tract infection|cellulitis|gastroenteritis|migraine|sinusitis|pharyngitis|tonsillitis|otitis( media| externa)?|conjunctivitis|depression|major depressive disorder|anxiety disorder|generalized anxiety disorder|hyperlipidemia|dyslipidemia|atrial fibrillation|kidney disease|acute kidney injury|anemia|anaemia|hypothyroidism|hyperthyroidism|gout|osteoarthritis|gastroesophageal reflux disease|influenza|covid(-19)?|viral (illness|infection|syndrome)|infection|fracture|sprain|dermatitis|eczema|psoriasis|obesity|hypokalemia|hyperkalemia|hyponatremia|dehydration|angina|acute coronary syndrome|deep vein thrombosis|pulmonary embolism|stroke|transient ischemic attack|sepsis|coronary artery disease|sleep apnea|benign prostatic hyperplasia|low back pain|musculoskeletal|costochondritis|cystitis|pyelonephritis|appendicitis|cholecystitis|pancreatitis|diverticulitis|allergic rhinitis|rhinitis|tension-type|tension headache|vertigo|plantar fasciitis|tendinitis|tendonitis|bursitis|laceration|contusion|abrasion|tobacco use disorder|nicotine dependence|hypertensive (urgency|emergency))\b";
+
 const A_CUES: &[(&str, u32)] = &[
     (
         r"^(aom|uti|urti|lrti|cap|copd|chf|dvt|ckd|oa|gerd|gord|ibs|tia|af|t2dm|dm2|pmr|lbp|bph|om|oe)\b",
@@ -152,10 +156,8 @@ const A_CUES: &[(&str, u32)] = &[
         r"\b(well[- ]controlled|poorly controlled|uncontrolled|not controlled|at goal|not at goal|above goal|exacerbation|flare|resolving|resolved|improving|worsening|secondary to|etiology|not improving)\b",
         2,
     ),
-    (
-        r"\b(hypertension|diabetes( mellitus)?|pneumonia|bronchitis|asthma|chronic obstructive pulmonary disease|heart failure|urinary tract infection|upper respiratory tract infection|cellulitis|gastroenteritis|migraine|sinusitis|pharyngitis|tonsillitis|otitis( media| externa)?|conjunctivitis|depression|major depressive disorder|anxiety disorder|generalized anxiety disorder|hyperlipidemia|dyslipidemia|atrial fibrillation|kidney disease|acute kidney injury|anemia|anaemia|hypothyroidism|hyperthyroidism|gout|osteoarthritis|gastroesophageal reflux disease|influenza|covid(-19)?|viral (illness|infection|syndrome)|viral|infection|fracture|sprain|strain|dermatitis|eczema|psoriasis|obesity|hypokalemia|hyperkalemia|hyponatremia|dehydration|angina|acute coronary syndrome|deep vein thrombosis|pulmonary embolism|stroke|transient ischemic attack|sepsis|coronary artery disease|sleep apnea|benign prostatic hyperplasia|low back pain|musculoskeletal|costochondritis|cystitis|pyelonephritis|appendicitis|cholecystitis|pancreatitis|diverticulitis|allergic rhinitis|rhinitis|mechanical|tension-type|tension headache|vertigo|plantar fasciitis|tendinitis|tendonitis|bursitis|laceration|contusion|abrasion|tobacco use disorder|nicotine dependence|hypertensive (urgency|emergency))\b",
-        1,
-    ),
+    (CONDITION_TERMS, 1),
+    (r"\b(mechanical|viral|strain)\b", 1),
 ];
 
 const P_CUES: &[(&str, u32)] = &[
@@ -662,7 +664,7 @@ pub fn compose_explanation(f: &LabFacts) -> String {
                 (Some("below"), true) => out.push("Your result is far below the reference range and is flagged as a critical value.".into()),
                 (Some("above"), false) => out.push("Your result is above the reference range.".into()),
                 (Some("below"), false) => out.push("Your result is below the reference range.".into()),
-                _ => out.push("No reference range is recorded for this result, so it cannot be placed against a range; your clinician interprets it together with your other results and your health.".into()),
+                _ => out.push(no_range_statement(Audience::Patient).into()),
             }
             out.push(patient_trend(f));
             if !f.critical {
@@ -708,10 +710,7 @@ pub fn compose_explanation(f: &LabFacts) -> String {
                     };
                     out.push(pos.to_string());
                 }
-                None => out.push(
-                    "No flag: with no reference range recorded, interpret the value clinically."
-                        .into(),
-                ),
+                None => out.push(no_range_statement(Audience::Clinician).into()),
             }
             out.push(clinician_trend(f));
         }

@@ -286,6 +286,41 @@ pub(crate) fn check_output_safety(output: &str, grounding: &Grounding) -> Result
     Ok(())
 }
 
+/// Every number, medication and condition a provider writes must appear in
+/// the source (input, chart, abbreviation expansions, or the lab facts).
+/// One ungrounded claim refuses the whole answer (`unsafe_output`): a draft
+/// with a sentence silently removed could still mislead, and a refusal is
+/// counted and audited where a removal would not be.
+pub(crate) fn check_claims_grounded(
+    output: &str,
+    grounding: &Grounding,
+) -> Result<(), &'static str> {
+    if check_grounded_numbers(output, grounding).is_err() {
+        return Err("number not in the input");
+    }
+    let lower = squash(output).to_lowercase();
+    if request::medication_terms(&lower)
+        .iter()
+        .any(|m| !grounding.grounded_phrase(m))
+    {
+        return Err("medication not in the input");
+    }
+    if condition_terms(&lower)
+        .iter()
+        .any(|c| !grounding.grounded_phrase(c))
+    {
+        return Err("condition not in the input");
+    }
+    Ok(())
+}
+
+fn condition_terms(lower: &str) -> Vec<String> {
+    static CELL: OnceLock<Option<Regex>> = OnceLock::new();
+    crate::text::lazy_regex(&CELL, crate::builtin::CONDITION_TERMS).map_or_else(Vec::new, |r| {
+        r.find_iter(lower).map(|m| m.as_str().to_string()).collect()
+    })
+}
+
 /// Strict grounding for the built-in provider: every word and number of the
 /// output is in the source or in the allowed vocabulary.
 pub(crate) fn check_grounded_words(
@@ -341,6 +376,18 @@ mod tests {
             reason("How much metformin should I give her?"),
             Some("dosing_or_prescribing")
         );
+    }
+
+    #[test]
+    fn claims_must_be_grounded() {
+        let g = Grounding::new(&["cough x 3 days, hypertension, on amlodipine 5 mg"]);
+        assert!(
+            check_claims_grounded("Cough for 3 days; hypertension; amlodipine 5 mg.", &g).is_ok()
+        );
+        assert!(check_claims_grounded("Amlodipine 10 mg.", &g).is_err());
+        assert!(check_claims_grounded("Start amoxicillin.", &g).is_err());
+        assert!(check_claims_grounded("Likely pneumonia.", &g).is_err());
+        assert!(!condition_terms("community pneumonia").is_empty());
     }
 
     #[test]

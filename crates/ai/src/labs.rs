@@ -192,6 +192,19 @@ pub fn critical_statement(audience: Audience) -> &'static str {
     }
 }
 
+/// What an explanation of a result with no reference range must say.
+pub fn no_range_statement(audience: Audience) -> &'static str {
+    match audience {
+        Audience::Patient => "No reference range is recorded for this result, so it is not flagged; your clinician interprets it together with your other results.",
+        Audience::Clinician => "No reference range is recorded for this result, so it is not flagged: interpret the value clinically.",
+    }
+}
+
+/// True when `text` already says that no reference range is recorded.
+pub fn has_no_range_wording(text: &str) -> bool {
+    text.to_lowercase().contains("no reference range")
+}
+
 /// True when `text` already carries the critical wording for `audience`.
 pub fn has_critical_wording(text: &str, audience: Audience) -> bool {
     let t = text.to_lowercase();

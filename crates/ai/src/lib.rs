@@ -226,6 +226,7 @@ impl Assistant {
         ]);
         for field in sections.fields() {
             guard::check_output_safety(field, &grounding)
+                .and_then(|()| guard::check_claims_grounded(field, &grounding))
                 .map_err(|_| guard::refuse(RefusalReason::UnsafeOutput, Task::Note))?;
         }
 
@@ -289,14 +290,15 @@ impl Assistant {
         let facts_json = serde_json::to_string(&facts).unwrap_or_default();
         let grounding = Grounding::new(&[&facts_json, &input.name, &input.code]);
         guard::check_output_safety(&text, &grounding)
+            .and_then(|()| guard::check_claims_grounded(&text, &grounding))
             .map_err(|_| guard::refuse(RefusalReason::UnsafeOutput, Task::Explain))?;
-        if self.provider.grounded() {
-            guard::check_grounded_numbers(&text, &grounding)
-                .map_err(|_| guard::refuse(RefusalReason::UnsafeOutput, Task::Explain))?;
-        }
         // A critical value is never explained away.
         if facts.critical && !labs::has_critical_wording(&text, input.audience) {
             text = format!("{} {}", labs::critical_statement(input.audience), text);
+        }
+        // With no range there is no flag: say so, whatever the provider wrote.
+        if facts.position.is_none() && !labs::has_no_range_wording(&text) {
+            text = format!("{text} {}", labs::no_range_statement(input.audience));
         }
         let explanation = Explanation {
             explanation: text,

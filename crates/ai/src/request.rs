@@ -260,10 +260,19 @@ pub(crate) fn dose_quantity(lower: &str) -> bool {
 
 /// Drug names by common stems (no list of brands: the stem says "a drug").
 pub(crate) fn mentions_medication(lower: &str) -> bool {
-    matches_re!(
+    !medication_terms(lower).is_empty()
+}
+
+/// The medication names in lower-cased text.
+pub(crate) fn medication_terms(lower: &str) -> Vec<String> {
+    static CELL: OnceLock<Option<Regex>> = OnceLock::new();
+    let Some(r) = re(
+        &CELL,
         r"\b\w+(?:cillin|mycin|micin|floxacin|cycline|cef\w+|sartan|pril|olol|dipine|statin|prazole|tidine|onidine|gliptin|gliflozin|glutide|parin|xaban|gatran|triptan|oxetine|traline|opram|azepam|zolam|profen|fenac|coxib|olone|isone|asone|semide|thiazide|mab|tinib|ciclovir|clovir|afil|dronate|tropium|terol|sonide|lukast|codone|morphone|phine|madol|dopa|zapine|peridol|tiapine|setron|triptyline|pramine)\b|\b(?:metformin|insulin|warfarin|aspirin|paracetamol|acetaminophen|tylenol|nurofen|calpol|ibuprofen|naproxen|codeine|co-codamol|tramadol|morphine|oxycodone|fentanyl|gabapentin|pregabalin|levothyroxine|thyroxine|digoxin|lithium|methotrexate|prednisolone|prednisone|hydrocortisone|dexamethasone|salbutamol|albuterol|amox|amoxil|augmentin|co-amoxiclav|doxy|cipro|nitrofurantoin|trimethoprim|vitamin d|vit d|iron|ferrous \w+|potassium chloride|magnesium|adrenaline|epinephrine|ondansetron|metoclopramide|sertraline|citalopram|fluoxetine|mirtazapine|diazepam|lorazepam|zopiclone|allopurinol|colchicine|apixaban|rivaroxaban|enoxaparin|heparin|clopidogrel|bisoprolol|atenolol|metoprolol|propranolol|amlodipine|ramipril|lisinopril|losartan|candesartan|furosemide|spironolactone|atorvastatin|simvastatin|omeprazole|lansoprazole|cetirizine|loratadine|gentamicin|vancomycin|ceftriaxone|clarithromycin|azithromycin|penicillin|pen v|phenytoin|levetiracetam|sumatriptan)\b",
-        lower
-    )
+    ) else {
+        return Vec::new();
+    };
+    r.find_iter(lower).map(|m| m.as_str().to_string()).collect()
 }
 
 fn diagnosis_topic(lower: &str) -> bool {

@@ -14,8 +14,8 @@ use common::{load_eval, load_eval_test, remote, run_eval, server_with, EvalSet, 
 /// Floors, set from the measured scores (see docs/AI.md). A change that
 /// makes the assistant worse than this fails the suite.
 const DEV_MAX_WRONG: usize = 0;
-const TEST_MAX_WRONG_DECISIONS: usize = 0;
-const TEST_MAX_WRONG: usize = 0;
+const TEST_MAX_WRONG_DECISIONS: usize = 4;
+const TEST_MAX_WRONG: usize = 20;
 
 fn check_set(set: &EvalSet, min_cases: usize) {
     assert!(
