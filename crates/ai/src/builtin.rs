@@ -867,12 +867,3 @@ mod tests {
         assert!(s.plan.contains("follow-up 1 week"), "{s:?}");
     }
 }
-#[cfg(test)]
-mod debug_sort {
-    #[test]
-    fn debug_env() {
-        if let Ok(t) = std::env::var("SOAP_DEBUG") {
-            println!("{:#?}", super::draft_soap_sections(&t));
-        }
-    }
-}
