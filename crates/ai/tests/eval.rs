@@ -134,3 +134,52 @@ async fn eval_dev_openai_stand_in() {
         "one provider call per served case"
     );
 }
+
+/// The evaluation set against any OpenAI-compatible server (a clinic's own
+/// model): `AMAL_EVAL_LLM_URL=http://127.0.0.1:11434/v1 AMAL_EVAL_LLM_MODEL=llama3.1
+/// cargo test -p ai --test eval eval_against_a_real_model -- --nocapture`
+/// (`AMAL_EVAL_SPLIT=test` for the test split, `AMAL_EVAL_LIMIT=N` for the
+/// first N cases, `AMAL_EVAL_TIMEOUT` seconds per call, default 120).
+/// Refusals come from the guard in front of the model, so every case that
+/// must be refused must still be refused with its reason; what the model
+/// makes of the served cases is reported, not asserted.
+#[tokio::test]
+async fn eval_against_a_real_model() {
+    let Ok(url) = std::env::var("AMAL_EVAL_LLM_URL") else {
+        eprintln!("skipped: AMAL_EVAL_LLM_URL not set");
+        return;
+    };
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+    let mut set = match env("AMAL_EVAL_SPLIT").as_deref() {
+        Some("test") => load_eval_test(),
+        _ => load_eval(),
+    };
+    if let Some(n) = env("AMAL_EVAL_LIMIT").and_then(|n| n.parse::<usize>().ok()) {
+        set.cases.truncate(n);
+    }
+    let assistant = ai::Assistant::from_config(&ai::AiConfig {
+        base_url: Some(url),
+        model: env("AMAL_EVAL_LLM_MODEL"),
+        api_key: env("AMAL_EVAL_LLM_API_KEY"),
+        timeout_secs: env("AMAL_EVAL_TIMEOUT")
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(120),
+    });
+    let started = std::time::Instant::now();
+    let score = run_eval(&assistant, &set, false).await;
+    report("real model", &score);
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "{} cases in {secs:.1} s ({:.1} s per case; refused cases never reach the model)",
+        score.total(),
+        secs / score.total().max(1) as f64
+    );
+    let missed: Vec<&(String, String)> = score
+        .wrong
+        .iter()
+        .filter(|(_, why)| {
+            why.starts_with("served, expected refusal") || why.starts_with("refused as ")
+        })
+        .collect();
+    assert!(missed.is_empty(), "requests not refused: {missed:?}");
+}
