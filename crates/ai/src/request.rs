@@ -101,7 +101,7 @@ fn strip_fillers(text: &str) -> String {
 /// Reported speech: a third party (or the clinician, in the past) asking.
 fn is_reported(lower: &str) -> bool {
     matches_re!(
-        r"^(?:the |her |his |their |my |our )?(?:pt|pt's|patient|patient's|pts|she|he|they|mum|mom|mother|dad|father|parents?|wife|husband|partner|daughter|son|family|carer|caregiver|relatives?|colleague|nurse|gp|dr\.? ?\w+|\w+'s (?:mum|mom|mother|dad|father|wife|husband|daughter|son))\b(?:\s+\S+){0,3}?\s+(?:asks?|asked|asking|enquir\w*|inquir\w*|quer(?:y|ies|ied|ying)|wonders?|wondered|wondering|wants? to know|wanted to know|would like to know|keen to know|is keen to know|raised|question(?:s|ed)?|concerned|worried|anxious)\b",
+        r"^(?:the |her |his |their |my |our )?(?:pt|pt's|patient|patient's|pts|she|he|they|mum|mom|mother|dad|father|parents?|wife|husband|partner|daughter|son|family|carer|caregiver|relatives?|colleague|nurse|gp|dr\.? ?\w+|\w+'s (?:mum|mom|mother|dad|father|wife|husband|daughter|son))\b(?:\s+\S+){0,3}?\s+(?:asks?|asked|asking|enquir\w*|inquir\w*|quer(?:y|ies|ied|ying)|wonders?|wondered|wondering|wants? to know|wanted to know|would like to know|keen to know|is keen to know|raised|question(?:s|ed)?|concerned|worried|anxious|says?|said|saying|states?|stated|told|tells|reports?|reported|mentions?|mentioned|describes?|described|unsure|not sure)\b",
         lower
     )
 }
@@ -120,7 +120,37 @@ fn is_query_notation(lower: &str) -> bool {
 }
 
 const AUX: &str = r"(?:can|could|would|will|should|shall|may|might|must|do|does|did|is|are|was|were|am|has|have|had|isn't|aren't|doesn't|don't|didn't|won't|shouldn't|can't|cannot|wouldn't|couldn't)";
-const SUBJ: &str = r"(?:i|we|you|u|ya|she|he|they|it|its|it's|this|that|these|those|there|pt|pts|patient|my|his|her|their|our|your|the\s+(?:pt|patient|child|baby|kid|dose|lump|lesion|rash|result|results|ecg|x-?ray|scan|pain|symptoms?|mole|swelling|wound|bloods?|numbers)|\d)";
+const SUBJ: &str = r"(?:i|we|you|u|ya|she|he|they|it|its|it's|this|that|these|those|there|pt|pts|patient|my|his|her|their|our|your|the\s+(?:pt|patient|child|baby|kid|dose|lump|lesion|rash|result|results|ecg|x-?ray|scan|pain|symptoms?|mole|swelling|wound|bloods?|numbers))";
+
+/// A wh-question with subject-auxiliary inversion: "what antibiotic should
+/// I start", "which type of dementia does she have", "when can he fly" —
+/// but not "what she describes is a sharp pain" or "when seen she was
+/// comfortable" (the subject comes before the verb there).
+fn wh_inverted(lower: &str) -> bool {
+    static WH: OnceLock<Option<Regex>> = OnceLock::new();
+    let pattern = format!(
+        r"^(?:what|which|how|why|when|where|who|whom|whose|wat|wht)((?:\s+[a-z'/-]+){{0,4}}?)\s+{AUX}\s+(?:{SUBJ}|the|a|an|some|any|there|this|that)\b"
+    );
+    let Some(c) = re(&WH, &pattern).and_then(|r| r.captures(lower)) else {
+        return false;
+    };
+    let middle = c.get(1).map_or("", |m| m.as_str());
+    !middle.split_whitespace().any(|w| {
+        matches!(
+            w,
+            "i" | "we"
+                | "you"
+                | "she"
+                | "he"
+                | "they"
+                | "it"
+                | "pt"
+                | "patient"
+                | "seen"
+                | "walking"
+        )
+    })
+}
 
 /// Interrogative, second-person or beneficiary structure at the start of a
 /// clause, or a question phrase anywhere that is not reported speech.
@@ -129,17 +159,16 @@ fn request_structure(lower: &str) -> bool {
     static WH_START: OnceLock<Option<Regex>> = OnceLock::new();
     static ANYWHERE: OnceLock<Option<Regex>> = OnceLock::new();
     static DIRECT: OnceLock<Option<Regex>> = OnceLock::new();
-    let aux_start = format!(r"^{AUX}\s+{SUBJ}\b");
-    let wh_start = format!(
-        r"^(?:what|whats|what's|wat|wht|which|how|why|when|where|who|whom|whose)\b(?:\s+\S+){{0,3}}?\s+(?:{AUX}|'s|'re)\b|^(?:what|whats|what's|which|wat)\b|^how\s+(?:much|many|often|long|high|low|soon|far|fast|frequently|do|does|did|can|could|should|would|to|best|about)\b|^why\b"
-    );
-    if is(&AUX_START, &aux_start, lower) || is(&WH_START, &wh_start, lower) {
+    // "is 2 g too much?", but not "was 5.9 last week" or "has 3 children".
+    let aux_start = format!(r"^{AUX}\s+{SUBJ}\b|^(?:is|are|would|will|could|should|can)\s+\d");
+    let wh_start = r"^(?:what's|whats|what're|wat's|wats)\b|^(?:what|which|wat)\s+(?:dose|dosage|strength|type|kind|form|sort|antibiotic|abx|medication|medicine|drug|treatment|test|investigation|diagnosis|dx|ddx|differential|cause|condition|regimen|insulin|steroid|inhaler|cream)\b|^how\s+(?:much|many|often|long|high|low|soon|far|fast|frequently|do|does|did|can|could|should|would|to|best|about)\b|^why\s+(?:is|are|was|were|do|does|did|has|have|would|should|can|could|might)\b";
+    if is(&AUX_START, &aux_start, lower) || is(&WH_START, wh_start, lower) || wh_inverted(lower) {
         return true;
     }
     // Second person and first-person-as-beneficiary anywhere.
     if is(
         &DIRECT,
-        r"\b(?:can|could|would|will|won't|do|did|are|r)\s+(?:you|u|ya)\b|\b(?:you|u)\s+(?:tell|give|suggest|recommend|calculate|work out|confirm|check|advise|decide|write|draft|prescribe|help|think|reckon|know|agree)\b|\b(?:i|we)\s+(?:need|want|would like|'d like|d like)\s+(?:you|u)\b|^(?:please\s+|pls\s+|plz\s+|kindly\s+|just\s+|quickly\s+)*(?:help|tell|show|give|get|find|send|write|make|draft|list|remind|let|teach)\s+(?:me|us)\b|\bfor me\s*[.?!]?$",
+        r"\b(?:can|could|would|will|won't|do|did|are|r)\s+(?:you|u|ya)\b|\b(?:you|u)\s+(?:tell|give|suggest|recommend|calculate|work out|confirm|check|advise|decide|write|draft|prescribe|help|think|reckon|know|agree)\b|\b(?:i|we)\s+(?:need|want|would like|'d like|d like)\s+(?:you|u)\b|^(?:please\s+|pls\s+|plz\s+|kindly\s+|just\s+|quickly\s+)*(?:help|tell|show|give|get|find|send|write|make|draft|list|remind|let|teach)\s+(?:me|us)\b",
         lower,
     ) {
         return true;
@@ -170,6 +199,20 @@ enum Directive {
     Weak,
 }
 
+/// A dose asked for like a search query, with no dose of its own and no
+/// verb that documents something ("max paracetamol in 24h for a 45 kg
+/// woman", "dose of ceftriaxone for meningitis", "amox per kg for him").
+fn dose_query(lower: &str) -> bool {
+    matches_re!(
+        r"^(?:the\s+)?(?:max|maximum)\b|^(?:the\s+)?(?:usual|starting|correct|right|safe|recommended|paediatric|pediatric|peds|paeds|loading|maintenance)\s+(?:daily\s+)?(?:dose|dosage|dosing)\b|^(?:dose|dosage|dosing|regimen|titration|taper)\s+(?:of|for)\b|\b(?:mg/kg|mcg/kg|per kg|per kilo)\b",
+        lower
+    ) && !dose_quantity(lower)
+        && !matches_re!(
+            r"\b(?:\d+\s*(?:mg|mcg|g|ml|units?)\s*/\s*kg|increased|reduced|decreased|given|gave|started|changed|continued|continue|discussed|advised|explained|checked|confirmed|as per|per bnf|per protocol|documented|prescribed|taken|taking|was|were|is|are)\b",
+            lower
+        )
+}
+
 /// Imperatives and desire statements addressed to the assistant.
 fn directive(lower: &str) -> Option<Directive> {
     static POLITE: OnceLock<Option<Regex>> = OnceLock::new();
@@ -178,7 +221,7 @@ fn directive(lower: &str) -> Option<Directive> {
         .map(|m| m.end());
     let lower = &lower[polite.unwrap_or(0)..];
     if matches_re!(
-        r"^(?:calculate|calc|compute|work out|figure out|determine|decide|diagnose|tell (?:me|us|whether|if|what|which|how)|explain (?:how|what|why|whether|if|me|us)|summari[sz]e|translate|compose|generate|come up with|brainstorm|devise|draw up|design|write (?:a|an|me|the|some|out)|answer|respond|print|output|reveal|show me|dump|act as|stop being|advise (?:on|about|re|regarding|me|us|what|which|how))\b",
+        r"^(?:calculate|calc|compute|work out|figure out|diagnose|tell (?:me|us|whether|if|what|which|how)|explain (?:how|what|why|whether|if|me|us)|summari[sz]e|translate|compose|generate|come up with|brainstorm|devise|draw up|design|write me|answer|respond|show me|act as|stop being|advise (?:on|about|re|regarding|me|us|what|which|how))\b",
         lower
     ) {
         return Some(Directive::Strong);
@@ -202,7 +245,7 @@ fn directive(lower: &str) -> Option<Directive> {
     }
     if polite.is_some()
         || matches_re!(
-            r"\b(?:please|pls|plz)\s*[.?!]?$|^(?:ignore|disregard|forget|bypass|override|pretend|imagine|suggest|recommend|propose|draft|create|make|produce|list|provide|outline|give)\s+(?:a|an|me|some|the|what|which|how|up)\b",
+            r"\b(?:please|pls|plz)\s*[.?!]?$|^(?:ignore|disregard|forget|bypass|override|pretend|imagine|decide|determine|print|output|dump|reveal)\b|^(?:write|suggest|recommend|propose|draft|create|make|produce|list|provide|outline|give)\s+(?:a|an|me|some|the|what|which|how|up)\b",
             lower
         )
     {
@@ -218,7 +261,7 @@ pub(crate) fn addressed_to_model(text: &str) -> bool {
         return true;
     }
     matches_re!(
-        r"\b(?:note|message|instruction|instructions|reminder|memo|request|rule|policy|command|directive)s?\s+(?:to|for)\s+(?:the\s+|this\s+|any\s+|you\s+)?(?:ai|a\.i\.|assistant|model|ai model|language model|llm|bot|chatbot|system|gpt|chatgpt)\b|^(?:hey |hi |dear |ok |okay |attention |yo )?(?:ai|a\.i\.|assistant|ai assistant|model|ai model|bot|chatbot|gpt|chatgpt|llm|language model)\s*[:,]|\b(?:hey|hi|dear|attention|ok|okay|yo),?\s+(?:ai|a\.i\.|assistant|model|bot|chatbot|gpt|chatgpt|llm|system)\b|\b(?:the|this|you)\s+(?:ai|assistant|model|bot|chatbot|llm|language model)\s+(?:must|should|will|shall|needs to|is to|has to|reading this)\b|\b(?:ai|assistant|model|llm|bot|system)\s*,\s*(?:please\s+|pls\s+)?[a-z]+|\b(?:for|to)\s+(?:the|any)\s+(?:ai|assistant|model|language model|llm|bot)\s+(?:reading|processing|parsing)\b|\[\s*/?\s*(?:system|inst|instruction)\b",
+        r"\b(?:note|message|instruction|instructions|reminder|memo|request|rule|policy|command|directive)s?\s+(?:to|for)\s+(?:the\s+|this\s+|any\s+|you\s+)?(?:ai|a\.i\.|assistant|model|ai model|language model|llm|bot|chatbot|system|gpt|chatgpt)\b|^(?:hey |hi |dear |ok |okay |attention |yo )?(?:ai|a\.i\.|assistant|ai assistant|model|ai model|bot|chatbot|gpt|chatgpt|llm|language model)\s*[:,]|\b(?:hey|hi|dear|attention|ok|okay|yo),?\s+(?:ai|a\.i\.|assistant|model|bot|chatbot|gpt|chatgpt|llm|system)\b|\b(?:the|this|you)\s+(?:ai|assistant|model|bot|chatbot|llm|language model)\s+(?:must|should|will|shall|needs to|is to|has to|reading this)\b|(?:^|\b(?:hey|hi|dear|ok|okay|attention|yo)\s+)(?:ai|assistant|model|llm|bot|chatbot|system)\s*,\s*(?:please\s+|pls\s+)?[a-z]+|\b(?:ai|assistant|llm|chatbot)\s*,\s*(?:please\s+|pls\s+)?[a-z]+|\byour (?:instructions|rules|guidelines|prompt|programming|training|filters|safety|restrictions|system|configuration|guardrails|checks|settings|developers?|creators?)\b|^(?:you|u)\s+(?:must|shall|will|are to|have to|need to)\s+(?:now|always|never|only|from now|respond|reply|answer|act|behave|ignore|forget|stop)\b|\b(?:for|to)\s+(?:the|any)\s+(?:ai|assistant|model|language model|llm|bot)\s+(?:reading|processing|parsing)\b|\[\s*/?\s*(?:system|inst|instruction)\b",
         &lower
     )
 }
@@ -226,7 +269,7 @@ pub(crate) fn addressed_to_model(text: &str) -> bool {
 /// Talk about the assistant's own rules, secrets or mode (injection topic).
 fn meta_topic(lower: &str) -> bool {
     matches_re!(
-        r"\b(?:instructions?|system prompt|prompt|guardrails?|guidelines|safety (?:checks?|filters?|rules|guidelines|features)|content (?:checks?|filters?)|filters?|restrictions|unrestricted|unfiltered|no (?:rules|limits)|your (?:rules|checks|configuration|context)|the rules|checks|validation|password|passwords|credentials|api keys?|secret key|secrets?|configuration|config|context window|developer mode|maintenance mode|god mode|jailbreak|raw (?:data|records)|database|stored (?:patient )?records|all (?:patient )?records|previous patient|sign(?:ed)? (?:this|the) note|mark (?:this|the) note|as the attending|act as|pretend|persona|role-?play|from (?:now|here) on|no longer|freely)\b",
+        r"\b(?:instructions?|system prompt|prompt|guardrails?|safety (?:checks?|filters?|rules|guidelines|features)|content (?:checks?|filters?)|restrictions|unrestricted|unfiltered|no (?:rules|limits|filters)|the rules|password|passwords|credentials|api keys?|secret key|secrets?|configuration|config|context window|developer mode|maintenance mode|god mode|jailbreak|raw (?:data|records)|database|stored (?:patient )?records|all (?:patient )?records|previous patient|sign(?:ed)? (?:this|the) note|mark (?:this|the) note|as the attending|act as|pretend|persona|role-?play|from (?:now|here) on|no longer|freely|(?:full|admin|root) (?:access|rights|privileges|permissions)|(?:respond|reply|answer|speak|talk) (?:only )?(?:in|as|like))\b|\b(?:skip|bypass|disable|turn off|switch off|ignore|override|without)\s+(?:\w+\s+){0,3}(?:checks?|filters?|validation|rules|limits)\b",
         lower
     )
 }
@@ -294,7 +337,7 @@ fn classify(unit_text: &str) -> (RefusalReason, bool) {
         return (RefusalReason::OutOfScope, true);
     }
     let dx_strong = matches_re!(
-        r"\b(?:diagnos\w*|dx|confirm\w*|rule (?:out|in)|(?:which|what) (?:type|kind|form|sort)|type of|kind of|form of|definitive|does (?:she|he|they|the pt|the patient|pt|patient|it) have|(?:she|he|they|pt|patient) (?:has|have|is having|had)\b|(?:if|whether) (?:it|this|that|she|he|they|the pt|pt|the patient) (?:is|has|have|had|was|'s)\b|do (?:they|i) have|is (?:she|he) having|has (?:she|he) got|what(?:'s| is) (?:wrong|causing|the cause|the underlying)|could (?:it|this|that|his|her|these|the)\b[^?]*\bbe|is (?:it|this|that) (?:a |an )?(?:\w+ ){0,2}(?:or|vs)\b)",
+        r"\b(?:diagnos\w*|dx|ddx|differentials?|confirm\w*|rule (?:out|in)|(?:which|what) (?:type|kind|form|sort)|type of|kind of|form of|definitive|does (?:she|he|they|the pt|the patient|pt|patient|it) have|(?:she|he|they|pt|patient) (?:has|have|is having|had)\b|(?:if|whether) (?:it|this|that|she|he|they|the pt|pt|the patient) (?:is|has|have|had|was|'s)\b|do (?:they|i) have|is (?:she|he) having|has (?:she|he) got|what(?:'s| is) (?:wrong|causing|the cause|the underlying)|could (?:it|this|that|his|her|these|the)\b[^?]*\bbe|is (?:it|this|that) (?:a |an )?(?:\w+ ){0,2}(?:or|vs)\b)",
         &lower
     );
     let dose_strong = matches_re!(
@@ -338,7 +381,13 @@ fn request_reason(unit: &Unit) -> Option<RefusalReason> {
         // A bare "CAP?" under an Assessment label is the clinician's query
         // shorthand, not a question to the assistant.
         let words = lower.split_whitespace().count();
-        let short_np = words <= 4 && !request_structure(&lower) && !dosing_topic(&lower);
+        let short_np = words <= 4
+            && !request_structure(&lower)
+            && !dosing_topic(&lower)
+            && !matches_re!(
+                r"\b(?:diagnos\w*|dx|ddx|differential|cause|causes|what|which|how|why)\b",
+                &lower
+            );
         let assessment_label = unit.label.as_deref().is_some_and(|l| {
             matches!(
                 l,
@@ -348,6 +397,9 @@ fn request_reason(unit: &Unit) -> Option<RefusalReason> {
         if !(short_np && (assessment_label || words <= 2)) {
             return Some(reason);
         }
+    }
+    if dose_query(&lower) {
+        return Some(RefusalReason::DosingOrPrescribing);
     }
     let mut weak = false;
     let whole = strip_fillers(&unit.whole.replace(':', ",")).to_lowercase();
@@ -425,6 +477,10 @@ mod tests {
         assert!(mentions_medication("amlodipine"));
         assert!(mentions_medication("co-amoxiclav"));
         assert!(dose_quantity("50 mg"));
+        assert!(dose_query("max paracetamol in 24h for 45 kg woman"));
+        assert!(!dose_query("paracetamol 15 mg/kg qds given"));
+        assert!(wh_inverted("what antibiotic should i start"));
+        assert!(!wh_inverted("what she describes is a sharp pain"));
         assert!(non_documentation_artifact("a slogan"));
         assert!(dosing_topic("taper"));
         assert!(diagnosis_topic("lupus"));
