@@ -85,7 +85,7 @@ const OUT_OF_SCOPE: &[&str] = &[
 
 /// Words that make text look like clinical documentation.
 const CLINICAL_HINTS: &[&str] = &[
-    r"\b(feel\w*|complain(?:s|ing|ed)?|better|worse|improv\w*|tolerat\w*|doing well|patient|pt|pts|y/?o|year[- ]old|male|female|man|woman|boy|girl|infant|child|history|hx|complains?|c/o|reports?|denies|presents?|symptoms?|sx|exam|examination|vitals?|assessment|impression|diagnosis|dx|follow[- ]?up|f/u|refer(ral)?|prescri\w+|medications?|meds?|allerg\w*|labs?|results?|smear|cervix|sutures?|dressing|bloods?|vaccin\w*|immunis\w*|immuniz\w*|injection|referr\w*|lives (?:alone|with)|mobile|mobility|walking (?:aid|stick|frame)|zimmer|carers?|care package|adls?|independent(?:ly)?|smok\w*|alcohol|drinks|units/week|diet|exercise|weight bear\w*|continen\w*|memory|cognition|falls?)\b",
+    r"\b(feel\w*|complain(?:s|ing|ed)?|better|worse|improv\w*|tolerat\w*|doing well|patient|pt|pts|y/?o|year[- ]old|male|female|man|woman|boy|girl|infant|child|history|hx|complains?|c/o|reports?|denies|presents?|symptoms?|sx|exam|examination|vitals?|assessment|impression|diagnosis|dx|follow[- ]?up|f/u|refer(ral)?|prescri\w+|medications?|meds?|allerg\w*|labs?|results?|smear|cervix|sutures?|dressing|bloods?|vaccin\w*|immunis\w*|immuniz\w*|injection|referr\w*|lives (?:alone|with)|mobile|mobility|walking (?:aid|stick|frame)|zimmer|carers?|care package|adls?|independent(?:ly)?|smok\w*|alcohol|drinks|units/week|diet|exercise|weight bear\w*|continen\w*|memory|cognition|falls?|mobilis\w*|mobiliz\w*|frame|bowels?|eating|drinking|dos(?:e|es|ed|ing|age)|pharmac\w+|\w+olog(?:y|ist|ists))\b",
     r"\b(pain|ache|cough|fever|chills|nausea|vomiting|diarrh\w+|constipation|headache|dizz\w+|fatigue|tired|dyspnea|breath|palpitations|throat|nose|congestion|rash|itch\w*|insomnia|weakness|numb\w*|tingling|bleeding|dysuria|urin\w+|malaise|appetite|weight|sweats|anxi\w+|depress\w+|mood|sleep|injury|fall|wound|swelling|swollen|lump|bruis\w+|sprain|fracture|burn|bite|sting)\b",
     r"\b(bp|hr|rr|spo2|o2|sats?|temp|temperature|pulse|blood pressure|heart rate|bmi|lungs?|heart|abdomen|abd|chest|skin|ears?|eyes?|tender\w*|edema|murmur|crackles|wheez\w*|clear|soft|nad|ctab|rrr|afebrile|febrile)\b",
     r"\b(htn|dm2?|t2dm|copd|chf|cad|ckd|gerd|uti|uri|afib|asthma|diabetes|hypertension|pneumonia|infection|viral|bacterial|migraine|sinusitis|pharyngitis|otitis|cellulitis|gastroenteritis|anemia|thyroid|cholesterol|glucose|a1c|hba1c|creatinine|potassium|sodium|inr|troponin|ecg|ekg|cxr|x-ray|ultrasound|ct|mri)\b",
@@ -160,6 +160,7 @@ pub(crate) fn check_note_input(input: &str, note_type: Option<&str>) -> Result<(
 pub(crate) fn clinical_content(text: &str) -> bool {
     any(&patterns().clinical, text)
         || request::mentions_medication(&text.to_lowercase())
+        || crate::abbrev::expand(text) != text
         || crate::builtin::clinical_cue_score(text) >= 2
 }
 
