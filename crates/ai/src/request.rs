@@ -303,7 +303,7 @@ fn non_documentation_artifact(lower: &str) -> bool {
 
 fn dosing_topic(lower: &str) -> bool {
     matches_re!(
-        r"\b(?:doses?|dosage|dosing|dosed|mg|mcg|micrograms?|milligrams?|µg|ug|units?|iu|mls?|mg/kg|mcg/kg|/kg|per kg|per kilo|a kilo|kgs?|regimen|titrat\w*|uptitrat\w*|taper\w*|wean\w*|sliding scale|how much|how many|how often|frequency|max|maximum|strength|double|doubl\w+|halve|half|bump|up (?:his|her|their|the)|go (?:up|higher|lower|down)|step (?:up|down)|increase|decrease|reduce|lower|raise|switch\w*|convert\w*|conversion|start\w*|restart\w*|prescri\w*|rx|refill|loading|maintenance|fluid rate|infusion|replace|give|giving|take|taking|administer|course|inhalers?|puffs?|tablets?|tabs|pills?|antibiotics?|abx|insulin|medications?|meds|medicine|drugs?)\b|\b\d+(?:\.\d+)?\s*(?:g|mg|mcg|ml)\b",
+        r"\b(?:doses?|dosage|dosing|dosed|mg|mcg|micrograms?|milligrams?|µg|ug|units?|iu|mls?|mg/kg|mcg/kg|/kg|per kg|per kilo|a kilo|kgs?|regimen|titrat\w*|uptitrat\w*|taper\w*|wean\w*|sliding scale|frequency|max|maximum|strength|double|doubl\w+|halve|half|bump|up (?:his|her|their|the)|go (?:up|higher|lower|down)|step (?:up|down)|increase|decrease|reduce|lower|raise|switch\w*|convert\w*|conversion|start\w*|restart\w*|prescri\w*|rx|refill|loading|maintenance|fluid rate|infusion|replace|give|giving|take|taking|administer|course|inhalers?|puffs?|tablets?|tabs|pills?|antibiotics?|abx|insulin|medications?|meds|medicine|drugs?|fluids?|per (?:hour|day|kg))\b|\b\d+(?:\.\d+)?\s*(?:g|mg|mcg|ml)\b",
         lower
     ) || mentions_medication(lower)
 }
@@ -335,7 +335,7 @@ pub(crate) fn medication_terms(lower: &str) -> Vec<String> {
 
 fn diagnosis_topic(lower: &str) -> bool {
     matches_re!(
-        r"\b(?:have|has|having|got|suffer\w*|diagnos\w*|dx|ddx|confirm\w*|rule (?:out|in)|r/o|type|types|kind|form|sort|definitive|final|causing|cause|causes|condition|disease|disorder|syndrome|illness|wrong with|underlying|explains?|could (?:it|this|that|his|her|these|the)\b[^?]*\bbe|serious|cancer|malignan\w*|tumou?rs?|benign|infection|fracture|stroke|tia|mi|stemi|heart attack|sepsis|meningitis|appendicitis|pneumonia|bronchitis|asthma|copd|diabetes|dementia|alzheimer\w*|parkinson\w*|lupus|ms|multiple sclerosis|arthritis|gout|dvt|pe|uti|ibs|covid|shingles|cellulitis|eczema|lymphoma|leuka?emia|anaemia|anemia|thyroid|hypothyroidism|hyperthyroidism|osteoporosis|coeliac|celiac|bipolar|depression|anxiety|adhd|autism|heart failure|hf|af|afib)\b|\b\w+(?:itis|osis|oses|omas?|aemia|emia|pathy|algia|iasis|plasia|ectasis|trophy)\b",
+        r"\b(?:have|has|having|got|suffer\w*|diagnos\w*|dx|ddx|confirm\w*|rule (?:out|in)|r/o|type|types|kind|form|sort|definitive|final|causing|cause|causes|condition|disease|disorder|syndrome|illness|wrong with|underlying|explains?|could (?:it|this|that|his|her|these|the)\b[^?]*\bbe|serious|cancer|malignan\w*|tumou?rs?|benign|infection|fracture|stroke|tia|mi|stemi|heart attack|sepsis|meningitis|appendicitis|pneumonia|bronchitis|asthma|copd|diabetes|dementia|alzheimer\w*|parkinson\w*|lupus|ms|multiple sclerosis|arthritis|gout|dvt|pe|uti|ibs|covid|shingles|cellulitis|eczema|lymphoma|leuka?emia|anaemia|anemia|thyroid|hypothyroidism|hyperthyroidism|osteoporosis|coeliac|celiac|bipolar|depression|anxiety|adhd|autism|heart failure|hf|af|afib|bleed|haemorrhage|hemorrhage|clot|embolism|thrombosis)\b|\b\w+(?:itis|osis|oses|omas?|aemia|emia|pathy|algia|iasis|plasia|ectasis|trophy)\b",
         lower
     )
 }
@@ -352,13 +352,20 @@ fn classify(unit_text: &str) -> (RefusalReason, bool) {
         return (RefusalReason::OutOfScope, true);
     }
     let dx_strong = matches_re!(
-        r"\b(?:diagnos\w*|dx|ddx|differentials?|confirm\w*|rule (?:out|in)|(?:sounds?|looks?|seems?) like|consistent with|what(?:'s| is| are)\s+(?:this|that|these|those|it)\b|suggestive of|points? to|due to|caused by|(?:which|what) (?:type|kind|form|sort)|type of|kind of|form of|definitive|does (?:she|he|they|the pt|the patient|pt|patient|it) have|(?:she|he|they|pt|patient) (?:has|have|is having|had)\b|(?:if|whether) (?:it|this|that|she|he|they|the pt|pt|the patient) (?:is|has|have|had|was|'s)\b|do (?:they|i) have|is (?:she|he) having|has (?:she|he) got|what(?:'s| is) (?:wrong|causing|the cause|the underlying)|could (?:it|this|that|his|her|these|the)\b[^?]*\bbe|(?:is|are|was) (?:it|this|that|she|he|they|the \w+) (?:a |an )?(?:\w+ ){0,2}(?:or|vs)\b)",
+        r"\b(?:diagnos\w*|dx|ddx|differentials?|confirm\w*|rule (?:out|in)|(?:sounds?|looks?|seems?) like|consistent with|coming from|related to|because of|secondary to|any chance|chance of|possibility|(?:it|this|that)(?:'s| is) (?:a |an )?(?:\w+ )?(?:bleed|clot|tumou?r|cancer|infection|fracture|stroke|\w+(?:itis|osis|oma|aemia|emia|pathy))\b|what(?:'s| is| are)\s+(?:this|that|these|those|it)\b|suggestive of|points? to|due to|caused by|(?:which|what) (?:type|kind|form|sort)|type of|kind of|form of|definitive|does (?:she|he|they|the pt|the patient|pt|patient|it) have|(?:she|he|they|pt|patient) (?:has|have|is having|had)\b|(?:if|whether) (?:it|this|that|she|he|they|the pt|pt|the patient) (?:is|has|have|had|was|'s)\b|do (?:they|i) have|is (?:she|he) having|has (?:she|he) got|what(?:'s| is) (?:wrong|causing|the cause|the underlying)|could (?:it|this|that|his|her|these|the)\b[^?]*\bbe|(?:is|are|was) (?:it|this|that|she|he|they|the \w+) (?:a |an )?(?:\w+ ){0,2}(?:or|vs)\b)",
         &lower
     );
+    let how_much = matches_re!(r"\b(?:how much|how many|how often)\b", &lower);
     let dose_strong = matches_re!(
-        r"\b(?:doses?|dosage|dosing|mg/kg|per kg|per kilo|regimen|titrat\w*|uptitrat\w*|taper\w*|wean\w*|sliding scale|how much|how many|how often|max|maximum|double|doubl\w+|halve|prescri\w*|rx)\b|\b\d+(?:\.\d+)?\s*(?:g|mg|mcg|ml|units?)\b",
+        r"\b(?:doses?|dosage|dosing|mg/kg|per kg|per kilo|regimen|titrat\w*|uptitrat\w*|taper\w*|wean\w*|sliding scale|max|maximum|double|doubl\w+|halve|prescri\w*|rx)\b|\b\d+(?:\.\d+)?\s*(?:g|mg|mcg|ml|units?)\b",
         &lower
-    );
+    ) || (how_much
+        && dosing_topic(
+            &lower
+                .replace("how much", "")
+                .replace("how many", "")
+                .replace("how often", ""),
+        ));
     // Both topics: a request that names a dose is about the dose; otherwise
     // the diagnosis wording decides ("is this 2 mm lesion malignant?").
     let names_dose = matches_re!(
@@ -512,6 +519,10 @@ mod tests {
         assert!(!wh_inverted("what she describes is a sharp pain"));
         assert!(non_documentation_artifact("a slogan"));
         assert!(dosing_topic("taper"));
+        assert_eq!(
+            classify("how many calories in a banana?").0,
+            RefusalReason::OutOfScope
+        );
         assert!(diagnosis_topic("lupus"));
         assert_eq!(
             classify("is it a uti or pyelo?").0,
