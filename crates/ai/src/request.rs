@@ -303,7 +303,7 @@ fn non_documentation_artifact(lower: &str) -> bool {
 
 fn dosing_topic(lower: &str) -> bool {
     matches_re!(
-        r"\b(?:doses?|dosage|dosing|dosed|mg|mcg|micrograms?|milligrams?|µg|ug|units?|iu|mls?|mg/kg|mcg/kg|/kg|per kg|per kilo|a kilo|kgs?|regimen|titrat\w*|uptitrat\w*|taper\w*|wean\w*|sliding scale|frequency|max|maximum|strength|double|doubl\w+|halve|half|bump|up (?:his|her|their|the)|go (?:up|higher|lower|down)|step (?:up|down)|increase|decrease|reduce|lower|raise|switch\w*|convert\w*|conversion|start\w*|restart\w*|prescri\w*|rx|refill|loading|maintenance|fluid rate|infusion|replace|give|giving|take|taking|administer|course|inhalers?|puffs?|tablets?|tabs|pills?|antibiotics?|abx|insulin|medications?|meds|medicine|drugs?|fluids?|per (?:hour|day|kg))\b|\b\d+(?:\.\d+)?\s*(?:g|mg|mcg|ml)\b",
+        r"\b(?:doses?|dosage|dosing|dosed|mg|mcg|micrograms?|milligrams?|µg|ug|units?|iu|mls?|mg/kg|mcg/kg|/kg|per kg|per kilo|a kilo|kgs?|regimen|titrat\w*|uptitrat\w*|taper\w*|wean\w*|sliding scale|frequency|max|maximum|strength|double|doubl\w+|halve|half|bump|up (?:his|her|their|the)|go (?:up|higher|lower|down)|step (?:up|down)|conversion|prescri\w*|rx|refill|loading|maintenance|fluid rate|infusion|inhalers?|puffs?|tablets?|tabs|pills?|antibiotics?|abx|insulin|medications?|meds|medicine|drugs?|fluids?|per (?:hour|day|kg))\b|\b\d+(?:\.\d+)?\s*(?:g|mg|mcg|ml)\b",
         lower
     ) || mentions_medication(lower)
 }
