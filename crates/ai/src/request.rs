@@ -119,7 +119,7 @@ fn is_query_notation(lower: &str) -> bool {
     lower.starts_with('?') || matches_re!(r"^(?:query|q/|possible|poss)\b", lower)
 }
 
-const AUX: &str = r"(?:can|could|would|will|should|shall|may|might|must|do|does|did|is|are|was|were|am|has|have|had|isn't|aren't|doesn't|don't|didn't|won't|shouldn't|can't|cannot|wouldn't|couldn't)";
+const AUX: &str = r"(?:shd|shld|shud|cud|cld|wud|wld|cn|can|could|would|will|should|shall|may|might|must|do|does|did|is|are|was|were|am|has|have|had|isn't|aren't|doesn't|don't|didn't|won't|shouldn't|can't|cannot|wouldn't|couldn't)";
 const SUBJ: &str = r"(?:i|we|you|u|ya|she|he|they|it|its|it's|this|that|these|those|there|pt|pts|patient|my|his|her|their|our|your|the\s+[a-z]+)";
 
 /// A wh-question with subject-auxiliary inversion: "what antibiotic should
@@ -250,7 +250,7 @@ fn directive(lower: &str) -> Option<Directive> {
     }
     if polite.is_some()
         || matches_re!(
-            r"\b(?:please|pls|plz)\s*[.?!]?$|^(?:ignore|disregard|forget|bypass|override|pretend|imagine|decide|determine|print|output|dump|reveal)\b|^(?:(?:i|we)\s+(?:need|want|would like|'d like)|needs?|want)\s+(?:a|an|the|some)\b|^(?:write|suggest|recommend|propose|draft|create|make|produce|list|provide|outline|give)\s+(?:a|an|me|some|the|what|which|how|up)\b",
+            r"\b(?:please|pls|plz)\s*[.?!]?$|^(?:ignore|disregard|forget|bypass|override|pretend|imagine|decide|determine|print|output|dump|reveal)\b|^(?:(?:i|we)\s+(?:need|want|would like|'d like)|needs?|want)\s+(?:a|an|the|some)\b|^(?:write|sug+[ae]st|rec+om+[ae]nd|propose|draft|create|make|produce|list|provide|outline|give)\s+(?:a|an|me|some|the|what|which|how|up)\b",
             lower
         )
     {
@@ -326,7 +326,7 @@ pub(crate) fn medication_terms(lower: &str) -> Vec<String> {
     static CELL: OnceLock<Option<Regex>> = OnceLock::new();
     let Some(r) = re(
         &CELL,
-        r"\b\w+(?:cillin|mycin|micin|floxacin|cycline|cef\w+|sartan|pril|olol|dipine|statin|prazole|tidine|onidine|gliptin|gliflozin|glutide|parin|xaban|gatran|triptan|oxetine|traline|opram|azepam|zolam|profen|fenac|coxib|olone|isone|asone|semide|thiazide|mab|tinib|ciclovir|clovir|afil|dronate|tropium|terol|sonide|lukast|codone|morphone|phine|madol|dopa|zapine|peridol|tiapine|setron|triptyline|pramine)\b|\b(?:metformin|insulin|warfarin|aspirin|paracetamol|acetaminophen|tylenol|nurofen|calpol|ibuprofen|naproxen|codeine|co-codamol|tramadol|morphine|oxycodone|fentanyl|gabapentin|pregabalin|levothyroxine|thyroxine|digoxin|lithium|methotrexate|prednisolone|prednisone|hydrocortisone|dexamethasone|salbutamol|albuterol|amox|amoxil|augmentin|co-amoxiclav|doxy|cipro|nitrofurantoin|trimethoprim|vitamin d|vit d|iron|ferrous \w+|potassium chloride|magnesium|adrenaline|epinephrine|ondansetron|metoclopramide|sertraline|citalopram|fluoxetine|mirtazapine|diazepam|lorazepam|zopiclone|allopurinol|colchicine|apixaban|rivaroxaban|enoxaparin|heparin|clopidogrel|bisoprolol|atenolol|metoprolol|propranolol|amlodipine|ramipril|lisinopril|losartan|candesartan|furosemide|spironolactone|atorvastatin|simvastatin|omeprazole|lansoprazole|cetirizine|loratadine|gentamicin|vancomycin|ceftriaxone|clarithromycin|azithromycin|penicillin|pen v|phenytoin|levetiracetam|sumatriptan)\b",
+        r"\b\w*(?:cillin|mycin|micin|floxacin|cycline|cef\w+|sartan|pril|olol|dipine|statin|prazole|tidine|onidine|gliptin|gliflozin|glutide|parin|xaban|gatran|triptan|oxetine|traline|opram|azepam|zolam|profen|fenac|coxib|olone|isone|asone|semide|thiazide|mab|tinib|ciclovir|clovir|afil|dronate|tropium|terol|sonide|lukast|codone|morphone|phine|madol|dopa|zapine|peridol|tiapine|setron|triptyline|pramine)\b|\b(?:metformin|insulin|warfarin|aspirin|paracetamol|acetaminophen|tylenol|nurofen|calpol|ibuprofen|naproxen|codeine|co-codamol|tramadol|morphine|oxycodone|fentanyl|gabapentin|pregabalin|levothyroxine|thyroxine|digoxin|lithium|methotrexate|prednisolone|prednisone|hydrocortisone|dexamethasone|salbutamol|albuterol|amox|amoxil|augmentin|co-amoxiclav|doxy|cipro|nitrofurantoin|trimethoprim|vitamin d|vit d|iron|ferrous \w+|potassium chloride|magnesium|adrenaline|epinephrine|ondansetron|metoclopramide|sertraline|citalopram|fluoxetine|mirtazapine|diazepam|lorazepam|zopiclone|allopurinol|colchicine|apixaban|rivaroxaban|enoxaparin|heparin|clopidogrel|bisoprolol|atenolol|metoprolol|propranolol|amlodipine|ramipril|lisinopril|losartan|candesartan|furosemide|spironolactone|atorvastatin|simvastatin|omeprazole|lansoprazole|cetirizine|loratadine|gentamicin|vancomycin|ceftriaxone|clarithromycin|azithromycin|penicillin|pen v|phenytoin|levetiracetam|sumatriptan)\b",
     ) else {
         return Vec::new();
     };
@@ -512,6 +512,15 @@ mod tests {
         assert!(is_query_notation("query gout"));
         assert!(mentions_medication("amlodipine"));
         assert!(mentions_medication("co-amoxiclav"));
+        assert!(mentions_medication("consider statin"));
+        assert_eq!(
+            r("recomend a dose of vit b12"),
+            Some("dosing_or_prescribing")
+        );
+        assert_eq!(
+            r("shd i increse his insulin"),
+            Some("dosing_or_prescribing")
+        );
         assert!(dose_quantity("50 mg"));
         assert!(dose_query("max paracetamol in 24h for 45 kg woman"));
         assert!(!dose_query("paracetamol 15 mg/kg qds given"));
