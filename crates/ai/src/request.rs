@@ -162,7 +162,12 @@ fn request_structure(lower: &str) -> bool {
     // "is 2 g too much?", but not "was 5.9 last week" or "has 3 children".
     let aux_start = format!(r"^{AUX}\s+{SUBJ}\b|^(?:is|are|would|will|could|should|can)\s+\d");
     let wh_start = r"^(?:what's|whats|what're|wat's|wats)\b|^(?:what|which|wat)\s+(?:dose|dosage|strength|type|kind|form|sort|antibiotic|abx|medication|medicine|drug|treatment|test|investigation|diagnosis|dx|ddx|differential|cause|condition|regimen|insulin|steroid|inhaler|cream)\b|^how\s+(?:much|many|often|long|high|low|soon|far|fast|frequently|do|does|did|can|could|should|would|to|best|about)\b|^why\s+(?:is|are|was|were|do|does|did|has|have|would|should|can|could|might)\b";
-    if is(&AUX_START, &aux_start, lower) || is(&WH_START, wh_start, lower) || wh_inverted(lower) {
+    // "Do the bloods in 2 weeks" is a plan, not "do the …?".
+    let plan_do = lower.starts_with("do the ") && !lower.ends_with('?');
+    if (is(&AUX_START, &aux_start, lower) && !plan_do)
+        || is(&WH_START, wh_start, lower)
+        || wh_inverted(lower)
+    {
         return true;
     }
     // Second person and first-person-as-beneficiary anywhere.
@@ -352,7 +357,7 @@ fn classify(unit_text: &str) -> (RefusalReason, bool) {
         return (RefusalReason::OutOfScope, true);
     }
     let dx_strong = matches_re!(
-        r"\b(?:diagnos\w*|dx|ddx|differentials?|confirm\w*|rule (?:out|in)|(?:sounds?|looks?|seems?) like|consistent with|coming from|related to|because of|secondary to|any chance|chance of|possibility|(?:it|this|that)(?:'s| is) (?:a |an )?(?:\w+ )?(?:bleed|clot|tumou?r|cancer|infection|fracture|stroke|\w+(?:itis|osis|oma|aemia|emia|pathy))\b|what(?:'s| is| are)\s+(?:this|that|these|those|it)\b|suggestive of|points? to|due to|caused by|(?:which|what) (?:type|kind|form|sort)|type of|kind of|form of|definitive|does (?:she|he|they|the pt|the patient|pt|patient|it) have|(?:she|he|they|pt|patient) (?:has|have|is having|had)\b|(?:if|whether) (?:it|this|that|she|he|they|the pt|pt|the patient) (?:is|has|have|had|was|'s)\b|do (?:they|i) have|is (?:she|he) having|has (?:she|he) got|what(?:'s| is) (?:wrong|causing|the cause|the underlying)|could (?:it|this|that|his|her|these|the)\b[^?]*\bbe|(?:is|are|was) (?:it|this|that|she|he|they|the \w+) (?:a |an )?(?:\w+ ){0,2}(?:or|vs)\b)",
+        r"\b(?:diagnos\w*|dx|ddx|differentials?|confirm\w*|rule (?:out|in)|(?:sounds?|looks?|seems?) like|fits? with|consistent with|coming from|related to|because of|secondary to|any chance|chance of|possibility|(?:it|this|that)(?:'s| is) (?:a |an )?(?:\w+ )?(?:bleed|clot|tumou?r|cancer|infection|fracture|stroke|\w+(?:itis|osis|oma|aemia|emia|pathy))\b|what(?:'s| is| are)\s+(?:this|that|these|those|it)\b|suggestive of|points? to|due to|caused by|(?:which|what) (?:type|kind|form|sort)|type of|kind of|form of|definitive|does (?:she|he|they|the pt|the patient|pt|patient|it) have|(?:she|he|they|pt|patient) (?:has|have|is having|had)\b|(?:if|whether) (?:it|this|that|she|he|they|the pt|pt|the patient) (?:is|has|have|had|was|'s)\b|do (?:they|i) have|is (?:she|he) having|has (?:she|he) got|what(?:'s| is) (?:wrong|causing|the cause|the underlying)|could (?:it|this|that|his|her|these|the)\b[^?]*\bbe|(?:is|are|was) (?:it|this|that|she|he|they|the \w+) (?:a |an )?(?:\w+ ){0,2}(?:or|vs)\b)",
         &lower
     );
     let how_much = matches_re!(r"\b(?:how much|how many|how often)\b", &lower);
@@ -585,5 +590,10 @@ mod tests {
         assert_eq!(r("Mum wants to know how much calpol to give."), None);
         assert_eq!(r("Recommend physio and weight loss."), None);
         assert_eq!(r("Advise rest and fluids. Give tetanus booster."), None);
+        assert_eq!(r("Do the bloods in 2 weeks."), None);
+        assert_eq!(
+            r("Does the picture fit with PMR"),
+            Some("definitive_diagnosis")
+        );
     }
 }
