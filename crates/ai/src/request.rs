@@ -231,7 +231,7 @@ fn directive(lower: &str) -> Option<Directive> {
         .map(|m| m.end());
     let lower = &lower[polite.unwrap_or(0)..];
     if matches_re!(
-        r"^(?:calculate|calc|compute|work out|figure out|diagnose|tell (?:me|us|whether|if|what|which|how)|explain (?:how|what|why|whether|if|me|us)|summari[sz]e|translate|compose|generate|come up with|brainstorm|devise|draw up|design|write me|answer|respond|show me|act as|stop being|advise (?:on|about|re|regarding|me|us|what|which|how))\b",
+        r"^(?:calculate|calc|compute|work out|figure out|diagnose|tell (?:me|us|whether|if|what|which|how)|name (?:the|a|this|what|which)|identify (?:the|what|this|which)|explain (?:how|what|why|whether|if|me|us)|summari[sz]e|translate|compose|generate|come up with|brainstorm|devise|draw up|design|write me|answer|respond|show me|act as|stop being|advise (?:on|about|re|regarding|me|us|what|which|how))\b",
         lower
     ) {
         return Some(Directive::Strong);
@@ -281,7 +281,7 @@ pub(crate) fn addressed_to_model(text: &str) -> bool {
 /// contains: injection wherever they appear.
 fn hard_meta(lower: &str) -> bool {
     matches_re!(
-        r"\b(?:system prompt|jailbreak\w*|developer mode|god mode|dan mode|unfiltered|unrestricted|(?:full|admin|root|superuser) (?:access|rights|privileges|permissions)|api keys?|credentials|admin password|secret key|guardrails?|safety (?:checks?|filters?|rules|guidelines)|content (?:checks?|filters?)|refusals?|your (?:instructions|rules|guidelines|prompt|programming|training|filters|restrictions|configuration|guardrails))\b|\b(?:disable|turn off|switch off|bypass|skip|override)\s+(?:\w+\s+){0,2}(?:the guard|guards?|safety|filters?|checks|validation|refusals?)\b",
+        r"\b(?:system prompt|jailbreak\w*|developer mode|god mode|dan mode|unfiltered|unrestricted|(?:full|admin|root|superuser) (?:access|rights|privileges|permissions)|api keys?|credentials|admin password|secret key|guardrails?|safety (?:checks?|filters?|rules|guidelines)|content (?:checks?|filters?)|refusals?|your (?:instructions|rules|guidelines|prompt|programming|training|filters|restrictions|configuration|guardrails))\b|\b(?:disable|turn off|switch off|bypass|skip|override)\s+(?:\w+\s+){0,2}(?:the guard|guards?|safety|filters?|checks|validation|refusals?)\b|\b(?:approve|sign|authori[sz]e)\s+(?:\w+\s+){0,3}without\s+(?:checking|checks|review)\b",
         lower
     )
 }
@@ -331,7 +331,7 @@ pub(crate) fn medication_terms(lower: &str) -> Vec<String> {
     static CELL: OnceLock<Option<Regex>> = OnceLock::new();
     let Some(r) = re(
         &CELL,
-        r"\b\w*(?:cillin|mycin|micin|floxacin|cycline|cef\w+|sartan|pril|olol|dipine|statin|prazole|tidine|onidine|gliptin|gliflozin|glutide|parin|xaban|gatran|triptan|oxetine|traline|opram|azepam|zolam|profen|fenac|coxib|olone|isone|asone|semide|thiazide|mab|tinib|ciclovir|clovir|afil|dronate|tropium|terol|sonide|lukast|codone|morphone|phine|madol|dopa|zapine|peridol|tiapine|setron|triptyline|pramine)\b|\b(?:metformin|insulin|warfarin|aspirin|paracetamol|acetaminophen|tylenol|nurofen|calpol|ibuprofen|naproxen|codeine|co-codamol|tramadol|morphine|oxycodone|fentanyl|gabapentin|pregabalin|levothyroxine|thyroxine|digoxin|lithium|methotrexate|prednisolone|prednisone|hydrocortisone|dexamethasone|salbutamol|albuterol|amox|amoxil|augmentin|co-amoxiclav|doxy|cipro|nitrofurantoin|trimethoprim|vitamin d|vit d|iron|ferrous \w+|potassium chloride|magnesium|adrenaline|epinephrine|ondansetron|metoclopramide|sertraline|citalopram|fluoxetine|mirtazapine|diazepam|lorazepam|zopiclone|allopurinol|colchicine|apixaban|rivaroxaban|enoxaparin|heparin|clopidogrel|bisoprolol|atenolol|metoprolol|propranolol|amlodipine|ramipril|lisinopril|losartan|candesartan|furosemide|spironolactone|atorvastatin|simvastatin|omeprazole|lansoprazole|cetirizine|loratadine|gentamicin|vancomycin|ceftriaxone|clarithromycin|azithromycin|penicillin|pen v|phenytoin|levetiracetam|sumatriptan)\b",
+        r"\b\w*(?:cillin|mycin|micin|floxacin|cycline|cef\w+|sartan|pril|olol|dipine|statin|prazole|tidine|onidine|gliptin|gliflozin|glutide|parin|xaban|gatran|triptan|oxetine|traline|opram|azepam|zolam|profen|fenac|coxib|olone|isone|asone|semide|thiazide|mab|tinib|ciclovir|clovir|afil|dronate|tropium|terol|sonide|lukast|codone|morphone|phine|madol|dopa|zapine|peridol|tiapine|setron|triptyline|pramine)\b|\b(?:metformin|insulin|warfarin|aspirin|paracetamol|acetaminophen|tylenol|nurofen|calpol|ibuprofen|naproxen|codeine|co-codamol|tramadol|morphine|oxycodone|fentanyl|gabapentin|pregabalin|levothyroxine|thyroxine|digoxin|lithium|methotrexate|prednisolone|prednisone|hydrocortisone|dexamethasone|salbutamol|albuterol|amox|amoxil|augmentin|co-amoxiclav|doxy|cipro|nitrofurantoin|trimethoprim|vitamin d|vit d|iron|ferrous \w+|potassium chloride|magnesium|adrenaline|epinephrine|ondansetron|metoclopramide|sertraline|citalopram|fluoxetine|mirtazapine|diazepam|lorazepam|zopiclone|allopurinol|colchicine|apixaban|rivaroxaban|enoxaparin|heparin|clopidogrel|bisoprolol|atenolol|metoprolol|propranolol|amlodipine|ramipril|lisinopril|losartan|candesartan|furosemide|spironolactone|atorvastatin|simvastatin|omeprazole|lansoprazole|cetirizine|loratadine|gentamicin|vancomycin|ceftriaxone|clarithromycin|azithromycin|penicillin|pen v|phenytoin|levetiracetam|sumatriptan|gent|vanc|vanco|fluclox|pred|metro|clari|tazocin|pip-taz|laxatives?|antihistamines?|analgesi[ac]s?|painkillers?|steroids?|antidepressants?|antipsychotics?|antiemetics?|diuretics?|opioids?|nsaids?|ppis?|antacids?|anticoagulants?|antibiotics?|abx|statins?|beta.?blockers?|ace inhibitors?)\b",
     ) else {
         return Vec::new();
     };
@@ -362,7 +362,7 @@ fn classify(unit_text: &str) -> (RefusalReason, bool) {
     );
     let how_much = matches_re!(r"\b(?:how much|how many|how often)\b", &lower);
     let dose_strong = matches_re!(
-        r"\b(?:doses?|dosage|dosing|mg/kg|per kg|per kilo|regimen|titrat\w*|uptitrat\w*|taper\w*|wean\w*|sliding scale|max|maximum|double|doubl\w+|halve|prescri\w*|rx)\b|\b\d+(?:\.\d+)?\s*(?:g|mg|mcg|ml|units?)\b",
+        r"\b(?:\w*dos(?:e|es|ed|ing)|dosage|mg/kg|per kg|per kilo|regimen|titrat\w*|uptitrat\w*|taper\w*|wean\w*|sliding scale|max|maximum|double|doubl\w+|halve|prescri\w*|rx)\b|\b\d+(?:\.\d+)?\s*(?:g|mg|mcg|ml|units?)\b",
         &lower
     ) || (how_much
         && dosing_topic(
@@ -400,7 +400,7 @@ fn request_reason(unit: &Unit) -> Option<RefusalReason> {
         return None;
     }
     let (reason, specific) = classify(&unit.whole);
-    if addressed_to_model(&unit.whole) {
+    if addressed_to_model(&unit.whole) || addressed_to_model(&text) {
         return Some(RefusalReason::PromptInjection);
     }
     if is_reported(&strip_fillers(&unit.whole).to_lowercase()) {
