@@ -272,7 +272,7 @@ pub(crate) fn addressed_to_model(text: &str) -> bool {
         return true;
     }
     matches_re!(
-        r"\b(?:note|message|instruction|instructions|reminder|memo|request|rule|policy|command|directive)s?\s+(?:to|for)\s+(?:the\s+|this\s+|any\s+|you\s+)?(?:ai|a\.i\.|assistant|model|ai model|language model|llm|bot|chatbot|system|gpt|chatgpt)\b|^(?:hey |hi |dear |ok |okay |attention |yo )?(?:ai|a\.i\.|assistant|ai assistant|model|ai model|bot|chatbot|gpt|chatgpt|llm|language model)\s*[:,]|\b(?:hey|hi|dear|attention|ok|okay|yo),?\s+(?:ai|a\.i\.|assistant|model|bot|chatbot|gpt|chatgpt|llm|system)\b|\b(?:the|this|you)\s+(?:ai|assistant|model|bot|chatbot|llm|language model)\s+(?:must|should|will|shall|needs to|is to|has to|reading this)\b|(?:^|\b(?:hey|hi|dear|ok|okay|attention|yo)\s+)(?:ai|assistant|model|llm|bot|chatbot|system)\s*,\s*(?:please\s+|pls\s+)?[a-z]+|\b(?:ai|assistant|llm|chatbot)\s*,\s*(?:please\s+|pls\s+)?[a-z]+|\byour (?:instructions|rules|guidelines|prompt|programming|training|filters|safety|restrictions|system|configuration|guardrails|checks|settings|developers?|creators?)\b|^(?:ai|assistant|model|bot|chatbot|llm)\s+(?:please|pls|plz|can you|could you|ignore|skip|stop|you|must|should)\b|^(?:you|u)\s+(?:must|shall|will|are to|have to|need to)\s+(?:now|always|never|only|from now|respond|reply|answer|act|behave|ignore|forget|stop)\b|\b(?:for|to)\s+(?:the|any)\s+(?:ai|assistant|model|language model|llm|bot)\s+(?:reading|processing|parsing)\b|\[\s*/?\s*(?:system|inst|instruction)\b",
+        r"\b(?:note|message|instruction|instructions|reminder|memo|request|rule|policy|command|directive)s?\s+(?:to|for)\s+(?:the\s+|this\s+|any\s+|you\s+)?(?:ai|a\.i\.|assistant|model|ai model|language model|llm|bot|chatbot|system|gpt|chatgpt)\b|^(?:hey |hi |dear |ok |okay |attention |yo )?(?:ai|a\.i\.|assistant|ai assistant|model|ai model|bot|chatbot|gpt|chatgpt|llm|language model)\s*[:,]|\b(?:hey|hi|dear|attention|ok|okay|yo),?\s+(?:ai|a\.i\.|assistant|model|bot|chatbot|gpt|chatgpt|llm|system)\b|\b(?:the|this|you)\s+(?:ai|assistant|model|bot|chatbot|llm|language model)\s+(?:must|should|will|shall|can|may|needs to|is to|has to|is allowed to|is permitted to|is free to|reading this)\b|(?:^|\b(?:hey|hi|dear|ok|okay|attention|yo)\s+)(?:ai|assistant|model|llm|bot|chatbot|system)\s*,\s*(?:please\s+|pls\s+)?[a-z]+|\b(?:ai|assistant|llm|chatbot)\s*,\s*(?:please\s+|pls\s+)?[a-z]+|\byour (?:instructions|rules|guidelines|prompt|programming|training|filters|safety|restrictions|system|configuration|guardrails|checks|settings|developers?|creators?)\b|^(?:ai|assistant|model|bot|chatbot|llm)\s+(?:please|pls|plz|can you|could you|ignore|skip|stop|you|must|should)\b|^(?:you|u)\s+(?:must|shall|will|are to|have to|need to)\s+(?:now|always|never|only|from now|respond|reply|answer|act|behave|ignore|forget|stop)\b|\b(?:for|to)\s+(?:the|any)\s+(?:ai|assistant|model|language model|llm|bot)\s+(?:reading|processing|parsing)\b|\[\s*/?\s*(?:system|inst|instruction)\b",
         &lower
     )
 }
@@ -340,7 +340,7 @@ pub(crate) fn medication_terms(lower: &str) -> Vec<String> {
 
 fn diagnosis_topic(lower: &str) -> bool {
     matches_re!(
-        r"\b(?:have|has|having|got|suffer\w*|diagnos\w*|dx|ddx|confirm\w*|rule (?:out|in)|r/o|type|types|kind|form|sort|definitive|final|causing|cause|causes|condition|disease|disorder|syndrome|illness|wrong with|underlying|explains?|could (?:it|this|that|his|her|these|the)\b[^?]*\bbe|serious|cancer|malignan\w*|tumou?rs?|benign|infection|fracture|stroke|tia|mi|stemi|heart attack|sepsis|meningitis|appendicitis|pneumonia|bronchitis|asthma|copd|diabetes|dementia|alzheimer\w*|parkinson\w*|lupus|ms|multiple sclerosis|arthritis|gout|dvt|pe|uti|ibs|covid|shingles|cellulitis|eczema|lymphoma|leuka?emia|anaemia|anemia|thyroid|hypothyroidism|hyperthyroidism|osteoporosis|coeliac|celiac|bipolar|depression|anxiety|adhd|autism|heart failure|hf|af|afib|bleed|haemorrhage|hemorrhage|clot|embolism|thrombosis)\b|\b\w+(?:itis|osis|oses|omas?|aemia|emia|pathy|algia|iasis|plasia|ectasis|trophy)\b",
+        r"\b(?:have|has|having|got|suffer\w*|diagnos\w*|dx|ddx|confirm\w*|rule (?:out|in)|r/o|type|types|kind|form|sort|definitive|final|causing|cause|causes|condition|disease|disorder|syndrome|illness|wrong with|underlying|explains?|could (?:it|this|that|his|her|these|the)\b[^?]*\bbe|serious|cancer|malignan\w*|tumou?rs?|benign|infection|fracture|stroke|tia|mi|stemi|heart attack|sepsis|meningitis|appendicitis|pneumonia|bronchitis|asthma|copd|diabetes|dementia|alzheimer\w*|parkinson\w*|lupus|ms|multiple sclerosis|arthritis|gout|dvt|pe|uti|ibs|covid|shingles|cellulitis|eczema|lymphoma|leuka?emia|anaemia|anemia|thyroid|hypothyroidism|hyperthyroidism|osteoporosis|coeliac|celiac|bipolar|depression|anxiety|adhd|autism|heart failure|hf|af|afib|ckd|aki|chf|cad|gord|gerd|ibd|crohn\w*|pmr|stage\s+\d\w*|bleed|haemorrhage|hemorrhage|clot|embolism|thrombosis)\b|\b\w+(?:itis|osis|oses|omas?|aemia|emia|pathy|algia|iasis|plasia|ectasis|trophy)\b",
         lower
     )
 }
@@ -466,11 +466,25 @@ fn clauses(lower: &str) -> Vec<String> {
     out
 }
 
+/// A unit that answers the question before it ("Has she had her smear?
+/// Yes - 2023, normal."): the question was the clinician's own checklist.
+fn is_answer(unit: &Unit) -> bool {
+    let lower = unit.whole.to_lowercase();
+    matches_re!(
+        r"^(?:yes|no|yep|nope|not yet|negative|positive|none|never|done)\b",
+        &lower
+    ) && !matches_re!(r"^no (?:idea|clue)|^not sure", &lower)
+}
+
 /// The refusal reason of the first request in the input, if any.
 pub(crate) fn find_request(input: &str) -> Option<RefusalReason> {
     let mut found: Option<RefusalReason> = None;
-    for u in units(input) {
-        if let Some(reason) = request_reason(&u) {
+    let units = units(input);
+    for (i, u) in units.iter().enumerate() {
+        let answered = u.whole.ends_with('?') && units.get(i + 1).is_some_and(is_answer);
+        if let Some(reason) =
+            request_reason(u).filter(|r| !answered || *r == RefusalReason::PromptInjection)
+        {
             // Injection wins over anything else found in the same input.
             if reason == RefusalReason::PromptInjection {
                 return Some(reason);
@@ -591,6 +605,11 @@ mod tests {
         assert_eq!(r("Recommend physio and weight loss."), None);
         assert_eq!(r("Advise rest and fluids. Give tetanus booster."), None);
         assert_eq!(r("Do the bloods in 2 weeks."), None);
+        assert_eq!(r("Has she had her smear? Yes - 2023, normal."), None);
+        assert_eq!(
+            r("Can I double his metoprolol? No idea."),
+            Some("dosing_or_prescribing")
+        );
         assert_eq!(
             r("Does the picture fit with PMR"),
             Some("definitive_diagnosis")
