@@ -27,6 +27,8 @@ use tokio::net::TcpListener;
 
 /// One real-model test at a time: the server has one slot and one thread,
 /// and the latency printed should be that of one call, not of a queue.
+/// (A runner with one process per test, such as nextest, queues them at
+/// the server instead: the timeouts below leave room for that.)
 static REAL_MODEL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Blocks until the server has finished whatever it was doing (an
@@ -229,7 +231,7 @@ async fn real_server_speaks_the_wire_format_we_parse() {
 async fn a_reply_cut_off_at_max_tokens_is_unavailable() {
     let Some(url) = llm_url() else { return };
     let _one_at_a_time = REAL_MODEL.lock().await;
-    let r = assistant(&url, 60, 4).generate_note(note_input()).await;
+    let r = assistant(&url, 300, 4).generate_note(note_input()).await;
     match r {
         Err(AiError::Unavailable {
             retry_after_secs,
@@ -265,7 +267,7 @@ async fn identifiers_never_reach_the_model_and_answers_are_handled() {
     let Some(url) = llm_url() else { return };
     let _one_at_a_time = REAL_MODEL.lock().await;
     let (proxy, seen) = recording_proxy(url).await;
-    let a = assistant(&proxy, 120, 256);
+    let a = assistant(&proxy, 300, 256);
     let started = Instant::now();
     let r = a.generate_note(note_input()).await;
     let note_ms = started.elapsed().as_millis();
