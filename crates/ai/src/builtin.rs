@@ -10,9 +10,9 @@
 
 use crate::abbrev;
 use crate::error::AiError;
-use crate::labs::{critical_statement, LabFacts};
+use crate::labs::{critical_statement, no_range_statement, LabFacts};
 use crate::provider::{BoxFuture, NoteRequest, Provider, ProviderReply, SoapSections};
-use crate::text::{capitalize_first, end_sentence, lazy_regex, sha256_hex, squash};
+use crate::text::{capitalize_first, end_sentence, lazy_regex, sentences, sha256_hex, squash};
 use crate::types::Audience;
 use regex::Regex;
 use std::sync::OnceLock;
@@ -139,7 +139,15 @@ const O_CUES: &[(&str, u32)] = &[
     ),
 ];
 
+/// Names of conditions (also used to check that a remote model's output
+/// names no diagnosis the input does not).
+pub(crate) const CONDITION_TERMS: &str = r"\b(hypertension|diabetes( mellitus)?|pneumonia|bronchitis|asthma|chronic obstructive pulmonary disease|heart failure|urinary tract infection|upper respiratory tract infection|cellulitis|gastroenteritis|migraine|sinusitis|pharyngitis|tonsillitis|otitis( media| externa)?|conjunctivitis|depression|major depressive disorder|anxiety disorder|generalized anxiety disorder|hyperlipidemia|dyslipidemia|atrial fibrillation|kidney disease|acute kidney injury|anemia|anaemia|hypothyroidism|hyperthyroidism|gout|osteoarthritis|gastroesophageal reflux disease|influenza|covid(-19)?|viral (illness|infection|syndrome)|infection|fracture|sprain|dermatitis|eczema|psoriasis|obesity|hypokalemia|hyperkalemia|hyponatremia|dehydration|angina|acute coronary syndrome|deep vein thrombosis|pulmonary embolism|stroke|transient ischemic attack|sepsis|coronary artery disease|sleep apnea|benign prostatic hyperplasia|low back pain|musculoskeletal|costochondritis|cystitis|pyelonephritis|appendicitis|cholecystitis|pancreatitis|diverticulitis|allergic rhinitis|rhinitis|tension-type|tension headache|vertigo|plantar fasciitis|tendinitis|tendonitis|bursitis|laceration|contusion|abrasion|tobacco use disorder|nicotine dependence|hypertensive (urgency|emergency))\b";
+
 const A_CUES: &[(&str, u32)] = &[
+    (
+        r"^(aom|uti|urti|lrti|cap|copd|chf|dvt|ckd|oa|gerd|gord|ibs|tia|af|t2dm|dm2|pmr|lbp|bph|om|oe)\b",
+        1,
+    ),
     (
         r"\b(likely|most likely|probable|probably|possible|possibly|consistent with|suggestive of|suspect(ed)?|suspicious for|concerning for|concern for|in keeping with|compatible with|presumed|presumptive|differential( diagnosis)?|rule out|impression|working diagnosis|assessment|diagnosis|differential diagnosis)\b",
         3,
@@ -148,13 +156,19 @@ const A_CUES: &[(&str, u32)] = &[
         r"\b(well[- ]controlled|poorly controlled|uncontrolled|not controlled|at goal|not at goal|above goal|exacerbation|flare|resolving|resolved|improving|worsening|secondary to|etiology|not improving)\b",
         2,
     ),
-    (
-        r"\b(hypertension|diabetes( mellitus)?|pneumonia|bronchitis|asthma|chronic obstructive pulmonary disease|heart failure|urinary tract infection|upper respiratory tract infection|cellulitis|gastroenteritis|migraine|sinusitis|pharyngitis|tonsillitis|otitis( media| externa)?|conjunctivitis|depression|major depressive disorder|anxiety disorder|generalized anxiety disorder|hyperlipidemia|dyslipidemia|atrial fibrillation|kidney disease|acute kidney injury|anemia|anaemia|hypothyroidism|hyperthyroidism|gout|osteoarthritis|gastroesophageal reflux disease|influenza|covid(-19)?|viral (illness|infection|syndrome)|viral|infection|fracture|sprain|strain|dermatitis|eczema|psoriasis|obesity|hypokalemia|hyperkalemia|hyponatremia|dehydration|angina|acute coronary syndrome|deep vein thrombosis|pulmonary embolism|stroke|transient ischemic attack|sepsis|coronary artery disease|sleep apnea|benign prostatic hyperplasia|low back pain|musculoskeletal|costochondritis|cystitis|pyelonephritis|appendicitis|cholecystitis|pancreatitis|diverticulitis|allergic rhinitis|rhinitis|mechanical|tension-type|tension headache|vertigo|plantar fasciitis|tendinitis|tendonitis|bursitis|laceration|contusion|abrasion|tobacco use disorder|nicotine dependence|hypertensive (urgency|emergency))\b",
-        1,
-    ),
+    (CONDITION_TERMS, 1),
+    (r"\b(mechanical|viral|strain)\b", 1),
 ];
 
 const P_CUES: &[(&str, u32)] = &[
+    (
+        r"^(next|review|come back|goals?|target|aim|daily weights)\b|\b(i am|i'm|we are|we're|will be) (increasing|starting|stopping|reducing|decreasing|switching|changing|adding|referring|ordering|prescribing|booking|arranging|continuing)\b",
+        5,
+    ),
+    (
+        r"\b(review|check|wound check|recheck|appointment|visit|dressing change|see|seen again)\b.{0,15}\b\d+\s*(d|days?|wks?|weeks?|w|months?|mo|mths?|h|hrs?|hours?|/52|/12|/7)\b|\breview (in|on|at|if|with|after|next|tomorrow|today|monday|tuesday|wednesday|thursday|friday|saturday|sunday|mon|tue|wed|thu|fri)\b",
+        3,
+    ),
     (
         r"^(plan|will|start|begin|initiate|continue|cont|resume|stop|hold|discontinue|increase|decrease|reduce|titrate|switch|change|add|order|obtain|check|recheck|repeat|refer|schedule|return|follow-up|follow up|advise|advised|counsel|counseled|counselled|educate|educated|discussed|encourage|encouraged|recommend|recommended|prescribe|prescribed|give|administer|monitor|arrange|book|consult|send|sent|admit|discharge|call|keep|avoid|apply|use|rest|hydrate|push fluids|supportive care|return to clinic|referral|ordered|referred|provided|reassess|trial|to (start|continue|return|follow|call|see|repeat)|plan to|patient to|as needed|closed|repaired|sutured|dressed|irrigated|cleaned|splinted|performed|injected|oral rehydration|rehydration|no changes)\b",
         5,
@@ -209,7 +223,84 @@ fn score(clause: &str) -> [u32; 4] {
             }
         }
     }
+    if repeat_measurement(&lower) {
+        s[Section::Objective.idx()] += 6;
+    }
+    if medication_action(&lower) {
+        s[Section::Plan.idx()] += 5;
+    }
     s
+}
+
+static REPEAT_RE: OnceLock<Option<Regex>> = OnceLock::new();
+
+/// "Repeat 152/94", "recheck K+ 4.8 (was 5.9)": a measurement taken again,
+/// not an order to repeat it ("repeat HbA1c in 3 months").
+fn repeat_measurement(lower: &str) -> bool {
+    let Some(re) = lazy_regex(
+        &REPEAT_RE,
+        r"^(?:repeat|repeated|recheck|rechecked|rpt|initial|second|third|follow-up|post-treatment)\s+(?:([a-z][a-z0-9+&/]*)\s+){0,2}(?:of\s+|was\s+|is\s+|=\s*|:\s*)?(\d+(?:\.\d+)?(?:/\d+)?)\s*(\S*)",
+    ) else {
+        return false;
+    };
+    let Some(c) = re.captures(lower) else {
+        return false;
+    };
+    let word = c.get(1).map_or("", |m| m.as_str());
+    let unit = c.get(3).map_or("", |m| m.as_str());
+    let time_unit = matches!(
+        unit.trim_end_matches([',', '.', ';']),
+        "d" | "day"
+            | "days"
+            | "wk"
+            | "wks"
+            | "week"
+            | "weeks"
+            | "w"
+            | "month"
+            | "months"
+            | "mo"
+            | "mths"
+            | "h"
+            | "hr"
+            | "hrs"
+            | "hour"
+            | "hours"
+            | "/52"
+            | "/12"
+            | "/7"
+            | "y"
+            | "yr"
+            | "years"
+    );
+    !time_unit && !matches!(word, "in" | "at" | "after" | "every" | "for" | "within")
+}
+
+static MED_ACTION_RE: OnceLock<Option<Regex>> = OnceLock::new();
+
+/// "Started sertraline 50 mg od today", "Amoxicillin 5 days": a medication
+/// decision (Plan), unlike "started after a fall" (onset, Subjective).
+fn medication_action(lower: &str) -> bool {
+    let Some(re) = lazy_regex(
+        &MED_ACTION_RE,
+        r"^(?:(?:started|commenced|restarted|increased|decreased|reduced|stopped|switched|changed|doubled|halved|prescribed|issued|gave|given|administered|continue|continued|cont)\s+(?:on\s+|to\s+|the\s+|her\s+|his\s+)?)?(\S+)",
+    ) else {
+        return false;
+    };
+    let Some(c) = re.captures(lower) else {
+        return false;
+    };
+    let verb = c.get(0).map_or("", |m| m.as_str()) != c.get(1).map_or("", |m| m.as_str());
+    let word = c.get(1).map_or("", |m| m.as_str());
+    crate::request::mentions_medication(word) || (verb && crate::request::dose_quantity(lower))
+}
+
+/// How clinical a text sounds: the Subjective, Objective and Assessment
+/// cue weights it matches (Plan cues such as "will" or "call" are too
+/// generic to count).
+pub(crate) fn clinical_cue_score(text: &str) -> u32 {
+    let s = score(&abbrev::expand(text));
+    s[0] + s[1] + s[2]
 }
 
 /// Best section and its score; ties go Plan > Assessment > Subjective > Objective.
@@ -231,7 +322,7 @@ fn best(s: [u32; 4]) -> (Section, u32) {
 
 // ------------------------------------------------------------------ splitting
 
-const LABELS: &str = r"(?i)\b(assessment\s*(?:and|&|/)\s*plan|impression\s*(?:and|&|/)\s*plan|a\s*/\s*p|a&p|subjective|objective|assessment|impression|plan|hpi|history of present illness|chief complaint|cc|ros|review of systems|pmh|past medical history|medications|meds|allergies|social history|family history|physical exam(?:ination)?|examination|exam|pe|vitals|vital signs|labs|results|investigations|diagnosis|diagnoses|dx|ddx|recommendations|disposition|s|o|a|p)\s*:\s*";
+const LABELS: &str = r"(?i)\b(assessment\s*(?:and|&|/)\s*plan|impression\s*(?:and|&|/)\s*plan|a\s*/\s*p|a&p|subjective|objective|assessment|impression|plan|hpi|history of present illness|chief complaint|cc|ros|review of systems|pmh|past medical history|medications|meds|allergies|social history|family history|physical exam(?:ination)?|examination|exam|pe|vitals|vital signs|labs|results|investigations|diagnosis|diagnoses|dx|ddx|recommendations|disposition|goals?|on exam(?:ination)?|o/e|s|o|a|p)\s*:\s*";
 
 /// (forced section, default section) for a label.
 fn label_section(label: &str) -> (Option<Section>, Option<Section>) {
@@ -254,11 +345,14 @@ fn label_section(label: &str) -> (Option<Section>, Option<Section>) {
         | "vitalsigns"
         | "labs"
         | "results"
-        | "investigations" => Section::Objective,
+        | "investigations"
+        | "onexam"
+        | "onexamination"
+        | "o/e" => Section::Objective,
         "assessment" | "a" | "impression" | "diagnosis" | "diagnoses" | "dx" | "ddx" => {
             Section::Assessment
         }
-        "plan" | "p" | "recommendations" | "disposition" => Section::Plan,
+        "plan" | "p" | "recommendations" | "disposition" | "goal" | "goals" => Section::Plan,
         _ => Section::Subjective,
     };
     (Some(sec), None)
@@ -359,66 +453,6 @@ fn strip_enumeration(text: &str) -> String {
     }
 }
 
-const PROTECTED: &[&str] = &[
-    "dr", "mr", "mrs", "ms", "vs", "e.g", "i.e", "approx", "pt", "pts", "hx", "dx", "tx", "rx",
-    "sx", "st", "no", "abd", "etc", "fig",
-];
-
-static SENT_RE: OnceLock<Option<Regex>> = OnceLock::new();
-
-/// Sentence split at `. ! ? ;` followed by whitespace, except after common
-/// abbreviations when the next word starts lower case.
-fn sentences(text: &str) -> Vec<String> {
-    let Some(re) = lazy_regex(&SENT_RE, r"[.!?;]+(\s+|$)") else {
-        return vec![text.to_string()];
-    };
-    let mut out = Vec::new();
-    let mut start = 0;
-    for m in re.find_iter(text) {
-        let before = &text[start..m.start()];
-        let prev_word = before
-            .rsplit(|c: char| c.is_whitespace())
-            .next()
-            .unwrap_or("")
-            .to_lowercase();
-        let next = text[m.end()..].chars().next();
-        let punct = m.as_str().trim();
-        if punct == "."
-            && PROTECTED.contains(&prev_word.as_str())
-            && next.is_some_and(|c| c.is_lowercase() || c.is_ascii_digit())
-        {
-            continue;
-        }
-        let s = before.trim();
-        if !s.is_empty() {
-            out.push(s.to_string());
-        }
-        start = m.end();
-    }
-    let tail = text[start..]
-        .trim()
-        .trim_end_matches(['.', '!', '?', ';'])
-        .trim();
-    if !tail.is_empty() {
-        out.push(tail.to_string());
-    }
-    // Drop the abbreviation periods that were kept ("pt. reports" → "pt reports").
-    out.into_iter()
-        .map(|s| {
-            let mut r = s;
-            for p in PROTECTED {
-                for case in [p.to_string(), capitalize_first(p)] {
-                    r = r.replace(&format!(" {case}. "), &format!(" {case} "));
-                    if r.starts_with(&format!("{case}. ")) {
-                        r = format!("{case} {}", &r[case.len() + 2..]);
-                    }
-                }
-            }
-            r
-        })
-        .collect()
-}
-
 static MIDSPLIT_RE: OnceLock<Option<Regex>> = OnceLock::new();
 
 /// (separator before, clause) pieces of one sentence.
@@ -501,7 +535,7 @@ fn clauses(sentence: &str) -> Vec<(String, String)> {
 pub fn draft_soap_sections(input: &str) -> SoapSections {
     let mut buckets: [Vec<String>; 4] = Default::default();
     let mut prev_sentence_section = Section::Subjective;
-    for seg in segments(input) {
+    for seg in segments(&crate::dictation::punctuate(input)) {
         if let Some(f) = seg.forced.or(seg.default) {
             prev_sentence_section = f;
         }
@@ -630,7 +664,7 @@ pub fn compose_explanation(f: &LabFacts) -> String {
                 (Some("below"), true) => out.push("Your result is far below the reference range and is flagged as a critical value.".into()),
                 (Some("above"), false) => out.push("Your result is above the reference range.".into()),
                 (Some("below"), false) => out.push("Your result is below the reference range.".into()),
-                _ => out.push("No reference range was recorded for this result, so it cannot be placed against a range.".into()),
+                _ => out.push(no_range_statement(Audience::Patient).into()),
             }
             out.push(patient_trend(f));
             if !f.critical {
@@ -667,13 +701,16 @@ pub fn compose_explanation(f: &LabFacts) -> String {
                 line.push_str(&format!("; flag: {fw}"));
             }
             out.push(format!("{line}."));
-            if let Some(p) = f.position.as_deref() {
-                let pos = match p {
-                    "within" => "Within the reference range.",
-                    "above" => "Above the reference range.",
-                    _ => "Below the reference range.",
-                };
-                out.push(pos.to_string());
+            match f.position.as_deref() {
+                Some(p) => {
+                    let pos = match p {
+                        "within" => "Within the reference range.",
+                        "above" => "Above the reference range.",
+                        _ => "Below the reference range.",
+                    };
+                    out.push(pos.to_string());
+                }
+                None => out.push(no_range_statement(Audience::Clinician).into()),
             }
             out.push(clinician_trend(f));
         }

@@ -2,6 +2,7 @@
 
 use crate::deid::placeholder_like;
 use crate::error::{AiError, RefusalReason};
+use crate::request;
 use crate::text::{compile_all, numbers, squash, words};
 use regex::Regex;
 use std::collections::BTreeSet;
@@ -66,36 +67,6 @@ const INJECTION: &[&str] = &[
     r"(<\|?/?(system|im_start|im_end|assistant)\|?>|\[/?inst\]|###\s*(system|instruction))",
 ];
 
-const DOSING: &[&str] = &[
-    r"\bhow (much|many)\b[^.?\n]{0,60}\b(give|giving|take|taking|prescribe|administer|dose|dosing|mg|mcg|units?|tablets?|pills?|ml|should|can|start|increase|use)\b",
-    r"\b(what|which)('s| is| are)? (the )?(right |correct |appropriate |max(imum)? |starting |usual |recommended |safe |initial |maintenance |loading |pediatric |paediatric )?(dose|doses|dosage|dosing|strength)\b",
-    r"\b(what|which)\b[^.?\n]{0,40}\b(dose|dosage|dosing)\b[^.?\n]{0,40}\?",
-    r"\b(dose|dosage|dosing) (of|for)\b[^.\n]{0,60}\?",
-    r"\b(calculate|recommend|suggest|determine|work out|figure out|adjust|titrate|tell me)\b[^.?\n]{0,30}\b(dose|doses|dosage|dosing|mg/kg)\b",
-    r"(^|[.!?]\s+)(please )?(write|draft|generate|issue|create|make|give me|fill)\b[^.?\n]{0,25}\b(prescription|script|rx)\b",
-    r"\b(can|could|would|will) you (please )?(write|draft|generate|issue|create|make|give|send|fill)\b[^.?\n]{0,25}\b(prescription|script|rx|dose|dosing)\b",
-    r"\bi need (a |an )?(prescription|script|rx)\b",
-    r"\bprescribe\b[^.\n]{0,40}\?",
-    r"\b(can|could|would|will|should) you (please )?(prescribe|dose|order)\b",
-    r"\bwhat should (i|we) (prescribe|give)\b",
-    r"\bshould (i|we) (give|prescribe|start|increase|decrease|double|titrate|up|reduce|lower|raise|dose)\b",
-    r"\b(what|which) (medication|medicine|drug|antibiotic)s? should (i|we|she|he|they) (give|take|prescribe|start|use)\b",
-    r"\bhow often should (i|we|she|he|they) (give|take|dose|administer)\b",
-];
-
-const DIAGNOSIS: &[&str] = &[
-    r"\bwhat (does|do|did) (she|he|they|the patient|this patient|my patient|pt|patient) (have|has|suffer from)\b",
-    r"\bwhat('s| is) (wrong with|the matter with) (her|him|them|the patient|this patient|my patient)\b",
-    r"\bwhat('s| is) (the|her|his|their|my patient's|the patient's) (diagnosis|dx)\b",
-    r"\b(please |can you |could you |just )?diagnose\b",
-    r"(^|[.!?]\s+|\b(please|can you|could you|would you|you must|just)\s+)(give|tell|make|confirm|provide) (me )?(a |the |her |his |their |my )?(definitive |final |firm |exact )?(diagnosis|dx)\b",
-    r"\bis (it|this|that) (cancer|malignant|a tumou?r|leukemia|lymphoma|a stroke|a heart attack|sepsis|ms|multiple sclerosis|dementia|als|hiv|tb|tuberculosis|appendicitis|a pulmonary embolism)\b",
-    r"\b(does|do|could|might|can) (she|he|they|the patient|this patient|pt|patient) (have|has) (cancer|a tumou?r|leukemia|lymphoma|diabetes|hiv|ms|dementia|covid|sepsis|a stroke|an? infection)\b",
-    r"\bwhat (disease|condition|illness|infection|cancer) (is|does|do|could|might)\b",
-    r"\bwhat is (it|this)\?",
-    r"\b(tell me|decide|determine) (exactly )?what (she|he|they|the patient|it) (has|is)\b",
-];
-
 const OUT_OF_SCOPE: &[&str] = &[
     r"\b(tell|write|give|make up|know)\b[^.\n]{0,20}\b(jokes?|poems?|poetry|limericks?|haikus?|songs?|lyrics|stories|story|raps?|riddles?|sonnets?)\b",
     r"\b(jokes?|poems?|limericks?|haikus?|sonnets?|riddles?)\b",
@@ -114,7 +85,7 @@ const OUT_OF_SCOPE: &[&str] = &[
 
 /// Words that make text look like clinical documentation.
 const CLINICAL_HINTS: &[&str] = &[
-    r"\b(feel\w*|complain\w*|better|worse|improv\w*|tolerat\w*|doing well|patient|pt|pts|y/?o|year[- ]old|male|female|man|woman|boy|girl|infant|child|history|hx|complains?|c/o|reports?|denies|presents?|symptoms?|sx|exam|examination|vitals?|assessment|impression|plan|diagnosis|dx|follow[- ]?up|f/u|refer(ral)?|prescri\w+|medications?|meds?|allerg\w*|labs?|results?|clinic|visit|appointment)\b",
+    r"\b(feel\w*|complain(?:s|ing|ed)?|better|worse|improv\w*|tolerat\w*|doing well|patient|pt|pts|y/?o|year[- ]old|male|female|man|woman|boy|girl|infant|child|history|hx|complains?|c/o|reports?|denies|presents?|symptoms?|sx|exam|examination|vitals?|assessment|impression|diagnosis|dx|follow[- ]?up|f/u|refer(ral)?|prescri\w+|medications?|meds?|allerg\w*|labs?|results?|smear|cervix|sutures?|dressing|bloods?|vaccin\w*|immunis\w*|immuniz\w*|injection|referr\w*|lives (?:alone|with)|mobile|mobility|walking (?:aid|stick|frame)|zimmer|carers?|care package|adls?|independent(?:ly)?|smok\w*|alcohol|drinks|units/week|diet|exercise|weight bear\w*|continen\w*|memory|cognition|falls?|mobilis\w*|mobiliz\w*|frame|bowels?|eating|drinking|dos(?:e|es|ed|ing|age)|pharmac\w+|\w+olog(?:y|ist|ists)|physio\w*|discharg\w+|admi(?:t|ts|tted|ssion)|capacity|consent\w*|chaperone|safeguarding|antenatal|postnatal|gestation|pregnan\w*|contracepti\w*|gp|consultant|registrar|outpatient|inpatient|ward|d/w|gcs|pearl|alert|oriented|focal|deficit|neuro\w*|stable|unchanged|unwell|settled|vomit\w*|dnacpr|dnar|dnr|resus\w*|ceiling of care|end of life|palliat\w*|\d+\s?h)\b",
     r"\b(pain|ache|cough|fever|chills|nausea|vomiting|diarrh\w+|constipation|headache|dizz\w+|fatigue|tired|dyspnea|breath|palpitations|throat|nose|congestion|rash|itch\w*|insomnia|weakness|numb\w*|tingling|bleeding|dysuria|urin\w+|malaise|appetite|weight|sweats|anxi\w+|depress\w+|mood|sleep|injury|fall|wound|swelling|swollen|lump|bruis\w+|sprain|fracture|burn|bite|sting)\b",
     r"\b(bp|hr|rr|spo2|o2|sats?|temp|temperature|pulse|blood pressure|heart rate|bmi|lungs?|heart|abdomen|abd|chest|skin|ears?|eyes?|tender\w*|edema|murmur|crackles|wheez\w*|clear|soft|nad|ctab|rrr|afebrile|febrile)\b",
     r"\b(htn|dm2?|t2dm|copd|chf|cad|ckd|gerd|uti|uri|afib|asthma|diabetes|hypertension|pneumonia|infection|viral|bacterial|migraine|sinusitis|pharyngitis|otitis|cellulitis|gastroenteritis|anemia|thyroid|cholesterol|glucose|a1c|hba1c|creatinine|potassium|sodium|inr|troponin|ecg|ekg|cxr|x-ray|ultrasound|ct|mri)\b",
@@ -124,8 +95,6 @@ const CLINICAL_HINTS: &[&str] = &[
 
 struct Patterns {
     injection: Vec<Regex>,
-    dosing: Vec<Regex>,
-    diagnosis: Vec<Regex>,
     out_of_scope: Vec<Regex>,
     clinical: Vec<Regex>,
 }
@@ -139,8 +108,6 @@ fn patterns() -> &'static Patterns {
         };
         Patterns {
             injection: ci(INJECTION),
-            dosing: ci(DOSING),
-            diagnosis: ci(DIAGNOSIS),
             out_of_scope: ci(OUT_OF_SCOPE),
             clinical: ci(CLINICAL_HINTS),
         }
@@ -163,30 +130,38 @@ pub(crate) fn is_injection(text: &str) -> bool {
 }
 
 /// Classifies the clinician's free-text input for a note draft.
+///
+/// Order: injection anywhere (even in reported speech), too little input,
+/// then any sentence or bullet addressed to the assistant (refused with the
+/// reason its topic gives, see [`crate::request`]), then text with no
+/// clinical content at all.
 pub(crate) fn check_note_input(input: &str, note_type: Option<&str>) -> Result<(), AiError> {
     let text = squash(input);
     let nt = squash(note_type.unwrap_or(""));
     let p = patterns();
     let refuse_note = |r| Err(refuse(r, Task::Note));
-    if any(&p.injection, &text) || any(&p.injection, &nt) {
+    if any(&p.injection, &text) || any(&p.injection, &nt) || request::addressed_to_model(&nt) {
         return refuse_note(RefusalReason::PromptInjection);
     }
     if word_count(&text) < 2 {
         return refuse_note(RefusalReason::InsufficientData);
     }
-    if any(&p.dosing, &text) {
-        return refuse_note(RefusalReason::DosingOrPrescribing);
+    if let Some(reason) = request::find_request(input) {
+        return refuse_note(reason);
     }
-    if any(&p.diagnosis, &text) {
-        return refuse_note(RefusalReason::DefinitiveDiagnosis);
-    }
-    if any(&p.out_of_scope, &text) || any(&p.out_of_scope, &nt) {
-        return refuse_note(RefusalReason::OutOfScope);
-    }
-    if !any(&p.clinical, &text) {
+    if any(&p.out_of_scope, &nt) || !clinical_content(&text) {
         return refuse_note(RefusalReason::OutOfScope);
     }
     Ok(())
+}
+
+/// True when the text says something clinical (a symptom, finding,
+/// measurement, condition, medication or clinical action).
+pub(crate) fn clinical_content(text: &str) -> bool {
+    any(&patterns().clinical, text)
+        || request::mentions_medication(&text.to_lowercase())
+        || crate::abbrev::expand(text) != text
+        || crate::builtin::clinical_cue_score(text) >= 2
 }
 
 /// Checks an explain request (the only free text is the lab's name and unit).
@@ -195,14 +170,12 @@ pub(crate) fn check_explain_input(
     code: &str,
     unit: &str,
     value: f64,
-    usable_reference: bool,
 ) -> Result<(), AiError> {
     let joined = format!("{name} {code} {unit}");
-    if is_injection(&joined) {
+    if is_injection(&joined) || request::addressed_to_model(&joined) {
         return Err(refuse(RefusalReason::PromptInjection, Task::Explain));
     }
-    if !value.is_finite() || (name.trim().is_empty() && code.trim().is_empty()) || !usable_reference
-    {
+    if !value.is_finite() || (name.trim().is_empty() && code.trim().is_empty()) {
         return Err(refuse(RefusalReason::InsufficientData, Task::Explain));
     }
     if name.len() > 200 || code.len() > 40 || unit.len() > 40 {
@@ -314,6 +287,41 @@ pub(crate) fn check_output_safety(output: &str, grounding: &Grounding) -> Result
     Ok(())
 }
 
+/// Every number, medication and condition a provider writes must appear in
+/// the source (input, chart, abbreviation expansions, or the lab facts).
+/// One ungrounded claim refuses the whole answer (`unsafe_output`): a draft
+/// with a sentence silently removed could still mislead, and a refusal is
+/// counted and audited where a removal would not be.
+pub(crate) fn check_claims_grounded(
+    output: &str,
+    grounding: &Grounding,
+) -> Result<(), &'static str> {
+    if check_grounded_numbers(output, grounding).is_err() {
+        return Err("number not in the input");
+    }
+    let lower = squash(output).to_lowercase();
+    if request::medication_terms(&lower)
+        .iter()
+        .any(|m| !grounding.grounded_phrase(m))
+    {
+        return Err("medication not in the input");
+    }
+    if condition_terms(&lower)
+        .iter()
+        .any(|c| !grounding.grounded_phrase(c))
+    {
+        return Err("condition not in the input");
+    }
+    Ok(())
+}
+
+fn condition_terms(lower: &str) -> Vec<String> {
+    static CELL: OnceLock<Option<Regex>> = OnceLock::new();
+    crate::text::lazy_regex(&CELL, crate::builtin::CONDITION_TERMS).map_or_else(Vec::new, |r| {
+        r.find_iter(lower).map(|m| m.as_str().to_string()).collect()
+    })
+}
+
 /// Strict grounding for the built-in provider: every word and number of the
 /// output is in the source or in the allowed vocabulary.
 pub(crate) fn check_grounded_words(
@@ -347,8 +355,6 @@ mod tests {
     fn all_patterns_compile() {
         let p = patterns();
         assert_eq!(p.injection.len(), INJECTION.len());
-        assert_eq!(p.dosing.len(), DOSING.len());
-        assert_eq!(p.diagnosis.len(), DIAGNOSIS.len());
         assert_eq!(p.out_of_scope.len(), OUT_OF_SCOPE.len());
         assert_eq!(p.clinical.len(), CLINICAL_HINTS.len());
         let o = out_patterns();
@@ -371,6 +377,18 @@ mod tests {
             reason("How much metformin should I give her?"),
             Some("dosing_or_prescribing")
         );
+    }
+
+    #[test]
+    fn claims_must_be_grounded() {
+        let g = Grounding::new(&["cough x 3 days, hypertension, on amlodipine 5 mg"]);
+        assert!(
+            check_claims_grounded("Cough for 3 days; hypertension; amlodipine 5 mg.", &g).is_ok()
+        );
+        assert!(check_claims_grounded("Amlodipine 10 mg.", &g).is_err());
+        assert!(check_claims_grounded("Start amoxicillin.", &g).is_err());
+        assert!(check_claims_grounded("Likely pneumonia.", &g).is_err());
+        assert!(!condition_terms("community pneumonia").is_empty());
     }
 
     #[test]

@@ -129,8 +129,9 @@ pub struct LabFacts {
 }
 
 impl LabFacts {
-    /// Computes the facts; `None` when nothing usable is known (no finite
-    /// value, or an unknown test with neither a range nor a flag).
+    /// Computes the facts; `None` when the value is not a finite number. A
+    /// result with no known range is still explained (`flag: None`): the
+    /// value, that no range is recorded, and that the clinician interprets it.
     pub(crate) fn from_input(input: &ExplainInput) -> Option<Self> {
         if !input.value.is_finite() {
             return None;
@@ -143,9 +144,6 @@ impl LabFacts {
             .as_deref()
             .and_then(normalize_flag)
             .or_else(|| flag_from_range(input.value, low, high));
-        if info.is_none() && flag.is_none() {
-            return None;
-        }
         let critical = flag.is_some_and(|f| f.starts_with("critical"));
         let position = flag.map(|f| match f {
             "normal" => "within",
@@ -192,6 +190,19 @@ pub fn critical_statement(audience: Audience) -> &'static str {
         Audience::Patient => "This is a critical result: please contact your clinician promptly, today, about this result. If you feel unwell, seek urgent medical care.",
         Audience::Clinician => "CRITICAL VALUE: this result is critical and needs prompt clinical review and action under your critical-results procedure.",
     }
+}
+
+/// What an explanation of a result with no reference range must say.
+pub fn no_range_statement(audience: Audience) -> &'static str {
+    match audience {
+        Audience::Patient => "No reference range is recorded for this result, so it is not flagged; your clinician interprets it together with your other results.",
+        Audience::Clinician => "No reference range is recorded for this result, so it is not flagged: interpret the value clinically.",
+    }
+}
+
+/// True when `text` already says that no reference range is recorded.
+pub fn has_no_range_wording(text: &str) -> bool {
+    text.to_lowercase().contains("no reference range")
 }
 
 /// True when `text` already carries the critical wording for `audience`.

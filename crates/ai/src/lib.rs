@@ -21,9 +21,13 @@
 //!
 //! ## Pipeline (both providers)
 //!
-//! 1. Input guardrails ([`RefusalReason`]): `prompt_injection`,
-//!    `insufficient_data`, `dosing_or_prescribing`, `definitive_diagnosis`,
-//!    `out_of_scope` — checked in that order.
+//! 1. Input guardrails ([`RefusalReason`]): `prompt_injection` anywhere,
+//!    then `insufficient_data`, then every sentence or bullet addressed to
+//!    the assistant (a question, an imperative to it, a directive to "the
+//!    AI") is a request and refuses the input with the reason its topic
+//!    gives (`prompt_injection`, `out_of_scope`, `dosing_or_prescribing`,
+//!    `definitive_diagnosis`, in that order), then text with no clinical
+//!    content is `out_of_scope`. See `request.rs` and `docs/AI.md`.
 //! 2. De-identification: the [`PatientIdentifiers`] (names, MRN, birth date,
 //!    phone, e-mail, address) and any e-mail, phone number or date found in the
 //!    free text are replaced by placeholders such as `[PATIENT_NAME]`, `[MRN]`,
@@ -31,10 +35,11 @@
 //! 3. The provider call. Deterministic facts (lab flag, range, trend; the chart
 //!    context of a note) are computed by this crate, never by the model.
 //! 4. Placeholders are restored, then output guardrails: leaked placeholders,
-//!    dose quantities or dosing instructions not in the input, definitive
-//!    diagnosis claims → `unsafe_output`; for the built-in provider every word
-//!    and number must also be grounded in the input, the chart, the
-//!    abbreviation expansions or [`builtin::TEMPLATE_VOCABULARY`].
+//!    dosing instructions not in the input, definitive diagnosis claims, and
+//!    any number, medication or condition name not found in the input, the
+//!    chart, the abbreviation expansions or the lab facts → `unsafe_output`
+//!    (the whole answer is refused); for the built-in provider every word
+//!    must also be grounded in those or in [`builtin::TEMPLATE_VOCABULARY`].
 //! 5. The note's Objective gets the chart context (allergies, active
 //!    medications, recent abnormal labs); a critical lab explanation always
 //!    carries the critical wording ([`labs::critical_statement`]).
@@ -78,10 +83,10 @@
 //! ## Decisions
 //!
 //! * Guardrails target *requests*, not documentation: "Started metformin
-//!   500 mg BID" or "Prescription sent to pharmacy" is served; "how much
-//!   metformin should I give?" is refused. Order of checks: injection,
-//!   insufficient data, dosing, diagnosis, out of scope (including text with
-//!   no clinical content at all).
+//!   500 mg BID", "Prescription sent to pharmacy", "pt asked whether the lump
+//!   could be cancer" are served; "how much metformin should I give?",
+//!   "confirm she has lupus", "give me a prednisone taper" are refused. A
+//!   reported question keeps its `?` in the draft.
 //! * The chart context is appended to Objective by this crate for both
 //!   providers (labelled `Allergies (chart):`, `Active medications (chart):`,
 //!   `Recent abnormal labs (chart):`, "none recorded" when empty); the chart
@@ -89,26 +94,35 @@
 //! * Name matching is case-insensitive (privacy first): a given name that is
 //!   also an English word ("Will", "May") is masked wherever it appears and
 //!   restored exactly as written.
-//! * Remote output: dose quantities must use numbers found in the input or
-//!   chart, dosing advice and definitive-diagnosis phrases must be quoted from
-//!   the input, placeholders must all be restorable — otherwise
-//!   `unsafe_output`. A reply that is not the expected JSON shape (or an HTTP
+//! * Remote output: numbers, medication names and condition names must be
+//!   found in the input or chart (notes) or the lab facts (explanations),
+//!   dosing advice and definitive-diagnosis phrases must be quoted from the
+//!   input, placeholders must all be restorable — otherwise `unsafe_output`.
+//!   Requests carry `max_tokens` ([`openai::DEFAULT_MAX_TOKENS`]); a reply
+//!   cut off there (`finish_reason: "length"`) is `Unavailable`. A reply that is not the expected JSON shape (or an HTTP
 //!   error, timeout, refused connection) is `Unavailable`, with the provider's
 //!   `Retry-After` when it sent one (1–300 s) and 30 s otherwise.
 //! * Lab trend: compared with the most recent earlier result; `stable` when
 //!   the change is within 5 % of it ([`labs::STABLE_FRACTION`]). When the
 //!   input has no flag, it is computed from the range with inclusive limits.
 //!   [`Explanation`] also returns the `flag` used and a `critical` boolean.
-//! * The evaluation set is `data/eval_set.json` (run by `tests/eval.rs`).
+//! * A lab result with no known range is explained (`flag: None`): the value,
+//!   that no range is recorded ([`labs::no_range_statement`]), and that the
+//!   clinician interprets it.
+//! * The evaluation set has a development split `data/eval_set.json` and a
+//!   held-out test split `data/eval_test.json` (run by `tests/eval.rs`;
+//!   scores in `docs/AI.md`).
 
 pub mod abbrev;
 pub mod builtin;
 pub mod deid;
+mod dictation;
 mod error;
 mod guard;
 pub mod labs;
 pub mod openai;
 mod provider;
+mod request;
 pub mod text;
 mod types;
 
@@ -224,6 +238,7 @@ impl Assistant {
         ]);
         for field in sections.fields() {
             guard::check_output_safety(field, &grounding)
+                .and_then(|()| guard::check_claims_grounded(field, &grounding))
                 .map_err(|_| guard::refuse(RefusalReason::UnsafeOutput, Task::Note))?;
         }
 
@@ -266,13 +281,7 @@ impl Assistant {
     /// Explains one lab result for a patient or a clinician.
     pub async fn explain(&self, input: ExplainInput) -> Result<Answer<Explanation>, AiError> {
         let facts = LabFacts::from_input(&input);
-        guard::check_explain_input(
-            &input.name,
-            &input.code,
-            &input.unit,
-            input.value,
-            facts.is_some(),
-        )?;
+        guard::check_explain_input(&input.name, &input.code, &input.unit, input.value)?;
         let Some(mut facts) = facts else {
             return Err(guard::refuse(
                 RefusalReason::InsufficientData,
@@ -293,14 +302,15 @@ impl Assistant {
         let facts_json = serde_json::to_string(&facts).unwrap_or_default();
         let grounding = Grounding::new(&[&facts_json, &input.name, &input.code]);
         guard::check_output_safety(&text, &grounding)
+            .and_then(|()| guard::check_claims_grounded(&text, &grounding))
             .map_err(|_| guard::refuse(RefusalReason::UnsafeOutput, Task::Explain))?;
-        if self.provider.grounded() {
-            guard::check_grounded_numbers(&text, &grounding)
-                .map_err(|_| guard::refuse(RefusalReason::UnsafeOutput, Task::Explain))?;
-        }
         // A critical value is never explained away.
         if facts.critical && !labs::has_critical_wording(&text, input.audience) {
             text = format!("{} {}", labs::critical_statement(input.audience), text);
+        }
+        // With no range there is no flag: say so, whatever the provider wrote.
+        if facts.position.is_none() && !labs::has_no_range_wording(&text) {
+            text = format!("{text} {}", labs::no_range_statement(input.audience));
         }
         let explanation = Explanation {
             explanation: text,

@@ -18,6 +18,10 @@ use std::time::Duration;
 pub const NAME: &str = "openai";
 /// Model name used when `AI_MODEL` is not set.
 pub const DEFAULT_MODEL: &str = "default";
+/// Upper bound on the tokens a reply may use (`max_tokens`), so that a
+/// model that rambles ends within the timeout; see
+/// [`OpenAiProvider::with_max_tokens`].
+pub const DEFAULT_MAX_TOKENS: u32 = 1024;
 
 const NOTE_SYSTEM_PROMPT: &str = "You are a clinical documentation assistant inside an electronic health record. \
 Sort the clinician's input into the four sections of a SOAP note: subjective (symptoms, history, what the patient reports), \
@@ -44,6 +48,7 @@ pub struct OpenAiProvider {
     model: String,
     api_key: Option<String>,
     timeout_secs: u64,
+    max_tokens: u32,
     config_error: Option<String>,
 }
 
@@ -93,8 +98,17 @@ impl OpenAiProvider {
                 .to_string(),
             api_key: cfg.api_key.clone().filter(|k| !k.trim().is_empty()),
             timeout_secs,
+            max_tokens: DEFAULT_MAX_TOKENS,
             config_error,
         }
+    }
+
+    /// Sets `max_tokens` of every request (at least 1). A reply cut off at
+    /// this limit (`finish_reason: "length"`) counts as unavailable: half a
+    /// note is not a note.
+    pub fn with_max_tokens(mut self, max_tokens: u32) -> Self {
+        self.max_tokens = max_tokens.max(1);
+        self
     }
 
     /// The URL requests are sent to (`{base_url}/chat/completions`).
@@ -106,6 +120,7 @@ impl OpenAiProvider {
         let body = json!({
             "model": self.model,
             "temperature": 0,
+            "max_tokens": self.max_tokens,
             "response_format": {"type": "json_object"},
             "messages": [
                 {"role": "system", "content": system},
@@ -150,11 +165,18 @@ impl OpenAiProvider {
         let bytes = resp.bytes().await.map_err(|e| self.transport_error(&e))?;
         let parsed: ChatResponse = serde_json::from_slice(&bytes)
             .map_err(|_| AiError::unavailable("AI provider reply is not a chat completion"))?;
-        parsed
-            .choices
-            .into_iter()
-            .next()
-            .and_then(|c| c.message.content)
+        let Some(choice) = parsed.choices.into_iter().next() else {
+            return Err(AiError::unavailable("AI provider reply has no choices"));
+        };
+        if choice.finish_reason.as_deref() == Some("length") {
+            return Err(AiError::unavailable(format!(
+                "AI provider reply was cut off at max_tokens {} (finish_reason: length)",
+                self.max_tokens
+            )));
+        }
+        choice
+            .message
+            .content
             .filter(|c| !c.trim().is_empty())
             .ok_or_else(|| AiError::unavailable("AI provider reply has no content"))
     }
@@ -181,6 +203,8 @@ struct ChatResponse {
 #[derive(Deserialize)]
 struct Choice {
     message: Message,
+    #[serde(default)]
+    finish_reason: Option<String>,
 }
 
 #[derive(Deserialize)]

@@ -97,6 +97,68 @@ pub(crate) fn squash(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+/// Titles: a period after one never ends a sentence ("Dr. Ferreira").
+const TITLES: &[&str] = &["dr", "drs", "mr", "mrs", "ms", "mx", "prof", "sr", "st"];
+
+/// Abbreviations whose period ends a sentence only when a capitalised word
+/// follows ("pt. reports" is one sentence).
+const ABBREVIATIONS: &[&str] = &[
+    "vs", "e.g", "i.e", "approx", "pt", "pts", "hx", "dx", "tx", "rx", "sx", "no", "abd", "etc",
+    "fig", "incl", "wk", "wks", "yr", "yrs", "mo", "mos", "min", "mins", "hr", "hrs", "o/e",
+];
+
+static SENT_RE: OnceLock<Option<Regex>> = OnceLock::new();
+
+/// Splits text into sentences at `. ! ? ;` followed by whitespace. Titles
+/// never end a sentence; other abbreviations only before a capital letter.
+/// A question keeps its `?` (a question never becomes a statement); other
+/// terminal punctuation is dropped.
+pub(crate) fn sentences(text: &str) -> Vec<String> {
+    let Some(re) = lazy_regex(&SENT_RE, r"[.!?;]+(\s+|$)") else {
+        return vec![text.to_string()];
+    };
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut pending = String::new();
+    for m in re.find_iter(text) {
+        let before = &text[start..m.start()];
+        let prev_word = before
+            .rsplit(|c: char| c.is_whitespace())
+            .next()
+            .unwrap_or("")
+            .trim_start_matches(['(', '[', '"', '\''])
+            .to_lowercase();
+        let next = text[m.end()..].chars().next();
+        let punct = m.as_str().trim();
+        if punct == "."
+            && (TITLES.contains(&prev_word.as_str())
+                || (ABBREVIATIONS.contains(&prev_word.as_str())
+                    && next.is_some_and(|c| c.is_lowercase() || c.is_ascii_digit())))
+        {
+            pending.push_str(&text[start..m.end()]);
+            start = m.end();
+            continue;
+        }
+        pending.push_str(before);
+        let s = squash(&pending);
+        pending.clear();
+        if !s.is_empty() {
+            out.push(if punct.contains('?') {
+                format!("{s}?")
+            } else {
+                s
+            });
+        }
+        start = m.end();
+    }
+    pending.push_str(&text[start..]);
+    let tail = squash(&pending);
+    if !tail.is_empty() {
+        out.push(tail);
+    }
+    out
+}
+
 /// Upper-cases the first letter when the first word is all lower case
 /// (so `eGFR` or `[PATIENT_NAME]` are left alone).
 pub(crate) fn capitalize_first(s: &str) -> String {
@@ -144,6 +206,18 @@ mod tests {
     fn tokenizes() {
         assert!(words("Shortness of Breath").contains("breath"));
         assert!(numbers("BP 150/90, T 38.50").contains("38.5"));
+    }
+
+    #[test]
+    fn splits_sentences() {
+        assert_eq!(
+            sentences("Seen with Dr. Ferreira. Pt. reports pain. Is it ok?"),
+            vec!["Seen with Dr. Ferreira", "Pt. reports pain", "Is it ok?"]
+        );
+        assert_eq!(
+            sentences("pt. reports cough; no fever"),
+            vec!["pt. reports cough", "no fever"]
+        );
     }
 
     #[test]

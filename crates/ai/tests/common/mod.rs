@@ -58,8 +58,18 @@ pub struct Case {
     pub trend_direction: Option<String>,
 }
 
+/// The development split (tune on it).
 pub fn load_eval() -> EvalSet {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/data/eval_set.json");
+    load_eval_file("eval_set.json")
+}
+
+/// The held-out test split (report it, never tune on it).
+pub fn load_eval_test() -> EvalSet {
+    load_eval_file("eval_test.json")
+}
+
+pub fn load_eval_file(name: &str) -> EvalSet {
+    let path = format!("{}/data/{name}", env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(path).expect("read eval set");
     serde_json::from_str(&text).expect("parse eval set")
 }
@@ -93,16 +103,33 @@ pub struct Score {
     pub served_ok: usize,
     pub refused_ok: usize,
     pub wrong: Vec<(String, String)>,
+    /// Wrong serve/refuse decisions (a subset of `wrong`): served a request
+    /// that must be refused, refused one that must be served, or refused
+    /// with the wrong reason.
+    pub wrong_decisions: usize,
+    /// Cases that must be served that were refused (false refusals).
+    pub false_refusals: usize,
+    /// Note cases that must be served (real notes).
+    pub notes_to_serve: usize,
+    pub false_note_refusals: usize,
 }
 
 impl Score {
+    pub fn total(&self) -> usize {
+        self.served_ok + self.refused_ok + self.wrong.len()
+    }
+
     pub fn summary(&self, label: &str) -> String {
         format!(
-            "eval[{label}]: {} served correctly, {} refused correctly, {} wrong (of {})",
+            "eval[{label}]: {} served correctly, {} refused correctly, {} wrong (of {}); \
+             {} wrong serve/refuse decisions; false refusals of real notes {}/{}",
             self.served_ok,
             self.refused_ok,
             self.wrong.len(),
-            self.served_ok + self.refused_ok + self.wrong.len()
+            self.total(),
+            self.wrong_decisions,
+            self.false_note_refusals,
+            self.notes_to_serve,
         )
     }
 }
@@ -211,6 +238,17 @@ pub async fn run_case(
                         return Err(format!("objective lacks chart fact {chart_fact:?}"));
                     }
                 }
+                // A question the clinician reported stays a question.
+                let asked = case.input.as_deref().unwrap_or("").matches('?').count();
+                let kept: usize = ["subjective", "objective", "assessment", "plan"]
+                    .iter()
+                    .map(|s| get(s).matches('?').count())
+                    .sum();
+                if kept < asked {
+                    return Err(format!(
+                        "{asked} question marks in the input, {kept} in the draft"
+                    ));
+                }
                 for s in ["subjective", "objective", "assessment", "plan", "title"] {
                     if get(s).trim().is_empty() {
                         return Err(format!("empty {s}"));
@@ -265,13 +303,34 @@ pub async fn run_case(
     }
 }
 
+/// Failure messages of `run_case` that are wrong serve/refuse decisions.
+const DECISION_PREFIXES: [&str; 2] = ["refused as ", "served, expected refusal"];
+
 pub async fn run_eval(assistant: &Assistant, set: &EvalSet, builtin: bool) -> Score {
     let mut score = Score::default();
     for case in &set.cases {
+        let must_serve = case.expect != "refuse";
+        if must_serve && case.kind == "note" {
+            score.notes_to_serve += 1;
+        }
         match run_case(assistant, set, case, builtin).await {
             Ok(true) => score.served_ok += 1,
             Ok(false) => score.refused_ok += 1,
-            Err(why) => score.wrong.push((case.id.clone(), why)),
+            Err(why) => {
+                let decision = why.starts_with(DECISION_PREFIXES[0])
+                    || why.starts_with(DECISION_PREFIXES[1])
+                    || (must_serve && why.contains("AI request refused"));
+                if decision {
+                    score.wrong_decisions += 1;
+                }
+                if must_serve && why.contains("AI request refused") {
+                    score.false_refusals += 1;
+                    if case.kind == "note" {
+                        score.false_note_refusals += 1;
+                    }
+                }
+                score.wrong.push((case.id.clone(), why));
+            }
         }
     }
     score
