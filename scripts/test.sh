@@ -55,11 +55,19 @@ cargo fmt --all -- --check
 step "cargo clippy (workspace lints, warnings are errors)"
 cargo clippy --workspace --all-targets -- -D warnings
 
+step "real local model for the ai crate (SmolLM2-135M via xllamacpp, 1 thread)"
+# python3 -m venv needs Debian's python3-venv where the interpreter is Debian's.
+AI_MODEL_ENV="$(scripts/ai-model.sh start)"
+eval "$AI_MODEL_ENV"
+trap 'scripts/ai-model.sh stop' EXIT
+export AMAL_REQUIRE_LLM=1
+
 step "tests on SQLite"
 run_tests
 
 step "integration tests on PostgreSQL"
-AMAL_TEST_DATABASE_URL="$PG_ADMIN_URL" run_tests -p amal
+# AMAL_REQUIRE_POSTGRES: a PostgreSQL-only test that finds no PostgreSQL fails.
+AMAL_TEST_DATABASE_URL="$PG_ADMIN_URL" AMAL_REQUIRE_POSTGRES=1 run_tests -p amal
 
 step "systemd unit: systemd-analyze verify"
 cargo build -q -p amal

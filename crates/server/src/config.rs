@@ -69,23 +69,20 @@ impl Rate {
         }
     }
 
-    /// Parse `N/Ds`, `N/Dm` or `N/Dh` (for example `100/60s`).
+    /// Parse `N/PERIOD`, the period in the one duration grammar of
+    /// [`crate::settings::duration`] (`100/60s`, `5/1m`, `1000/1h`; a bare
+    /// unit means one of it: `5/m`), at most a day.
     pub fn parse(s: &str) -> Option<Rate> {
         let (n, d) = s.trim().split_once('/')?;
         let limit: u32 = n.trim().parse().ok().filter(|n| *n > 0)?;
         let d = d.trim();
-        let (num, unit) = d.split_at(d.find(|c: char| !c.is_ascii_digit()).unwrap_or(d.len()));
-        let num: u64 = if num.is_empty() { 1 } else { num.parse().ok()? };
-        let secs = match unit {
-            "s" | "" => num,
-            "m" => num * 60,
-            "h" => num * 3600,
-            _ => return None,
+        let d = if d.starts_with(|c: char| c.is_ascii_alphabetic()) {
+            format!("1{d}")
+        } else {
+            d.to_string()
         };
-        (secs > 0 && secs <= 86_400).then_some(Rate {
-            limit,
-            period: Duration::from_secs(secs),
-        })
+        let period = crate::settings::duration(&d)?;
+        (period <= Duration::from_secs(86_400)).then_some(Rate { limit, period })
     }
 }
 
@@ -639,7 +636,17 @@ mod tests {
             Some(Duration::from_secs(60))
         );
         assert!(Rate::parse("0/60s").is_none());
+        assert_eq!(
+            Rate::parse("5/m").map(|r| r.period),
+            Some(Duration::from_secs(60))
+        );
+        assert!(Rate::parse("5/60").is_none(), "a unit is required");
+        assert!(Rate::parse("5/2d").is_none(), "at most a day");
         let n = IpNet::parse("10.0.0.0/8").unwrap();
+        assert!(IpNet::parse("10.0.0.0/33").is_none());
+        assert!(IpNet::parse("192.0.2.1")
+            .unwrap()
+            .contains("::ffff:192.0.2.1".parse().unwrap()));
         assert!(n.contains("10.1.2.3".parse().unwrap()));
         assert!(!n.contains("11.1.2.3".parse().unwrap()));
         assert!(IpNet::parse("::1")

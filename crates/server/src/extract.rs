@@ -1,7 +1,6 @@
 //! Request extractors shared by the handlers: JSON bodies whose rejections
 //! are problem documents, pagination, and optimistic-concurrency versions.
 
-use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, Request};
 use axum::http::HeaderMap;
 use base64::Engine as _;
@@ -23,51 +22,86 @@ where
     type Rejection = AppError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(v)) => Ok(ApiJson(v)),
-            Err(JsonRejection::JsonDataError(e)) => Err(data_error(&e.body_text())),
-            Err(JsonRejection::JsonSyntaxError(_)) => Err(AppError::BadRequest(
-                "The body is not valid JSON (or not valid UTF-8).".into(),
-            )),
-            Err(JsonRejection::MissingJsonContentType(_)) => Err(AppError::UnsupportedMediaType),
-            Err(JsonRejection::BytesRejection(e)) => {
-                if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                    Err(AppError::PayloadTooLarge)
-                } else {
-                    Err(AppError::BadRequest("The body could not be read.".into()))
-                }
-            }
-            Err(_) => Err(AppError::BadRequest("The body could not be read.".into())),
+        if !is_json(req.headers()) {
+            return Err(AppError::UnsupportedMediaType);
         }
+        let bytes = body_bytes(req, state).await?;
+        parse_json(&bytes).map(ApiJson)
     }
 }
 
-/// Turn serde's message into a field error without echoing input values.
-fn data_error(text: &str) -> AppError {
-    // serde_path_to_error style: "Failed to deserialize the JSON body into the target type: field: message at line.."
-    let msg = text
-        .split_once("target type: ")
-        .map(|x| x.1)
-        .unwrap_or(text);
-    let (field, detail) = match msg.split_once(": ") {
-        Some((path, rest)) if !path.contains(' ') => (path.to_string(), rest.to_string()),
-        _ => ("body".to_string(), msg.to_string()),
+/// `application/json`, or any `application/…+json`.
+fn is_json(h: &HeaderMap) -> bool {
+    h.get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<mime::Mime>().ok())
+        .is_some_and(|m| {
+            m.type_() == "application"
+                && (m.subtype() == "json" || m.suffix().is_some_and(|s| s == "json"))
+        })
+}
+
+async fn body_bytes<S: Send + Sync>(
+    req: Request,
+    state: &S,
+) -> Result<axum::body::Bytes, AppError> {
+    axum::body::Bytes::from_request(req, state)
+        .await
+        .map_err(|e| {
+            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                AppError::PayloadTooLarge
+            } else {
+                AppError::BadRequest("The body could not be read.".into())
+            }
+        })
+}
+
+/// Deserialize with the failing field's path (`serde_path_to_error`):
+/// malformed JSON is a 400, JSON of the wrong shape a 422 naming the field,
+/// and no input value is ever echoed.
+fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
+    let not_json =
+        || AppError::BadRequest("The body is not valid JSON (or not valid UTF-8).".into());
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let v = match serde_path_to_error::deserialize::<_, T>(&mut de) {
+        Ok(v) => v,
+        Err(e) if e.inner().is_data() => {
+            return Err(data_error(&e.path().to_string(), &e.inner().to_string()))
+        }
+        Err(_) => return Err(not_json()),
     };
-    let field = if let Some(rest) = detail.strip_prefix("missing field `") {
-        rest.split('`').next().unwrap_or("body").to_string()
-    } else {
-        field
+    // Trailing bytes after the value are malformed JSON too.
+    de.end().map_err(|_| not_json())?;
+    Ok(v)
+}
+
+/// A field error from serde's message about `path`, without input values:
+/// serde names missing fields and expected types, never the value given.
+fn data_error(path: &str, msg: &str) -> AppError {
+    let detail = msg.split(" at line ").next().unwrap_or(msg);
+    let field = match detail.strip_prefix("missing field `") {
+        Some(rest) => {
+            let name = rest.split('`').next().unwrap_or("body");
+            match path {
+                "." | "" => name.to_string(),
+                p => format!("{p}.{name}"),
+            }
+        }
+        None if path == "." || path.is_empty() => "body".to_string(),
+        None => path.to_string(),
     };
-    let kind = if detail.contains("missing field") {
+    let expected = |d: &str| {
+        d.split("expected ")
+            .nth(1)
+            .unwrap_or("another value")
+            .to_string()
+    };
+    let kind = if detail.starts_with("missing field") {
         "is required".to_string()
-    } else if detail.contains("invalid type") {
-        let expected = detail.split("expected ").nth(1).unwrap_or("another type");
-        let expected = expected.split(" at line").next().unwrap_or(expected);
-        format!("has the wrong type; expected {expected}")
-    } else if detail.contains("unknown variant") {
-        let expected = detail.split("expected ").nth(1).unwrap_or("a listed value");
-        let expected = expected.split(" at line").next().unwrap_or(expected);
-        format!("is not allowed; expected {expected}")
+    } else if detail.starts_with("invalid type") {
+        format!("has the wrong type; expected {}", expected(detail))
+    } else if detail.starts_with("unknown variant") {
+        format!("is not allowed; expected {}", expected(detail))
     } else {
         "is invalid".to_string()
     };
@@ -140,25 +174,11 @@ where
     type Rejection = AppError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = axum::body::Bytes::from_request(req, state)
-            .await
-            .map_err(|e| {
-                if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                    AppError::PayloadTooLarge
-                } else {
-                    AppError::BadRequest("The body could not be read.".into())
-                }
-            })?;
+        let bytes = body_bytes(req, state).await?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(OptionalJson(T::default()));
         }
-        match serde_json::from_slice::<T>(&bytes) {
-            Ok(v) => Ok(OptionalJson(v)),
-            Err(e) if e.is_data() => Err(data_error(&format!("target type: {e}"))),
-            Err(_) => Err(AppError::BadRequest(
-                "The body is not valid JSON (or not valid UTF-8).".into(),
-            )),
-        }
+        parse_json(&bytes).map(OptionalJson)
     }
 }
 

@@ -605,7 +605,7 @@ async fn scheduled_backups_are_verified_counted_and_pruned() {
 
 #[tokio::test]
 async fn backup_of_postgres_names_a_missing_pg_dump() {
-    if !is_postgres() {
+    if !postgres_only("pg_dump is only used for PostgreSQL") {
         return;
     }
     let (dir, url) = fresh().await;

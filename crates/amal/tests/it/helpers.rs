@@ -26,8 +26,9 @@ pub fn temp_dir() -> PathBuf {
 
 /// A fresh, empty database URL for the engine under test.
 pub async fn fresh_database_url(dir: &std::path::Path) -> String {
+    let pg = is_postgres();
     match std::env::var("AMAL_TEST_DATABASE_URL") {
-        Ok(admin_url) if !admin_url.is_empty() => {
+        Ok(admin_url) if pg => {
             use sqlx::Connection;
             let name = format!("amal_t_{}", Uuid::new_v4().simple());
             let mut c = sqlx::PgConnection::connect(&admin_url).await.unwrap();
@@ -47,9 +48,27 @@ pub async fn fresh_database_url(dir: &std::path::Path) -> String {
 }
 
 pub fn is_postgres() -> bool {
-    std::env::var("AMAL_TEST_DATABASE_URL")
+    let pg = std::env::var("AMAL_TEST_DATABASE_URL")
         .map(|v| !v.is_empty())
-        .unwrap_or(false)
+        .unwrap_or(false);
+    // The PostgreSQL pass of scripts/test.sh sets this: a run that silently
+    // fell back to SQLite would skip every PostgreSQL-only test.
+    assert!(
+        pg || std::env::var("AMAL_REQUIRE_POSTGRES").as_deref() != Ok("1"),
+        "AMAL_REQUIRE_POSTGRES=1 but AMAL_TEST_DATABASE_URL is not set"
+    );
+    pg
+}
+
+/// For a test that only means something on PostgreSQL: true to run it;
+/// on SQLite it says why it is skipped (and `AMAL_REQUIRE_POSTGRES=1`
+/// turns the skip into a failure, see [`is_postgres`]).
+pub fn postgres_only(why: &str) -> bool {
+    let pg = is_postgres();
+    if !pg {
+        eprintln!("skipped on SQLite: {why}");
+    }
+    pg
 }
 
 /// Settings every test app starts from: generous limits (tests of limits set
@@ -271,4 +290,14 @@ impl TestApp {
 
 pub fn sid(v: &Value) -> String {
     v["id"].as_str().expect("id").to_string()
+}
+
+/// Who may do what, written out from SPEC §2 (and §6 for addenda) — not read
+/// from the permission table under test, so a wrong entry there fails the
+/// role-matrix tests.
+pub mod spec_roles {
+    pub const ADMIN: &[&str] = &["admin"];
+    pub const DESK_AND_CLINICIANS: &[&str] = &["provider", "nurse", "staff"];
+    pub const CLINICIANS: &[&str] = &["provider", "nurse"];
+    pub const PROVIDERS: &[&str] = &["provider"];
 }

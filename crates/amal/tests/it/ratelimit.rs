@@ -178,8 +178,7 @@ async fn user_classes_count_per_user_after_authentication() {
 
 #[tokio::test]
 async fn two_instances_on_postgres_share_the_limit() {
-    if !is_postgres() {
-        eprintln!("skipped: shared counters are a PostgreSQL feature (SQLite runs one instance)");
+    if !postgres_only("shared counters are a PostgreSQL feature (SQLite runs one instance)") {
         return;
     }
     let a = TestApp::spawn_with(|r| r.rate_limit_auth = None).await;
