@@ -290,6 +290,19 @@ pub const RULES: &[Rule] = &[
         },
     },
     Rule {
+        name: "DatabaseFaults",
+        severity: "high",
+        route: "slack",
+        for_secs: 0,
+        expr: "increase(db_fault_total[5m]) > 0",
+        summary: "Requests were answered 503 because of a database fault (down, full, read-only or connection lost).",
+        cond: Cond::IncreaseAbove {
+            sel: Sel(&["db.fault"]),
+            window: 300,
+            threshold: 0.0,
+        },
+    },
+    Rule {
         name: "BackupTooOld",
         severity: "high",
         route: "slack",
@@ -816,8 +829,13 @@ fn cgroup_memory_max() -> Option<f64> {
 async fn probe(state: &AppState) {
     let m = &state.metrics;
     let limit = Duration::from_secs(3);
+    // Up means readable and writable: a read-only or wedged database is down
+    // for a clinic.
     let db_ok = matches!(
         tokio::time::timeout(limit, state.db.ping()).await,
+        Ok(Ok(()))
+    ) && matches!(
+        tokio::time::timeout(limit, state.db.check_write()).await,
         Ok(Ok(()))
     );
     m.set_gauge("database.up", if db_ok { 1.0 } else { 0.0 });

@@ -12,6 +12,9 @@ pub struct RequestCtx {
     pub request_id: String,
     pub client_ip: IpAddr,
     user: Mutex<Option<(Uuid, Role)>>,
+    /// Set when the request met a database fault (kind, whether in the audit
+    /// trail), so the request layer counts it as a fault, not as a bug.
+    db_fault: Mutex<Option<(store::FaultKind, bool)>>,
 }
 
 impl RequestCtx {
@@ -20,6 +23,7 @@ impl RequestCtx {
             request_id,
             client_ip,
             user: Mutex::new(None),
+            db_fault: Mutex::new(None),
         })
     }
 
@@ -31,6 +35,16 @@ impl RequestCtx {
 
     pub fn user(&self) -> Option<(Uuid, Role)> {
         self.user.lock().ok().and_then(|u| *u)
+    }
+
+    pub fn set_db_fault(&self, kind: store::FaultKind, audit: bool) {
+        if let Ok(mut f) = self.db_fault.lock() {
+            *f = Some((kind, audit));
+        }
+    }
+
+    pub fn db_fault(&self) -> Option<(store::FaultKind, bool)> {
+        self.db_fault.lock().ok().and_then(|f| *f)
     }
 }
 

@@ -155,7 +155,10 @@ pub async fn request_layer(
     let path = req.uri().path().to_string();
     let route = route_template(&path);
     let class = classify(&method, &path);
-    let span = tracing::info_span!(
+    // ERROR level: a span below the configured level is disabled, and its
+    // fields (the request id) would then be missing from every line logged
+    // inside it, the 5xx lines included, at LOG_LEVEL=warn or error.
+    let span = tracing::error_span!(
         "request",
         requestId = %request_id,
         userId = tracing::field::Empty,
@@ -193,8 +196,18 @@ pub async fn request_layer(
     let m = &state.metrics;
     m.incr("http.requests");
     m.observe(&class.metric_name(), elapsed.as_micros() as u64);
+    // A database fault is counted as one (`db.fault`, `db.fault.<kind>`),
+    // not as a server bug in the auth 5xx alert.
+    let fault = ctx.db_fault().filter(|_| status.is_server_error());
     if status.is_server_error() {
         m.incr("http.5xx");
+    }
+    if let Some((kind, audit)) = fault {
+        m.incr("db.fault");
+        m.incr(&format!("db.fault.{kind}"));
+        if audit {
+            m.incr("audit.write_failure");
+        }
     }
     if let Class::Write(resource) = &class {
         let outcome = if status.is_client_error() || status.is_server_error() {
@@ -212,7 +225,7 @@ pub async fn request_layer(
     }
     if let Class::Auth(_) = class {
         m.incr("http.auth.requests");
-        if status.is_server_error() {
+        if status.is_server_error() && fault.is_none() {
             m.incr("http.auth.5xx");
         }
     }
@@ -225,7 +238,8 @@ pub async fn request_layer(
     span.in_scope(|| {
         let level_error = status.is_server_error();
         if level_error {
-            tracing::error!(method = %method, endpoint = %route, status = status.as_u16(), duration = duration_ms, userId = user, role = role, clientIp = %ip, "request failed");
+            // The request id is on the line itself too, whatever the span.
+            tracing::error!(requestId = %request_id, method = %method, endpoint = %route, status = status.as_u16(), duration = duration_ms, userId = user, role = role, clientIp = %ip, fault = fault.map(|f| f.0.as_str()), "request failed");
         } else {
             tracing::info!(method = %method, endpoint = %route, status = status.as_u16(), duration = duration_ms, userId = user, role = role, "request");
         }
@@ -397,7 +411,7 @@ pub async fn rate_limit_layer(State(state): State<AppState>, req: Request, next:
     };
     let decision = match state.limiter.hit(&key, rate).await {
         Ok(d) => d,
-        Err(e) => return AppError::Internal(e).into_response(),
+        Err(e) => return AppError::from(e).into_response(),
     };
     let mut resp = if decision.allowed {
         next.run(Request::from_parts(parts, body)).await
