@@ -347,7 +347,7 @@ impl AuditWriter {
                     e.fault().unwrap_or(FaultKind::Audit)
                 });
                 for (_, ack) in batch.drain(..) {
-                    let _ = ack.send(outcome.clone());
+                    let _ = ack.send(outcome);
                 }
             }
         });

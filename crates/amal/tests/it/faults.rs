@@ -677,7 +677,8 @@ async fn postgres_terminated_connections_answer_503_then_recover() {
     let took = until_write_succeeds(&app, &provider.access, Duration::from_secs(5)).await;
     eprintln!("measured: {faults} answers 503 during terminations; next write {took:?} after");
     assert!(took < Duration::from_secs(3));
-    for id in acked.lock().unwrap().iter() {
+    let acked = acked.lock().unwrap().clone();
+    for id in &acked {
         let r = app
             .get(&format!("/api/patients/{id}"), Some(&provider.access))
             .await;
