@@ -321,11 +321,23 @@ struct Env {
     url: String,
     jwt: String,
     refresh: String,
+    /// Run `amal` as this uid/gid (through `setpriv`), e.g. `nobody`.
+    run_as: Option<u32>,
 }
 
 impl Env {
     fn command(&self) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_amal"));
+        let mut c = match self.run_as {
+            Some(id) => {
+                let mut c = Command::new("setpriv");
+                c.arg(format!("--reuid={id}"))
+                    .arg(format!("--regid={id}"))
+                    .arg("--clear-groups")
+                    .arg(env!("CARGO_BIN_EXE_amal"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_amal")),
+        };
         c.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("AMAL_DATA_DIR", &self.dir)
@@ -395,6 +407,7 @@ async fn env_for_process() -> Env {
         url,
         jwt: server::config::generate_secret(),
         refresh: server::config::generate_secret(),
+        run_as: None,
     }
 }
 
@@ -540,6 +553,7 @@ async fn a_5xx_log_line_carries_the_request_id_at_warn() {
         url: format!("sqlite://{}", fs.dir.join("amal.db").display()),
         jwt: server::config::generate_secret(),
         refresh: server::config::generate_secret(),
+        run_as: None,
     };
     let mut served = env.serve("warn");
     let client = reqwest::Client::new();
@@ -586,6 +600,96 @@ async fn a_5xx_log_line_carries_the_request_id_at_warn() {
         lines.iter().all(|l| !l.contains("canary-password-xyz")),
         "the password was logged"
     );
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// A database file without write permission (as an unprivileged user:
+/// root ignores file modes). `serve` must refuse to start, naming the file,
+/// and must not leave a read-only `-shm` behind; once the mode is fixed it
+/// starts. SQLite alone would open the file read-only, report healthy, and
+/// create `-shm` with mode 0444.
+#[tokio::test]
+async fn sqlite_read_only_database_file_refused_as_unprivileged_user() {
+    use std::os::unix::fs::PermissionsExt;
+    if is_postgres() {
+        eprintln!("skipped: a SQLite fault");
+        return;
+    }
+    let dir = temp_dir();
+    let run_as = if is_root() {
+        // `nobody` owns the folder; it cannot bypass the file's mode.
+        let ok = Command::new("chown")
+            .arg("65534:65534")
+            .arg(&dir)
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        if !ok || !Path::new("/usr/bin/setpriv").exists() {
+            return skip("cannot run amal as an unprivileged user (chown or setpriv missing)");
+        }
+        Some(65534)
+    } else {
+        None
+    };
+    let env = Env {
+        url: format!("sqlite://{}", dir.join("amal.db").display()),
+        dir: dir.clone(),
+        jwt: server::config::generate_secret(),
+        refresh: server::config::generate_secret(),
+        run_as,
+    };
+    let out = env.command().args(["migrate", "up"]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for f in ["amal.db-wal", "amal.db-shm"] {
+        let _ = std::fs::remove_file(dir.join(f));
+    }
+    let db = dir.join("amal.db");
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o444)).unwrap();
+    let mut c = env.command();
+    c.env("AMAL_BIND", format!("127.0.0.1:{}", free_port()))
+        .arg("serve")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if t0.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            panic!("amal serve started on a read-only database file");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(!status.success());
+    assert!(err.contains(&db.display().to_string()), "{err}");
+    assert!(err.contains("permission denied"), "{err}");
+    if let Ok(meta) = std::fs::metadata(dir.join("amal.db-shm")) {
+        assert_ne!(meta.permissions().mode() & 0o200, 0, "-shm left read-only");
+    }
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let mut served = env.serve("warn");
+    let r = reqwest::get(format!("{}/api/health", served.base))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let _ = served.child.kill();
+    let _ = served.child.wait();
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 // ---------------------------------------------------------------------------
