@@ -266,3 +266,51 @@ impl From<FieldError> for AppError {
         AppError::Validation(vec![e])
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use store::{FaultKind, StoreError};
+
+    #[test]
+    fn database_faults_are_503_with_retry_after_and_no_internals() {
+        let e = AppError::from(StoreError::Unavailable {
+            kind: FaultKind::DiskFull,
+            detail: "error returned from database: (code: 13) database or disk is full".into(),
+        });
+        assert_eq!(e.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(e.code(), "service_unavailable");
+        assert!(!e.detail().contains("code"));
+        let r = e.into_response();
+        assert_eq!(r.headers()[header::RETRY_AFTER], "10");
+
+        let e = AppError::from(StoreError::AuditUnavailable {
+            kind: FaultKind::Audit,
+        });
+        assert_eq!(e.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(e.detail().contains("audit"));
+    }
+
+    #[test]
+    fn a_fault_behind_anyhow_is_still_a_fault() {
+        let inner = StoreError::Unavailable {
+            kind: FaultKind::Timeout,
+            detail: "pool timed out".into(),
+        };
+        let e = AppError::from(anyhow::Error::new(inner));
+        assert!(matches!(
+            e,
+            AppError::DbFault {
+                kind: FaultKind::Timeout,
+                audit: false
+            }
+        ));
+        let e = AppError::from(anyhow::anyhow!("something else"));
+        assert_eq!(e.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            AppError::from(StoreError::Conflict("x".into())).status(),
+            409
+        );
+    }
+}
