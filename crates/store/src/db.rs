@@ -523,12 +523,26 @@ impl Db {
     pub async fn close(&self) {
         match self {
             Db::Sqlite(s) => {
-                s.read.close().await;
-                s.write.close().await;
+                close_settled(&s.read).await;
+                close_settled(&s.write).await;
             }
-            Db::Postgres(p) => p.close().await,
+            Db::Postgres(p) => close_settled(p).await,
         }
     }
+}
+
+/// Close `pool` once the connections just dropped are back in it. A
+/// dropped connection is returned by a spawned task; sqlx's `close` can miss
+/// one that reaches the idle queue after it looked, and that connection then
+/// stays open (on SQLite its `-shm` stays locked, so a restore right after
+/// finds the database "in use"). Waits at most 2 s for connections still
+/// in use.
+async fn close_settled<DB: sqlx::Database>(pool: &Pool<DB>) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    while pool.num_idle() < pool.size() as usize && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    pool.close().await;
 }
 
 /// True when `err` is a unique-constraint violation (both engines).
@@ -604,21 +618,63 @@ pub fn preflight_sqlite(url: &str) -> std::result::Result<(), String> {
         let mut name = file.clone().into_os_string();
         name.push(suffix);
         let path = PathBuf::from(name);
-        if path.exists() {
-            std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(&path)
-                .map_err(|e| {
-                    format!(
-                        "the database file {} cannot be opened for writing: {}",
-                        path.display(),
-                        io_cause(&e)
-                    )
-                })?;
+        if let Ok(meta) = std::fs::metadata(&path) {
+            if !may_write(&meta) {
+                return Err(format!(
+                    "the database file {} cannot be opened for writing: permission denied \
+                     (mode {:o}; it must be writable by the user running amal)",
+                    path.display(),
+                    {
+                        use std::os::unix::fs::PermissionsExt;
+                        meta.permissions().mode() & 0o7777
+                    }
+                ));
+            }
         }
     }
     Ok(())
+}
+
+/// Whether this process may write a file with `meta`, judged from its mode
+/// and owner as access(2) would (ACLs aside). The file is deliberately not
+/// opened: closing any descriptor of a SQLite database drops every POSIX
+/// lock this process holds on it, which would break a connection already
+/// open in the same process.
+fn may_write(meta: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Some((uid, gids)) = credentials() else {
+        return true; // unknown: SQLite reports it at the first write
+    };
+    let mode = meta.mode();
+    if uid == 0 {
+        return true;
+    }
+    if meta.uid() == uid {
+        mode & 0o200 != 0
+    } else if gids.contains(&meta.gid()) {
+        mode & 0o020 != 0
+    } else {
+        mode & 0o002 != 0
+    }
+}
+
+/// The effective uid and the gids (effective and supplementary) of this
+/// process, from `/proc/self/status` (Linux; `None` elsewhere).
+fn credentials() -> Option<(u32, Vec<u32>)> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let field = |name: &str| -> Option<Vec<u32>> {
+        let line = status.lines().find(|l| l.starts_with(name))?;
+        Some(
+            line[name.len()..]
+                .split_whitespace()
+                .filter_map(|v| v.parse().ok())
+                .collect(),
+        )
+    };
+    let uid = *field("Uid:")?.get(1)?;
+    let mut gids = field("Groups:").unwrap_or_default();
+    gids.push(*field("Gid:")?.get(1)?);
+    Some((uid, gids))
 }
 
 #[cfg(test)]
