@@ -18,6 +18,9 @@ command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
 # The web UI's browser test drives Debian's chromium through chromedriver.
 command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium chromium-driver)
 export AMAL_REQUIRE_BROWSER=1
+# The fault tests (crates/amal/tests/it/faults.rs) mount size-limited tmpfs
+# and run a private PostgreSQL cluster: as root here, so they must not skip.
+export AMAL_REQUIRE_FAULTS=1
 if [ ${#need_apt[@]} -gt 0 ]; then
   step "installing ${need_apt[*]}"
   if [ "$(id -u)" = 0 ]; then

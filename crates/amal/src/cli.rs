@@ -61,6 +61,9 @@ pub struct Settings {
     /// Seconds before a request is stopped (default 30)
     #[arg(long, env = "AMAL_REQUEST_TIMEOUT_SECONDS", global = true)]
     pub request_timeout: Option<u64>,
+    /// How long a request waits for a database connection before 503, e.g. 2s (default 2s)
+    #[arg(long, env = "AMAL_DB_ACQUIRE_TIMEOUT", global = true)]
+    pub db_acquire_timeout: Option<String>,
     /// `serve` takes a verified backup this often, e.g. 6h or 30m (default: off)
     #[arg(long, env = "AMAL_BACKUP_INTERVAL", global = true)]
     pub backup_interval: Option<String>,
@@ -165,6 +168,7 @@ impl Settings {
             rate_limit_read: self.rate_limit_read.clone(),
             trusted_proxies: self.trusted_proxies.clone(),
             request_timeout_secs: self.request_timeout,
+            db_acquire_timeout: self.db_acquire_timeout.clone(),
             backup_interval: self.backup_interval.clone(),
             backup_keep: self.backup_keep.clone(),
             backup_dir: self.backup_dir.clone(),

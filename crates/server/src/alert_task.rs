@@ -28,8 +28,13 @@ const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(5);
 async fn probe(state: &AppState) {
     let m = &state.metrics;
     let limit = Duration::from_secs(3);
+    // Up means readable and writable: a read-only or wedged database is down
+    // for a clinic.
     let db_ok = matches!(
         tokio::time::timeout(limit, state.db.ping()).await,
+        Ok(Ok(()))
+    ) && matches!(
+        tokio::time::timeout(limit, state.db.check_write()).await,
         Ok(Ok(()))
     );
     m.set_gauge("database.up", if db_ok { 1.0 } else { 0.0 });

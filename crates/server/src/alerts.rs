@@ -248,6 +248,19 @@ pub const RULES: &[Rule] = &[
         },
     },
     Rule {
+        name: "DatabaseFaults",
+        severity: "high",
+        route: "slack",
+        for_secs: 0,
+        expr: "increase(db_fault_total[5m]) > 0",
+        summary: "Requests were answered 503 because of a database fault (down, full, read-only or connection lost).",
+        cond: Cond::IncreaseAbove {
+            sel: Sel(&["db.fault"]),
+            window: 300,
+            threshold: 0.0,
+        },
+    },
+    Rule {
         name: "BackupTooOld",
         severity: "high",
         route: "slack",

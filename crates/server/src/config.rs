@@ -31,6 +31,9 @@ pub struct RawConfig {
     pub rate_limit_read: Option<String>,
     pub trusted_proxies: Option<String>,
     pub request_timeout_secs: Option<u64>,
+    /// `AMAL_DB_ACQUIRE_TIMEOUT`: how long a request waits for a database
+    /// connection before answering 503 (default `2s`).
+    pub db_acquire_timeout: Option<String>,
     /// `AMAL_BACKUP_INTERVAL` (unset = off), `AMAL_BACKUP_KEEP` (default 7), `AMAL_BACKUP_DIR`.
     pub backup_interval: Option<String>,
     pub backup_keep: Option<String>,
@@ -151,6 +154,9 @@ pub struct Config {
     pub rate_limits: RateLimits,
     pub trusted_proxies: Vec<IpNet>,
     pub request_timeout: Duration,
+    /// How long a request waits for a database connection (fail fast while
+    /// the database is down).
+    pub db_acquire_timeout: Duration,
     /// Scheduled backups.
     pub backup: crate::settings::BackupSettings,
     /// The AI assistant: built in and offline unless `AI_BASE_URL` is set.
@@ -336,6 +342,18 @@ impl Config {
         }
 
         let request_timeout = Duration::from_secs(raw.request_timeout_secs.unwrap_or(30).max(1));
+        let db_acquire_timeout = match raw.db_acquire_timeout.as_deref().map(str::trim) {
+            None | Some("") => store::db::DEFAULT_ACQUIRE_TIMEOUT,
+            Some(s) => crate::settings::duration(s)
+                .filter(|d| (Duration::from_millis(100)..=Duration::from_secs(60)).contains(d))
+                .unwrap_or_else(|| {
+                    problem(
+                        "AMAL_DB_ACQUIRE_TIMEOUT",
+                        "must be a duration from 100ms to 60s such as `2s`".into(),
+                    );
+                    store::db::DEFAULT_ACQUIRE_TIMEOUT
+                }),
+        };
 
         let backup = crate::settings::BackupSettings::resolve(
             raw.backup_interval.as_deref(),
@@ -482,6 +500,7 @@ impl Config {
                 rate_limits: limits,
                 trusted_proxies,
                 request_timeout,
+                db_acquire_timeout,
                 backup,
                 ai,
                 tls,

@@ -16,6 +16,9 @@ pub struct RequestCtx {
     user: Mutex<Option<(Uuid, Role)>>,
     /// Set by a router that classifies its own requests (the web UI).
     class: Mutex<Option<Class>>,
+    /// Set when the request met a database fault (kind, whether in the audit
+    /// trail), so the request layer counts it as a fault, not as a bug.
+    db_fault: Mutex<Option<(store::FaultKind, bool)>>,
 }
 
 impl RequestCtx {
@@ -25,6 +28,7 @@ impl RequestCtx {
             client_ip,
             user: Mutex::new(None),
             class: Mutex::new(None),
+            db_fault: Mutex::new(None),
         })
     }
 
@@ -46,6 +50,16 @@ impl RequestCtx {
 
     pub fn class(&self) -> Option<Class> {
         self.class.lock().ok().and_then(|c| c.clone())
+    }
+
+    pub fn set_db_fault(&self, kind: store::FaultKind, audit: bool) {
+        if let Ok(mut f) = self.db_fault.lock() {
+            *f = Some((kind, audit));
+        }
+    }
+
+    pub fn db_fault(&self) -> Option<(store::FaultKind, bool)> {
+        self.db_fault.lock().ok().and_then(|f| *f)
     }
 }
 

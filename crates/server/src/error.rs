@@ -46,10 +46,15 @@ pub enum AppError {
     AiUnavailable { retry_after: u64 },
     #[error("service unavailable: {0}")]
     Unavailable(String),
+    /// A database fault (down, full, read-only, connection lost) or an audit
+    /// event that could not be made durable: 503 with `Retry-After`, never
+    /// a 500, so clients retry and alerts do not count it as a bug.
+    #[error("database unavailable: {kind}")]
+    DbFault { kind: store::FaultKind, audit: bool },
     #[error("request timed out")]
     Timeout,
     #[error(transparent)]
-    Internal(#[from] anyhow::Error),
+    Internal(anyhow::Error),
 }
 
 impl AppError {
@@ -82,9 +87,9 @@ impl AppError {
             AppError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             AppError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            AppError::AiUnavailable { .. } | AppError::Unavailable(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            AppError::AiUnavailable { .. }
+            | AppError::Unavailable(_)
+            | AppError::DbFault { .. } => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Timeout => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -104,7 +109,7 @@ impl AppError {
             AppError::RateLimited { .. } => "rate_limited",
             AppError::AiRefused { .. } => "ai_refused",
             AppError::AiUnavailable { .. } => "ai_unavailable",
-            AppError::Unavailable(_) => "service_unavailable",
+            AppError::Unavailable(_) | AppError::DbFault { .. } => "service_unavailable",
             AppError::Timeout => "request_timeout",
             AppError::Internal(_) => "internal_error",
         }
@@ -131,6 +136,12 @@ impl AppError {
                 "The AI assistant is unavailable right now; try again in {retry_after} seconds or write the note by hand."
             ),
             AppError::Timeout => "The request took too long and was stopped.".into(),
+            AppError::DbFault { audit: true, .. } => {
+                "The audit trail cannot be written right now, so the request was not completed. Try again shortly.".into()
+            }
+            AppError::DbFault { .. } => {
+                "The database is unavailable right now, so the request was not completed. Try again shortly.".into()
+            }
             // Never leak internals: the cause is logged with the request id.
             AppError::Internal(_) => {
                 "Something went wrong on our side. The request id identifies it in the server log.".into()
@@ -192,6 +203,7 @@ impl IntoResponse for AppError {
                 Some(*retry_after)
             }
             AppError::Timeout | AppError::Unavailable(_) => Some(5),
+            AppError::DbFault { kind, .. } => Some(retry_after(*kind)),
             _ => None,
         };
         if let Some(secs) = retry {
@@ -206,8 +218,30 @@ impl IntoResponse for AppError {
     }
 }
 
+/// Seconds a client should wait before retrying after a database fault:
+/// longer where an operator must act (space, permissions), short where the
+/// database is restarting or a connection was lost.
+pub fn retry_after(kind: store::FaultKind) -> u64 {
+    use store::FaultKind as K;
+    match kind {
+        K::DiskFull | K::ReadOnly | K::CantOpen => 10,
+        K::Audit | K::Io | K::Resources => 5,
+        K::Busy | K::Timeout | K::Connection | K::Shutdown | K::Closed => 2,
+    }
+}
+
 impl From<store::StoreError> for AppError {
     fn from(e: store::StoreError) -> Self {
+        let audit = matches!(e, store::StoreError::AuditUnavailable { .. });
+        if let Some(kind) = e.fault() {
+            // Logged here, inside the request's span, so the cause is
+            // findable by request id; the client sees no internals.
+            tracing::error!(fault = kind.as_str(), audit, error = %e, "database fault");
+            if let Some(ctx) = context::current() {
+                ctx.set_db_fault(kind, audit);
+            }
+            return AppError::DbFault { kind, audit };
+        }
         match e {
             store::StoreError::NotFound => AppError::NotFound,
             store::StoreError::Conflict(d) => AppError::conflict(d),
@@ -216,8 +250,67 @@ impl From<store::StoreError> for AppError {
     }
 }
 
+/// `?` on an `anyhow::Error` (the rate limiter, helpers) keeps a database
+/// fault a 503: the store error inside is found and mapped as above.
+impl From<anyhow::Error> for AppError {
+    fn from(e: anyhow::Error) -> Self {
+        match e.downcast::<store::StoreError>() {
+            Ok(se) => AppError::from(se),
+            Err(e) => AppError::Internal(e),
+        }
+    }
+}
+
 impl From<FieldError> for AppError {
     fn from(e: FieldError) -> Self {
         AppError::Validation(vec![e])
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use store::{FaultKind, StoreError};
+
+    #[test]
+    fn database_faults_are_503_with_retry_after_and_no_internals() {
+        let e = AppError::from(StoreError::Unavailable {
+            kind: FaultKind::DiskFull,
+            detail: "error returned from database: (code: 13) database or disk is full".into(),
+        });
+        assert_eq!(e.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(e.code(), "service_unavailable");
+        assert!(!e.detail().contains("code"));
+        let r = e.into_response();
+        assert_eq!(r.headers()[header::RETRY_AFTER], "10");
+
+        let e = AppError::from(StoreError::AuditUnavailable {
+            kind: FaultKind::Audit,
+        });
+        assert_eq!(e.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(e.detail().contains("audit"));
+    }
+
+    #[test]
+    fn a_fault_behind_anyhow_is_still_a_fault() {
+        let inner = StoreError::Unavailable {
+            kind: FaultKind::Timeout,
+            detail: "pool timed out".into(),
+        };
+        let e = AppError::from(anyhow::Error::new(inner));
+        assert!(matches!(
+            e,
+            AppError::DbFault {
+                kind: FaultKind::Timeout,
+                audit: false
+            }
+        ));
+        let e = AppError::from(anyhow::anyhow!("something else"));
+        assert_eq!(e.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            AppError::from(StoreError::Conflict("x".into())).status(),
+            409
+        );
     }
 }

@@ -91,7 +91,10 @@ pub async fn request_layer(
     let path = req.uri().path().to_string();
     let route = route_template(&path);
     let class = classify(&method, &path);
-    let span = tracing::info_span!(
+    // ERROR level: a span below the configured level is disabled, and its
+    // fields (the request id) would then be missing from every line logged
+    // inside it, the 5xx lines included, at LOG_LEVEL=warn or error.
+    let span = tracing::error_span!(
         "request",
         requestId = %request_id,
         userId = tracing::field::Empty,
@@ -131,8 +134,18 @@ pub async fn request_layer(
     let m = &state.metrics;
     m.incr("http.requests");
     m.observe(&class.metric_name(), elapsed.as_micros() as u64);
+    // A database fault is counted as one (`db.fault`, `db.fault.<kind>`),
+    // not as a server bug in the auth 5xx alert.
+    let fault = ctx.db_fault().filter(|_| status.is_server_error());
     if status.is_server_error() {
         m.incr("http.5xx");
+    }
+    if let Some((kind, audit)) = fault {
+        m.incr("db.fault");
+        m.incr(&format!("db.fault.{kind}"));
+        if audit {
+            m.incr("audit.write_failure");
+        }
     }
     if let Class::Write(resource) = &class {
         let outcome = if status.is_client_error() || status.is_server_error() {
@@ -150,7 +163,7 @@ pub async fn request_layer(
     }
     if let Class::Auth(_) = class {
         m.incr("http.auth.requests");
-        if status.is_server_error() {
+        if status.is_server_error() && fault.is_none() {
             m.incr("http.auth.5xx");
         }
     }
@@ -163,7 +176,8 @@ pub async fn request_layer(
     span.in_scope(|| {
         let level_error = status.is_server_error();
         if level_error {
-            tracing::error!(method = %method, endpoint = %route, status = status.as_u16(), duration = duration_ms, userId = user, role = role, clientIp = %ip, "request failed");
+            // The request id is on the line itself too, whatever the span.
+            tracing::error!(requestId = %request_id, method = %method, endpoint = %route, status = status.as_u16(), duration = duration_ms, userId = user, role = role, clientIp = %ip, fault = fault.map(|f| f.0.as_str()), "request failed");
         } else {
             tracing::info!(method = %method, endpoint = %route, status = status.as_u16(), duration = duration_ms, userId = user, role = role, "request");
         }

@@ -148,12 +148,75 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// Refuse to start on storage that cannot be written: the data folder (for
+/// SQLite, or whenever it exists: secrets, backups) and, on SQLite, the
+/// database folder and files. Each message names the path and the cause.
+pub fn check_storage(config: &Config) -> anyhow::Result<()> {
+    let sqlite = store::db::engine_of(&config.database_url).ok() == Some(store::Engine::Sqlite);
+    let dir = &config.data_dir;
+    if sqlite && !dir.exists() {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot create the data folder {}: {}",
+                dir.display(),
+                store::db::io_cause(&e)
+            )
+        })?;
+    }
+    if dir.is_dir() {
+        store::db::check_dir_writable(dir).map_err(|cause| {
+            anyhow::anyhow!("the data folder {} is not writable: {cause}", dir.display())
+        })?;
+    }
+    if sqlite {
+        store::db::preflight_sqlite(&config.database_url).map_err(|m| anyhow::anyhow!(m))?;
+    }
+    Ok(())
+}
+
+/// A start-up database error in words: the SQLite file (or "PostgreSQL")
+/// and, for a fault, what kind it is, not only the driver's code.
+fn open_error(config: &Config, e: store::StoreError) -> anyhow::Error {
+    let what = match store::db::sqlite_file(&config.database_url) {
+        Some(f) => format!("the SQLite database {}", f.display()),
+        None => "the PostgreSQL database named by DATABASE_URL".to_string(),
+    };
+    let cause = match e.fault() {
+        Some(store::FaultKind::DiskFull) => "the disk is full".to_string(),
+        Some(store::FaultKind::ReadOnly) => "it is read-only".to_string(),
+        Some(store::FaultKind::CantOpen) => {
+            "the file or its folder cannot be opened (permissions?)".to_string()
+        }
+        Some(store::FaultKind::Io) => {
+            "the storage failed a read or write (a full disk or failing device?)".to_string()
+        }
+        Some(store::FaultKind::Timeout | store::FaultKind::Connection) => {
+            "the server cannot be reached".to_string()
+        }
+        Some(k) => k.as_str().replace('_', " "),
+        None => "it cannot be opened".to_string(),
+    };
+    anyhow::anyhow!("cannot open {what}: {cause} ({e})")
+}
+
 /// Connect, migrate (unless told not to) and build the state.
 pub async fn prepare(config: Config, migrate: bool) -> anyhow::Result<AppState> {
-    let db = store::Db::connect(&config.database_url).await?;
+    check_storage(&config)?;
+    let options = store::DbOptions {
+        acquire_timeout: config.db_acquire_timeout,
+    };
+    let db = store::Db::connect_with(&config.database_url, options)
+        .await
+        .map_err(|e| open_error(&config, e))?;
     store::migrate::guard_not_newer(&db).await?;
     if migrate {
-        store::migrate::up(&db).await?;
+        if let Err(e) = store::migrate::up(&db).await {
+            db.close().await;
+            return Err(match e.fault() {
+                Some(_) => open_error(&config, e),
+                None => e.into(),
+            });
+        }
     } else {
         let (current, known) = (
             store::migrate::current_version(&db).await?,
@@ -165,6 +228,16 @@ pub async fn prepare(config: Config, migrate: bool) -> anyhow::Result<AppState> 
                 expected = known,
                 "schema is behind this release; run `amal migrate up`"
             );
+        }
+    }
+    // Refuse a database that opens but cannot be written (read-only file
+    // or file system, wedged lock): it would fail every write after start.
+    // A non-fault error here (no heartbeat table) means an unmigrated schema,
+    // which the schema warning above already covers.
+    if let Err(e) = db.check_write().await {
+        if e.fault().is_some() {
+            db.close().await;
+            return Err(open_error(&config, e).context("the database does not accept writes"));
         }
     }
     let state = AppState::new(db, config)?;

@@ -73,8 +73,12 @@ impl Metrics {
             "http.auth.5xx",
             "audit.write_failure",
             "alerts.webhook.failure",
+            "db.fault",
         ] {
             m.incr_by(name, 0);
+        }
+        for kind in store::FaultKind::ALL {
+            m.incr_by(&format!("db.fault.{kind}"), 0);
         }
         for resource in ["patients", "notes", "prescriptions", "labs"] {
             m.incr_by(&format!("write.{resource}.success"), 0);

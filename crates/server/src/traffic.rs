@@ -49,11 +49,8 @@ pub async fn charge(
     let Some((key, rate)) = bucket(st, class, &who, &ip) else {
         return Ok(None);
     };
-    let decision = st
-        .limiter
-        .hit(&key, rate)
-        .await
-        .map_err(AppError::Internal)?;
+    // A counter store that is down is a database fault (503), not a bug.
+    let decision = st.limiter.hit(&key, rate).await.map_err(AppError::from)?;
     if !decision.allowed {
         let name = class.limit_name().unwrap_or("other");
         st.metrics.incr("rate_limit.hit");

@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
-use crate::db::{Db, Result, StoreError, Tx};
+use crate::db::{Db, FaultKind, Result, StoreError, Tx};
 use crate::{on_read, on_tx};
 
 /// The hash that precedes the first event.
@@ -352,7 +352,8 @@ pub async fn list(db: &Db, f: &AuditFilter, limit: i64) -> Result<Vec<StoredEven
     })
 }
 
-type Ack = oneshot::Sender<std::result::Result<(), String>>;
+/// A batch's outcome: the database fault behind a failure, if it was one.
+type Ack = oneshot::Sender<std::result::Result<(), FaultKind>>;
 
 /// Group-committing audit writer: callers queue an event and wait until the
 /// batch holding it is committed.
@@ -381,27 +382,31 @@ impl AuditWriter {
                 let events: Vec<AuditEvent> = batch.iter().map(|(e, _)| e.clone()).collect();
                 let outcome = append_now(&db, &events).await.map_err(|e| {
                     tracing::error!(error = %e, events = events.len(), "audit batch commit failed");
-                    "audit write failed".to_string()
+                    e.fault().unwrap_or(FaultKind::Audit)
                 });
                 for (_, ack) in batch.drain(..) {
-                    let _ = ack.send(outcome.clone());
+                    let _ = ack.send(outcome);
                 }
             }
         });
         AuditWriter { tx }
     }
 
-    /// Queue `event` and wait until it is durable.
+    /// Queue `event` and wait until it is durable. A failure is
+    /// [`StoreError::AuditUnavailable`]: the caller must not answer as if
+    /// the access had been recorded.
     pub async fn record(&self, event: AuditEvent) -> Result<()> {
+        let stopped = StoreError::AuditUnavailable {
+            kind: FaultKind::Audit,
+        };
         let (ack, done) = oneshot::channel();
-        self.tx
-            .send((event, ack))
-            .await
-            .map_err(|_| StoreError::Conflict("audit writer stopped".into()))?;
+        if self.tx.send((event, ack)).await.is_err() {
+            return Err(stopped);
+        }
         match done.await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(msg)) => Err(StoreError::Conflict(msg)),
-            Err(_) => Err(StoreError::Conflict("audit writer stopped".into())),
+            Ok(Err(kind)) => Err(StoreError::AuditUnavailable { kind }),
+            Err(_) => Err(stopped),
         }
     }
 }

@@ -33,13 +33,12 @@ pub struct SnapshotStats {
 /// view). PostgreSQL: `REPEATABLE READ, READ ONLY`, whose snapshot can be
 /// exported to `pg_dump` with [`pg_export_snapshot`].
 pub async fn begin_snapshot(db: &Db) -> Result<Tx> {
-    Ok(match db {
-        Db::Sqlite(s) => Tx::Sqlite(s.read.begin().await?),
-        Db::Postgres(p) => Tx::Postgres(
-            p.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-                .await?,
-        ),
-    })
+    match db {
+        Db::Sqlite(s) => Tx::begin_sqlite(&s.read, "BEGIN").await,
+        Db::Postgres(p) => {
+            Tx::begin_postgres(p, "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY").await
+        }
+    }
 }
 
 /// Export the snapshot of a PostgreSQL transaction opened by
@@ -159,10 +158,7 @@ pub async fn stats(db: &Db) -> Result<SnapshotStats> {
 }
 
 async fn rollback(tx: Tx) {
-    let _ = match tx {
-        Tx::Sqlite(t) => t.rollback().await,
-        Tx::Postgres(t) => t.rollback().await,
-    };
+    let _ = tx.rollback().await;
 }
 
 /// How much a restore target already holds.
@@ -259,7 +255,7 @@ pub async fn open_sqlite_file(path: &Path) -> Result<SqlitePool> {
 /// [`stats_in`] over a SQLite image file.
 pub async fn sqlite_file_stats(path: &Path) -> Result<SnapshotStats> {
     let pool = open_sqlite_file(path).await?;
-    let mut tx = Tx::Sqlite(pool.begin().await?);
+    let mut tx = Tx::begin_sqlite(&pool, "BEGIN").await?;
     let s = stats_in(&mut tx).await;
     rollback(tx).await;
     pool.close().await;

@@ -20,7 +20,7 @@ pub mod ratelimit;
 pub mod sessions;
 pub mod users;
 
-pub use db::{Db, Engine, StoreError, Tx};
+pub use db::{Db, DbOptions, Engine, FaultKind, StoreError, Tx};
 
 /// Current time truncated to microseconds: both engines store microsecond
 /// precision, and the audit hash chain must hash exactly what is stored.

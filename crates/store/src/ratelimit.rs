@@ -19,10 +19,17 @@ use crate::on_write;
 /// dedicated pool without synchronous commit.
 pub fn counters_db(db: &Db, url: &str) -> Db {
     match db {
-        Db::Postgres(_) => PgConnectOptions::from_str(url)
+        Db::Postgres(main) => PgConnectOptions::from_str(url)
             .map(|o| {
                 let o = o.options([("synchronous_commit", "off")]);
-                Db::Postgres(PgPoolOptions::new().max_connections(8).connect_lazy_with(o))
+                // Fail as fast as the main pool when PostgreSQL is down.
+                let acquire = main.options().get_acquire_timeout();
+                Db::Postgres(
+                    PgPoolOptions::new()
+                        .max_connections(8)
+                        .acquire_timeout(acquire)
+                        .connect_lazy_with(o),
+                )
             })
             .unwrap_or_else(|_| db.clone()),
         Db::Sqlite(_) => db.clone(),

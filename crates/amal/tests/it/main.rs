@@ -10,6 +10,7 @@ mod auth;
 mod backup;
 mod cli;
 mod clinical;
+mod faults;
 mod helpers;
 mod input;
 mod ratelimit;

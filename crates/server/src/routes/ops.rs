@@ -29,29 +29,69 @@ pub struct Health {
     pub status: &'static str,
     #[schema(value_type = Object)]
     pub checks: serde_json::Value,
+    /// Names of the checks that failed (empty when healthy).
+    pub failed_checks: Vec<&'static str>,
     pub version: &'static str,
     pub commit: &'static str,
     pub schema_version: Option<i64>,
     pub uptime_seconds: u64,
 }
 
+/// The outcome of one database check: `ok`, or the fault kind
+/// (`timeout`, `disk_full`, `read_only`, …), `unreachable` when it did not
+/// answer within the health timeout, or `error` for anything else.
+fn check_outcome(
+    r: std::result::Result<store::db::Result<()>, tokio::time::error::Elapsed>,
+) -> &'static str {
+    match r {
+        Ok(Ok(())) => "ok",
+        Ok(Err(e)) => e.fault().map(|k| k.as_str()).unwrap_or("error"),
+        Err(_) => "unreachable",
+    }
+}
+
+/// `checks.database` is `ok` when the database answers a read and commits
+/// a write; otherwise `unreachable` (no read) or `unwritable` (reads only).
+/// `checks.databaseRead` and `checks.databaseWrite` say which check failed
+/// and why; `failedChecks` lists the failing ones.
 #[utoipa::path(get, path = "/api/health", tag = "ops",
-    responses((status = 200, body = Health), (status = 503, body = Health, description = "Database unreachable")))]
+    responses((status = 200, body = Health), (status = 503, body = Health, description = "Database unreachable or not accepting writes")))]
 pub async fn health(State(st): State<AppState>) -> (StatusCode, Json<Health>) {
-    let db_ok = tokio::time::timeout(std::time::Duration::from_secs(3), st.db.ping())
-        .await
-        .map(|r| r.is_ok())
-        .unwrap_or(false);
-    let schema = if db_ok {
+    let limit = std::time::Duration::from_secs(3);
+    let read = check_outcome(tokio::time::timeout(limit, st.db.ping()).await);
+    let write = if read == "ok" {
+        check_outcome(tokio::time::timeout(limit, st.db.check_write()).await)
+    } else {
+        "skipped"
+    };
+    let db_ok = read == "ok" && write == "ok";
+    let schema = if read == "ok" {
         store::migrate::current_version(&st.db).await.ok()
     } else {
         None
     };
     st.metrics
         .set_gauge("database.up", if db_ok { 1.0 } else { 0.0 });
+    let database = match (read, write) {
+        ("ok", "ok") => "ok",
+        ("ok", _) => "unwritable",
+        _ => "unreachable",
+    };
+    let mut failed = Vec::new();
+    if read != "ok" {
+        failed.push("databaseRead");
+    }
+    if write != "ok" {
+        failed.push("databaseWrite");
+    }
     let body = Health {
         status: if db_ok { "ok" } else { "degraded" },
-        checks: serde_json::json!({ "database": if db_ok { "ok" } else { "unreachable" } }),
+        checks: serde_json::json!({
+            "database": database,
+            "databaseRead": read,
+            "databaseWrite": write,
+        }),
+        failed_checks: failed,
         version: release(),
         commit: git_commit(),
         schema_version: schema,
