@@ -726,6 +726,55 @@ async fn web_sign_in_shares_the_api_auth_rate_limit() {
 }
 
 #[tokio::test]
+async fn web_pages_count_against_the_api_read_limit_and_are_refused_as_a_page() {
+    let app = TestApp::spawn_with(|r| r.rate_limit_read = Some("4/60s".into())).await;
+    let (w, u) = Web::signed_in(&app, "provider").await;
+    let signin = app
+        .post(
+            "/api/auth/signin",
+            None,
+            json!({"email": u.email, "password": u.password}),
+        )
+        .await;
+    let access = signin.json::<Value>().await.unwrap()["accessToken"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Two API reads and two page loads use up the same bucket of four.
+    for _ in 0..2 {
+        assert_eq!(
+            app.get("/api/patients", Some(&access)).await.status(),
+            StatusCode::OK
+        );
+    }
+    for _ in 0..2 {
+        let p = w.get("/patients").await;
+        assert_eq!(p.status, StatusCode::OK, "{}", p.body);
+        assert!(p.headers.contains_key("x-ratelimit-remaining"));
+    }
+    let hits_before = app.state.metrics.counter("rate_limit.hit.read");
+    let p = w.get("/patients").await;
+    assert_eq!(p.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(
+        p.content_type().starts_with("text/html"),
+        "a page, not JSON"
+    );
+    assert!(p.headers.contains_key("retry-after"));
+    assert_eq!(
+        app.state.metrics.counter("rate_limit.hit.read"),
+        hits_before + 1,
+        "a refused page is counted like a refused API call"
+    );
+    // And the API is refused too: one bucket, whichever door.
+    assert_problem(
+        app.get("/api/patients", Some(&access)).await,
+        429,
+        "rate_limited",
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn web_expired_access_is_refreshed_once_and_logout_ends_the_session() {
     let app = TestApp::spawn().await;
     let (w, _) = Web::signed_in(&app, "provider").await;
