@@ -18,6 +18,8 @@ pub mod prescriptions;
 pub mod ratelimit;
 pub mod sessions;
 pub mod users;
+pub mod vitals;
+pub mod worklist;
 
 pub use db::{Db, Engine, StoreError, Tx};
 

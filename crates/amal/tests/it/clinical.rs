@@ -1024,10 +1024,12 @@ async fn lab_review_trend_and_overview() {
     let day = app
         .json_ok(app.get("/api/overview", Some(&prov)).await, 200)
         .await;
-    let abnormal = day["unreviewedAbnormalLabs"].as_array().unwrap().len();
+    let abnormal = day["unreviewedResults"]["items"].as_array().unwrap().len();
+    assert_eq!(day["unreviewedResults"]["total"], abnormal);
     assert!(abnormal >= 2);
     assert_eq!(day["patientCount"], 1);
-    assert_eq!(day["draftNotes"].as_array().unwrap().len(), 1);
+    assert_eq!(day["draftNotes"]["items"].as_array().unwrap().len(), 1);
+    assert_eq!(day["draftNotes"]["items"][0]["patient"]["name"], "Haddad, Amira");
     assert_problem(
         app.post(
             &format!("/api/labs/{}/review", c.lab),
@@ -1066,7 +1068,7 @@ async fn lab_review_trend_and_overview() {
         .json_ok(app.get("/api/overview", Some(&prov)).await, 200)
         .await;
     assert_eq!(
-        day["unreviewedAbnormalLabs"].as_array().unwrap().len(),
+        day["unreviewedResults"]["items"].as_array().unwrap().len(),
         abnormal - 1
     );
     // Chart overview: latest result per code with its flag.

@@ -16,3 +16,5 @@ mod ratelimit;
 mod smoke;
 mod tls;
 mod web;
+mod web_worklist;
+mod worklist;
