@@ -232,12 +232,53 @@ async fn vitals(
 /// potassium recorded now (and a newer result in a unit the table cannot
 /// flag), critical vital signs, a nurse's draft awaiting co-signature, and
 /// an allergy entered in error beside a severe one.
-async fn showcase(tx: &mut store::Tx, patient: Uuid, provider: Uuid, nurse: Uuid) -> anyhow::Result<()> {
+async fn showcase(
+    tx: &mut store::Tx,
+    patient: Uuid,
+    provider: Uuid,
+    nurse: Uuid,
+) -> anyhow::Result<()> {
     let now = store::now();
-    lab(tx, patient, nurse, "2823-3", 6.8, "mmol/L", now - Duration::minutes(20)).await?;
-    lab(tx, patient, nurse, "2823-3", 6.8, "mg/dL", now - Duration::minutes(5)).await?;
-    lab(tx, patient, nurse, "2345-7", 525.0, "mg/dL", now - Duration::days(3)).await?;
-    lab(tx, patient, nurse, "2345-7", 95.0, "mg/dL", now - Duration::days(1)).await?;
+    lab(
+        tx,
+        patient,
+        nurse,
+        "2823-3",
+        6.8,
+        "mmol/L",
+        now - Duration::minutes(20),
+    )
+    .await?;
+    lab(
+        tx,
+        patient,
+        nurse,
+        "2823-3",
+        6.8,
+        "mg/dL",
+        now - Duration::minutes(5),
+    )
+    .await?;
+    lab(
+        tx,
+        patient,
+        nurse,
+        "2345-7",
+        525.0,
+        "mg/dL",
+        now - Duration::days(3),
+    )
+    .await?;
+    lab(
+        tx,
+        patient,
+        nurse,
+        "2345-7",
+        95.0,
+        "mg/dL",
+        now - Duration::days(1),
+    )
+    .await?;
     let e = domain::vitals::Entered {
         systolic: Some(186.0),
         diastolic: Some(112.0),
@@ -248,7 +289,8 @@ async fn showcase(tx: &mut store::Tx, patient: Uuid, provider: Uuid, nurse: Uuid
         ..Default::default()
     };
     vitals(tx, patient, nurse, e, now - Duration::minutes(10)).await?;
-    let wrong = store::patients::add_allergy(tx, patient, "Sulfa drugs", None, "mild", nurse).await?;
+    let wrong =
+        store::patients::add_allergy(tx, patient, "Sulfa drugs", None, "mild", nurse).await?;
     store::patients::update_allergy(
         tx,
         wrong.id,
@@ -263,8 +305,15 @@ async fn showcase(tx: &mut store::Tx, patient: Uuid, provider: Uuid, nurse: Uuid
         provider,
     )
     .await?;
-    store::patients::add_allergy(tx, patient, "Penicillin", Some("anaphylaxis"), "severe", nurse)
-        .await?;
+    store::patients::add_allergy(
+        tx,
+        patient,
+        "Penicillin",
+        Some("anaphylaxis"),
+        "severe",
+        nurse,
+    )
+    .await?;
     let draft = store::notes::NoteContent {
         title: "Triage: breathless".into(),
         subjective: "Short of breath since this morning.".into(),
@@ -313,16 +362,21 @@ async fn one_patient(
     } else if rng.gen_bool(0.5) {
         store::patients::state_nkda(tx, p.id, nurse).await?;
     }
-    let problem_of = |description: &str, code: &str, resolved: bool| store::patients::ProblemFields {
-        description: description.into(),
-        code: Some(code.into()),
-        status: if resolved {
-            domain::chart::EntryStatus::Resolved
-        } else {
-            domain::chart::EntryStatus::Active
-        },
-        resolved_on: resolved.then(|| (Utc::now() - Duration::days(400)).format("%Y-%m-%d").to_string()),
-    };
+    let problem_of =
+        |description: &str, code: &str, resolved: bool| store::patients::ProblemFields {
+            description: description.into(),
+            code: Some(code.into()),
+            status: if resolved {
+                domain::chart::EntryStatus::Resolved
+            } else {
+                domain::chart::EntryStatus::Active
+            },
+            resolved_on: resolved.then(|| {
+                (Utc::now() - Duration::days(400))
+                    .format("%Y-%m-%d")
+                    .to_string()
+            }),
+        };
     let (problem, code) = PROBLEMS[rng.gen_range(0..PROBLEMS.len())];
     store::patients::add_problem(tx, p.id, &problem_of(problem, code, false), provider).await?;
     if rng.gen_bool(0.3) {
@@ -334,7 +388,11 @@ async fn one_patient(
     let weight = rng.gen_range(50.0_f64..110.0).round();
     for visit in (0..3).rev() {
         let e = domain::vitals::Entered {
-            systolic: Some(if rng.gen_bool(0.15) { 150.0 } else { rng.gen_range(105.0_f64..128.0).round() }),
+            systolic: Some(if rng.gen_bool(0.15) {
+                150.0
+            } else {
+                rng.gen_range(105.0_f64..128.0).round()
+            }),
             diastolic: Some(rng.gen_range(62.0_f64..79.0).round()),
             heart_rate: Some(rng.gen_range(58.0_f64..96.0).round()),
             respiratory_rate: Some(rng.gen_range(12.0_f64..19.0).round()),
@@ -343,7 +401,14 @@ async fn one_patient(
             weight_kg: Some(weight + f64::from(visit)),
             height_cm: Some(height),
         };
-        vitals(tx, p.id, nurse, e, store::now() - Duration::days(90 * i64::from(visit) + 1)).await?;
+        vitals(
+            tx,
+            p.id,
+            nurse,
+            e,
+            store::now() - Duration::days(90 * i64::from(visit) + 1),
+        )
+        .await?;
     }
     // Notes: a signed visit note, and sometimes a draft still open.
     let content = store::notes::NoteContent {

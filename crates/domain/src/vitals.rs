@@ -238,10 +238,7 @@ pub fn check(e: &Entered, known_height_cm: Option<f64>) -> Result<Checked, Vec<F
         _ => None,
     };
     let mut flags = BTreeMap::new();
-    for (m, v) in present
-        .into_iter()
-        .chain(bmi.map(|b| (Measure::Bmi, b)))
-    {
+    for (m, v) in present.into_iter().chain(bmi.map(|b| (Measure::Bmi, b))) {
         if let Some(f) = m.flag(v) {
             flags.insert(m.key(), f);
         }

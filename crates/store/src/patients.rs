@@ -194,11 +194,7 @@ pub async fn search(
 
 /// Patients who may be the person being registered: the same folded name
 /// ("family given") and birth date, or the same phone digits.
-pub async fn likely_duplicates(
-    db: &Db,
-    d: &Demographics,
-    limit: i64,
-) -> Result<Vec<PatientRow>> {
+pub async fn likely_duplicates(db: &Db, d: &Demographics, limit: i64) -> Result<Vec<PatientRow>> {
     let (fg, _) = search_keys(&d.given_name, &d.family_name);
     let phone = phone_key(d).filter(|k| !k.is_empty());
     let has_phone: i64 = phone.is_some().into();
@@ -206,8 +202,10 @@ pub async fn likely_duplicates(
         "SELECT {COLS} FROM patients WHERE (search_fg = $1 AND birth_date = $2) OR ($3 = 1 AND phone_key = $4) \
          ORDER BY created_at, id LIMIT $5"
     );
-    Ok(on_read!(db, c => sqlx::query_as(&sql).bind(&fg).bind(&d.birth_date).bind(has_phone)
-        .bind(phone.unwrap_or_default()).bind(limit).fetch_all(c).await)?)
+    Ok(
+        on_read!(db, c => sqlx::query_as(&sql).bind(&fg).bind(&d.birth_date).bind(has_phone)
+        .bind(phone.unwrap_or_default()).bind(limit).fetch_all(c).await)?,
+    )
 }
 
 /// Record "no known drug allergies".
@@ -266,7 +264,8 @@ pub async fn add_allergy(
                VALUES ($1, $2, $3, $4, $5, $6, $7, 'active', 1)";
     on_tx!(tx, c => sqlx::query(sql).bind(id).bind(patient).bind(substance).bind(reaction)
         .bind(severity).bind(by).bind(crate::now()).execute(&mut *c).await.map(|r| r.rows_affected()))?;
-    let clear = "UPDATE patients SET nkda_at = NULL, nkda_by = NULL WHERE id = $1 AND nkda_at IS NOT NULL";
+    let clear =
+        "UPDATE patients SET nkda_at = NULL, nkda_by = NULL WHERE id = $1 AND nkda_at IS NOT NULL";
     on_tx!(tx, c => sqlx::query(clear).bind(patient).execute(&mut *c).await.map(|r| r.rows_affected()))?;
     get_allergy_tx(tx, id).await?.ok_or(StoreError::NotFound)
 }
@@ -341,7 +340,8 @@ pub struct ProblemRow {
     pub updated_at: Option<DateTime<Utc>>,
 }
 
-const PROBLEM_COLS: &str = "id, patient_id, description, code, status, recorded_by, recorded_at, resolved_on, version, \
+const PROBLEM_COLS: &str =
+    "id, patient_id, description, code, status, recorded_by, recorded_at, resolved_on, version, \
                             updated_by, updated_at";
 
 /// The editable parts of a problem (validated by the caller).
@@ -353,7 +353,12 @@ pub struct ProblemFields {
     pub resolved_on: Option<String>,
 }
 
-pub async fn add_problem(tx: &mut Tx, patient: Uuid, f: &ProblemFields, by: Uuid) -> Result<ProblemRow> {
+pub async fn add_problem(
+    tx: &mut Tx,
+    patient: Uuid,
+    f: &ProblemFields,
+    by: Uuid,
+) -> Result<ProblemRow> {
     let id = Uuid::now_v7();
     let sql = "INSERT INTO problems (id, patient_id, description, code, status, recorded_by, recorded_at, resolved_on, version) \
                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1)";

@@ -27,7 +27,8 @@ pub struct PatientBrief {
     pub sex: String,
 }
 
-const PATIENT: &str = "p.mrn AS p_mrn, p.given_name AS p_given_name, p.family_name AS p_family_name, \
+const PATIENT: &str =
+    "p.mrn AS p_mrn, p.given_name AS p_given_name, p.family_name AS p_family_name, \
                        p.birth_date AS p_birth_date, p.sex AS p_sex";
 
 /// A row of one of the worklists with its patient.
@@ -77,7 +78,9 @@ pub async fn unreviewed_results(
          ORDER BY w.tier, w.recorded_at DESC, w.id DESC LIMIT $5",
         qualified("l", crate::labs::COLS)
     );
-    Ok(on_read!(db, c => sqlx::query_as(&sql).bind(has).bind(tier).bind(t).bind(id).bind(limit).fetch_all(c).await)?)
+    Ok(
+        on_read!(db, c => sqlx::query_as(&sql).bind(has).bind(tier).bind(t).bind(id).bind(limit).fetch_all(c).await)?,
+    )
 }
 
 /// (all unreviewed flagged results, of which critical).

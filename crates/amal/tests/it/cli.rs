@@ -554,7 +554,10 @@ async fn demo_starts_a_clinic_to_explore() {
         .await
         .unwrap();
     assert!(
-        !day["unreviewedResults"]["items"].as_array().unwrap().is_empty(),
+        !day["unreviewedResults"]["items"]
+            .as_array()
+            .unwrap()
+            .is_empty(),
         "the demo has abnormal labs to review"
     );
     // The demo's first patient exercises every list of the day.

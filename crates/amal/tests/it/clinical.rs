@@ -1064,7 +1064,10 @@ async fn lab_review_trend_and_overview() {
     assert!(abnormal >= 2);
     assert_eq!(day["patientCount"], 1);
     assert_eq!(day["draftNotes"]["items"].as_array().unwrap().len(), 1);
-    assert_eq!(day["draftNotes"]["items"][0]["patient"]["name"], "Haddad, Amira");
+    assert_eq!(
+        day["draftNotes"]["items"][0]["patient"]["name"],
+        "Haddad, Amira"
+    );
     assert_problem(
         app.post(
             &format!("/api/labs/{}/review", c.lab),

@@ -14,8 +14,8 @@ use uuid::Uuid;
 use crate::auth::AuthUser;
 use crate::error::{AppError, Result};
 use crate::services::notes::{create_draft, parse_content};
-use crate::services::{audit_event, record_durably, Body};
 use crate::services::vitals::VitalsView;
+use crate::services::{audit_event, record_durably, Body};
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize, ToSchema)]

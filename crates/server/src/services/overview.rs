@@ -16,9 +16,7 @@ use crate::error::{AppError, Result};
 use crate::extract::PageQuery;
 use crate::services::labs::LabView;
 use crate::services::notes::NoteView;
-use crate::services::patients::{
-    age_years, AllergyView, NkdaView, PatientView, ProblemView,
-};
+use crate::services::patients::{age_years, AllergyView, NkdaView, PatientView, ProblemView};
 use crate::services::prescriptions::PrescriptionView;
 use crate::services::vitals::VitalsView;
 use crate::services::{audit_read, page, time_cursor, time_key};

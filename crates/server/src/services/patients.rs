@@ -2,11 +2,13 @@
 
 use domain::account::Email;
 use domain::audit::AuditAction;
+use domain::chart::EntryStatus;
 use domain::clinical::{self, Errors};
 use domain::roles::Action;
 use serde::{Deserialize, Serialize};
-use domain::chart::EntryStatus;
-use store::patients::{AllergyFields, AllergyRow, Demographics, PatientRow, ProblemFields, ProblemRow};
+use store::patients::{
+    AllergyFields, AllergyRow, Demographics, PatientRow, ProblemFields, ProblemRow,
+};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -197,7 +199,8 @@ async fn refuse_likely_duplicate(st: &AppState, user: &AuthUser, d: &Demographic
             birth_date: p.birth_date,
         })
         .collect();
-    let mut ev = crate::services::audit_event(Some(user), AuditAction::PatientDuplicateWarning, "refused");
+    let mut ev =
+        crate::services::audit_event(Some(user), AuditAction::PatientDuplicateWarning, "refused");
     ev.detail = Some(
         serde_json::json!({ "matches": matches.iter().map(|m| m.id).collect::<Vec<_>>() })
             .to_string(),
@@ -427,7 +430,9 @@ fn lifecycle(
         .map_err(|err| illegal(resource, current.as_str(), err))?;
     let status = match status {
         None => current,
-        Some(s) => e.take(EntryStatus::parse_field(s).map(Some)).unwrap_or(current),
+        Some(s) => e
+            .take(EntryStatus::parse_field(s).map(Some))
+            .unwrap_or(current),
     };
     let today = chrono::Utc::now().date_naive();
     let kept = (current == EntryStatus::Resolved)

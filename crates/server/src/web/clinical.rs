@@ -157,7 +157,11 @@ pub async fn render_chart(
     let allergy_history = lines(o.allergy_history.iter().map(allergy_line).collect());
     let problems = lines(o.active_problems.iter().map(problem_line).collect());
     let problem_history = lines(o.problem_history.iter().map(problem_line).collect());
-    let critical: Vec<LabRow> = o.unreviewed_critical_labs.iter().map(LabRow::from).collect();
+    let critical: Vec<LabRow> = o
+        .unreviewed_critical_labs
+        .iter()
+        .map(LabRow::from)
+        .collect();
     let page = ChartPage {
         l: Layout::new(
             format!("{}, {}", patient.family_name, patient.given_name),
@@ -287,7 +291,10 @@ pub async fn add_problem(
 
 /// The two ids of `/patients/{id}/allergies/{entry}` (malformed → 404 page).
 #[allow(clippy::result_large_err)]
-fn ids(s: &WebSession, (patient, entry): (String, String)) -> Result<(Uuid, Uuid), axum::response::Response> {
+fn ids(
+    s: &WebSession,
+    (patient, entry): (String, String),
+) -> Result<(Uuid, Uuid), axum::response::Response> {
     Ok((
         view::uuid(&patient).or_page(s)?,
         view::uuid(&entry).or_page(s)?,

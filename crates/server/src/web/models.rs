@@ -121,12 +121,16 @@ pub struct LabRow {
 pub async fn name_reviewers(st: &AppState, rows: &mut [LabRow]) {
     let mut names: std::collections::HashMap<Uuid, String> = std::collections::HashMap::new();
     for r in rows.iter_mut() {
-        if let Some(id) = r.reviewed_by {
-            if !names.contains_key(&id) {
-                names.insert(id, crate::services::users::display_name(st, id).await);
+        let Some(id) = r.reviewed_by else { continue };
+        let name = match names.get(&id) {
+            Some(n) => n.clone(),
+            None => {
+                let n = crate::services::users::display_name(st, id).await;
+                names.insert(id, n.clone());
+                n
             }
-            r.reviewer = names.get(&id).cloned().unwrap_or_default();
-        }
+        };
+        r.reviewer = name;
     }
 }
 

@@ -11,10 +11,10 @@ use serde::Deserialize;
 use crate::error::AppError;
 use crate::extract::PageQuery;
 use crate::services;
+use crate::services::overview::{DayQuery, NoteList, PatientRef};
 use crate::services::patients::{DuplicateMatch, PatientInput, PatientPatch, PatientView};
 use crate::state::AppState;
 use crate::web::form_level;
-use crate::services::overview::{DayQuery, NoteList, PatientRef};
 use crate::web::models::{next_link, notice, Done, LabRow, NoteRow, RxRow};
 use crate::web::session::{WebForm, WebSession};
 use crate::web::view::{self, after_form, FormState, Layout, OrPage, Page, WebId};
@@ -49,7 +49,8 @@ impl<T> DayList<T> {
         DayList {
             rows,
             total,
-            next: next_link("/", &[], cursor).map(|l| l.replacen("cursor=", &format!("{param}="), 1)),
+            next: next_link("/", &[], cursor)
+                .map(|l| l.replacen("cursor=", &format!("{param}="), 1)),
         }
     }
 
@@ -103,7 +104,9 @@ pub async fn home(State(st): State<AppState>, s: WebSession, Query(d): Query<Day
         prescriptions_cursor: d.rx,
         vitals_cursor: d.vitals,
     };
-    let day = services::overview::day(&st, &s.user, &q).await.or_page(&s)?;
+    let day = services::overview::day(&st, &s.user, &q)
+        .await
+        .or_page(&s)?;
     let me = s.user.id;
     let notes = |l: &NoteList, param: &str| {
         let rows = l

@@ -15,7 +15,9 @@ use crate::state::AppState;
 use crate::web::labs::{datetime, now_local, number};
 use crate::web::models::{self, next_link, notice, Banner, Done};
 use crate::web::session::{Fields, WebForm, WebSession};
-use crate::web::view::{self, after_form, flag_class, flag_label, num, FormState, Layout, OrPage, Page, WebId};
+use crate::web::view::{
+    self, after_form, flag_class, flag_label, num, FormState, Layout, OrPage, Page, WebId,
+};
 
 /// One measurement of a set, formatted.
 #[derive(Debug, Clone)]
