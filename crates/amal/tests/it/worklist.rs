@@ -39,6 +39,18 @@ async fn record_lab(
     .await
 }
 
+async fn overview(app: &TestApp, token: &str, pid: &str) -> Value {
+    let r = app
+        .get(&format!("/api/patients/{pid}/overview"), Some(token))
+        .await;
+    app.json_ok(r, 200).await
+}
+
+async fn day_of(app: &TestApp, token: &str) -> Value {
+    app.json_ok(app.get("/api/overview", Some(token)).await, 200)
+        .await
+}
+
 fn days_ago(n: i64) -> String {
     (Utc::now() - Duration::days(n)).to_rfc3339()
 }
@@ -77,9 +89,7 @@ async fn a_critical_result_recorded_now_is_the_first_row_of_the_providers_day() 
     .await;
     assert_eq!(k["flag"], "critical_high");
 
-    let day = app
-        .json_ok(app.get("/api/overview", Some(&prov)).await, 200)
-        .await;
+    let day = day_of(&app, &prov).await;
     let results = &day["unreviewedResults"];
     assert_eq!(results["total"], 7);
     assert_eq!(results["criticalTotal"], 2);
@@ -110,18 +120,14 @@ async fn a_critical_result_recorded_now_is_the_first_row_of_the_providers_day() 
             201,
         )
         .await;
-    let day = app
-        .json_ok(app.get("/api/overview", Some(&prov)).await, 200)
-        .await;
+    let day = day_of(&app, &prov).await;
     assert_eq!(day["cosignDrafts"]["total"], 1);
     assert_eq!(day["cosignDrafts"]["items"][0]["note"]["id"], n["id"]);
     assert_eq!(
         day["cosignDrafts"]["items"][0]["patient"]["name"],
         "Potassio, Kalia"
     );
-    let nday = app
-        .json_ok(app.get("/api/overview", Some(&nurse)).await, 200)
-        .await;
+    let nday = day_of(&app, &nurse).await;
     assert!(nday["cosignDrafts"].is_null());
     assert_eq!(nday["draftNotes"]["items"][0]["patient"]["mrn"], p["mrn"]);
 
@@ -137,9 +143,7 @@ async fn a_critical_result_recorded_now_is_the_first_row_of_the_providers_day() 
         200,
     )
     .await;
-    let day = app
-        .json_ok(app.get("/api/overview", Some(&prov)).await, 200)
-        .await;
+    let day = day_of(&app, &prov).await;
     assert_eq!(day["prescriptionsIssuedToday"]["total"], 1);
     assert_eq!(
         day["prescriptionsIssuedToday"]["items"][0]["patient"]["name"],
@@ -221,13 +225,7 @@ async fn an_older_unreviewed_critical_shows_in_the_chart_box_after_a_newer_norma
     let pid = sid(&app.create_patient(&prov.access, "Gluco", "Hidden").await);
     let crit = record_lab(&app, &nurse, &pid, "2345-7", 525.0, "mg/dL", &days_ago(3)).await;
     record_lab(&app, &nurse, &pid, "2345-7", 95.0, "mg/dL", &days_ago(1)).await;
-    let o = app
-        .json_ok(
-            app.get(&format!("/api/patients/{pid}/overview"), Some(&nurse))
-                .await,
-            200,
-        )
-        .await;
+    let o = overview(&app, &nurse, &pid).await;
     assert_eq!(o["recentLabs"][0]["value"], 95.0, "the latest is normal");
     assert_eq!(o["unreviewedCriticalCount"], 1);
     assert_eq!(o["unreviewedCriticalLabs"][0]["id"], crit["id"]);
@@ -268,13 +266,7 @@ async fn an_older_unreviewed_critical_shows_in_the_chart_box_after_a_newer_norma
     assert_eq!(r["reviewAction"], "patient called");
     assert_eq!(r["reviewComment"], "Repeat fasting glucose tomorrow.");
     assert_eq!(r["reviewedBy"], json!(prov.user_id));
-    let o = app
-        .json_ok(
-            app.get(&format!("/api/patients/{pid}/overview"), Some(&nurse))
-                .await,
-            200,
-        )
-        .await;
+    let o = overview(&app, &nurse, &pid).await;
     assert_eq!(o["unreviewedCriticalCount"], 0);
     assert_eq!(o["unreviewedCriticalLabs"], json!([]));
 }
@@ -291,13 +283,7 @@ async fn a_unit_that_does_not_fit_is_stored_unflagged_and_never_hides_a_flagged_
         .as_str()
         .unwrap()
         .contains("differs from reference unit mmol/L"));
-    let o = app
-        .json_ok(
-            app.get(&format!("/api/patients/{pid}/overview"), Some(&prov))
-                .await,
-            200,
-        )
-        .await;
+    let o = overview(&app, &prov, &pid).await;
     let shown: Vec<&Value> = o["recentLabs"]
         .as_array()
         .unwrap()
@@ -448,17 +434,9 @@ async fn vitals_are_validated_and_flagged_at_the_limits() {
         .await;
     assert_eq!(rest["items"].as_array().unwrap().len(), 1);
 
-    let o = app
-        .json_ok(
-            app.get(&format!("/api/patients/{pid}/overview"), Some(&nurse))
-                .await,
-            200,
-        )
-        .await;
+    let o = overview(&app, &nurse, &pid).await;
     assert_eq!(o["latestVitals"]["id"], crit["id"]);
-    let day = app
-        .json_ok(app.get("/api/overview", Some(&prov)).await, 200)
-        .await;
+    let day = day_of(&app, &prov).await;
     assert_eq!(day["criticalVitals"]["total"], 1);
     assert_eq!(
         day["criticalVitals"]["items"][0]["patient"]["name"],
@@ -491,13 +469,7 @@ async fn an_allergy_entered_in_error_stays_in_the_history_and_stops_blocking_pre
         )
         .await;
     assert!(nkda["statedAt"].is_string());
-    let o = app
-        .json_ok(
-            app.get(&format!("/api/patients/{pid}/overview"), Some(&prov))
-                .await,
-            200,
-        )
-        .await;
+    let o = overview(&app, &prov, &pid).await;
     assert!(o["noKnownDrugAllergies"]["statedAt"].is_string());
     let a = app
         .json_ok(
@@ -512,13 +484,7 @@ async fn an_allergy_entered_in_error_stays_in_the_history_and_stops_blocking_pre
         .await;
     assert_eq!(a["status"], "active");
     assert_eq!(a["version"], 1);
-    let o = app
-        .json_ok(
-            app.get(&format!("/api/patients/{pid}/overview"), Some(&prov))
-                .await,
-            200,
-        )
-        .await;
+    let o = overview(&app, &prov, &pid).await;
     assert!(
         o["noKnownDrugAllergies"].is_null(),
         "the allergy replaced the statement"
@@ -596,13 +562,7 @@ async fn an_allergy_entered_in_error_stays_in_the_history_and_stops_blocking_pre
     )
     .await;
 
-    let o = app
-        .json_ok(
-            app.get(&format!("/api/patients/{pid}/overview"), Some(&prov))
-                .await,
-            200,
-        )
-        .await;
+    let o = overview(&app, &prov, &pid).await;
     assert_eq!(o["allergies"], json!([]));
     assert_eq!(o["allergyHistory"][0]["substance"], "Penicillin");
     assert_eq!(o["allergyHistory"][0]["status"], "entered_in_error");
@@ -670,13 +630,7 @@ async fn an_allergy_entered_in_error_stays_in_the_history_and_stops_blocking_pre
         )
         .await;
     assert_eq!(pr["resolvedOn"], "2025-06-30");
-    let o = app
-        .json_ok(
-            app.get(&format!("/api/patients/{pid}/overview"), Some(&prov))
-                .await,
-            200,
-        )
-        .await;
+    let o = overview(&app, &prov, &pid).await;
     assert_eq!(o["activeProblems"], json!([]));
     assert_eq!(o["problemHistory"][0]["status"], "resolved");
 

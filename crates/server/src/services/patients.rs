@@ -416,16 +416,52 @@ pub struct AllergyPatch {
     pub version: Option<i64>,
 }
 
-/// The new status and resolution date of an entry, checked against its
-/// current status (entered in error is final).
-fn lifecycle(
+/// What the lifecycle needs to know of a stored allergy or problem.
+trait Entry {
+    fn patient(&self) -> Uuid;
+    fn status(&self) -> EntryStatus;
+    fn resolved_on(&self) -> Option<&str>;
+}
+
+impl Entry for AllergyRow {
+    fn patient(&self) -> Uuid {
+        self.patient_id
+    }
+    fn status(&self) -> EntryStatus {
+        self.status
+    }
+    fn resolved_on(&self) -> Option<&str> {
+        self.resolved_on.as_deref()
+    }
+}
+
+impl Entry for ProblemRow {
+    fn patient(&self) -> Uuid {
+        self.patient_id
+    }
+    fn status(&self) -> EntryStatus {
+        self.status
+    }
+    fn resolved_on(&self) -> Option<&str> {
+        self.resolved_on.as_deref()
+    }
+}
+
+/// The entry of `patient` (404 otherwise) with its new status and
+/// resolution date, checked against its current status (entered in error
+/// is final); field errors go to `e`.
+fn lifecycle<R: Entry>(
     resource: &'static str,
-    current: EntryStatus,
-    kept_resolved_on: Option<&str>,
+    found: Option<R>,
+    patient: Uuid,
     status: Option<&str>,
     resolved_on: Option<&str>,
     e: &mut Errors,
-) -> Result<(EntryStatus, Option<String>)> {
+) -> Result<(R, EntryStatus, Option<String>)> {
+    let cur = found
+        .filter(|r| r.patient() == patient)
+        .ok_or(AppError::NotFound)?;
+    let current = cur.status();
     domain::chart::may_change(resource, current)
         .map_err(|err| illegal(resource, current.as_str(), err))?;
     let status = match status {
@@ -436,12 +472,25 @@ fn lifecycle(
     };
     let today = chrono::Utc::now().date_naive();
     let kept = (current == EntryStatus::Resolved)
-        .then_some(kept_resolved_on)
+        .then_some(cur.resolved_on())
         .flatten();
-    Ok((
-        status,
-        e.take(domain::chart::resolved_on(status, resolved_on, kept, today)),
-    ))
+    let resolved_on = e.take(domain::chart::resolved_on(status, resolved_on, kept, today));
+    Ok((cur, status, resolved_on))
+}
+
+/// The audit event of an entry's change: its status before and after and
+/// its new version (codes only, never the clinical text).
+async fn audit_lifecycle(
+    tx: &mut store::Tx,
+    user: &AuthUser,
+    action: AuditAction,
+    entry: (&str, Uuid),
+    patient: Uuid,
+    (from, to, version): (EntryStatus, EntryStatus, i64),
+) -> Result<()> {
+    let detail =
+        serde_json::json!({ "from": from.as_str(), "to": to.as_str(), "version": version });
+    audit_change(tx, user, action, entry, Some(patient), Some(detail)).await
 }
 
 /// Edit an allergy, or change its status (inactive, resolved with a date,
@@ -458,19 +507,11 @@ pub async fn update_allergy(
     let req = body?;
     let version = expected_version(if_match?, req.version)?;
     let mut tx = st.db.begin().await?;
-    let cur = store::patients::get_allergy_tx(&mut tx, allergy)
-        .await?
-        .filter(|a| a.patient_id == patient)
-        .ok_or(AppError::NotFound)?;
+    let found = store::patients::get_allergy_tx(&mut tx, allergy).await?;
     let mut e = Errors::default();
-    let (status, resolved_on) = lifecycle(
-        "allergy",
-        cur.status,
-        cur.resolved_on.as_deref(),
-        req.status.as_deref(),
-        req.resolved_on.as_deref(),
-        &mut e,
-    )?;
+    let (status, resolved_on) = (req.status.as_deref(), req.resolved_on.as_deref());
+    let (cur, status, resolved_on) =
+        lifecycle("allergy", found, patient, status, resolved_on, &mut e)?;
     let fields = AllergyFields {
         substance: e.take(clinical::text(
             "substance",
@@ -493,13 +534,14 @@ pub async fn update_allergy(
     };
     check(e)?;
     let a = store::patients::update_allergy(&mut tx, allergy, version, &fields, user.id).await?;
-    audit_change(
+    let change = (cur.status, a.status, a.version);
+    audit_lifecycle(
         &mut tx,
         user,
         AuditAction::AllergyUpdate,
         ("allergy", allergy),
-        Some(patient),
-        Some(serde_json::json!({ "from": cur.status.as_str(), "to": a.status.as_str(), "version": a.version })),
+        patient,
+        change,
     )
     .await?;
     tx.commit().await?;
@@ -702,19 +744,11 @@ pub async fn update_problem(
     let req = body?;
     let version = expected_version(if_match?, req.version)?;
     let mut tx = st.db.begin().await?;
-    let cur = store::patients::get_problem_tx(&mut tx, problem)
-        .await?
-        .filter(|p| p.patient_id == patient)
-        .ok_or(AppError::NotFound)?;
+    let found = store::patients::get_problem_tx(&mut tx, problem).await?;
     let mut e = Errors::default();
-    let (status, resolved_on) = lifecycle(
-        "problem",
-        cur.status,
-        cur.resolved_on.as_deref(),
-        req.status.as_deref(),
-        req.resolved_on.as_deref(),
-        &mut e,
-    )?;
+    let (status, resolved_on) = (req.status.as_deref(), req.resolved_on.as_deref());
+    let (cur, status, resolved_on) =
+        lifecycle("problem", found, patient, status, resolved_on, &mut e)?;
     let fields = ProblemFields {
         description: e.take(clinical::text(
             "description",
@@ -734,13 +768,14 @@ pub async fn update_problem(
     };
     check(e)?;
     let p = store::patients::update_problem(&mut tx, problem, version, &fields, user.id).await?;
-    audit_change(
+    let change = (cur.status, p.status, p.version);
+    audit_lifecycle(
         &mut tx,
         user,
         AuditAction::ProblemUpdate,
         ("problem", problem),
-        Some(patient),
-        Some(serde_json::json!({ "from": cur.status.as_str(), "to": p.status.as_str(), "version": p.version })),
+        patient,
+        change,
     )
     .await?;
     tx.commit().await?;
