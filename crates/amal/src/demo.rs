@@ -145,16 +145,182 @@ pub async fn seed(db: &Db, patients: usize, provider: Uuid, nurse: Uuid) -> anyh
     let mut progress = Progress::new("generating patients", patients);
     let batch = 100;
     let mut done = 0;
+    let mut first = None;
     while done < patients {
         let mut tx = db.begin().await?;
         for _ in 0..batch.min(patients - done) {
-            one_patient(&mut tx, &mut rng, provider, nurse).await?;
+            let id = one_patient(&mut tx, &mut rng, provider, nurse).await?;
+            first.get_or_insert(id);
             done += 1;
         }
         tx.commit().await?;
         progress.set(done);
     }
     progress.set(patients);
+    if let Some(id) = first {
+        let mut tx = db.begin().await?;
+        showcase(&mut tx, id, provider, nurse).await?;
+        tx.commit().await?;
+    }
+    Ok(())
+}
+
+/// A lab result as the server would record it (flagged from the table).
+async fn lab(
+    tx: &mut store::Tx,
+    patient: Uuid,
+    by: Uuid,
+    code: &str,
+    value: f64,
+    unit: &str,
+    collected_at: chrono::DateTime<Utc>,
+) -> anyhow::Result<()> {
+    let name = domain::labs::reference(code)
+        .map(|r| r.name.clone())
+        .unwrap_or_else(|| code.to_string());
+    let i = domain::labs::interpret(code, value, unit, None, None);
+    store::labs::insert(
+        tx,
+        patient,
+        by,
+        &store::labs::NewLab {
+            code: code.into(),
+            name,
+            value,
+            unit: unit.into(),
+            reference_low: i.reference_low,
+            reference_high: i.reference_high,
+            flag: i.flag.map(|f| f.as_str().to_string()),
+            warning: i.warning,
+            collected_at,
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+/// A set of vital signs as the server would record it (checked, flagged).
+async fn vitals(
+    tx: &mut store::Tx,
+    patient: Uuid,
+    by: Uuid,
+    e: domain::vitals::Entered,
+    recorded_at: chrono::DateTime<Utc>,
+) -> anyhow::Result<()> {
+    let c = domain::vitals::check(&e, None)
+        .map_err(|errs| anyhow::anyhow!("demo vitals invalid: {}", errs.len()))?;
+    let flags: std::collections::BTreeMap<&str, &str> =
+        c.flags.iter().map(|(k, f)| (*k, f.as_str())).collect();
+    store::vitals::insert(
+        tx,
+        patient,
+        by,
+        &store::vitals::NewVitals {
+            recorded_at,
+            entered: e,
+            bmi: c.bmi,
+            flags: serde_json::to_string(&flags)?,
+            critical: c.critical,
+            abnormal: c.abnormal,
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+/// The first patient shows every list of the day at once: a critical
+/// potassium recorded now (and a newer result in a unit the table cannot
+/// flag), critical vital signs, a nurse's draft awaiting co-signature, and
+/// an allergy entered in error beside a severe one.
+async fn showcase(
+    tx: &mut store::Tx,
+    patient: Uuid,
+    provider: Uuid,
+    nurse: Uuid,
+) -> anyhow::Result<()> {
+    let now = store::now();
+    lab(
+        tx,
+        patient,
+        nurse,
+        "2823-3",
+        6.8,
+        "mmol/L",
+        now - Duration::minutes(20),
+    )
+    .await?;
+    lab(
+        tx,
+        patient,
+        nurse,
+        "2823-3",
+        6.8,
+        "mg/dL",
+        now - Duration::minutes(5),
+    )
+    .await?;
+    lab(
+        tx,
+        patient,
+        nurse,
+        "2345-7",
+        525.0,
+        "mg/dL",
+        now - Duration::days(3),
+    )
+    .await?;
+    lab(
+        tx,
+        patient,
+        nurse,
+        "2345-7",
+        95.0,
+        "mg/dL",
+        now - Duration::days(1),
+    )
+    .await?;
+    let e = domain::vitals::Entered {
+        systolic: Some(186.0),
+        diastolic: Some(112.0),
+        heart_rate: Some(118.0),
+        spo2: Some(89.0),
+        temperature: Some(38.4),
+        respiratory_rate: Some(26.0),
+        ..Default::default()
+    };
+    vitals(tx, patient, nurse, e, now - Duration::minutes(10)).await?;
+    let wrong =
+        store::patients::add_allergy(tx, patient, "Sulfa drugs", None, "mild", nurse).await?;
+    store::patients::update_allergy(
+        tx,
+        wrong.id,
+        wrong.version,
+        &store::patients::AllergyFields {
+            substance: wrong.substance.clone(),
+            reaction: None,
+            severity: wrong.severity.clone(),
+            status: domain::chart::EntryStatus::EnteredInError,
+            resolved_on: None,
+        },
+        provider,
+    )
+    .await?;
+    store::patients::add_allergy(
+        tx,
+        patient,
+        "Penicillin",
+        Some("anaphylaxis"),
+        "severe",
+        nurse,
+    )
+    .await?;
+    let draft = store::notes::NoteContent {
+        title: "Triage: breathless".into(),
+        subjective: "Short of breath since this morning.".into(),
+        objective: "SpO2 89 % on air, RR 26.".into(),
+        ..Default::default()
+    };
+    store::notes::insert(tx, patient, nurse, &draft, false).await?;
     Ok(())
 }
 
@@ -163,7 +329,7 @@ async fn one_patient(
     rng: &mut StdRng,
     provider: Uuid,
     nurse: Uuid,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Uuid> {
     let given = GIVEN[rng.gen_range(0..GIVEN.len())];
     let family = FAMILY[rng.gen_range(0..FAMILY.len())];
     let age_days = rng.gen_range(18 * 365..90 * 365);
@@ -193,12 +359,56 @@ async fn one_patient(
         )
         .await?;
         allergies.push(s);
+    } else if rng.gen_bool(0.5) {
+        store::patients::state_nkda(tx, p.id, nurse).await?;
     }
+    let problem_of =
+        |description: &str, code: &str, resolved: bool| store::patients::ProblemFields {
+            description: description.into(),
+            code: Some(code.into()),
+            status: if resolved {
+                domain::chart::EntryStatus::Resolved
+            } else {
+                domain::chart::EntryStatus::Active
+            },
+            resolved_on: resolved.then(|| {
+                (Utc::now() - Duration::days(400))
+                    .format("%Y-%m-%d")
+                    .to_string()
+            }),
+        };
     let (problem, code) = PROBLEMS[rng.gen_range(0..PROBLEMS.len())];
-    store::patients::add_problem(tx, p.id, problem, Some(code), "active", provider).await?;
+    store::patients::add_problem(tx, p.id, &problem_of(problem, code, false), provider).await?;
     if rng.gen_bool(0.3) {
         let (old, code) = PROBLEMS[rng.gen_range(0..PROBLEMS.len())];
-        store::patients::add_problem(tx, p.id, old, Some(code), "resolved", provider).await?;
+        store::patients::add_problem(tx, p.id, &problem_of(old, code, true), provider).await?;
+    }
+    // Vital signs at the last three visits; now and then a high pressure.
+    let height = rng.gen_range(150.0_f64..190.0).round();
+    let weight = rng.gen_range(50.0_f64..110.0).round();
+    for visit in (0..3).rev() {
+        let e = domain::vitals::Entered {
+            systolic: Some(if rng.gen_bool(0.15) {
+                150.0
+            } else {
+                rng.gen_range(105.0_f64..128.0).round()
+            }),
+            diastolic: Some(rng.gen_range(62.0_f64..79.0).round()),
+            heart_rate: Some(rng.gen_range(58.0_f64..96.0).round()),
+            respiratory_rate: Some(rng.gen_range(12.0_f64..19.0).round()),
+            temperature: Some((rng.gen_range(36.2_f64..37.6) * 10.0).round() / 10.0),
+            spo2: Some(rng.gen_range(96.0_f64..100.0).round()),
+            weight_kg: Some(weight + f64::from(visit)),
+            height_cm: Some(height),
+        };
+        vitals(
+            tx,
+            p.id,
+            nurse,
+            e,
+            store::now() - Duration::days(90 * i64::from(visit) + 1),
+        )
+        .await?;
     }
     // Notes: a signed visit note, and sometimes a draft still open.
     let content = store::notes::NoteContent {
@@ -297,28 +507,11 @@ async fn one_patient(
                 (value + span * rng.gen_range(-0.15..0.15)).clamp(lo * 0.9, hi * 1.1)
             };
             let value = (value * 100.0).round() / 100.0;
-            let i = domain::labs::interpret(code, value, &r.unit, None, None);
             let collected = store::now() - Duration::days(30 * month + rng.gen_range(0..20));
-            store::labs::insert(
-                tx,
-                p.id,
-                nurse,
-                &store::labs::NewLab {
-                    code: code.into(),
-                    name: r.name.clone(),
-                    value,
-                    unit: r.unit.clone(),
-                    reference_low: i.reference_low,
-                    reference_high: i.reference_high,
-                    flag: i.flag.map(|f| f.as_str().to_string()),
-                    warning: i.warning,
-                    collected_at: collected,
-                },
-            )
-            .await?;
+            lab(tx, p.id, nurse, code, value, &r.unit, collected).await?;
         }
     }
-    Ok(())
+    Ok(p.id)
 }
 
 /// A fresh folder for a throw-away demo database.

@@ -115,11 +115,15 @@ pub fn severity(raw: Option<&str>) -> Result<String, FieldError> {
     }
 }
 
-pub fn problem_status(raw: Option<&str>) -> Result<String, FieldError> {
-    match raw.unwrap_or("active").trim() {
-        s @ ("active" | "resolved") => Ok(s.to_string()),
-        _ => Err(FieldError::new("status", "must be active or resolved")),
+/// Age in whole years on `today` of someone born on `birth` (YYYY-MM-DD).
+pub fn age_years(birth: &str, today: NaiveDate) -> Option<i64> {
+    use chrono::Datelike;
+    let b = NaiveDate::parse_from_str(birth.trim(), "%Y-%m-%d").ok()?;
+    let mut years = i64::from(today.year() - b.year());
+    if (today.month(), today.day()) < (b.month(), b.day()) {
+        years -= 1;
     }
+    Some(years)
 }
 
 /// Collects field errors while parsing several fields.
@@ -179,6 +183,8 @@ mod tests {
         assert!(phone(Some("+44 (0)20 7946-0958")).unwrap().is_some());
         assert!(phone(Some("call me")).is_err());
         assert_eq!(severity(None).unwrap(), "unknown");
-        assert!(problem_status(Some("gone")).is_err());
+        assert_eq!(age_years("1980-11-26", today), Some(45));
+        assert_eq!(age_years("1980-11-25", today), Some(46));
+        assert_eq!(age_years("soon", today), None);
     }
 }

@@ -236,6 +236,35 @@ fn given_range_problem(low: Option<f64>, high: Option<f64>) -> Option<String> {
     }
 }
 
+/// Flag `value` against a range and critical limits given directly (vital
+/// signs use the same inclusive rules as lab results).
+pub fn classify_value(
+    value: f64,
+    low: Option<f64>,
+    high: Option<f64>,
+    critical_low: Option<f64>,
+    critical_high: Option<f64>,
+) -> Option<LabFlag> {
+    classify(
+        value,
+        &Limits {
+            low,
+            high,
+            critical_low,
+            critical_high,
+        },
+    )
+}
+
+/// The table's unit for `code` when `unit` is neither it nor convertible to
+/// it: what the web form offers as "did you mean …?".
+pub fn unit_suggestion(code: &str, unit: &str) -> Option<&'static str> {
+    let entry = reference(code)?;
+    limits_in_unit(entry, unit)
+        .is_err()
+        .then_some(entry.unit.as_str())
+}
+
 fn classify(value: f64, limits: &Limits) -> Option<LabFlag> {
     if limits.low.is_none() && limits.high.is_none() {
         return None;
@@ -420,6 +449,14 @@ pub fn canonical_unit(unit: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unit_suggestions_only_for_units_that_do_not_fit() {
+        assert_eq!(unit_suggestion("2823-3", "mg/dL"), Some("mmol/L"));
+        assert_eq!(unit_suggestion("2823-3", "mmol/L"), None);
+        assert_eq!(unit_suggestion("2823-3", "mEq/L"), None, "converts");
+        assert_eq!(unit_suggestion("99999-9", "mg/dL"), None, "unknown code");
+    }
 
     fn flag(code: &str, value: f64, unit: &str) -> Option<LabFlag> {
         interpret(code, value, unit, None, None).flag

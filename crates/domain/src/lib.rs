@@ -6,6 +6,7 @@
 pub mod account;
 pub mod allergy;
 pub mod audit;
+pub mod chart;
 pub mod clinical;
 pub mod labs;
 pub mod mrn;
@@ -13,3 +14,4 @@ pub mod notes;
 pub mod roles;
 pub mod states;
 pub mod text;
+pub mod vitals;

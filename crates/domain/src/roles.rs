@@ -59,6 +59,9 @@ pub enum Action {
     ReadChart,
     RecordAllergy,
     RecordProblem,
+    // Vital signs
+    ReadVitals,
+    RecordVitals,
     // Notes
     ReadNotes,
     WriteDraftNote,
@@ -80,7 +83,7 @@ pub enum Action {
 }
 
 impl Action {
-    pub const ALL: [Action; 23] = [
+    pub const ALL: [Action; 25] = [
         Action::ManageUsers,
         Action::ReadMetrics,
         Action::ReadAudit,
@@ -91,6 +94,8 @@ impl Action {
         Action::ReadChart,
         Action::RecordAllergy,
         Action::RecordProblem,
+        Action::ReadVitals,
+        Action::RecordVitals,
         Action::ReadNotes,
         Action::WriteDraftNote,
         Action::FinalizeNote,
@@ -122,6 +127,8 @@ pub fn allowed_roles(action: Action) -> &'static [Role] {
         Action::ReadChart
         | Action::RecordAllergy
         | Action::RecordProblem
+        | Action::ReadVitals
+        | Action::RecordVitals
         | Action::ReadNotes
         | Action::WriteDraftNote
         | Action::ReadPrescriptions
@@ -161,6 +168,8 @@ mod tests {
         assert!(!Staff.may(Action::ReadChart));
         assert!(!Staff.may(Action::ReadNotes));
         assert!(!Staff.may(Action::UseAi));
+        assert!(!Staff.may(Action::RecordVitals));
+        assert!(Nurse.may(Action::RecordVitals));
     }
 
     #[test]

@@ -88,7 +88,15 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(routes::patients::search, routes::patients::create))
         .routes(routes!(routes::patients::get, routes::patients::update))
         .routes(routes!(routes::patients::add_allergy))
+        .routes(routes!(routes::patients::update_allergy))
+        .routes(routes!(routes::patients::state_no_known_allergies))
         .routes(routes!(routes::patients::add_problem))
+        .routes(routes!(routes::patients::update_problem))
+        .routes(routes!(routes::patients::banner))
+        .routes(routes!(
+            routes::patients::list_vitals,
+            routes::patients::create_vitals
+        ))
         .routes(routes!(routes::overview::chart))
         .routes(routes!(routes::overview::day))
         .routes(routes!(routes::notes::list, routes::notes::create))

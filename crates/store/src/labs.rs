@@ -23,10 +23,12 @@ pub struct LabRow {
     pub recorded_at: DateTime<Utc>,
     pub reviewed_by: Option<Uuid>,
     pub reviewed_at: Option<DateTime<Utc>>,
+    pub review_comment: Option<String>,
+    pub review_action: Option<String>,
 }
 
-const COLS: &str = "id, patient_id, code, name, value, unit, reference_low, reference_high, flag, warning, collected_at, \
-                    recorded_by, recorded_at, reviewed_by, reviewed_at";
+pub(crate) const COLS: &str = "id, patient_id, code, name, value, unit, reference_low, reference_high, flag, warning, collected_at, \
+                    recorded_by, recorded_at, reviewed_by, reviewed_at, review_comment, review_action";
 
 #[derive(Debug, Clone)]
 pub struct NewLab {
@@ -82,22 +84,58 @@ pub async fn list_for_patient(
     )
 }
 
-/// The latest result of each code for a patient (at most `limit` codes).
+/// The latest result of each code for a patient (at most `limit` rows).
+///
+/// A result left unflagged because of its unit (`warning` set, no flag) is
+/// ranked apart from the flagged ones, so a newer "6.8 mg/dL" potassium is
+/// shown next to the older flagged one instead of hiding it.
 pub async fn latest_per_code(db: &Db, patient: Uuid, limit: i64) -> Result<Vec<LabRow>> {
     let sql = format!(
-        "SELECT {COLS} FROM (SELECT l.*, row_number() OVER (PARTITION BY code ORDER BY collected_at DESC, id DESC) AS rn \
-         FROM labs l WHERE patient_id = $1) latest WHERE rn = 1 ORDER BY code LIMIT $2"
+        "SELECT {COLS} FROM (SELECT l.*, row_number() OVER (PARTITION BY code, (flag IS NULL AND warning IS NOT NULL) \
+         ORDER BY collected_at DESC, id DESC) AS rn FROM labs l WHERE patient_id = $1) latest WHERE rn = 1 \
+         ORDER BY code, collected_at DESC LIMIT $2"
     );
-    Ok(on_read!(db, c => sqlx::query_as(&sql).bind(patient).bind(limit).fetch_all(c).await)?)
+    let rows: Vec<LabRow> =
+        on_read!(db, c => sqlx::query_as(&sql).bind(patient).bind(limit).fetch_all(c).await)?;
+    // An unflagged row older than the flagged one of its code adds nothing.
+    let newest_flagged = |code: &str| {
+        rows.iter()
+            .filter(|r| r.code == code && r.flag.is_some())
+            .map(|r| r.collected_at)
+            .max()
+    };
+    let keep: Vec<bool> = rows
+        .iter()
+        .map(|r| {
+            r.flag.is_some()
+                || r.warning.is_none()
+                || newest_flagged(&r.code).is_none_or(|t| r.collected_at > t)
+        })
+        .collect();
+    Ok(rows
+        .into_iter()
+        .zip(keep)
+        .filter_map(|(r, k)| k.then_some(r))
+        .collect())
 }
 
-/// Abnormal results nobody has reviewed yet, oldest first.
-pub async fn unreviewed_abnormal(db: &Db, limit: i64) -> Result<Vec<LabRow>> {
+/// A patient's critical results nobody has reviewed, newest first, whatever
+/// came after them, with how many there are in all.
+pub async fn unreviewed_critical_for_patient(
+    db: &Db,
+    patient: Uuid,
+    limit: i64,
+) -> Result<(Vec<LabRow>, i64)> {
+    let cond =
+        "patient_id = $1 AND reviewed_at IS NULL AND flag IN ('critical_low','critical_high')";
     let sql = format!(
-        "SELECT {COLS} FROM labs WHERE reviewed_at IS NULL AND flag IN ('low','high','critical_low','critical_high') \
-         ORDER BY collected_at LIMIT $1"
+        "SELECT {COLS} FROM labs WHERE {cond} ORDER BY collected_at DESC, id DESC LIMIT $2"
     );
-    Ok(on_read!(db, c => sqlx::query_as(&sql).bind(limit).fetch_all(c).await)?)
+    let count = format!("SELECT count(*) FROM labs WHERE {cond}");
+    let rows =
+        on_read!(db, c => sqlx::query_as(&sql).bind(patient).bind(limit).fetch_all(c).await)?;
+    let n: (i64,) = on_read!(db, c => sqlx::query_as(&count).bind(patient).fetch_one(c).await)?;
+    Ok((rows, n.0))
 }
 
 /// Count of critical results not yet reviewed (for the clinical-safety alert).
@@ -107,10 +145,17 @@ pub async fn unreviewed_critical_count(db: &Db) -> Result<i64> {
     Ok(n.0)
 }
 
-/// Mark reviewed; false when it already was.
-pub async fn review(tx: &mut Tx, id: Uuid, by: Uuid) -> Result<bool> {
-    let sql =
-        "UPDATE labs SET reviewed_by = $1, reviewed_at = $2 WHERE id = $3 AND reviewed_at IS NULL";
-    let n = on_tx!(tx, c => sqlx::query(sql).bind(by).bind(crate::now()).bind(id).execute(&mut *c).await.map(|r| r.rows_affected()))?;
+/// Mark reviewed, with what was done and why; false when it already was.
+pub async fn review(
+    tx: &mut Tx,
+    id: Uuid,
+    by: Uuid,
+    comment: Option<&str>,
+    action: Option<&str>,
+) -> Result<bool> {
+    let sql = "UPDATE labs SET reviewed_by = $1, reviewed_at = $2, review_comment = $3, review_action = $4 \
+               WHERE id = $5 AND reviewed_at IS NULL";
+    let n = on_tx!(tx, c => sqlx::query(sql).bind(by).bind(crate::now()).bind(comment).bind(action).bind(id)
+        .execute(&mut *c).await.map(|r| r.rows_affected()))?;
     Ok(n == 1)
 }

@@ -19,6 +19,8 @@ pub mod prescriptions;
 pub mod ratelimit;
 pub mod sessions;
 pub mod users;
+pub mod vitals;
+pub mod worklist;
 
 pub use db::{Db, DbOptions, Engine, FaultKind, StoreError, Tx};
 

@@ -3,6 +3,8 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use domain::chart::EntryStatus;
+
 use crate::db::{is_unique_violation, Db, Result, StoreError, Tx};
 use crate::{on_read, on_tx};
 
@@ -23,9 +25,17 @@ pub struct PatientRow {
     pub version: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// When a clinician stated "no known drug allergies" (cleared by an allergy)
+    pub nkda_at: Option<DateTime<Utc>>,
+    pub nkda_by: Option<Uuid>,
 }
 
-const COLS: &str = "id, mrn, given_name, family_name, search_fg, birth_date, sex, phone, email, address, version, created_at, updated_at";
+const COLS: &str = "id, mrn, given_name, family_name, search_fg, birth_date, sex, phone, email, address, version, created_at, updated_at, \
+                    nkda_at, nkda_by";
+
+fn phone_key(d: &Demographics) -> Option<String> {
+    d.phone.as_deref().map(domain::chart::phone_key)
+}
 
 /// Demographic fields as written by a user (already validated).
 #[derive(Debug, Clone)]
@@ -55,8 +65,8 @@ pub async fn insert(
     let id = Uuid::now_v7();
     let now = crate::now();
     let (fg, gf) = search_keys(&d.given_name, &d.family_name);
-    let sql = "INSERT INTO patients (id, mrn, given_name, family_name, search_fg, search_gf, birth_date, sex, phone, email, address, version, created_by, created_at, updated_at) \
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 1, $12, $13, $13)";
+    let sql = "INSERT INTO patients (id, mrn, given_name, family_name, search_fg, search_gf, birth_date, sex, phone, email, address, version, created_by, created_at, updated_at, phone_key) \
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 1, $12, $13, $13, $14)";
     for _ in 0..8 {
         let candidate = mrn();
         // A savepoint keeps the transaction usable after a collision.
@@ -64,7 +74,7 @@ pub async fn insert(
         let res = on_tx!(tx, c => sqlx::query(sql)
             .bind(id).bind(&candidate).bind(&d.given_name).bind(&d.family_name).bind(&fg).bind(&gf)
             .bind(&d.birth_date).bind(&d.sex).bind(&d.phone).bind(&d.email).bind(&d.address)
-            .bind(created_by).bind(now)
+            .bind(created_by).bind(now).bind(phone_key(d))
             .execute(&mut *c).await.map(|r| r.rows_affected()));
         match res {
             Ok(_) => {
@@ -83,6 +93,8 @@ pub async fn insert(
                     version: 1,
                     created_at: now,
                     updated_at: now,
+                    nkda_at: None,
+                    nkda_by: None,
                 });
             }
             Err(e) if is_unique_violation(&e) => {
@@ -114,10 +126,10 @@ pub async fn count(db: &Db) -> Result<i64> {
 pub async fn update(tx: &mut Tx, id: Uuid, expected: i64, d: &Demographics) -> Result<PatientRow> {
     let (fg, gf) = search_keys(&d.given_name, &d.family_name);
     let sql = "UPDATE patients SET given_name = $1, family_name = $2, search_fg = $3, search_gf = $4, birth_date = $5, sex = $6, \
-               phone = $7, email = $8, address = $9, version = version + 1, updated_at = $10 WHERE id = $11 AND version = $12";
+               phone = $7, email = $8, address = $9, version = version + 1, updated_at = $10, phone_key = $13 WHERE id = $11 AND version = $12";
     let n = on_tx!(tx, c => sqlx::query(sql)
         .bind(&d.given_name).bind(&d.family_name).bind(&fg).bind(&gf).bind(&d.birth_date).bind(&d.sex)
-        .bind(&d.phone).bind(&d.email).bind(&d.address).bind(crate::now()).bind(id).bind(expected)
+        .bind(&d.phone).bind(&d.email).bind(&d.address).bind(crate::now()).bind(id).bind(expected).bind(phone_key(d))
         .execute(&mut *c).await.map(|r| r.rows_affected()))?;
     let sql = format!("SELECT {COLS} FROM patients WHERE id = $1");
     let row: Option<PatientRow> =
@@ -180,6 +192,30 @@ pub async fn search(
     }
 }
 
+/// Patients who may be the person being registered: the same folded name
+/// ("family given") and birth date, or the same phone digits.
+pub async fn likely_duplicates(db: &Db, d: &Demographics, limit: i64) -> Result<Vec<PatientRow>> {
+    let (fg, _) = search_keys(&d.given_name, &d.family_name);
+    let phone = phone_key(d).filter(|k| !k.is_empty());
+    let has_phone: i64 = phone.is_some().into();
+    let sql = format!(
+        "SELECT {COLS} FROM patients WHERE (search_fg = $1 AND birth_date = $2) OR ($3 = 1 AND phone_key = $4) \
+         ORDER BY created_at, id LIMIT $5"
+    );
+    Ok(
+        on_read!(db, c => sqlx::query_as(&sql).bind(&fg).bind(&d.birth_date).bind(has_phone)
+        .bind(phone.unwrap_or_default()).bind(limit).fetch_all(c).await)?,
+    )
+}
+
+/// Record "no known drug allergies".
+pub async fn state_nkda(tx: &mut Tx, patient: Uuid, by: Uuid) -> Result<()> {
+    let sql = "UPDATE patients SET nkda_at = $1, nkda_by = $2 WHERE id = $3";
+    on_tx!(tx, c => sqlx::query(sql).bind(crate::now()).bind(by).bind(patient)
+        .execute(&mut *c).await.map(|r| r.rows_affected()))?;
+    Ok(())
+}
+
 // ---- allergies ----
 
 #[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
@@ -192,8 +228,29 @@ pub struct AllergyRow {
     pub severity: String,
     pub recorded_by: Uuid,
     pub recorded_at: DateTime<Utc>,
+    #[sqlx(try_from = "String")]
+    pub status: EntryStatus,
+    pub resolved_on: Option<String>,
+    pub version: i64,
+    pub updated_by: Option<Uuid>,
+    pub updated_at: Option<DateTime<Utc>>,
 }
 
+const ALLERGY_COLS: &str = "id, patient_id, substance, reaction, severity, recorded_by, recorded_at, status, resolved_on, \
+                            version, updated_by, updated_at";
+
+/// The editable parts of an allergy (validated by the caller).
+#[derive(Debug, Clone)]
+pub struct AllergyFields {
+    pub substance: String,
+    pub reaction: Option<String>,
+    pub severity: String,
+    pub status: EntryStatus,
+    pub resolved_on: Option<String>,
+}
+
+/// Record an active allergy; it replaces a "no known drug allergies"
+/// statement.
 pub async fn add_allergy(
     tx: &mut Tx,
     patient: Uuid,
@@ -202,30 +259,66 @@ pub async fn add_allergy(
     severity: &str,
     by: Uuid,
 ) -> Result<AllergyRow> {
-    let row = AllergyRow {
-        id: Uuid::now_v7(),
-        patient_id: patient,
-        substance: substance.to_string(),
-        reaction: reaction.map(str::to_string),
-        severity: severity.to_string(),
-        recorded_by: by,
-        recorded_at: crate::now(),
-    };
-    let sql = "INSERT INTO allergies (id, patient_id, substance, reaction, severity, recorded_by, recorded_at) VALUES ($1, $2, $3, $4, $5, $6, $7)";
-    on_tx!(tx, c => sqlx::query(sql).bind(row.id).bind(row.patient_id).bind(&row.substance).bind(&row.reaction)
-        .bind(&row.severity).bind(row.recorded_by).bind(row.recorded_at).execute(&mut *c).await.map(|r| r.rows_affected()))?;
-    Ok(row)
+    let id = Uuid::now_v7();
+    let sql = "INSERT INTO allergies (id, patient_id, substance, reaction, severity, recorded_by, recorded_at, status, version) \
+               VALUES ($1, $2, $3, $4, $5, $6, $7, 'active', 1)";
+    on_tx!(tx, c => sqlx::query(sql).bind(id).bind(patient).bind(substance).bind(reaction)
+        .bind(severity).bind(by).bind(crate::now()).execute(&mut *c).await.map(|r| r.rows_affected()))?;
+    let clear =
+        "UPDATE patients SET nkda_at = NULL, nkda_by = NULL WHERE id = $1 AND nkda_at IS NOT NULL";
+    on_tx!(tx, c => sqlx::query(clear).bind(patient).execute(&mut *c).await.map(|r| r.rows_affected()))?;
+    get_allergy_tx(tx, id).await?.ok_or(StoreError::NotFound)
 }
 
+/// Every allergy of the patient, whatever its status (the history).
 pub async fn allergies(db: &Db, patient: Uuid) -> Result<Vec<AllergyRow>> {
-    let sql = "SELECT id, patient_id, substance, reaction, severity, recorded_by, recorded_at FROM allergies WHERE patient_id = $1 ORDER BY recorded_at, id LIMIT 200";
-    Ok(on_read!(db, c => sqlx::query_as(sql).bind(patient).fetch_all(c).await)?)
+    let sql = format!("SELECT {ALLERGY_COLS} FROM allergies WHERE patient_id = $1 ORDER BY recorded_at, id LIMIT 200");
+    Ok(on_read!(db, c => sqlx::query_as(&sql).bind(patient).fetch_all(c).await)?)
 }
 
-/// Allergies read inside a transaction (for the prescription check).
+/// Active allergies read inside a transaction (for the prescription check):
+/// inactive, resolved and entered-in-error ones do not block.
 pub async fn allergies_tx(tx: &mut Tx, patient: Uuid) -> Result<Vec<AllergyRow>> {
-    let sql = "SELECT id, patient_id, substance, reaction, severity, recorded_by, recorded_at FROM allergies WHERE patient_id = $1 ORDER BY recorded_at, id";
-    Ok(on_tx!(tx, c => sqlx::query_as(sql).bind(patient).fetch_all(&mut *c).await)?)
+    let sql = format!("SELECT {ALLERGY_COLS} FROM allergies WHERE patient_id = $1 AND status = 'active' ORDER BY recorded_at, id");
+    Ok(on_tx!(tx, c => sqlx::query_as(&sql).bind(patient).fetch_all(&mut *c).await)?)
+}
+
+pub async fn get_allergy_tx(tx: &mut Tx, id: Uuid) -> Result<Option<AllergyRow>> {
+    let sql = format!("SELECT {ALLERGY_COLS} FROM allergies WHERE id = $1");
+    Ok(on_tx!(tx, c => sqlx::query_as(&sql).bind(id).fetch_optional(&mut *c).await)?)
+}
+
+fn stale(what: &str, current: i64) -> StoreError {
+    StoreError::Conflict(format!(
+        "the {what} was changed by someone else (current version {current})"
+    ))
+}
+
+/// Change an allergy if its stored version is `expected`.
+pub async fn update_allergy(
+    tx: &mut Tx,
+    id: Uuid,
+    expected: i64,
+    f: &AllergyFields,
+    by: Uuid,
+) -> Result<AllergyRow> {
+    let sql = "UPDATE allergies SET substance = $1, reaction = $2, severity = $3, status = $4, resolved_on = $5, \
+               version = version + 1, updated_by = $6, updated_at = $7 WHERE id = $8 AND version = $9";
+    let n = on_tx!(tx, c => sqlx::query(sql).bind(&f.substance).bind(&f.reaction).bind(&f.severity)
+        .bind(f.status.as_str()).bind(&f.resolved_on).bind(by).bind(crate::now()).bind(id).bind(expected)
+        .execute(&mut *c).await.map(|r| r.rows_affected()))?;
+    match (n, get_allergy_tx(tx, id).await?) {
+        (1, Some(r)) => Ok(r),
+        (_, None) => Err(StoreError::NotFound),
+        (_, Some(r)) => Err(stale("allergy", r.version)),
+    }
+}
+
+/// How many active allergies the patient has (inside a transaction).
+pub async fn active_allergy_count_tx(tx: &mut Tx, patient: Uuid) -> Result<i64> {
+    let sql = "SELECT count(*) FROM allergies WHERE patient_id = $1 AND status = 'active'";
+    let n: (i64,) = on_tx!(tx, c => sqlx::query_as(sql).bind(patient).fetch_one(&mut *c).await)?;
+    Ok(n.0)
 }
 
 // ---- problems ----
@@ -237,39 +330,77 @@ pub struct ProblemRow {
     pub patient_id: Uuid,
     pub description: String,
     pub code: Option<String>,
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: EntryStatus,
     pub recorded_by: Uuid,
     pub recorded_at: DateTime<Utc>,
+    pub resolved_on: Option<String>,
+    pub version: i64,
+    pub updated_by: Option<Uuid>,
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+const PROBLEM_COLS: &str =
+    "id, patient_id, description, code, status, recorded_by, recorded_at, resolved_on, version, \
+                            updated_by, updated_at";
+
+/// The editable parts of a problem (validated by the caller).
+#[derive(Debug, Clone)]
+pub struct ProblemFields {
+    pub description: String,
+    pub code: Option<String>,
+    pub status: EntryStatus,
+    pub resolved_on: Option<String>,
 }
 
 pub async fn add_problem(
     tx: &mut Tx,
     patient: Uuid,
-    description: &str,
-    code: Option<&str>,
-    status: &str,
+    f: &ProblemFields,
     by: Uuid,
 ) -> Result<ProblemRow> {
-    let row = ProblemRow {
-        id: Uuid::now_v7(),
-        patient_id: patient,
-        description: description.to_string(),
-        code: code.map(str::to_string),
-        status: status.to_string(),
-        recorded_by: by,
-        recorded_at: crate::now(),
-    };
-    let sql = "INSERT INTO problems (id, patient_id, description, code, status, recorded_by, recorded_at) VALUES ($1, $2, $3, $4, $5, $6, $7)";
-    on_tx!(tx, c => sqlx::query(sql).bind(row.id).bind(row.patient_id).bind(&row.description).bind(&row.code)
-        .bind(&row.status).bind(row.recorded_by).bind(row.recorded_at).execute(&mut *c).await.map(|r| r.rows_affected()))?;
-    Ok(row)
+    let id = Uuid::now_v7();
+    let sql = "INSERT INTO problems (id, patient_id, description, code, status, recorded_by, recorded_at, resolved_on, version) \
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1)";
+    on_tx!(tx, c => sqlx::query(sql).bind(id).bind(patient).bind(&f.description).bind(&f.code)
+        .bind(f.status.as_str()).bind(by).bind(crate::now()).bind(&f.resolved_on)
+        .execute(&mut *c).await.map(|r| r.rows_affected()))?;
+    get_problem_tx(tx, id).await?.ok_or(StoreError::NotFound)
 }
 
+/// A patient's problems: the active ones, or all of them (the history).
 pub async fn problems(db: &Db, patient: Uuid, only_active: bool) -> Result<Vec<ProblemRow>> {
-    let sql = "SELECT id, patient_id, description, code, status, recorded_by, recorded_at FROM problems \
-               WHERE patient_id = $1 AND ($2 = 0 OR status = 'active') ORDER BY recorded_at, id LIMIT 200";
+    let sql = format!(
+        "SELECT {PROBLEM_COLS} FROM problems WHERE patient_id = $1 AND ($2 = 0 OR status = 'active') \
+         ORDER BY recorded_at, id LIMIT 200"
+    );
     let active: i64 = only_active.into();
-    Ok(on_read!(db, c => sqlx::query_as(sql).bind(patient).bind(active).fetch_all(c).await)?)
+    Ok(on_read!(db, c => sqlx::query_as(&sql).bind(patient).bind(active).fetch_all(c).await)?)
+}
+
+pub async fn get_problem_tx(tx: &mut Tx, id: Uuid) -> Result<Option<ProblemRow>> {
+    let sql = format!("SELECT {PROBLEM_COLS} FROM problems WHERE id = $1");
+    Ok(on_tx!(tx, c => sqlx::query_as(&sql).bind(id).fetch_optional(&mut *c).await)?)
+}
+
+/// Change a problem if its stored version is `expected`.
+pub async fn update_problem(
+    tx: &mut Tx,
+    id: Uuid,
+    expected: i64,
+    f: &ProblemFields,
+    by: Uuid,
+) -> Result<ProblemRow> {
+    let sql = "UPDATE problems SET description = $1, code = $2, status = $3, resolved_on = $4, \
+               version = version + 1, updated_by = $5, updated_at = $6 WHERE id = $7 AND version = $8";
+    let n = on_tx!(tx, c => sqlx::query(sql).bind(&f.description).bind(&f.code).bind(f.status.as_str())
+        .bind(&f.resolved_on).bind(by).bind(crate::now()).bind(id).bind(expected)
+        .execute(&mut *c).await.map(|r| r.rows_affected()))?;
+    match (n, get_problem_tx(tx, id).await?) {
+        (1, Some(r)) => Ok(r),
+        (_, None) => Err(StoreError::NotFound),
+        (_, Some(r)) => Err(stale("problem", r.version)),
+    }
 }
 
 /// Whether the patient exists, inside a transaction.

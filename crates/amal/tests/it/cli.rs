@@ -554,9 +554,18 @@ async fn demo_starts_a_clinic_to_explore() {
         .await
         .unwrap();
     assert!(
-        !day["unreviewedAbnormalLabs"].as_array().unwrap().is_empty(),
+        !day["unreviewedResults"]["items"]
+            .as_array()
+            .unwrap()
+            .is_empty(),
         "the demo has abnormal labs to review"
     );
+    // The demo's first patient exercises every list of the day.
+    assert!(day["unreviewedResults"]["criticalTotal"].as_i64().unwrap() >= 1);
+    assert!(day["criticalVitals"]["total"].as_i64().unwrap() >= 1);
+    if let Some(cosign) = day["cosignDrafts"].as_object() {
+        assert!(cosign["total"].as_i64().unwrap() >= 1);
+    }
     let _ = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status();

@@ -113,6 +113,41 @@ async fn every_role_against_every_clinical_endpoint() {
             &[422],
         ),
         (
+            Method::PATCH,
+            format!("/api/patients/{p}/allergies/{}", c.note),
+            Some(json!({"version": 1})),
+            Action::RecordAllergy,
+            &[404],
+        ),
+        (
+            Method::PATCH,
+            format!("/api/patients/{p}/problems/{}", c.note),
+            Some(json!({"version": 1})),
+            Action::RecordProblem,
+            &[404],
+        ),
+        (
+            Method::GET,
+            format!("/api/patients/{p}/vitals"),
+            None,
+            Action::ReadVitals,
+            &[200],
+        ),
+        (
+            Method::POST,
+            format!("/api/patients/{p}/vitals"),
+            Some(json!({})),
+            Action::RecordVitals,
+            &[422],
+        ),
+        (
+            Method::GET,
+            format!("/api/patients/{p}/banner"),
+            None,
+            Action::ReadChart,
+            &[200],
+        ),
+        (
             Method::GET,
             format!("/api/patients/{p}/overview"),
             None,
@@ -1031,10 +1066,15 @@ async fn lab_review_trend_and_overview() {
     let day = app
         .json_ok(app.get("/api/overview", Some(&prov)).await, 200)
         .await;
-    let abnormal = day["unreviewedAbnormalLabs"].as_array().unwrap().len();
+    let abnormal = day["unreviewedResults"]["items"].as_array().unwrap().len();
+    assert_eq!(day["unreviewedResults"]["total"], abnormal);
     assert!(abnormal >= 2);
     assert_eq!(day["patientCount"], 1);
-    assert_eq!(day["draftNotes"].as_array().unwrap().len(), 1);
+    assert_eq!(day["draftNotes"]["items"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        day["draftNotes"]["items"][0]["patient"]["name"],
+        "Haddad, Amira"
+    );
     assert_problem(
         app.post(
             &format!("/api/labs/{}/review", c.lab),
@@ -1073,7 +1113,7 @@ async fn lab_review_trend_and_overview() {
         .json_ok(app.get("/api/overview", Some(&prov)).await, 200)
         .await;
     assert_eq!(
-        day["unreviewedAbnormalLabs"].as_array().unwrap().len(),
+        day["unreviewedResults"]["items"].as_array().unwrap().len(),
         abnormal - 1
     );
     // Chart overview: latest result per code with its flag.

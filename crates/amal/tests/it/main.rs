@@ -17,3 +17,5 @@ mod ratelimit;
 mod smoke;
 mod tls;
 mod web;
+mod web_worklist;
+mod worklist;

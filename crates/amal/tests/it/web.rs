@@ -13,20 +13,20 @@ use crate::helpers::*;
 
 /// A minimal browser: keeps cookies by hand (so tests can see and tamper
 /// with them) and never follows redirects.
-struct Web {
+pub(crate) struct Web {
     base: String,
     client: reqwest::Client,
     jar: Mutex<HashMap<String, String>>,
 }
 
-struct Page {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: String,
+pub(crate) struct Page {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: String,
 }
 
 impl Page {
-    fn location(&self) -> String {
+    pub(crate) fn location(&self) -> String {
         self.headers
             .get(LOCATION)
             .and_then(|v| v.to_str().ok())
@@ -50,7 +50,7 @@ impl Page {
     }
 
     /// The first CSRF token on the page.
-    fn csrf(&self) -> String {
+    pub(crate) fn csrf(&self) -> String {
         field_value(&self.body, "_csrf").expect("a CSRF token on the page")
     }
 
@@ -64,7 +64,7 @@ impl Page {
 }
 
 /// `value` of the first `<input name="NAME" value="…">`.
-fn field_value(html: &str, name: &str) -> Option<String> {
+pub(crate) fn field_value(html: &str, name: &str) -> Option<String> {
     let needle = format!("name=\"{name}\" value=\"");
     let start = html.find(&needle)? + needle.len();
     let end = html[start..].find('"')? + start;
@@ -134,12 +134,12 @@ impl Web {
         }
     }
 
-    async fn get(&self, path: &str) -> Page {
+    pub(crate) async fn get(&self, path: &str) -> Page {
         self.send(self.client.get(format!("{}{path}", self.base)))
             .await
     }
 
-    async fn post(&self, path: &str, fields: &[(&str, &str)]) -> Page {
+    pub(crate) async fn post(&self, path: &str, fields: &[(&str, &str)]) -> Page {
         self.send(
             self.client
                 .post(format!("{}{path}", self.base))
@@ -171,7 +171,7 @@ impl Web {
     }
 
     /// Sign a fresh user of `role` in; returns the user.
-    async fn signed_in(app: &TestApp, role: &str) -> (Web, TestUser) {
+    pub(crate) async fn signed_in(app: &TestApp, role: &str) -> (Web, TestUser) {
         let w = Web::new(app);
         let u = app.create_user(role).await;
         let r = w.login(&u.email, &u.password).await;
@@ -180,14 +180,14 @@ impl Web {
     }
 
     /// The CSRF token of the signed-in session (from any page).
-    async fn token(&self) -> String {
+    pub(crate) async fn token(&self) -> String {
         let p = self.get("/patients").await;
         assert_eq!(p.status, StatusCode::OK, "{}", p.body);
         p.csrf()
     }
 }
 
-fn id_after(location: &str, prefix: &str) -> String {
+pub(crate) fn id_after(location: &str, prefix: &str) -> String {
     let rest = location
         .strip_prefix(prefix)
         .unwrap_or_else(|| panic!("{location}"));

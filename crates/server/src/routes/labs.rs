@@ -9,8 +9,8 @@ use uuid::Uuid;
 
 use crate::auth::AuthUser;
 use crate::error::Result;
-use crate::extract::{ApiJson, Later, PageQuery};
-use crate::services::labs::{self, LabInput, LabPage, LabView, Trend};
+use crate::extract::{ApiJson, Later, OptionalJson, PageQuery};
+use crate::services::labs::{self, LabInput, LabPage, LabView, ReviewInput, Trend};
 use crate::state::AppState;
 
 #[utoipa::path(post, path = "/api/patients/{id}/labs", tag = "labs", security(("bearer" = [])), request_body = LabInput, params(("id" = Uuid, Path)),
@@ -78,11 +78,13 @@ pub async fn get(
 }
 
 #[utoipa::path(post, path = "/api/labs/{id}/review", tag = "labs", security(("bearer" = [])), params(("id" = Uuid, Path)),
-    responses((status = 200, body = LabView), (status = 401), (status = 403), (status = 404), (status = 409, description = "Already reviewed")))]
+    request_body(content = Option<ReviewInput>, description = "Optional comment and action taken"),
+    responses((status = 200, body = LabView), (status = 401), (status = 403), (status = 404), (status = 409, description = "Already reviewed"), (status = 422)))]
 pub async fn review(
     State(st): State<AppState>,
     user: AuthUser,
     Path(id): Path<Uuid>,
+    body: Later<OptionalJson<ReviewInput>>,
 ) -> Result<Json<LabView>> {
-    Ok(Json(labs::review(&st, &user, id).await?))
+    Ok(Json(labs::review(&st, &user, id, body.json()).await?))
 }

@@ -14,6 +14,7 @@ use uuid::Uuid;
 use crate::auth::AuthUser;
 use crate::error::{AppError, Result};
 use crate::services::notes::{create_draft, parse_content};
+use crate::services::vitals::VitalsView;
 use crate::services::{audit_event, record_durably, Body};
 use crate::state::AppState;
 
@@ -158,7 +159,7 @@ fn identifiers(p: &store::patients::PatientRow) -> ai::PatientIdentifiers {
 
 /// What the chart says, for the draft's Objective.
 async fn chart_context(st: &AppState, p: &store::patients::PatientRow) -> Result<ai::ChartContext> {
-    let (allergies, meds, labs) = tokio::try_join!(
+    let (allergies, meds, labs, vitals) = tokio::try_join!(
         store::patients::allergies(&st.db, p.id),
         store::prescriptions::list_for_patient(
             &st.db,
@@ -168,10 +169,44 @@ async fn chart_context(st: &AppState, p: &store::patients::PatientRow) -> Result
             50
         ),
         store::labs::latest_per_code(&st.db, p.id, 100),
+        store::vitals::list_for_patient(&st.db, p.id, None, 1),
     )?;
+    let mut abnormal_labs: Vec<ai::AbnormalLab> = labs
+        .into_iter()
+        .filter_map(|l| {
+            let flag = l.flag.filter(|f| f != "normal")?;
+            Some(ai::AbnormalLab {
+                name: l.name,
+                value: l.value,
+                unit: l.unit,
+                flag,
+            })
+        })
+        .collect();
+    // The ai crate has no vitals field yet: the latest set's abnormal
+    // measurements travel as named lines of the "abnormal results" list.
+    if let Some(v) = vitals.into_iter().next().map(VitalsView::from) {
+        for m in domain::vitals::Measure::ALL {
+            if let (Some(value), Some(flag)) = (v.value(m), v.flag(m)) {
+                if flag != "normal" {
+                    abnormal_labs.push(ai::AbnormalLab {
+                        name: format!(
+                            "Vital sign {} ({})",
+                            m.label(),
+                            v.recorded_at.format("%Y-%m-%d %H:%M UTC")
+                        ),
+                        value,
+                        unit: m.unit().to_string(),
+                        flag: flag.to_string(),
+                    });
+                }
+            }
+        }
+    }
     Ok(ai::ChartContext {
         allergies: allergies
             .into_iter()
+            .filter(|a| a.status == domain::chart::EntryStatus::Active)
             .map(|a| match a.reaction {
                 Some(r) => format!("{} ({r})", a.substance),
                 None => a.substance,
@@ -181,18 +216,7 @@ async fn chart_context(st: &AppState, p: &store::patients::PatientRow) -> Result
             .into_iter()
             .map(|m| format!("{} {} {}", m.medication, m.dose, m.frequency))
             .collect(),
-        abnormal_labs: labs
-            .into_iter()
-            .filter_map(|l| {
-                let flag = l.flag.filter(|f| f != "normal")?;
-                Some(ai::AbnormalLab {
-                    name: l.name,
-                    value: l.value,
-                    unit: l.unit,
-                    flag,
-                })
-            })
-            .collect(),
+        abnormal_labs,
         identifiers: identifiers(p),
     })
 }

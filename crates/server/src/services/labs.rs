@@ -52,6 +52,10 @@ pub struct LabView {
     pub recorded_at: DateTime<Utc>,
     pub reviewed_by: Option<Uuid>,
     pub reviewed_at: Option<DateTime<Utc>>,
+    /// The reviewer's comment
+    pub review_comment: Option<String>,
+    /// What the reviewer did (e.g. "patient called")
+    pub review_action: Option<String>,
 }
 
 impl From<LabRow> for LabView {
@@ -72,6 +76,8 @@ impl From<LabRow> for LabView {
             recorded_at: l.recorded_at,
             reviewed_by: l.reviewed_by,
             reviewed_at: l.reviewed_at,
+            review_comment: l.review_comment,
+            review_action: l.review_action,
         }
     }
 }
@@ -153,6 +159,13 @@ pub fn parse_lab(req: &LabInput) -> Result<NewLab> {
         warning: i.warning,
         collected_at: chrono::SubsecRound::trunc_subsecs(req.collected_at, 6),
     })
+}
+
+/// The unit the reference table expects for the result's code when the
+/// typed one neither matches nor converts (the web form asks "did you mean
+/// …?"; the API stores such a result unflagged with its warning).
+pub fn unit_question(req: &LabInput) -> Option<&'static str> {
+    domain::labs::unit_suggestion(&req.code, &req.unit)
 }
 
 /// Record a result; the server flags it from its reference table.
@@ -274,14 +287,46 @@ pub async fn get(st: &AppState, user: &AuthUser, id: Uuid) -> Result<LabView> {
     Ok(row.into())
 }
 
-/// Mark a result reviewed (once).
-pub async fn review(st: &AppState, user: &AuthUser, id: Uuid) -> Result<LabView> {
+/// What a reviewer adds to a review (both optional).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReviewInput {
+    /// Free-text comment (at most 2000 characters)
+    pub comment: Option<String>,
+    /// What was done, e.g. "patient called" (at most 200 characters)
+    pub action: Option<String>,
+}
+
+/// Mark a result reviewed (once), with an optional comment and action taken.
+pub async fn review(
+    st: &AppState,
+    user: &AuthUser,
+    id: Uuid,
+    body: Body<ReviewInput>,
+) -> Result<LabView> {
     user.require(Action::ReviewLab)?;
+    let req = body?;
+    let mut e = Errors::default();
+    let comment = e.take(clinical::opt_text(
+        "comment",
+        req.comment.as_deref(),
+        2000,
+        false,
+    ));
+    let action = e.take(clinical::opt_text(
+        "action",
+        req.action.as_deref(),
+        200,
+        true,
+    ));
+    check(e)?;
     let mut tx = st.db.begin().await?;
     let row = store::labs::get_tx(&mut tx, id)
         .await?
         .ok_or(AppError::NotFound)?;
-    if !store::labs::review(&mut tx, id, user.id).await? {
+    let done =
+        store::labs::review(&mut tx, id, user.id, comment.as_deref(), action.as_deref()).await?;
+    if !done {
         return Err(AppError::Conflict {
             code: "conflict",
             detail: "This result was already reviewed.".into(),
@@ -296,7 +341,7 @@ pub async fn review(st: &AppState, user: &AuthUser, id: Uuid) -> Result<LabView>
         AuditAction::LabReview,
         ("lab", id),
         Some(row.patient_id),
-        None,
+        Some(serde_json::json!({ "flag": row.flag, "actionTaken": action.is_some() })),
     )
     .await?;
     let reviewed = store::labs::get_tx(&mut tx, id)

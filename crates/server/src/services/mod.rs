@@ -22,6 +22,7 @@ pub mod overview;
 pub mod patients;
 pub mod prescriptions;
 pub mod users;
+pub mod vitals;
 
 use domain::account::{Email, Password, PersonName};
 use domain::audit::AuditAction;

@@ -56,11 +56,11 @@ pub async fn draft_note(
     if let Some(note) = answer.note.id {
         return Ok(view::redirect(&format!("/notes/{note}?done=ai_saved")));
     }
-    let p = models::patient(&st, &s, id).await.or_page(&s)?;
+    let p = models::banner(&st, &s, id).await.or_page(&s)?;
     let n = answer.note;
     Ok(view::ok(&DraftPage {
         l: Layout::new("AI draft", &s),
-        p: Banner::from(&p),
+        p,
         input: f.get("input"),
         note_type: f.get("noteType"),
         title: n.title,

@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use crate::error::AppError;
 use crate::extract::PageQuery;
-use crate::services::labs::{self, LabInput, LabView};
+use crate::services::labs::{self, LabInput, LabView, ReviewInput};
 use crate::state::AppState;
 use crate::web::models::{self, next_link, notice, Banner, Done, LabRow};
 use crate::web::session::{WebForm, WebSession};
@@ -30,7 +30,7 @@ struct ListPage {
     now: String,
 }
 
-fn now_local() -> String {
+pub(crate) fn now_local() -> String {
     Utc::now().format("%Y-%m-%dT%H:%M").to_string()
 }
 
@@ -48,14 +48,16 @@ async fn render_list(
         cursor,
     };
     let list = labs::list(st, &s.user, id, None, &page).await.or_page(s)?;
-    let p = models::patient(st, s, id).await.or_page(s)?;
+    let p = models::banner(st, s, id).await.or_page(s)?;
+    let mut rows: Vec<LabRow> = list.items.iter().map(LabRow::from).collect();
+    models::name_reviewers(st, &mut rows).await;
     Ok(view::render(
         status,
         &ListPage {
             l: Layout::new("Lab results", s).notice(notice(done)),
-            p: Banner::from(&p),
+            p,
             f,
-            labs: list.items.iter().map(LabRow::from).collect(),
+            labs: rows,
             next: next_link(
                 &format!("/patients/{id}/labs"),
                 &[],
@@ -77,7 +79,7 @@ pub async fn list(
     render_list(&st, &s, id, d.cursor, f, ok, d.done.as_deref()).await
 }
 
-fn number(field: &'static str, raw: &str) -> Result<Option<f64>, AppError> {
+pub(crate) fn number(field: &'static str, raw: &str) -> Result<Option<f64>, AppError> {
     let t = raw.trim();
     if t.is_empty() {
         return Ok(None);
@@ -91,10 +93,10 @@ fn number(field: &'static str, raw: &str) -> Result<Option<f64>, AppError> {
 }
 
 /// `datetime-local` input (read as UTC) or RFC 3339.
-fn collected(raw: &str) -> Result<DateTime<Utc>, AppError> {
+pub(crate) fn datetime(field: &'static str, raw: &str) -> Result<DateTime<Utc>, AppError> {
     let t = raw.trim();
     if t.is_empty() {
-        return Err(AppError::validation("collectedAt", "is required"));
+        return Err(AppError::validation(field, "is required"));
     }
     if let Ok(d) = DateTime::parse_from_rfc3339(t) {
         return Ok(d.with_timezone(&Utc));
@@ -105,7 +107,7 @@ fn collected(raw: &str) -> Result<DateTime<Utc>, AppError> {
         }
     }
     Err(AppError::validation(
-        "collectedAt",
+        field,
         "must be a date and time such as 2024-05-01T08:30",
     ))
 }
@@ -114,7 +116,7 @@ fn lab_input(f: &crate::web::session::Fields) -> Result<LabInput, AppError> {
     let value = number("value", &f.get("value"));
     let low = number("referenceLow", &f.get("referenceLow"));
     let high = number("referenceHigh", &f.get("referenceHigh"));
-    let at = collected(&f.get("collectedAt"));
+    let at = datetime("collectedAt", &f.get("collectedAt"));
     let value = match value {
         Ok(None) => Err(AppError::validation("value", "is required")),
         Ok(Some(v)) => Ok(v),
@@ -147,13 +149,28 @@ pub async fn create(
     WebId(id): WebId,
     WebForm { s, f }: WebForm,
 ) -> Page {
+    let mut values = f.values();
     let r = match lab_input(&f) {
-        Ok(input) => labs::create(&st, &s.user, id, Ok(input)).await,
+        Ok(mut input) => match (f.get("unitChoice").as_str(), labs::unit_question(&input)) {
+            ("suggested", Some(unit)) => {
+                input.unit = unit.to_string();
+                labs::create(&st, &s.user, id, Ok(input)).await
+            }
+            ("keep", _) | (_, None) => labs::create(&st, &s.user, id, Ok(input)).await,
+            // Ask before storing a result the unit leaves unflagged.
+            (_, Some(unit)) => {
+                values.insert("suggestedUnit".into(), unit.to_string());
+                Err(AppError::validation(
+                    "unit",
+                    format!("does not fit this test's reference table; did you mean {unit}?"),
+                ))
+            }
+        },
         Err(e) => Err(e),
     };
     let ok = |lab: LabView| format!("/labs/{}?done=lab", lab.id);
     let again = async |f, status| render_list(&st, &s, id, None, f, status, None).await;
-    after_form(&s, r, "lab", f.values(), ok, again).await
+    after_form(&s, r, "lab", values, ok, again).await
 }
 
 /// An AI explanation shown on the lab page.
@@ -187,14 +204,16 @@ pub async fn render_show(
     explained: Option<Explained>,
 ) -> Page {
     let lab = labs::get(st, &s.user, id).await.or_page(s)?;
-    let p = models::patient(st, s, lab.patient_id).await.or_page(s)?;
-    let row = LabRow::from(&lab);
+    let p = models::banner(st, s, lab.patient_id).await.or_page(s)?;
+    let mut rows = [LabRow::from(&lab)];
+    models::name_reviewers(st, &mut rows).await;
+    let [row] = rows;
     let role = s.user.role;
     Ok(view::render(
         status,
         &ShowPage {
             l: Layout::new(format!("{} result", lab.name), s).notice(notice(done)),
-            p: Banner::from(&p),
+            p,
             f,
             can_review: !row.reviewed && role.may(Action::ReviewLab),
             can_ai: role.may(Action::UseAi),
@@ -219,7 +238,11 @@ pub async fn review(
     WebId(id): WebId,
     WebForm { s, f }: WebForm,
 ) -> Page {
-    let r = labs::review(&st, &s.user, id).await;
+    let input = ReviewInput {
+        comment: f.opt("comment"),
+        action: f.opt("action"),
+    };
+    let r = labs::review(&st, &s.user, id, Ok(input)).await;
     let ok = |_| format!("/labs/{id}?done=reviewed");
     let again = async |f, status| render_show(&st, &s, id, f, status, None, None).await;
     after_form(&s, r, "review", f.values(), ok, again).await
@@ -265,7 +288,7 @@ pub async fn trend(
 ) -> Page {
     let code = q.code.unwrap_or_default();
     let t = labs::trend(&st, &s.user, id, &code).await.or_page(&s)?;
-    let p = models::patient(&st, &s, id).await.or_page(&s)?;
+    let p = models::banner(&st, &s, id).await.or_page(&s)?;
     let (lo, hi) = t.points.iter().fold((f64::MAX, f64::MIN), |(lo, hi), pt| {
         (lo.min(pt.value), hi.max(pt.value))
     });
@@ -308,7 +331,7 @@ pub async fn trend(
     }
     Ok(view::ok(&TrendPage {
         l: Layout::new(format!("Trend {}", t.code), &s),
-        p: Banner::from(&p),
+        p,
         name: t.name.clone().unwrap_or_else(|| t.code.clone()),
         code: t.code,
         min: if lines.is_empty() {

@@ -17,6 +17,7 @@ mod patients;
 mod prescriptions;
 pub mod session;
 pub mod view;
+mod vitals;
 
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::{header, HeaderValue};
@@ -53,7 +54,20 @@ pub fn router(state: AppState) -> Router<AppState> {
         )
         // The chart
         .route("/patients/{id}/allergies", post(clinical::add_allergy))
+        .route("/patients/{id}/allergies/none", post(clinical::state_nkda))
+        .route(
+            "/patients/{id}/allergies/{entry}",
+            post(clinical::update_allergy),
+        )
         .route("/patients/{id}/problems", post(clinical::add_problem))
+        .route(
+            "/patients/{id}/problems/{entry}",
+            post(clinical::update_problem),
+        )
+        .route(
+            "/patients/{id}/vitals",
+            get(vitals::list).post(vitals::create),
+        )
         .route("/patients/{id}/ai/draft", post(ai::draft_note))
         .route("/patients/{id}/notes", get(notes::list).post(notes::create))
         .route("/patients/{id}/notes/new", get(notes::new_form))

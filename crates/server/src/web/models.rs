@@ -1,7 +1,6 @@
 //! Display rows built from the services' views (formatted once, in Rust, so
 //! the templates stay simple).
 
-use chrono::Datelike;
 use domain::states::{NoteStatus, PrescriptionStatus};
 use serde::Deserialize;
 use uuid::Uuid;
@@ -9,13 +8,23 @@ use uuid::Uuid;
 use crate::error::AppError;
 use crate::services::labs::LabView;
 use crate::services::notes::NoteView;
-use crate::services::patients::PatientView;
+use crate::services::patients::{AllergyView, PatientBanner, PatientView};
 use crate::services::prescriptions::PrescriptionView;
 use crate::state::AppState;
 use crate::web::session::WebSession;
 use crate::web::view::{dt, flag_class, flag_label, num, opt_dt};
 
-/// The patient banner shown on every clinical page (right patient, always).
+/// An allergy as the banner lists it.
+#[derive(Debug, Clone)]
+pub struct BannerAllergy {
+    pub substance: String,
+    pub severity: String,
+    pub severe: bool,
+}
+
+/// The patient banner shown on every clinical page (right patient, always):
+/// who, allergies (severe ones prominent) or "no known drug allergies", and
+/// how many critical results wait for review.
 #[derive(Debug, Clone)]
 pub struct Banner {
     pub id: String,
@@ -24,29 +33,49 @@ pub struct Banner {
     pub birth_date: String,
     pub age: String,
     pub sex: String,
+    pub allergies: Vec<BannerAllergy>,
+    pub nkda: bool,
+    pub critical_count: i64,
 }
 
-impl From<&PatientView> for Banner {
-    fn from(p: &PatientView) -> Self {
-        let age = chrono::NaiveDate::parse_from_str(&p.birth_date, "%Y-%m-%d")
-            .ok()
-            .map(|b| {
-                let today = chrono::Utc::now().date_naive();
-                let mut years = today.year() - b.year();
-                if (today.month(), today.day()) < (b.month(), b.day()) {
-                    years -= 1;
-                }
-                format!("{years} y")
-            })
-            .unwrap_or_default();
+impl Banner {
+    pub fn new(
+        p: &PatientView,
+        age: Option<i64>,
+        allergies: &[AllergyView],
+        nkda: bool,
+        critical_count: i64,
+    ) -> Banner {
         Banner {
             id: p.id.to_string(),
             name: format!("{}, {}", p.family_name, p.given_name),
             mrn: p.mrn.clone(),
             birth_date: p.birth_date.clone(),
-            age,
+            age: age.map(|y| format!("{y} y")).unwrap_or_default(),
             sex: p.sex.clone(),
+            allergies: allergies
+                .iter()
+                .map(|a| BannerAllergy {
+                    substance: a.substance.clone(),
+                    severity: a.severity.clone(),
+                    severe: a.severity == "severe",
+                })
+                .collect(),
+            nkda,
+            critical_count,
         }
+    }
+}
+
+impl From<&PatientBanner> for Banner {
+    fn from(b: &PatientBanner) -> Self {
+        Banner::new(
+            &b.patient,
+            b.age,
+            &b.allergies,
+            b.no_known_drug_allergies.is_some(),
+            b.unreviewed_critical_count,
+        )
     }
 }
 
@@ -54,6 +83,14 @@ impl From<&PatientView> for Banner {
 /// (permission-checked and audited).
 pub async fn patient(st: &AppState, s: &WebSession, id: Uuid) -> Result<PatientView, AppError> {
     crate::services::patients::get(st, &s.user, id).await
+}
+
+/// The banner of a clinical page, through the service behind
+/// `GET /api/patients/{id}/banner`.
+pub async fn banner(st: &AppState, s: &WebSession, id: Uuid) -> Result<Banner, AppError> {
+    crate::services::patients::banner(st, &s.user, id)
+        .await
+        .map(|b| Banner::from(&b))
 }
 
 #[derive(Debug, Clone)]
@@ -73,6 +110,28 @@ pub struct LabRow {
     pub reviewed_at: String,
     pub warning: Option<String>,
     pub patient_id: String,
+    pub reviewed_by: Option<Uuid>,
+    /// The reviewer's display name (filled by [`name_reviewers`])
+    pub reviewer: String,
+    pub review_comment: String,
+    pub review_action: String,
+}
+
+/// Put the reviewers' names on `rows` (one lookup per distinct reviewer).
+pub async fn name_reviewers(st: &AppState, rows: &mut [LabRow]) {
+    let mut names: std::collections::HashMap<Uuid, String> = std::collections::HashMap::new();
+    for r in rows.iter_mut() {
+        let Some(id) = r.reviewed_by else { continue };
+        let name = match names.get(&id) {
+            Some(n) => n.clone(),
+            None => {
+                let n = crate::services::users::display_name(st, id).await;
+                names.insert(id, n.clone());
+                n
+            }
+        };
+        r.reviewer = name;
+    }
 }
 
 impl From<&LabView> for LabRow {
@@ -100,6 +159,10 @@ impl From<&LabView> for LabRow {
             reviewed_at: opt_dt(&l.reviewed_at),
             warning: l.warning.clone(),
             patient_id: l.patient_id.to_string(),
+            reviewed_by: l.reviewed_by,
+            reviewer: String::new(),
+            review_comment: l.review_comment.clone().unwrap_or_default(),
+            review_action: l.review_action.clone().unwrap_or_default(),
         }
     }
 }
@@ -198,6 +261,10 @@ pub fn notice(done: Option<&str>) -> Option<&'static str> {
         "created" => "Patient created.",
         "saved" => "Changes saved.",
         "allergy" => "Allergy recorded.",
+        "allergy_saved" => "Allergy updated.",
+        "nkda" => "No known drug allergies recorded.",
+        "problem_saved" => "Problem updated.",
+        "vitals" => "Vital signs recorded.",
         "problem" => "Problem recorded.",
         "note" => "Draft note created.",
         "note_saved" => "Draft saved.",

@@ -38,10 +38,10 @@ pub async fn list(
         cursor: d.cursor.clone(),
     };
     let notes = notes::list(&st, &s.user, id, &page).await.or_page(&s)?;
-    let p = models::patient(&st, &s, id).await.or_page(&s)?;
+    let p = models::banner(&st, &s, id).await.or_page(&s)?;
     Ok(view::ok(&NotesPage {
         l: Layout::new("Notes", &s).notice(notice(d.done.as_deref())),
-        p: Banner::from(&p),
+        p,
         notes: notes
             .items
             .iter()
@@ -71,12 +71,12 @@ async fn new_note_page(
     f: FormState,
     status: StatusCode,
 ) -> Page {
-    let p = models::patient(st, s, id).await.or_page(s)?;
+    let p = models::banner(st, s, id).await.or_page(s)?;
     Ok(view::render(
         status,
         &NewNotePage {
             l: Layout::new("New note", s),
-            p: Banner::from(&p),
+            p,
             f,
         },
     ))
@@ -176,7 +176,7 @@ async fn render_note(
     done: Option<&str>,
 ) -> Page {
     let n = notes::get(st, &s.user, id).await.or_page(s)?;
-    let p = models::patient(st, s, n.patient_id).await.or_page(s)?;
+    let p = models::banner(st, s, n.patient_id).await.or_page(s)?;
     let me = s.user.id;
     let mut names = HashMap::new();
     let author = user_name(st, &mut names, n.author_id, me).await;
@@ -199,7 +199,7 @@ async fn render_note(
         .with_defaults("note", note_values(&n));
     let page = NotePage {
         l: Layout::new(n.title.clone(), s).notice(notice(done)),
-        p: Banner::from(&p),
+        p,
         f,
         can_edit: draft && n.author_id == me && role.may(Action::WriteDraftNote),
         can_finalize: draft && role.may(Action::FinalizeNote),

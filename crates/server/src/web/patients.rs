@@ -11,48 +11,145 @@ use serde::Deserialize;
 use crate::error::AppError;
 use crate::extract::PageQuery;
 use crate::services;
-use crate::services::patients::{PatientInput, PatientPatch, PatientView};
+use crate::services::overview::{DayQuery, NoteList, PatientRef};
+use crate::services::patients::{DuplicateMatch, PatientInput, PatientPatch, PatientView};
 use crate::state::AppState;
 use crate::web::form_level;
 use crate::web::models::{next_link, notice, Done, LabRow, NoteRow, RxRow};
 use crate::web::session::{WebForm, WebSession};
 use crate::web::view::{self, after_form, FormState, Layout, OrPage, Page, WebId};
 
+/// Who a row of the day is about.
+pub struct Who {
+    pub name: String,
+    pub mrn: String,
+    pub age: String,
+}
+
+impl From<&PatientRef> for Who {
+    fn from(p: &PatientRef) -> Self {
+        Who {
+            name: p.name.clone(),
+            mrn: p.mrn.clone(),
+            age: p.age.map(|a| format!("{a} y")).unwrap_or_default(),
+        }
+    }
+}
+
+/// One of the day's lists: rows with their patient, the total and the next
+/// page's link.
+pub struct DayList<T> {
+    pub rows: Vec<(T, Who)>,
+    pub total: i64,
+    pub next: Option<String>,
+}
+
+impl<T> DayList<T> {
+    fn new(rows: Vec<(T, Who)>, total: i64, param: &str, cursor: Option<&String>) -> Self {
+        DayList {
+            rows,
+            total,
+            next: next_link("/", &[], cursor)
+                .map(|l| l.replacen("cursor=", &format!("{param}="), 1)),
+        }
+    }
+
+    /// "showing 50 of 120" when the list does not fit on the page.
+    pub fn partial(&self) -> bool {
+        (self.rows.len() as i64) < self.total
+    }
+}
+
+pub struct VitalsAlert {
+    pub patient_id: String,
+    pub recorded: String,
+    pub summary: String,
+}
+
 #[derive(Template)]
 #[template(path = "day.html")]
 struct DayPage {
     l: Layout,
-    drafts: Vec<NoteRow>,
-    labs: Vec<LabRow>,
-    rxs: Vec<RxRow>,
+    results: DayList<LabRow>,
+    critical_total: i64,
+    drafts: DayList<NoteRow>,
+    cosign: Option<DayList<NoteRow>>,
+    rxs: DayList<RxRow>,
+    vitals: DayList<VitalsAlert>,
     patient_count: i64,
 }
 
+#[derive(Debug, Deserialize, Default)]
+pub struct DayParams {
+    done: Option<String>,
+    results: Option<String>,
+    drafts: Option<String>,
+    cosign: Option<String>,
+    rx: Option<String>,
+    vitals: Option<String>,
+}
+
 /// `/`: the clinician's day; staff go to search, admins to administration.
-pub async fn home(State(st): State<AppState>, s: WebSession, Query(d): Query<Done>) -> Page {
+pub async fn home(State(st): State<AppState>, s: WebSession, Query(d): Query<DayParams>) -> Page {
     match s.user.role {
         Role::Admin => return Ok(view::redirect("/admin/users")),
         Role::Staff => return Ok(view::redirect("/patients")),
         _ => {}
     }
-    let day = services::overview::day(&st, &s.user).await.or_page(&s)?;
+    let q = DayQuery {
+        limit: Some(50),
+        results_cursor: d.results,
+        drafts_cursor: d.drafts,
+        cosign_cursor: d.cosign,
+        prescriptions_cursor: d.rx,
+        vitals_cursor: d.vitals,
+    };
+    let day = services::overview::day(&st, &s.user, &q)
+        .await
+        .or_page(&s)?;
+    let me = s.user.id;
+    let notes = |l: &NoteList, param: &str| {
+        let rows = l
+            .items
+            .iter()
+            .map(|w| (NoteRow::new(&w.note, me), Who::from(&w.patient)))
+            .collect();
+        DayList::new(rows, l.total, param, l.next_cursor.as_ref())
+    };
+    let r = &day.unreviewed_results;
+    let results = r
+        .items
+        .iter()
+        .map(|w| (LabRow::from(&w.lab), Who::from(&w.patient)))
+        .collect();
+    let rx = &day.prescriptions_issued_today;
+    let rxs = rx
+        .items
+        .iter()
+        .map(|w| (RxRow::from(&w.prescription), Who::from(&w.patient)))
+        .collect();
+    let v = &day.critical_vitals;
+    let vitals = v
+        .items
+        .iter()
+        .map(|w| {
+            let summary = crate::web::vitals::critical_summary(&w.vitals);
+            let alert = VitalsAlert {
+                patient_id: w.patient.id.to_string(),
+                recorded: view::dt(&w.vitals.recorded_at),
+                summary,
+            };
+            (alert, Who::from(&w.patient))
+        })
+        .collect();
     Ok(view::ok(&DayPage {
         l: Layout::new("Today", &s).notice(notice(d.done.as_deref())),
-        drafts: day
-            .draft_notes
-            .iter()
-            .map(|n| NoteRow::new(n, s.user.id))
-            .collect(),
-        labs: day
-            .unreviewed_abnormal_labs
-            .iter()
-            .map(LabRow::from)
-            .collect(),
-        rxs: day
-            .prescriptions_issued_today
-            .iter()
-            .map(RxRow::from)
-            .collect(),
+        results: DayList::new(results, r.total, "results", r.next_cursor.as_ref()),
+        critical_total: r.critical_total,
+        drafts: notes(&day.draft_notes, "drafts"),
+        cosign: day.cosign_drafts.as_ref().map(|c| notes(c, "cosign")),
+        rxs: DayList::new(rxs, rx.total, "rx", rx.next_cursor.as_ref()),
+        vitals: DayList::new(vitals, v.total, "vitals", v.next_cursor.as_ref()),
         patient_count: day.patient_count,
     }))
 }
@@ -158,6 +255,16 @@ struct PatientFormPage {
     patient_id: String,
     mrn: String,
     chart_link: bool,
+    duplicates: Vec<DuplicateRow>,
+}
+
+/// An existing chart the registration may duplicate.
+pub struct DuplicateRow {
+    pub href: String,
+    pub name: String,
+    pub mrn: String,
+    pub birth_date: String,
+    pub reason: &'static str,
 }
 
 fn form_page(
@@ -186,7 +293,39 @@ fn form_page(
         patient_id: p.map(|p| p.id.to_string()).unwrap_or_default(),
         mrn: p.map(|p| p.mrn.clone()).unwrap_or_default(),
         chart_link: s.user.role.may(Action::ReadChart),
+        duplicates: Vec::new(),
     }
+}
+
+/// The charts a `possible_duplicate` answer listed.
+fn duplicate_rows(role: Role, e: &AppError) -> Vec<DuplicateRow> {
+    let AppError::Conflict {
+        code: "possible_duplicate",
+        extra: Some(extra),
+        ..
+    } = e
+    else {
+        return Vec::new();
+    };
+    let matches: Vec<DuplicateMatch> = extra
+        .get("matches")
+        .cloned()
+        .and_then(|m| serde_json::from_value(m).ok())
+        .unwrap_or_default();
+    matches
+        .into_iter()
+        .map(|m| DuplicateRow {
+            href: patient_href(role, &m.id.to_string()),
+            name: format!("{}, {}", m.family_name, m.given_name),
+            mrn: m.mrn,
+            birth_date: m.birth_date,
+            reason: if m.matched_on == "phone" {
+                "phone"
+            } else {
+                "name and birth date"
+            },
+        })
+        .collect()
 }
 
 pub async fn new_form(s: WebSession) -> Page {
@@ -203,14 +342,24 @@ pub async fn create(State(st): State<AppState>, WebForm { s, f }: WebForm) -> Pa
         phone: f.opt("phone"),
         email: f.opt("email"),
         address: f.opt("address"),
+        confirm_duplicate: f.get("confirmDuplicate") == "1",
     };
     let r = services::patients::create(&st, &s.user, Ok(input)).await;
+    let duplicates = r
+        .as_ref()
+        .err()
+        .map(|e| duplicate_rows(s.user.role, e))
+        .unwrap_or_default();
     // Staff, who may not read charts, land on the demographics they entered.
     let ok = |p: PatientView| match s.user.role.may(Action::ReadChart) {
         true => format!("/patients/{}?done=created", p.id),
         false => format!("/patients/{}/edit?done=created", p.id),
     };
-    let again = async |f, status| Ok(view::render(status, &form_page(&s, f, None, None)));
+    let again = async |f, status| {
+        let mut page = form_page(&s, f, None, None);
+        page.duplicates = duplicates;
+        Ok(view::render(status, &page))
+    };
     after_form(&s, r, "patient", f.values(), ok, again).await
 }
 

@@ -42,12 +42,12 @@ async fn render_list(
     let list = prescriptions::list(st, &s.user, id, None, &page)
         .await
         .or_page(s)?;
-    let p = models::patient(st, s, id).await.or_page(s)?;
+    let p = models::banner(st, s, id).await.or_page(s)?;
     Ok(view::render(
         status,
         &ListPage {
             l: Layout::new("Prescriptions", s).notice(notice(done)),
-            p: Banner::from(&p),
+            p,
             f,
             rxs: list.items.iter().map(RxRow::from).collect(),
             next: next_link(
@@ -142,14 +142,14 @@ async fn render_show(
     done: Option<&str>,
 ) -> Page {
     let rx = prescriptions::get(st, &s.user, id).await.or_page(s)?;
-    let p = models::patient(st, s, rx.patient_id).await.or_page(s)?;
+    let p = models::banner(st, s, rx.patient_id).await.or_page(s)?;
     let row = RxRow::from(&rx);
     let role = s.user.role;
     Ok(view::render(
         status,
         &ShowPage {
             l: Layout::new(format!("Prescription: {}", rx.medication), s).notice(notice(done)),
-            p: Banner::from(&p),
+            p,
             allergy_conflict: f.code_is("issue", "allergy_conflict"),
             f,
             can_issue: row.draft && role.may(Action::IssuePrescription),
