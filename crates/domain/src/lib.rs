@@ -8,6 +8,7 @@ pub mod allergy;
 pub mod audit;
 pub mod clinical;
 pub mod labs;
+pub mod medication;
 pub mod mrn;
 pub mod notes;
 pub mod roles;
