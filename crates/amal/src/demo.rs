@@ -270,7 +270,49 @@ async fn one_patient(
                 store::prescriptions::cancel(tx, rx.id, provider, "Stopped at review").await?;
             }
             _ => {
-                store::prescriptions::issue(tx, rx.id, provider, None).await?;
+                store::prescriptions::issue(tx, rx.id, provider, &Default::default()).await?;
+            }
+        }
+    }
+    // Medication safety scenarios (issue 12): an active prescription and a
+    // draft that a provider's issue will stop, for a drug interaction
+    // (warfarin + ibuprofen), a duplicate therapy (sertraline twice, once by
+    // brand) and a misspelt, unrecognised medication.
+    const SCENARIOS: &[(Option<(&str, &str, &str)>, (&str, &str, &str))] = &[
+        (
+            Some(("Warfarin", "5 mg", "once daily")),
+            ("Ibuprofen", "400 mg", "three times daily"),
+        ),
+        (
+            Some(("Sertraline", "50 mg", "once daily")),
+            ("Zoloft", "100 mg", "once daily"),
+        ),
+        (
+            Some(("Simvastatin", "40 mg", "at night")),
+            ("Clarithromycin", "500 mg", "twice daily"),
+        ),
+        (None, ("Amoxicilin", "500 mg", "three times daily")),
+    ];
+    if rng.gen_bool(0.3) {
+        let (active, draft) = SCENARIOS[rng.gen_range(0..SCENARIOS.len())];
+        for (i, (med, dose, freq)) in active.into_iter().chain([draft]).enumerate() {
+            let rx = store::prescriptions::insert(
+                tx,
+                p.id,
+                provider,
+                &store::prescriptions::NewPrescription {
+                    medication: med.into(),
+                    dose: dose.into(),
+                    route: "oral".into(),
+                    frequency: freq.into(),
+                    quantity: 30,
+                    refills: 0,
+                    instructions: None,
+                },
+            )
+            .await?;
+            if i == 0 && active.is_some() {
+                store::prescriptions::issue(tx, rx.id, provider, &Default::default()).await?;
             }
         }
     }

@@ -423,6 +423,31 @@ impl Resolved {
         Some(out)
     }
 
+    /// For each suggestion of the first correction, that suggestion and the
+    /// text with it in place (the other corrections take their first):
+    /// the choices a form offers as "Did you mean …?" buttons.
+    pub fn alternatives(&self) -> Vec<(String, String)> {
+        let Some(first) = self.corrections.first() else {
+            return Vec::new();
+        };
+        first
+            .suggestions
+            .iter()
+            .filter_map(|s| {
+                let mut out = String::new();
+                let mut at = 0;
+                for (k, c) in self.corrections.iter().enumerate() {
+                    let pick = if k == 0 { s } else { c.suggestions.first()? };
+                    out.push_str(self.text.get(at..c.range.start)?);
+                    out.push_str(pick);
+                    at = c.range.end;
+                }
+                out.push_str(self.text.get(at..)?);
+                Some((s.clone(), out))
+            })
+            .collect()
+    }
+
     fn first_is_clear(&self, c: &Correction) -> bool {
         // Only one suggestion is at the best distance (the others are
         // listed as alternatives one edit further away).
@@ -874,6 +899,10 @@ mod tests {
         assert_eq!(r.corrections[0].typed, "amoxicilin");
         assert_eq!(r.corrections[0].suggestions[0], "amoxicillin");
         assert_eq!(r.corrected().as_deref(), Some("amoxicillin 500 mg"));
+        assert_eq!(
+            r.alternatives()[0],
+            ("amoxicillin".to_string(), "amoxicillin 500 mg".to_string())
+        );
         assert_eq!(names("amoxicilin"), ["amoxicillin"]);
         for (typed, meant) in [
             ("Augmentn", "Augmentin"),

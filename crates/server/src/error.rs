@@ -29,6 +29,16 @@ pub enum AppError {
         detail: String,
         extra: Option<Value>,
     },
+    /// A 422 with its own code for a field that is well-formed but needs
+    /// the client's decision (e.g. `medication_unconfirmed` with the
+    /// dictionary's suggestions in `extra`).
+    #[error("unprocessable: {detail}")]
+    Unprocessable {
+        code: &'static str,
+        detail: String,
+        errors: Vec<FieldError>,
+        extra: Option<Value>,
+    },
     #[error("precondition required")]
     PreconditionRequired,
     #[error("payload too large")]
@@ -70,9 +80,9 @@ impl AppError {
 
     pub fn status(&self) -> StatusCode {
         match self {
-            AppError::Validation(_) | AppError::AiRefused { .. } => {
-                StatusCode::UNPROCESSABLE_ENTITY
-            }
+            AppError::Validation(_)
+            | AppError::AiRefused { .. }
+            | AppError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
             AppError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             AppError::Forbidden(_) => StatusCode::FORBIDDEN,
@@ -97,7 +107,7 @@ impl AppError {
             AppError::Unauthorized(_) => "unauthorized",
             AppError::Forbidden(_) => "forbidden",
             AppError::NotFound => "not_found",
-            AppError::Conflict { code, .. } => code,
+            AppError::Conflict { code, .. } | AppError::Unprocessable { code, .. } => code,
             AppError::PreconditionRequired => "precondition_required",
             AppError::PayloadTooLarge => "payload_too_large",
             AppError::UnsupportedMediaType => "unsupported_media_type",
@@ -117,7 +127,9 @@ impl AppError {
             AppError::BadRequest(d) | AppError::Forbidden(d) | AppError::Unavailable(d) => d.clone(),
             AppError::Unauthorized(d) => (*d).into(),
             AppError::NotFound => "No such resource.".into(),
-            AppError::Conflict { detail, .. } => detail.clone(),
+            AppError::Conflict { detail, .. } | AppError::Unprocessable { detail, .. } => {
+                detail.clone()
+            }
             AppError::PreconditionRequired => {
                 "This update needs the resource's current version in an If-Match header (or `version` in the body).".into()
             }
@@ -172,6 +184,13 @@ pub fn problem(
     resp
 }
 
+fn field_errors(errors: &[FieldError]) -> Value {
+    errors
+        .iter()
+        .map(|e| json!({"field": e.field, "message": e.message}))
+        .collect()
+}
+
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let status = self.status();
@@ -179,10 +198,15 @@ impl IntoResponse for AppError {
             tracing::error!(error = %e, "unexpected error");
         }
         let extra = match &self {
-            AppError::Validation(errors) => Some(json!({
-                "errors": errors.iter().map(|e| json!({"field": e.field, "message": e.message})).collect::<Vec<_>>()
-            })),
+            AppError::Validation(errors) => Some(json!({ "errors": field_errors(errors) })),
             AppError::Conflict { extra, .. } => extra.clone(),
+            AppError::Unprocessable { errors, extra, .. } => {
+                let mut v = extra.clone().unwrap_or_else(|| json!({}));
+                if let Value::Object(o) = &mut v {
+                    o.insert("errors".into(), field_errors(errors));
+                }
+                Some(v)
+            }
             AppError::AiRefused { reason, .. } => Some(json!({ "reason": reason })),
             _ => None,
         };

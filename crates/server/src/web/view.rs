@@ -85,6 +85,8 @@ pub struct FormState {
     pub detail: Option<String>,
     pub code: String,
     pub errors: Vec<(String, String)>,
+    /// The problem document's extra members (suggestions, warnings…).
+    pub extra: Option<serde_json::Value>,
     /// Pre-filled values of forms that were not submitted, by form.
     pub defaults: HashMap<String, HashMap<String, String>>,
 }
@@ -108,7 +110,7 @@ impl FormState {
     /// `form` was submitted with `values` and the API refused it with `err`.
     pub fn failed(form: &str, values: HashMap<String, String>, err: &AppError) -> FormState {
         let errors = match err {
-            AppError::Validation(errs) => errs
+            AppError::Validation(errs) | AppError::Unprocessable { errors: errs, .. } => errs
                 .iter()
                 .map(|e| (e.field.to_string(), e.message.clone()))
                 .collect(),
@@ -120,6 +122,12 @@ impl FormState {
             detail: Some(err.detail()),
             code: err.code().to_string(),
             errors,
+            extra: match err {
+                AppError::Conflict { extra, .. } | AppError::Unprocessable { extra, .. } => {
+                    extra.clone()
+                }
+                _ => None,
+            },
             defaults: HashMap::new(),
         }
     }
@@ -335,6 +343,7 @@ pub fn form_level(e: &AppError) -> bool {
     matches!(
         e,
         AppError::Validation(_)
+            | AppError::Unprocessable { .. }
             | AppError::Conflict { .. }
             | AppError::BadRequest(_)
             | AppError::PreconditionRequired
