@@ -623,9 +623,11 @@ impl Dictionary {
                 best = Some((top, len, hits));
             }
         }
-        let (_, len, hits) = best?;
+        let (top, len, hits) = best?;
         let mut names: Vec<usize> = Vec::new();
-        for (_, j) in hits {
+        // Alternatives at most one edit further than the best: "amoxicilin"
+        // offers amoxicillin, not ampicillin three edits away.
+        for (_, j) in hits.into_iter().filter(|(dist, _)| *dist <= top + 1) {
             let same = names
                 .iter()
                 .any(|&k| self.names[k].ingredients == self.names[j].ingredients);
@@ -897,7 +899,7 @@ mod tests {
         let r = resolve("amoxicilin 500 mg");
         assert_eq!(r.status(), MatchStatus::Suggested);
         assert_eq!(r.corrections[0].typed, "amoxicilin");
-        assert_eq!(r.corrections[0].suggestions[0], "amoxicillin");
+        assert_eq!(r.corrections[0].suggestions, ["amoxicillin"]);
         assert_eq!(r.corrected().as_deref(), Some("amoxicillin 500 mg"));
         assert_eq!(
             r.alternatives()[0],

@@ -204,7 +204,10 @@ async fn backup_while_four_writers_insert_is_a_consistent_snapshot() {
     let (sdir, surl) = fresh().await;
     let out = amal_ok(&sdir, &surl, &["restore", archive.to_str().unwrap()]).await;
     assert!(
-        out.contains("schema version 2") && out.contains("audit chain intact"),
+        out.contains(&format!(
+            "schema version {}",
+            store::migrate::latest_known_static()
+        )) && out.contains("audit chain intact"),
         "{out}"
     );
     let db = store::Db::connect(&surl).await.unwrap();
@@ -264,7 +267,10 @@ async fn backup_while_four_writers_insert_is_a_consistent_snapshot() {
         store::backup::row_counts(&db).await.unwrap(),
         manifest_counts(&manifest)
     );
-    assert_eq!(manifest["schemaVersion"], 2);
+    assert_eq!(
+        manifest["schemaVersion"],
+        store::migrate::latest_known_static()
+    );
     assert_eq!(
         manifest["engine"],
         if is_postgres() { "postgres" } else { "sqlite" }
@@ -418,7 +424,10 @@ async fn restore_refuses_a_non_empty_database_without_force() {
     )
     .await;
     assert!(
-        out.contains("schema version 2") && out.contains("audit chain intact"),
+        out.contains(&format!(
+            "schema version {}",
+            store::migrate::latest_known_static()
+        )) && out.contains("audit chain intact"),
         "{out}"
     );
     let db = store::Db::connect(&turl).await.unwrap();
@@ -478,7 +487,8 @@ async fn migrate_down_then_up_keeps_users_and_a_backup_brings_clinical_data_back
     assert!(out.contains("schema version (database) 1"), "{out}");
 
     let out = amal_ok(&dir, &url, &["migrate", "up"]).await;
-    assert!(out.contains("version 2"), "{out}");
+    let latest = format!("version {}", store::migrate::latest_known_static());
+    assert!(out.contains(&latest), "{out}");
     let db = store::Db::connect(&url).await.unwrap();
     assert_eq!(
         scalar(&db, "SELECT count(*) FROM users").await,

@@ -12,6 +12,7 @@ mod cli;
 mod clinical;
 mod helpers;
 mod input;
+mod medication;
 mod ratelimit;
 mod smoke;
 mod tls;
