@@ -67,6 +67,8 @@ const MEDS: &[(&str, &str, &str)] = &[
     ("Salbutamol inhaler", "100 mcg", "as needed"),
     ("Amoxicillin", "500 mg", "three times daily"),
 ];
+/// Medication, dose, frequency.
+type Med = (&'static str, &'static str, &'static str);
 /// LOINC codes followed over time: glucose, HbA1c, potassium, creatinine, LDL, TSH.
 const LAB_CODES: &[&str] = &["2345-7", "4548-4", "2823-3", "2160-0", "13457-7", "3016-3"];
 
@@ -278,7 +280,7 @@ async fn one_patient(
     // draft that a provider's issue will stop, for a drug interaction
     // (warfarin + ibuprofen), a duplicate therapy (sertraline twice, once by
     // brand) and a misspelt, unrecognised medication.
-    const SCENARIOS: &[(Option<(&str, &str, &str)>, (&str, &str, &str))] = &[
+    const SCENARIOS: &[(Option<Med>, Med)] = &[
         (
             Some(("Warfarin", "5 mg", "once daily")),
             ("Ibuprofen", "400 mg", "three times daily"),

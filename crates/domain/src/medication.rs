@@ -589,12 +589,16 @@ fn push_unique<T: PartialEq>(v: &mut Vec<T>, x: T) {
     }
 }
 
+/// (edit distance, index into `Dictionary::names`), closest first.
+type Hits = Vec<(usize, usize)>;
+
 impl Dictionary {
     /// The names closest to the words at the start of `toks`: how many
     /// words were matched and up to three names (distinct ingredients),
     /// closest first.
     fn closest(&self, toks: &[Span]) -> Option<(usize, Vec<usize>)> {
-        let mut best: Option<(usize, usize, Vec<(usize, usize)>)> = None; // (dist, len, [(dist, name)])
+        // The best distance, how many words, and every (distance, name) hit.
+        let mut best: Option<(usize, usize, Hits)> = None;
         for len in 1..=toks.len().min(3) {
             let words = &toks[..len];
             if words.iter().any(|t| t.text.chars().any(char::is_numeric)) {

@@ -32,13 +32,8 @@ pub enum AppError {
     /// A 422 with its own code for a field that is well-formed but needs
     /// the client's decision (e.g. `medication_unconfirmed` with the
     /// dictionary's suggestions in `extra`).
-    #[error("unprocessable: {detail}")]
-    Unprocessable {
-        code: &'static str,
-        detail: String,
-        errors: Vec<FieldError>,
-        extra: Option<Value>,
-    },
+    #[error("unprocessable: {}", .0.detail)]
+    Unprocessable(Box<Unprocessable>),
     #[error("precondition required")]
     PreconditionRequired,
     #[error("payload too large")]
@@ -62,6 +57,15 @@ pub enum AppError {
     Internal(#[from] anyhow::Error),
 }
 
+/// The body of [`AppError::Unprocessable`] (boxed: it is rare and large).
+#[derive(Debug)]
+pub struct Unprocessable {
+    pub code: &'static str,
+    pub detail: String,
+    pub errors: Vec<FieldError>,
+    pub extra: Option<Value>,
+}
+
 impl AppError {
     pub fn validation(
         field: impl Into<std::borrow::Cow<'static, str>>,
@@ -80,9 +84,9 @@ impl AppError {
 
     pub fn status(&self) -> StatusCode {
         match self {
-            AppError::Validation(_)
-            | AppError::AiRefused { .. }
-            | AppError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            AppError::Validation(_) | AppError::AiRefused { .. } | AppError::Unprocessable(_) => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
             AppError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             AppError::Forbidden(_) => StatusCode::FORBIDDEN,
@@ -107,7 +111,8 @@ impl AppError {
             AppError::Unauthorized(_) => "unauthorized",
             AppError::Forbidden(_) => "forbidden",
             AppError::NotFound => "not_found",
-            AppError::Conflict { code, .. } | AppError::Unprocessable { code, .. } => code,
+            AppError::Conflict { code, .. } => code,
+            AppError::Unprocessable(u) => u.code,
             AppError::PreconditionRequired => "precondition_required",
             AppError::PayloadTooLarge => "payload_too_large",
             AppError::UnsupportedMediaType => "unsupported_media_type",
@@ -127,9 +132,8 @@ impl AppError {
             AppError::BadRequest(d) | AppError::Forbidden(d) | AppError::Unavailable(d) => d.clone(),
             AppError::Unauthorized(d) => (*d).into(),
             AppError::NotFound => "No such resource.".into(),
-            AppError::Conflict { detail, .. } | AppError::Unprocessable { detail, .. } => {
-                detail.clone()
-            }
+            AppError::Conflict { detail, .. } => detail.clone(),
+            AppError::Unprocessable(u) => u.detail.clone(),
             AppError::PreconditionRequired => {
                 "This update needs the resource's current version in an If-Match header (or `version` in the body).".into()
             }
@@ -200,10 +204,10 @@ impl IntoResponse for AppError {
         let extra = match &self {
             AppError::Validation(errors) => Some(json!({ "errors": field_errors(errors) })),
             AppError::Conflict { extra, .. } => extra.clone(),
-            AppError::Unprocessable { errors, extra, .. } => {
-                let mut v = extra.clone().unwrap_or_else(|| json!({}));
+            AppError::Unprocessable(u) => {
+                let mut v = u.extra.clone().unwrap_or_else(|| json!({}));
                 if let Value::Object(o) = &mut v {
-                    o.insert("errors".into(), field_errors(errors));
+                    o.insert("errors".into(), field_errors(&u.errors));
                 }
                 Some(v)
             }

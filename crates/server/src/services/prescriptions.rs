@@ -221,19 +221,21 @@ fn confirmed_medication(typed: String, confirmed: bool) -> Result<String> {
     } else {
         "Several names are equally close: send the one you mean."
     };
-    Err(AppError::Unprocessable {
-        code: "medication_unconfirmed",
-        detail: format!(
+    Err(AppError::Unprocessable(Box::new(
+        crate::error::Unprocessable {
+            code: "medication_unconfirmed",
+            detail: format!(
             "The medication is not an exact name in the medication dictionary. {question} {how}"
         ),
-        errors: vec![domain::account::FieldError::new("medication", question)],
-        extra: Some(serde_json::json!({
-            "suggestions": names,
-            "corrections": r.corrections,
-            "resolved": corrected,
-            "options": alternatives.iter().map(|(name, text)| serde_json::json!({ "name": name, "medication": text })).collect::<Vec<_>>(),
-        })),
-    })
+            errors: vec![domain::account::FieldError::new("medication", question)],
+            extra: Some(serde_json::json!({
+                "suggestions": names,
+                "corrections": r.corrections,
+                "resolved": corrected,
+                "options": alternatives.iter().map(|(name, text)| serde_json::json!({ "name": name, "medication": text })).collect::<Vec<_>>(),
+            })),
+        },
+    )))
 }
 
 /// A patient's prescriptions, newest first, optionally of one status.

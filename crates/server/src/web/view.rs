@@ -110,12 +110,14 @@ impl FormState {
     /// `form` was submitted with `values` and the API refused it with `err`.
     pub fn failed(form: &str, values: HashMap<String, String>, err: &AppError) -> FormState {
         let errors = match err {
-            AppError::Validation(errs) | AppError::Unprocessable { errors: errs, .. } => errs
-                .iter()
-                .map(|e| (e.field.to_string(), e.message.clone()))
-                .collect(),
-            _ => Vec::new(),
+            AppError::Validation(errs) => errs.as_slice(),
+            AppError::Unprocessable(u) => u.errors.as_slice(),
+            _ => &[],
         };
+        let errors = errors
+            .iter()
+            .map(|e| (e.field.to_string(), e.message.clone()))
+            .collect();
         FormState {
             form: form.to_string(),
             values,
@@ -123,9 +125,8 @@ impl FormState {
             code: err.code().to_string(),
             errors,
             extra: match err {
-                AppError::Conflict { extra, .. } | AppError::Unprocessable { extra, .. } => {
-                    extra.clone()
-                }
+                AppError::Conflict { extra, .. } => extra.clone(),
+                AppError::Unprocessable(u) => u.extra.clone(),
                 _ => None,
             },
             defaults: HashMap::new(),
@@ -343,7 +344,7 @@ pub fn form_level(e: &AppError) -> bool {
     matches!(
         e,
         AppError::Validation(_)
-            | AppError::Unprocessable { .. }
+            | AppError::Unprocessable(_)
             | AppError::Conflict { .. }
             | AppError::BadRequest(_)
             | AppError::PreconditionRequired
