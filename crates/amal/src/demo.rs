@@ -160,6 +160,31 @@ pub async fn seed(db: &Db, patients: usize, provider: Uuid, nurse: Uuid) -> anyh
     Ok(())
 }
 
+/// A draft prescription of 30 (inhalers are inhaled, the rest oral).
+async fn new_draft(
+    tx: &mut store::Tx,
+    patient: Uuid,
+    provider: Uuid,
+    (med, dose, freq): Med,
+    refills: i64,
+) -> anyhow::Result<store::prescriptions::PrescriptionRow> {
+    let route = if med.contains("inhaler") {
+        "inhaled"
+    } else {
+        "oral"
+    };
+    let p = store::prescriptions::NewPrescription {
+        medication: med.into(),
+        dose: dose.into(),
+        route: route.into(),
+        frequency: freq.into(),
+        quantity: 30,
+        refills,
+        instructions: None,
+    };
+    Ok(store::prescriptions::insert(tx, patient, provider, &p).await?)
+}
+
 async fn one_patient(
     tx: &mut store::Tx,
     rng: &mut StdRng,
@@ -247,25 +272,8 @@ async fn one_patient(
         if domain::allergy::find_conflict(med, allergies.iter().copied()).is_some() {
             continue;
         }
-        let rx = store::prescriptions::insert(
-            tx,
-            p.id,
-            provider,
-            &store::prescriptions::NewPrescription {
-                medication: med.into(),
-                dose: dose.into(),
-                route: if med.contains("inhaler") {
-                    "inhaled".into()
-                } else {
-                    "oral".into()
-                },
-                frequency: freq.into(),
-                quantity: 30,
-                refills: rng.gen_range(0..3),
-                instructions: None,
-            },
-        )
-        .await?;
+        let refills = rng.gen_range(0..3);
+        let rx = new_draft(tx, p.id, provider, (med, dose, freq), refills).await?;
         match rng.gen_range(0..10) {
             0 => {}
             1 => {
@@ -298,21 +306,7 @@ async fn one_patient(
     if rng.gen_bool(0.3) {
         let (active, draft) = SCENARIOS[rng.gen_range(0..SCENARIOS.len())];
         for (i, (med, dose, freq)) in active.into_iter().chain([draft]).enumerate() {
-            let rx = store::prescriptions::insert(
-                tx,
-                p.id,
-                provider,
-                &store::prescriptions::NewPrescription {
-                    medication: med.into(),
-                    dose: dose.into(),
-                    route: "oral".into(),
-                    frequency: freq.into(),
-                    quantity: 30,
-                    refills: 0,
-                    instructions: None,
-                },
-            )
-            .await?;
+            let rx = new_draft(tx, p.id, provider, (med, dose, freq), 0).await?;
             if i == 0 && active.is_some() {
                 store::prescriptions::issue(tx, rx.id, provider, &Default::default()).await?;
             }

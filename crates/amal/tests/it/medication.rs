@@ -37,10 +37,14 @@ async fn issue(app: &TestApp, prov: &str, rx: &str, body: Value) -> reqwest::Res
         .await
 }
 
+/// Issue `rx` with `body`, expecting 200; the prescription.
+async fn issue_ok(app: &TestApp, prov: &str, rx: &str, body: Value) -> Value {
+    app.json_ok(issue(app, prov, rx, body).await, 200).await
+}
+
 async fn issued(app: &TestApp, prov: &str, p: &str, medication: &str) -> String {
     let rx = sid(&draft(app, prov, p, rx_body(medication)).await);
-    app.json_ok(issue(app, prov, &rx, json!({})).await, 200)
-        .await;
+    issue_ok(app, prov, &rx, json!({})).await;
     rx
 }
 
@@ -199,18 +203,13 @@ async fn warfarin_and_ibuprofen_is_a_409_naming_both_overridable_and_audited() {
         "validation_failed",
     )
     .await;
-    let done = app
-        .json_ok(
-            issue(
-                &app,
-                &prov,
-                &rx,
-                json!({"interactionOverrideReason": "short course, INR checked in 3 days"}),
-            )
-            .await,
-            200,
-        )
-        .await;
+    let done = issue_ok(
+        &app,
+        &prov,
+        &rx,
+        json!({"interactionOverrideReason": "short course, INR checked in 3 days"}),
+    )
+    .await;
     assert_eq!(done["status"], "issued");
     assert_eq!(
         done["interactionOverrideReason"],
@@ -257,18 +256,13 @@ async fn duplicate_therapy_is_a_409_until_overridden() {
     assert_eq!(v["duplicates"][0]["with"], first);
     assert_eq!(v["duplicates"][0]["kind"], "same_ingredient");
     assert!(v["detail"].as_str().unwrap().contains("amoxicillin"));
-    let done = app
-        .json_ok(
-            issue(
-                &app,
-                &prov,
-                &rx,
-                json!({"duplicateOverrideReason": "second course for a new infection"}),
-            )
-            .await,
-            200,
-        )
-        .await;
+    let done = issue_ok(
+        &app,
+        &prov,
+        &rx,
+        json!({"duplicateOverrideReason": "second course for a new infection"}),
+    )
+    .await;
     assert_eq!(
         done["duplicateOverrideReason"],
         "second course for a new infection"
@@ -324,12 +318,7 @@ async fn unrecognised_medication_needs_the_acknowledgement_which_is_audited() {
     let r = issue(&app, &prov, &id, json!({"uncheckedAcknowledged": "yes"})).await;
     assert!(r.status().is_client_error(), "{}", r.status());
     assert_eq!(status_of(&app, &prov, &id).await, "draft");
-    let done = app
-        .json_ok(
-            issue(&app, &prov, &id, json!({"uncheckedAcknowledged": true})).await,
-            200,
-        )
-        .await;
+    let done = issue_ok(&app, &prov, &id, json!({"uncheckedAcknowledged": true})).await;
     assert_eq!(done["uncheckedAcknowledged"], true);
     assert_eq!(app.state.metrics.counter("prescription.unchecked_issue"), 1);
     let events = issue_events(&app).await;
@@ -338,12 +327,7 @@ async fn unrecognised_medication_needs_the_acknowledgement_which_is_audited() {
         .any(|d| d.contains("\"uncheckedAcknowledged\":true")));
     // A recognised medication stores no acknowledgement even if sent.
     let rx = sid(&draft(&app, &prov, &p, rx_body("Lisinopril 10 mg")).await);
-    let done = app
-        .json_ok(
-            issue(&app, &prov, &rx, json!({"uncheckedAcknowledged": true})).await,
-            200,
-        )
-        .await;
+    let done = issue_ok(&app, &prov, &rx, json!({"uncheckedAcknowledged": true})).await;
     assert_eq!(done["uncheckedAcknowledged"], false);
 }
 
@@ -352,15 +336,11 @@ async fn every_warning_is_listed_and_all_overrides_are_stored() {
     let (app, prov, p) = setup().await;
     issued(&app, &prov, &p, "warfarin").await;
     let naproxen = sid(&draft(&app, &prov, &p, rx_body("naproxen")).await);
-    app.json_ok(
-        issue(
-            &app,
-            &prov,
-            &naproxen,
-            json!({"interactionOverrideReason": "INR clinic aware"}),
-        )
-        .await,
-        200,
+    issue_ok(
+        &app,
+        &prov,
+        &naproxen,
+        json!({"interactionOverrideReason": "INR clinic aware"}),
     )
     .await;
     allergy(&app, &prov, &p, "NSAIDs").await;
@@ -381,18 +361,7 @@ async fn every_warning_is_listed_and_all_overrides_are_stored() {
         codes,
         ["allergy_conflict", "drug_interaction", "duplicate_therapy"]
     );
-    let done = app
-        .json_ok(
-            issue(
-                &app,
-                &prov,
-                &rx,
-                json!({"overrideReason": "a", "interactionOverrideReason": "b", "duplicateOverrideReason": "c"}),
-            )
-            .await,
-            200,
-        )
-        .await;
+    let done = issue_ok(&app, &prov, &rx, json!({"overrideReason": "a", "interactionOverrideReason": "b", "duplicateOverrideReason": "c"})).await;
     assert_eq!(
         (
             &done["overrideReason"],

@@ -775,30 +775,7 @@ async fn web_allergy_conflict_shows_the_detail_and_an_override_reason() {
     let app = TestApp::spawn().await;
     let (w, _) = Web::signed_in(&app, "provider").await;
     let token = w.token().await;
-    let r = w
-        .post(
-            "/patients",
-            &[
-                ("_csrf", &token),
-                ("givenName", "Penny"),
-                ("familyName", "Cillin"),
-                ("birthDate", "1985-06-01"),
-                ("sex", "female"),
-            ],
-        )
-        .await;
-    let pid = id_after(&r.location(), "/patients/");
-    let r = w
-        .post(
-            &format!("/patients/{pid}/allergies"),
-            &[
-                ("_csrf", &token),
-                ("substance", "penicillin"),
-                ("severity", "severe"),
-            ],
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    let pid = web_patient_with_allergy(&w, &token, "penicillin").await;
     // A bad quantity is a field error, not a crash.
     let r = w
         .post(
@@ -873,19 +850,7 @@ async fn web_labs_mark_critical_values_and_show_a_trend() {
     let app = TestApp::spawn().await;
     let (w, _) = Web::signed_in(&app, "provider").await;
     let token = w.token().await;
-    let r = w
-        .post(
-            "/patients",
-            &[
-                ("_csrf", &token),
-                ("givenName", "Kal"),
-                ("familyName", "Ium"),
-                ("birthDate", "1950-02-03"),
-                ("sex", "male"),
-            ],
-        )
-        .await;
-    let pid = id_after(&r.location(), "/patients/");
+    let pid = web_patient(&w, &token, ("Kal", "Ium", "1950-02-03", "male")).await;
     let mut lab = String::new();
     for (v, at) in [("4.1", "2024-01-02T08:00"), ("6.8", "2024-03-04T09:30")] {
         let r = w
@@ -1347,21 +1312,31 @@ async fn web_cookies_are_secure_in_production() {
     }
 }
 
-/// A patient through the form, with an allergy; returns its id.
-async fn web_patient_with_allergy(w: &Web, token: &str, allergy: &str) -> String {
+/// A patient through the form (given, family, birth date, sex); its id.
+async fn web_patient(
+    w: &Web,
+    token: &str,
+    (given, family, born, sex): (&str, &str, &str, &str),
+) -> String {
     let r = w
         .post(
             "/patients",
             &[
                 ("_csrf", token),
-                ("givenName", "Ada"),
-                ("familyName", "Meds"),
-                ("birthDate", "1970-02-03"),
-                ("sex", "female"),
+                ("givenName", given),
+                ("familyName", family),
+                ("birthDate", born),
+                ("sex", sex),
             ],
         )
         .await;
-    let pid = id_after(&r.location(), "/patients/");
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    id_after(&r.location(), "/patients/")
+}
+
+/// A patient through the form, with an allergy; returns its id.
+async fn web_patient_with_allergy(w: &Web, token: &str, allergy: &str) -> String {
+    let pid = web_patient(w, token, ("Ada", "Meds", "1970-02-03", "female")).await;
     let r = w
         .post(
             &format!("/patients/{pid}/allergies"),
@@ -1436,68 +1411,57 @@ async fn web_interaction_duplicate_and_unrecognised_warnings_show_their_override
     let (w, _) = Web::signed_in(&app, "provider").await;
     let token = w.token().await;
     let pid = web_patient_with_allergy(&w, &token, "latex").await;
-    let issue = async |med: &str, fields: &[(&str, &str)]| {
+    let reissue = async |rx: &str, fields: &[(&str, &str)]| {
+        let mut all = vec![("_csrf", token.as_str())];
+        all.extend_from_slice(fields);
+        w.post(&format!("/prescriptions/{rx}/issue"), &all).await
+    };
+    let issue = async |med: &str| {
         let r = web_draft(&w, &token, &pid, med).await;
         assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
         let rx = id_after(&r.location(), "/prescriptions/");
-        let mut all = vec![("_csrf", token.as_str())];
-        all.extend_from_slice(fields);
-        (
-            rx.clone(),
-            w.post(&format!("/prescriptions/{rx}/issue"), &all).await,
-        )
+        (rx.clone(), reissue(&rx, &[]).await)
     };
-    let (_, r) = issue("Warfarin 5 mg", &[]).await;
+    let (_, r) = issue("Warfarin 5 mg").await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     // Warfarin + ibuprofen: the interaction, naming both, with its form.
-    let (rx, r) = issue("Ibuprofen 400 mg", &[]).await;
+    let (rx, r) = issue("Ibuprofen 400 mg").await;
     assert_eq!(r.status, StatusCode::CONFLICT);
     assert!(r.body.contains("Drug interaction"), "{}", r.body);
     assert!(r.body.contains("ibuprofen") && r.body.contains("warfarin"));
     assert!(r.body.contains("name=\"interactionOverrideReason\""));
-    let r = w
-        .post(
-            &format!("/prescriptions/{rx}/issue"),
-            &[
-                ("_csrf", &token),
-                (
-                    "interactionOverrideReason",
-                    "Three days only, INR on Friday",
-                ),
-            ],
-        )
-        .await;
+    let r = reissue(
+        &rx,
+        &[(
+            "interactionOverrideReason",
+            "Three days only, INR on Friday",
+        )],
+    )
+    .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     let page = w.get(&r.location()).await;
     assert!(page.body.contains("Interaction override"));
     assert!(page.body.contains("Three days only, INR on Friday"));
     // Coumadin is warfarin again: a duplicate therapy.
-    let (rx, r) = issue("Coumadin 3 mg", &[]).await;
+    let (rx, r) = issue("Coumadin 3 mg").await;
     assert_eq!(r.status, StatusCode::CONFLICT);
     assert!(r.body.contains("Duplicate therapy"), "{}", r.body);
     assert!(r.body.contains("name=\"duplicateOverrideReason\""));
-    let r = w
-        .post(
-            &format!("/prescriptions/{rx}/issue"),
-            &[
-                ("_csrf", &token),
-                ("duplicateOverrideReason", "Split tablets for a 8 mg dose"),
-                ("interactionOverrideReason", "Same anticoagulation plan"),
-            ],
-        )
-        .await;
+    let r = reissue(
+        &rx,
+        &[
+            ("duplicateOverrideReason", "Split tablets for a 8 mg dose"),
+            ("interactionOverrideReason", "Same anticoagulation plan"),
+        ],
+    )
+    .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     // Not in the dictionary: the acknowledgement checkbox.
-    let (rx, r) = issue("Zyxorbital 10 mg", &[]).await;
+    let (rx, r) = issue("Zyxorbital 10 mg").await;
     assert_eq!(r.status, StatusCode::CONFLICT);
     assert!(r.body.contains("Medication not recognised"), "{}", r.body);
     assert!(r.body.contains("name=\"uncheckedAcknowledged\""));
-    let r = w
-        .post(
-            &format!("/prescriptions/{rx}/issue"),
-            &[("_csrf", &token), ("uncheckedAcknowledged", "1")],
-        )
-        .await;
+    let r = reissue(&rx, &[("uncheckedAcknowledged", "1")]).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     let page = w.get(&r.location()).await;
     assert!(page.body.contains("Unchecked medication"));
