@@ -67,6 +67,8 @@ const MEDS: &[(&str, &str, &str)] = &[
     ("Salbutamol inhaler", "100 mcg", "as needed"),
     ("Amoxicillin", "500 mg", "three times daily"),
 ];
+/// Medication, dose, frequency.
+type Med = (&'static str, &'static str, &'static str);
 /// LOINC codes followed over time: glucose, HbA1c, potassium, creatinine, LDL, TSH.
 const LAB_CODES: &[&str] = &["2345-7", "4548-4", "2823-3", "2160-0", "13457-7", "3016-3"];
 
@@ -324,6 +326,31 @@ async fn showcase(
     Ok(())
 }
 
+/// A draft prescription of 30 (inhalers are inhaled, the rest oral).
+async fn new_draft(
+    tx: &mut store::Tx,
+    patient: Uuid,
+    provider: Uuid,
+    (med, dose, freq): Med,
+    refills: i64,
+) -> anyhow::Result<store::prescriptions::PrescriptionRow> {
+    let route = if med.contains("inhaler") {
+        "inhaled"
+    } else {
+        "oral"
+    };
+    let p = store::prescriptions::NewPrescription {
+        medication: med.into(),
+        dose: dose.into(),
+        route: route.into(),
+        frequency: freq.into(),
+        quantity: 30,
+        refills,
+        instructions: None,
+    };
+    Ok(store::prescriptions::insert(tx, patient, provider, &p).await?)
+}
+
 async fn one_patient(
     tx: &mut store::Tx,
     rng: &mut StdRng,
@@ -455,32 +482,43 @@ async fn one_patient(
         if domain::allergy::find_conflict(med, allergies.iter().copied()).is_some() {
             continue;
         }
-        let rx = store::prescriptions::insert(
-            tx,
-            p.id,
-            provider,
-            &store::prescriptions::NewPrescription {
-                medication: med.into(),
-                dose: dose.into(),
-                route: if med.contains("inhaler") {
-                    "inhaled".into()
-                } else {
-                    "oral".into()
-                },
-                frequency: freq.into(),
-                quantity: 30,
-                refills: rng.gen_range(0..3),
-                instructions: None,
-            },
-        )
-        .await?;
+        let refills = rng.gen_range(0..3);
+        let rx = new_draft(tx, p.id, provider, (med, dose, freq), refills).await?;
         match rng.gen_range(0..10) {
             0 => {}
             1 => {
                 store::prescriptions::cancel(tx, rx.id, provider, "Stopped at review").await?;
             }
             _ => {
-                store::prescriptions::issue(tx, rx.id, provider, None).await?;
+                store::prescriptions::issue(tx, rx.id, provider, &Default::default()).await?;
+            }
+        }
+    }
+    // Medication safety scenarios (issue 12): an active prescription and a
+    // draft that a provider's issue will stop, for a drug interaction
+    // (warfarin + ibuprofen), a duplicate therapy (sertraline twice, once by
+    // brand) and a misspelt, unrecognised medication.
+    const SCENARIOS: &[(Option<Med>, Med)] = &[
+        (
+            Some(("Warfarin", "5 mg", "once daily")),
+            ("Ibuprofen", "400 mg", "three times daily"),
+        ),
+        (
+            Some(("Sertraline", "50 mg", "once daily")),
+            ("Zoloft", "100 mg", "once daily"),
+        ),
+        (
+            Some(("Simvastatin", "40 mg", "at night")),
+            ("Clarithromycin", "500 mg", "twice daily"),
+        ),
+        (None, ("Amoxicilin", "500 mg", "three times daily")),
+    ];
+    if rng.gen_bool(0.3) {
+        let (active, draft) = SCENARIOS[rng.gen_range(0..SCENARIOS.len())];
+        for (i, (med, dose, freq)) in active.into_iter().chain([draft]).enumerate() {
+            let rx = new_draft(tx, p.id, provider, (med, dose, freq), 0).await?;
+            if i == 0 && active.is_some() {
+                store::prescriptions::issue(tx, rx.id, provider, &Default::default()).await?;
             }
         }
     }

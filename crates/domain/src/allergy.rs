@@ -378,7 +378,7 @@ const NOISE: &[&str] = &[
      vomiting diarrhea diarrhoea gi upset wheeze wheezing cough headache",
 ];
 
-fn is_noise(token: &str) -> bool {
+pub(crate) fn is_noise(token: &str) -> bool {
     token.chars().all(char::is_numeric)
         || NOISE
             .iter()
@@ -435,14 +435,37 @@ pub fn find_conflict<'a>(
     medication: &str,
     allergies: impl IntoIterator<Item = &'a str>,
 ) -> Option<AllergyConflict> {
+    find_conflict_expanded(
+        medication,
+        medication,
+        allergies.into_iter().map(|a| (a, a)),
+    )
+}
+
+/// [`find_conflict`] over texts expanded with what they stand for (the
+/// medication dictionary's generic names of a brand, see
+/// [`crate::medication::Resolved::allergy_terms`]): `terms` and each
+/// allergy's second member are compared, while the conflict reports
+/// `medication` and the allergy as recorded.
+pub fn find_conflict_expanded<'a, A: AsRef<str>>(
+    medication: &str,
+    terms: &str,
+    allergies: impl IntoIterator<Item = (&'a str, A)>,
+) -> Option<AllergyConflict> {
     let cat: &Catalog = &CATALOG;
-    let med_tokens = tokens(medication);
+    let med_tokens = tokens(terms);
     let med = cat.scan(&med_tokens);
     let med_core = core(&med_tokens);
 
     let mut best: Option<AllergyConflict> = None;
-    for allergy in allergies {
-        let Some(conflict) = conflict_with(cat, medication, &med, &med_core, allergy) else {
+    for (allergy, allergy_terms) in allergies {
+        let Some(conflict) = conflict_with(
+            cat,
+            medication,
+            &med,
+            &med_core,
+            (allergy, allergy_terms.as_ref()),
+        ) else {
             continue;
         };
         if best
@@ -464,9 +487,9 @@ fn conflict_with(
     medication: &str,
     med: &Found,
     med_core: &[String],
-    allergy: &str,
+    (allergy, allergy_terms): (&str, &str),
 ) -> Option<AllergyConflict> {
-    let all = cat.scan(&tokens(allergy));
+    let all = cat.scan(&tokens(allergy_terms));
     let class_name = |i: usize| cat.classes[i].name.clone();
     let conflict = |kind, drug_class, explanation| AllergyConflict {
         allergy: allergy.to_string(),
@@ -493,7 +516,7 @@ fn conflict_with(
     // 1b. The same substance, unknown to the catalogue: a segment of the
     // allergy that names nothing known, compared word for word with the
     // medication once strengths, forms and salts are set aside.
-    for segment in allergy_segments(allergy) {
+    for segment in allergy_segments(allergy_terms) {
         let seg_tokens = tokens(segment);
         if !cat.scan(&seg_tokens).is_empty() {
             continue;

@@ -9,6 +9,7 @@ pub mod audit;
 pub mod chart;
 pub mod clinical;
 pub mod labs;
+pub mod medication;
 pub mod mrn;
 pub mod notes;
 pub mod roles;

@@ -29,6 +29,11 @@ pub enum AppError {
         detail: String,
         extra: Option<Value>,
     },
+    /// A 422 with its own code for a field that is well-formed but needs
+    /// the client's decision (e.g. `medication_unconfirmed` with the
+    /// dictionary's suggestions in `extra`).
+    #[error("unprocessable: {}", .0.detail)]
+    Unprocessable(Box<Unprocessable>),
     #[error("precondition required")]
     PreconditionRequired,
     #[error("payload too large")]
@@ -57,6 +62,15 @@ pub enum AppError {
     Internal(anyhow::Error),
 }
 
+/// The body of [`AppError::Unprocessable`] (boxed: it is rare and large).
+#[derive(Debug)]
+pub struct Unprocessable {
+    pub code: &'static str,
+    pub detail: String,
+    pub errors: Vec<FieldError>,
+    pub extra: Option<Value>,
+}
+
 impl AppError {
     pub fn validation(
         field: impl Into<std::borrow::Cow<'static, str>>,
@@ -75,7 +89,7 @@ impl AppError {
 
     pub fn status(&self) -> StatusCode {
         match self {
-            AppError::Validation(_) | AppError::AiRefused { .. } => {
+            AppError::Validation(_) | AppError::AiRefused { .. } | AppError::Unprocessable(_) => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
             AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
@@ -103,6 +117,7 @@ impl AppError {
             AppError::Forbidden(_) => "forbidden",
             AppError::NotFound => "not_found",
             AppError::Conflict { code, .. } => code,
+            AppError::Unprocessable(u) => u.code,
             AppError::PreconditionRequired => "precondition_required",
             AppError::PayloadTooLarge => "payload_too_large",
             AppError::UnsupportedMediaType => "unsupported_media_type",
@@ -123,6 +138,7 @@ impl AppError {
             AppError::Unauthorized(d) => (*d).into(),
             AppError::NotFound => "No such resource.".into(),
             AppError::Conflict { detail, .. } => detail.clone(),
+            AppError::Unprocessable(u) => u.detail.clone(),
             AppError::PreconditionRequired => {
                 "This update needs the resource's current version in an If-Match header (or `version` in the body).".into()
             }
@@ -183,6 +199,13 @@ pub fn problem(
     resp
 }
 
+fn field_errors(errors: &[FieldError]) -> Value {
+    errors
+        .iter()
+        .map(|e| json!({"field": e.field, "message": e.message}))
+        .collect()
+}
+
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let status = self.status();
@@ -190,10 +213,15 @@ impl IntoResponse for AppError {
             tracing::error!(error = %e, "unexpected error");
         }
         let extra = match &self {
-            AppError::Validation(errors) => Some(json!({
-                "errors": errors.iter().map(|e| json!({"field": e.field, "message": e.message})).collect::<Vec<_>>()
-            })),
+            AppError::Validation(errors) => Some(json!({ "errors": field_errors(errors) })),
             AppError::Conflict { extra, .. } => extra.clone(),
+            AppError::Unprocessable(u) => {
+                let mut v = u.extra.clone().unwrap_or_else(|| json!({}));
+                if let Value::Object(o) = &mut v {
+                    o.insert("errors".into(), field_errors(&u.errors));
+                }
+                Some(v)
+            }
             AppError::AiRefused { reason, .. } => Some(json!({ "reason": reason })),
             _ => None,
         };

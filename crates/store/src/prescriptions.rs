@@ -23,6 +23,9 @@ pub struct PrescriptionRow {
     pub issued_by: Option<Uuid>,
     pub issued_at: Option<DateTime<Utc>>,
     pub override_reason: Option<String>,
+    pub interaction_override_reason: Option<String>,
+    pub duplicate_override_reason: Option<String>,
+    pub unchecked_acknowledged: bool,
     pub cancelled_by: Option<Uuid>,
     pub cancelled_at: Option<DateTime<Utc>>,
     pub cancel_reason: Option<String>,
@@ -32,7 +35,7 @@ pub struct PrescriptionRow {
 }
 
 pub(crate) const COLS: &str = "id, patient_id, created_by, medication, dose, route, frequency, quantity, refills, instructions, status, \
-                    issued_by, issued_at, override_reason, cancelled_by, cancelled_at, cancel_reason, version, created_at, updated_at";
+                    issued_by, issued_at, override_reason, interaction_override_reason, duplicate_override_reason, unchecked_acknowledged, cancelled_by, cancelled_at, cancel_reason, version, created_at, updated_at";
 
 #[derive(Debug, Clone, Default)]
 pub struct NewPrescription {
@@ -105,14 +108,41 @@ pub async fn issued_by_since(
     )
 }
 
-/// Move `from` → issued; false when the state changed under us.
-pub async fn issue(tx: &mut Tx, id: Uuid, by: Uuid, override_reason: Option<&str>) -> Result<bool> {
+/// What a prescriber overrode or acknowledged when issuing.
+#[derive(Debug, Clone, Default)]
+pub struct IssueOverrides<'a> {
+    /// Why despite a recorded allergy.
+    pub allergy: Option<&'a str>,
+    /// Why despite a drug–drug interaction.
+    pub interaction: Option<&'a str>,
+    /// Why despite a duplicate therapy.
+    pub duplicate: Option<&'a str>,
+    /// Issued although the medication is not in the dictionary.
+    pub unchecked: bool,
+}
+
+/// Move draft → issued; false when the state changed under us.
+pub async fn issue(tx: &mut Tx, id: Uuid, by: Uuid, o: &IssueOverrides<'_>) -> Result<bool> {
     let now = crate::now();
-    let sql = "UPDATE prescriptions SET status = 'issued', issued_by = $1, issued_at = $2, override_reason = $3, version = version + 1, updated_at = $2 \
-               WHERE id = $4 AND status = 'draft'";
-    let n = on_tx!(tx, c => sqlx::query(sql).bind(by).bind(now).bind(override_reason).bind(id)
-        .execute(&mut *c).await.map(|r| r.rows_affected()))?;
+    let sql = "UPDATE prescriptions SET status = 'issued', issued_by = $1, issued_at = $2, override_reason = $3, \
+               interaction_override_reason = $4, duplicate_override_reason = $5, unchecked_acknowledged = $6, version = version + 1, updated_at = $2 \
+               WHERE id = $7 AND status = 'draft'";
+    let n = on_tx!(tx, c => sqlx::query(sql).bind(by).bind(now).bind(o.allergy).bind(o.interaction).bind(o.duplicate)
+        .bind(o.unchecked).bind(id).execute(&mut *c).await.map(|r| r.rows_affected()))?;
     Ok(n == 1)
+}
+
+/// A patient's issued (active) prescriptions other than `except`, for the
+/// duplicate and interaction checks; read inside the issuing transaction.
+pub async fn active_for_patient_tx(
+    tx: &mut Tx,
+    patient: Uuid,
+    except: Uuid,
+) -> Result<Vec<PrescriptionRow>> {
+    let sql = format!(
+        "SELECT {COLS} FROM prescriptions WHERE patient_id = $1 AND status = 'issued' AND id <> $2 ORDER BY issued_at DESC, id DESC"
+    );
+    Ok(on_tx!(tx, c => sqlx::query_as(&sql).bind(patient).bind(except).fetch_all(&mut *c).await)?)
 }
 
 /// Move draft|issued → cancelled; false when the state changed under us.

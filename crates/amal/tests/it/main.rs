@@ -13,6 +13,7 @@ mod clinical;
 mod faults;
 mod helpers;
 mod input;
+mod medication;
 mod ratelimit;
 mod smoke;
 mod tls;

@@ -824,30 +824,7 @@ async fn web_allergy_conflict_shows_the_detail_and_an_override_reason() {
     let app = TestApp::spawn().await;
     let (w, _) = Web::signed_in(&app, "provider").await;
     let token = w.token().await;
-    let r = w
-        .post(
-            "/patients",
-            &[
-                ("_csrf", &token),
-                ("givenName", "Penny"),
-                ("familyName", "Cillin"),
-                ("birthDate", "1985-06-01"),
-                ("sex", "female"),
-            ],
-        )
-        .await;
-    let pid = id_after(&r.location(), "/patients/");
-    let r = w
-        .post(
-            &format!("/patients/{pid}/allergies"),
-            &[
-                ("_csrf", &token),
-                ("substance", "penicillin"),
-                ("severity", "severe"),
-            ],
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    let pid = web_patient_with_allergy(&w, &token, "penicillin").await;
     // A bad quantity is a field error, not a crash.
     let r = w
         .post(
@@ -922,19 +899,7 @@ async fn web_labs_mark_critical_values_and_show_a_trend() {
     let app = TestApp::spawn().await;
     let (w, _) = Web::signed_in(&app, "provider").await;
     let token = w.token().await;
-    let r = w
-        .post(
-            "/patients",
-            &[
-                ("_csrf", &token),
-                ("givenName", "Kal"),
-                ("familyName", "Ium"),
-                ("birthDate", "1950-02-03"),
-                ("sex", "male"),
-            ],
-        )
-        .await;
-    let pid = id_after(&r.location(), "/patients/");
+    let pid = web_patient(&w, &token, ("Kal", "Ium", "1950-02-03", "male")).await;
     let mut lab = String::new();
     for (v, at) in [("4.1", "2024-01-02T08:00"), ("6.8", "2024-03-04T09:30")] {
         let r = w
@@ -1394,4 +1359,175 @@ async fn web_cookies_are_secure_in_production() {
         let c = r.set_cookie(name).unwrap();
         assert!(c.contains("; Secure") && c.contains("HttpOnly"), "{c}");
     }
+}
+
+/// A patient through the form (given, family, birth date, sex); its id.
+async fn web_patient(
+    w: &Web,
+    token: &str,
+    (given, family, born, sex): (&str, &str, &str, &str),
+) -> String {
+    let r = w
+        .post(
+            "/patients",
+            &[
+                ("_csrf", token),
+                ("givenName", given),
+                ("familyName", family),
+                ("birthDate", born),
+                ("sex", sex),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    id_after(&r.location(), "/patients/")
+}
+
+/// A patient through the form, with an allergy; returns its id.
+async fn web_patient_with_allergy(w: &Web, token: &str, allergy: &str) -> String {
+    let pid = web_patient(w, token, ("Ada", "Meds", "1970-02-03", "female")).await;
+    let r = w
+        .post(
+            &format!("/patients/{pid}/allergies"),
+            &[
+                ("_csrf", token),
+                ("substance", allergy),
+                ("severity", "severe"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    pid
+}
+
+/// Draft through the form; the answer to the POST.
+async fn web_draft(w: &Web, token: &str, pid: &str, medication: &str) -> Page {
+    w.post(
+        &format!("/patients/{pid}/prescriptions"),
+        &[
+            ("_csrf", token),
+            ("medication", medication),
+            ("dose", "1 tablet"),
+            ("route", "oral"),
+            ("frequency", "once daily"),
+            ("quantity", "14"),
+        ],
+    )
+    .await
+}
+
+#[tokio::test]
+async fn web_misspelt_medication_asks_did_you_mean_and_augmentin_meets_the_penicillin_allergy() {
+    let app = TestApp::spawn().await;
+    let (w, _) = Web::signed_in(&app, "provider").await;
+    let token = w.token().await;
+    let pid = web_patient_with_allergy(&w, &token, "Penicillin").await;
+    let r = web_draft(&w, &token, &pid, "amoxicilin 500 mg").await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    assert!(r.body.contains("Did you mean amoxicillin?"), "{}", r.body);
+    assert!(r.body.contains("Yes, amoxicillin"));
+    assert!(r.body.contains("value=\"amoxicillin 500 mg\""));
+    // The button posts the corrected name.
+    let r = web_draft(&w, &token, &pid, "amoxicillin 500 mg").await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let rx = id_after(&r.location(), "/prescriptions/");
+    let issue = w
+        .post(&format!("/prescriptions/{rx}/issue"), &[("_csrf", &token)])
+        .await;
+    assert_eq!(issue.status, StatusCode::CONFLICT);
+    assert!(issue.body.contains("Allergy conflict"));
+    assert!(issue.body.contains("name=\"overrideReason\""));
+    // A brand is resolved to its ingredients.
+    let r = web_draft(&w, &token, &pid, "Augmentin 625 mg").await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let rx = id_after(&r.location(), "/prescriptions/");
+    let page = w.get(&format!("/prescriptions/{rx}")).await;
+    assert!(
+        page.body.contains("amoxicillin, clavulanic acid"),
+        "{}",
+        page.body
+    );
+    let issue = w
+        .post(&format!("/prescriptions/{rx}/issue"), &[("_csrf", &token)])
+        .await;
+    assert_eq!(issue.status, StatusCode::CONFLICT);
+    assert!(issue.body.contains("Allergy conflict") && issue.body.contains("Penicillin"));
+}
+
+#[tokio::test]
+async fn web_interaction_duplicate_and_unrecognised_warnings_show_their_override_forms() {
+    let app = TestApp::spawn().await;
+    let (w, _) = Web::signed_in(&app, "provider").await;
+    let token = w.token().await;
+    let pid = web_patient_with_allergy(&w, &token, "latex").await;
+    let reissue = async |rx: &str, fields: &[(&str, &str)]| {
+        let mut all = vec![("_csrf", token.as_str())];
+        all.extend_from_slice(fields);
+        w.post(&format!("/prescriptions/{rx}/issue"), &all).await
+    };
+    let issue = async |med: &str| {
+        let r = web_draft(&w, &token, &pid, med).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+        let rx = id_after(&r.location(), "/prescriptions/");
+        (rx.clone(), reissue(&rx, &[]).await)
+    };
+    let (_, r) = issue("Warfarin 5 mg").await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    // Warfarin + ibuprofen: the interaction, naming both, with its form.
+    let (rx, r) = issue("Ibuprofen 400 mg").await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    assert!(r.body.contains("Drug interaction"), "{}", r.body);
+    assert!(r.body.contains("ibuprofen") && r.body.contains("warfarin"));
+    assert!(r.body.contains("name=\"interactionOverrideReason\""));
+    let r = reissue(
+        &rx,
+        &[(
+            "interactionOverrideReason",
+            "Three days only, INR on Friday",
+        )],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let page = w.get(&r.location()).await;
+    assert!(page.body.contains("Interaction override"));
+    assert!(page.body.contains("Three days only, INR on Friday"));
+    // Coumadin is warfarin again: a duplicate therapy.
+    let (rx, r) = issue("Coumadin 3 mg").await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    assert!(r.body.contains("Duplicate therapy"), "{}", r.body);
+    assert!(r.body.contains("name=\"duplicateOverrideReason\""));
+    let r = reissue(
+        &rx,
+        &[
+            ("duplicateOverrideReason", "Split tablets for a 8 mg dose"),
+            ("interactionOverrideReason", "Same anticoagulation plan"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    // Not in the dictionary: the acknowledgement checkbox.
+    let (rx, r) = issue("Zyxorbital 10 mg").await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    assert!(r.body.contains("Medication not recognised"), "{}", r.body);
+    assert!(r.body.contains("name=\"uncheckedAcknowledged\""));
+    let r = reissue(&rx, &[("uncheckedAcknowledged", "1")]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let page = w.get(&r.location()).await;
+    assert!(page.body.contains("Unchecked medication"));
+    let events = audit_events(&app).await;
+    let details: Vec<String> = events
+        .iter()
+        .filter(|e| e.action == "prescription.issue")
+        .filter_map(|e| e.detail.clone())
+        .collect();
+    assert!(details
+        .iter()
+        .any(|d| d.contains("\"interactionOverride\":true")));
+    assert!(details
+        .iter()
+        .any(|d| d.contains("\"duplicateOverride\":true")));
+    assert!(details
+        .iter()
+        .any(|d| d.contains("\"uncheckedAcknowledged\":true")));
+    assert!(!details.iter().any(|d| d.contains("INR")));
 }

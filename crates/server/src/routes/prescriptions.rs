@@ -16,7 +16,8 @@ use crate::services::prescriptions::{
 use crate::state::AppState;
 
 #[utoipa::path(post, path = "/api/patients/{id}/prescriptions", tag = "prescriptions", security(("bearer" = [])), request_body = PrescriptionInput, params(("id" = Uuid, Path)),
-    responses((status = 201, body = PrescriptionView), (status = 401), (status = 403), (status = 404), (status = 422), (status = 429)))]
+    responses((status = 201, body = PrescriptionView), (status = 401), (status = 403), (status = 404),
+              (status = 422, description = "Invalid fields (`validation_failed`), or a medication close to but not equal to a dictionary name (`medication_unconfirmed`, with `suggestions`; resend the suggested name or `medicationConfirmed: true`)"), (status = 429)))]
 pub async fn create(
     State(st): State<AppState>,
     user: AuthUser,
@@ -63,7 +64,7 @@ pub async fn get(
 
 #[utoipa::path(post, path = "/api/prescriptions/{id}/issue", tag = "prescriptions", security(("bearer" = [])), request_body = IssueInput, params(("id" = Uuid, Path)),
     responses((status = 200, body = PrescriptionView), (status = 401), (status = 403), (status = 404),
-              (status = 409, description = "Not a draft (`conflict`), or the medication conflicts with a recorded allergy (`allergy_conflict`)")))]
+              (status = 409, description = "Not a draft (`conflict`); or a safety finding not yet overridden, most serious first: `allergy_conflict` (override: `overrideReason`), `drug_interaction` (`interactionOverrideReason`), `duplicate_therapy` (`duplicateOverrideReason`), `medication_unrecognised` (`uncheckedAcknowledged`); `warnings` lists every finding")))]
 pub async fn issue(
     State(st): State<AppState>,
     user: AuthUser,

@@ -213,6 +213,9 @@ pub struct RxRow {
     pub issued_at: String,
     pub cancelled_at: String,
     pub override_reason: Option<String>,
+    pub interaction_override_reason: Option<String>,
+    pub duplicate_override_reason: Option<String>,
+    pub unchecked_acknowledged: bool,
     pub cancel_reason: Option<String>,
     pub patient_id: String,
 }
@@ -235,6 +238,9 @@ impl From<&PrescriptionView> for RxRow {
             issued_at: opt_dt(&p.issued_at),
             cancelled_at: opt_dt(&p.cancelled_at),
             override_reason: p.override_reason.clone(),
+            interaction_override_reason: p.interaction_override_reason.clone(),
+            duplicate_override_reason: p.duplicate_override_reason.clone(),
+            unchecked_acknowledged: p.unchecked_acknowledged,
             cancel_reason: p.cancel_reason.clone(),
             patient_id: p.patient_id.to_string(),
         }

@@ -21,6 +21,8 @@ struct ListPage {
     l: Layout,
     p: Banner,
     f: FormState,
+    /// "Did you mean …?": each suggestion and the medication text it gives.
+    options: Vec<(String, String)>,
     rxs: Vec<RxRow>,
     next: Option<String>,
     can_draft: bool,
@@ -48,6 +50,7 @@ async fn render_list(
         &ListPage {
             l: Layout::new("Prescriptions", s).notice(notice(done)),
             p,
+            options: pairs(&f, "rx", "options", "name", "medication"),
             f,
             rxs: list.items.iter().map(RxRow::from).collect(),
             next: next_link(
@@ -96,6 +99,7 @@ pub async fn create(
         (Ok(quantity), Ok(refills)) => {
             let input = PrescriptionInput {
                 medication: f.get("medication"),
+                medication_confirmed: f.checked("medicationConfirmed"),
                 dose: f.get("dose"),
                 route: f.get("route"),
                 frequency: f.get("frequency"),
@@ -121,6 +125,41 @@ pub async fn create(
     after_form(&s, r, "rx", f.values(), ok, again).await
 }
 
+/// `[{a: …, b: …}]` under `key` of the problem `form` answered, as pairs.
+fn pairs(f: &FormState, form: &str, key: &str, a: &str, b: &str) -> Vec<(String, String)> {
+    let items = match (f.is(form), &f.extra) {
+        (true, Some(extra)) => extra[key].as_array().cloned().unwrap_or_default(),
+        _ => Vec::new(),
+    };
+    let text = |v: &serde_json::Value, k: &str| v[k].as_str().unwrap_or_default().to_string();
+    items.iter().map(|v| (text(v, a), text(v, b))).collect()
+}
+
+/// One finding of the checks on issue, with the field that overrides it.
+struct Warning {
+    title: &'static str,
+    detail: String,
+    /// The form field that overrides it (a checkbox for `uncheckedAcknowledged`).
+    field: &'static str,
+    label: &'static str,
+}
+
+fn warnings(f: &FormState) -> Vec<Warning> {
+    pairs(f, "issue", "warnings", "code", "detail")
+        .into_iter()
+        .filter_map(|(code, detail)| {
+            let (title, field, label) = match code.as_str() {
+                "allergy_conflict" => ("Allergy conflict", "overrideReason", "Reason to issue despite the allergy (stored and audited)"),
+                "drug_interaction" => ("Drug interaction", "interactionOverrideReason", "Reason to issue despite the interaction (stored and audited)"),
+                "duplicate_therapy" => ("Duplicate therapy", "duplicateOverrideReason", "Reason to issue both (stored and audited)"),
+                "medication_unrecognised" => ("Medication not recognised", "uncheckedAcknowledged", "I issue this medication knowing the allergy, duplicate and interaction checks could not run on it (audited)"),
+                _ => return None,
+            };
+            Some(Warning { title, detail, field, label })
+        })
+        .collect()
+}
+
 #[derive(Template)]
 #[template(path = "prescription.html")]
 struct ShowPage {
@@ -130,7 +169,9 @@ struct ShowPage {
     rx: RxRow,
     can_issue: bool,
     can_cancel: bool,
-    allergy_conflict: bool,
+    warnings: Vec<Warning>,
+    check_status: &'static str,
+    ingredients: String,
 }
 
 async fn render_show(
@@ -150,7 +191,9 @@ async fn render_show(
         &ShowPage {
             l: Layout::new(format!("Prescription: {}", rx.medication), s).notice(notice(done)),
             p,
-            allergy_conflict: f.code_is("issue", "allergy_conflict"),
+            warnings: warnings(&f),
+            check_status: rx.medication_check.status,
+            ingredients: rx.medication_check.ingredients.join(", "),
             f,
             can_issue: row.draft && role.may(Action::IssuePrescription),
             can_cancel: (row.draft || row.issued) && role.may(Action::CancelPrescription),
@@ -198,6 +241,9 @@ pub async fn issue(
 ) -> Page {
     let input = IssueInput {
         override_reason: f.opt("overrideReason"),
+        interaction_override_reason: f.opt("interactionOverrideReason"),
+        duplicate_override_reason: f.opt("duplicateOverrideReason"),
+        unchecked_acknowledged: f.checked("uncheckedAcknowledged"),
     };
     let r = prescriptions::issue(&st, &s.user, id, Ok(input)).await;
     finish(&st, &s, id, "issue", f.values(), r, "issued").await

@@ -85,6 +85,8 @@ pub struct FormState {
     pub detail: Option<String>,
     pub code: String,
     pub errors: Vec<(String, String)>,
+    /// The problem document's extra members (suggestions, warnings…).
+    pub extra: Option<serde_json::Value>,
     /// Pre-filled values of forms that were not submitted, by form.
     pub defaults: HashMap<String, HashMap<String, String>>,
 }
@@ -108,18 +110,25 @@ impl FormState {
     /// `form` was submitted with `values` and the API refused it with `err`.
     pub fn failed(form: &str, values: HashMap<String, String>, err: &AppError) -> FormState {
         let errors = match err {
-            AppError::Validation(errs) => errs
-                .iter()
-                .map(|e| (e.field.to_string(), e.message.clone()))
-                .collect(),
-            _ => Vec::new(),
+            AppError::Validation(errs) => errs.as_slice(),
+            AppError::Unprocessable(u) => u.errors.as_slice(),
+            _ => &[],
         };
+        let errors = errors
+            .iter()
+            .map(|e| (e.field.to_string(), e.message.clone()))
+            .collect();
         FormState {
             form: form.to_string(),
             values,
             detail: Some(err.detail()),
             code: err.code().to_string(),
             errors,
+            extra: match err {
+                AppError::Conflict { extra, .. } => extra.clone(),
+                AppError::Unprocessable(u) => u.extra.clone(),
+                _ => None,
+            },
             defaults: HashMap::new(),
         }
     }
@@ -335,6 +344,7 @@ pub fn form_level(e: &AppError) -> bool {
     matches!(
         e,
         AppError::Validation(_)
+            | AppError::Unprocessable(_)
             | AppError::Conflict { .. }
             | AppError::BadRequest(_)
             | AppError::PreconditionRequired
