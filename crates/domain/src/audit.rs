@@ -40,10 +40,18 @@ pub enum AuditAction {
     LabReview,
     AiGenerateNote,
     AiExplain,
+    /// A FHIR read of one resource (`GET /fhir/R4/{type}/{id}`).
+    FhirRead,
+    /// A FHIR search (one event per patient whose data the page shows).
+    FhirSearch,
+    /// `Patient/{id}/$everything`.
+    FhirEverything,
+    /// An HL7 v2 message received (accepted, errored or rejected).
+    Hl7Import,
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 35] = [
+    pub const ALL: [AuditAction; 39] = [
         AuditAction::AuthSignup,
         AuditAction::AuthSignin,
         AuditAction::AuthRefresh,
@@ -79,6 +87,10 @@ impl AuditAction {
         AuditAction::LabReview,
         AuditAction::AiGenerateNote,
         AuditAction::AiExplain,
+        AuditAction::FhirRead,
+        AuditAction::FhirSearch,
+        AuditAction::FhirEverything,
+        AuditAction::Hl7Import,
     ];
 
     /// The name stored in the audit trail and used in `?action=` filters.
@@ -119,6 +131,10 @@ impl AuditAction {
             AuditAction::LabReview => "lab.review",
             AuditAction::AiGenerateNote => "ai.generate_note",
             AuditAction::AiExplain => "ai.explain",
+            AuditAction::FhirRead => "fhir.read",
+            AuditAction::FhirSearch => "fhir.search",
+            AuditAction::FhirEverything => "fhir.everything",
+            AuditAction::Hl7Import => "hl7.import",
         }
     }
 

@@ -77,10 +77,12 @@ pub enum Action {
     UseAi,
     // The signed-in clinician's day
     ReadOwnDay,
+    // Interoperability: lab results arriving as HL7 v2 messages
+    ImportLabResults,
 }
 
 impl Action {
-    pub const ALL: [Action; 23] = [
+    pub const ALL: [Action; 24] = [
         Action::ManageUsers,
         Action::ReadMetrics,
         Action::ReadAudit,
@@ -104,6 +106,7 @@ impl Action {
         Action::ReviewLab,
         Action::UseAi,
         Action::ReadOwnDay,
+        Action::ImportLabResults,
     ];
 }
 
@@ -136,7 +139,9 @@ pub fn allowed_roles(action: Action) -> &'static [Role] {
         Action::FinalizeNote
         | Action::IssuePrescription
         | Action::CancelPrescription
-        | Action::ReviewLab => &[Provider],
+        | Action::ReviewLab
+        // A lab interface feeds results for any patient: providers only.
+        | Action::ImportLabResults => &[Provider],
     }
 }
 

@@ -10,6 +10,7 @@ pub mod config;
 pub mod context;
 pub mod error;
 pub mod extract;
+pub mod fhir;
 pub mod http;
 pub mod logging;
 pub mod metrics;
@@ -105,6 +106,7 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(routes::prescriptions::cancel))
         .routes(routes!(routes::labs::list, routes::labs::create))
         .routes(routes!(routes::labs::trend))
+        .routes(routes!(routes::labs::import_hl7))
         .routes(routes!(routes::labs::get))
         .routes(routes!(routes::labs::review))
         .routes(routes!(routes::ai::generate_note))
@@ -130,6 +132,7 @@ pub fn router(state: AppState) -> Router {
                 async move { ([http::json_content_type()], body) }
             }),
         )
+        .merge(fhir::router())
         .merge(web::router(state.clone()))
         .fallback(http::not_found)
         .layer(axum::middleware::from_fn_with_state(

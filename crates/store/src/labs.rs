@@ -25,7 +25,7 @@ pub struct LabRow {
     pub reviewed_at: Option<DateTime<Utc>>,
 }
 
-const COLS: &str = "id, patient_id, code, name, value, unit, reference_low, reference_high, flag, warning, collected_at, \
+pub(crate) const COLS: &str = "id, patient_id, code, name, value, unit, reference_low, reference_high, flag, warning, collected_at, \
                     recorded_by, recorded_at, reviewed_by, reviewed_at";
 
 #[derive(Debug, Clone)]

@@ -28,7 +28,7 @@ pub struct NoteRow {
     pub updated_at: DateTime<Utc>,
 }
 
-const COLS: &str = "id, patient_id, author_id, title, subjective, objective, assessment, plan, status, ai_generated, \
+pub(crate) const COLS: &str = "id, patient_id, author_id, title, subjective, objective, assessment, plan, status, ai_generated, \
                     signed_by, signed_at, content_hash, version, created_at, updated_at";
 
 /// The writable parts of a note.

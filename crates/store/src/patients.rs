@@ -25,7 +25,7 @@ pub struct PatientRow {
     pub updated_at: DateTime<Utc>,
 }
 
-const COLS: &str = "id, mrn, given_name, family_name, search_fg, birth_date, sex, phone, email, address, version, created_at, updated_at";
+pub(crate) const COLS: &str = "id, mrn, given_name, family_name, search_fg, birth_date, sex, phone, email, address, version, created_at, updated_at";
 
 /// Demographic fields as written by a user (already validated).
 #[derive(Debug, Clone)]

@@ -31,7 +31,7 @@ pub struct PrescriptionRow {
     pub updated_at: DateTime<Utc>,
 }
 
-const COLS: &str = "id, patient_id, created_by, medication, dose, route, frequency, quantity, refills, instructions, status, \
+pub(crate) const COLS: &str = "id, patient_id, created_by, medication, dose, route, frequency, quantity, refills, instructions, status, \
                     issued_by, issued_at, override_reason, cancelled_by, cancelled_at, cancel_reason, version, created_at, updated_at";
 
 #[derive(Debug, Clone, Default)]

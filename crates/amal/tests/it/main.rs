@@ -9,6 +9,8 @@ mod audit;
 mod auth;
 mod backup;
 mod cli;
+mod fhir;
+mod hl7;
 mod clinical;
 mod helpers;
 mod input;

@@ -1,0 +1,2 @@
+DROP TABLE hl7_results;
+DROP TABLE hl7_messages;
