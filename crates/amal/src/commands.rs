@@ -8,8 +8,7 @@ use domain::account::{Email, Password, PersonName};
 use domain::roles::Role;
 
 use crate::cli::{
-    AuditAction, Cli, Command, ConfigAction, ImportAction, MigrateAction, SecretsAction,
-    UserAction,
+    AuditAction, Cli, Command, ConfigAction, ImportAction, MigrateAction, SecretsAction, UserAction,
 };
 
 /// Validate the configuration or explain every problem.
@@ -121,11 +120,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             .await
         }
         Command::Import {
-            action: ImportAction::Hl7 {
-                path,
-                user,
-                verbose,
-            },
+            action:
+                ImportAction::Hl7 {
+                    path,
+                    user,
+                    verbose,
+                },
         } => crate::import::hl7(resolve(raw)?, &path, &user, verbose).await,
         Command::Version => {
             println!("amal {}", server::routes::ops::release());

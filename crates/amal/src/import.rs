@@ -58,7 +58,8 @@ pub async fn hl7(
     let (mut total, mut stored, mut dups) = (0usize, 0usize, 0usize);
     let mut by_code = [0usize; 3];
     for file in files(path)? {
-        let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+        let bytes =
+            std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
         let text = match std::str::from_utf8(&bytes) {
             Ok(s) => s.to_string(),
             Err(_) => bytes.iter().map(|&b| char::from(b)).collect(),
@@ -81,7 +82,11 @@ pub async fn hl7(
                 .first()
                 .map(|i| format!(": {}", i.message))
                 .unwrap_or_default();
-            let dup = if out.duplicate { " (repeat; nothing stored)" } else { "" };
+            let dup = if out.duplicate {
+                " (repeat; nothing stored)"
+            } else {
+                ""
+            };
             println!(
                 "{}#{}: {}{dup}, {} result(s) stored{why}",
                 file.display(),

@@ -167,7 +167,9 @@ fn parse_delimiters(msh: &str) -> Result<Delimiters, Issue> {
         .at("MSH", 1, 2)
     };
     let mut chars = msh.chars().skip(3);
-    let field = chars.next().ok_or_else(|| bad("the segment ends after MSH"))?;
+    let field = chars
+        .next()
+        .ok_or_else(|| bad("the segment ends after MSH"))?;
     let enc: Vec<char> = chars.take_while(|c| *c != field).collect();
     if !(4..=5).contains(&enc.len()) {
         return Err(bad("MSH-2 must hold 4 characters, such as ^~\\&"));
@@ -176,7 +178,9 @@ fn parse_delimiters(msh: &str) -> Result<Delimiters, Issue> {
     all.extend(&enc[..4]);
     for (i, c) in all.iter().enumerate() {
         if c.is_alphanumeric() || c.is_whitespace() || c.is_control() {
-            return Err(bad("a separator must be a visible non-alphanumeric character"));
+            return Err(bad(
+                "a separator must be a visible non-alphanumeric character",
+            ));
         }
         if all[..i].contains(c) {
             return Err(bad("the separators must differ from each other"));
@@ -201,6 +205,15 @@ pub fn parse(raw: &str) -> Result<Message, Issue> {
         ));
     }
     let text = unframe(raw);
+    if text
+        .chars()
+        .any(|c| c.is_control() && !matches!(c, '\r' | '\n' | '\t'))
+    {
+        return Err(Issue::new(
+            ErrorCode::DataType,
+            "the message contains control characters (such as NUL) that HL7 text may not hold",
+        ));
+    }
     let lines: Vec<&str> = text
         .split(['\r', '\n'])
         .filter(|l| !l.trim().is_empty())
@@ -528,7 +541,9 @@ pub fn oru_r01(m: &Message) -> Result<OruR01, Issue> {
     }
     let mut last = Last::Patient;
     for s in m.segments.iter().skip(1) {
-        let seq = |why: &str| Issue::new(ErrorCode::SegmentSequence, why.to_string()).at(&s.name, s.position, 0);
+        let seq = |why: &str| {
+            Issue::new(ErrorCode::SegmentSequence, why.to_string()).at(&s.name, s.position, 0)
+        };
         match s.name.as_str() {
             "PID" => {
                 if patient.is_some() {
@@ -537,7 +552,12 @@ pub fn oru_r01(m: &Message) -> Result<OruR01, Issue> {
                 let identifiers = m
                     .repetitions(s.raw(3))
                     .into_iter()
-                    .map(|r| (m.component(r, 1).trim().to_string(), m.component(r, 5).trim().to_string()))
+                    .map(|r| {
+                        (
+                            m.component(r, 1).trim().to_string(),
+                            m.component(r, 5).trim().to_string(),
+                        )
+                    })
                     .filter(|(id, _)| !id.is_empty())
                     .collect();
                 let birth_raw = m.text(s.raw(7)).trim().to_string();
@@ -619,9 +639,8 @@ pub fn oru_r01(m: &Message) -> Result<OruR01, Issue> {
             _ => {}
         }
     }
-    let patient = patient.ok_or_else(|| {
-        Issue::new(ErrorCode::SegmentSequence, "the message has no PID segment")
-    })?;
+    let patient = patient
+        .ok_or_else(|| Issue::new(ErrorCode::SegmentSequence, "the message has no PID segment"))?;
     if orders.iter().all(|o| o.results.is_empty()) {
         return Err(Issue::new(
             ErrorCode::SegmentSequence,
@@ -677,7 +696,11 @@ pub fn reference_range(raw: &str) -> Option<(Option<f64>, Option<f64>)> {
         return number(rest).map(|l| (Some(l), None));
     }
     // The separating hyphen is the first one after the first character.
-    let idx = t.char_indices().skip(1).find(|(_, c)| *c == '-').map(|(i, _)| i)?;
+    let idx = t
+        .char_indices()
+        .skip(1)
+        .find(|(_, c)| *c == '-')
+        .map(|(i, _)| i)?;
     let (lo, hi) = (number(&t[..idx])?, number(&t[idx + 1..])?);
     (lo <= hi).then_some((Some(lo), Some(hi)))
 }
@@ -775,7 +798,11 @@ pub fn ack(
     let mut out = format!(
         "MSH|^~\\&|{}|{}|{}|{}|{}||ACK^R01^ACK|{}|{}|{}\r",
         "AMAL",
-        escape(if h.receiving_facility.is_empty() { "AMAL" } else { &h.receiving_facility }),
+        escape(if h.receiving_facility.is_empty() {
+            "AMAL"
+        } else {
+            &h.receiving_facility
+        }),
         escape(&h.sending_application),
         escape(&h.sending_facility),
         hl7_time(now),
@@ -816,7 +843,8 @@ pub fn ack(
 mod tests {
     use super::*;
 
-    const SAMPLE: &str = "MSH|^~\\&|LAB|ACME LAB|AMAL|CLINIC|20260105083000||ORU^R01|MSG0001|P|2.5.1\r\
+    const SAMPLE: &str =
+        "MSH|^~\\&|LAB|ACME LAB|AMAL|CLINIC|20260105083000||ORU^R01|MSG0001|P|2.5.1\r\
 PID|1||1234567897^^^CLINIC^MR~998877^^^STATE^SS||Haddad^Amira^^^^^L||19800412|F\r\
 PV1|1|O\r\
 ORC|RE|ORD1|FIL1\r\
@@ -848,7 +876,10 @@ OBX|3|ST|8251-1^Service comment^LN||See note \\T\\ call \\F\\ lab||||||F\r";
         assert_eq!(numeric_value(&m, &results[0]), Some(250.0));
         assert_eq!(numeric_value(&m, &results[1]), Some(4.1));
         assert_eq!(numeric_value(&m, &results[2]), None);
-        assert_eq!(results[0].notes, vec!["Fasting specimen\nsecond line".to_string()]);
+        assert_eq!(
+            results[0].notes,
+            vec!["Fasting specimen\nsecond line".to_string()]
+        );
         assert_eq!(m.text(&results[2].value), "See note & call | lab");
         assert_eq!(sender_flag(&results[0].flags), Some(LabFlag::High));
     }
@@ -861,21 +892,38 @@ OBX|3|ST|8251-1^Service comment^LN||See note \\T\\ call \\F\\ lab||||||F\r";
             m.as_ref().map(|m| header(m).control_id),
             Some("MSG0001".to_string())
         );
-        for bad in ["MSH|^~|LAB", "MSH|^^\\&|LAB", "MSH|a~\\&|X", "MSH", "MSH|^~\\||X"] {
+        for bad in [
+            "MSH|^~|LAB",
+            "MSH|^^\\&|LAB",
+            "MSH|a~\\&|X",
+            "MSH",
+            "MSH|^~\\||X",
+        ] {
             let e = parse(bad).err();
             assert_eq!(e.map(|e| e.code), Some(ErrorCode::DataType), "{bad}");
         }
         assert!(parse("PID|1").is_err());
+        let nul = SAMPLE.replace("Haddad", "Had\u{0}dad");
+        assert_eq!(parse(&nul).err().map(|e| e.code), Some(ErrorCode::DataType));
         assert!(parse("").is_err());
     }
 
     #[test]
     fn timestamps_ranges_and_escapes() {
         let t = |s: &str| timestamp(s).map(|t| t.to_rfc3339());
-        assert_eq!(t("20260105083000"), Some("2026-01-05T08:30:00+00:00".into()));
-        assert_eq!(t("202601050830-0500"), Some("2026-01-05T13:30:00+00:00".into()));
+        assert_eq!(
+            t("20260105083000"),
+            Some("2026-01-05T08:30:00+00:00".into())
+        );
+        assert_eq!(
+            t("202601050830-0500"),
+            Some("2026-01-05T13:30:00+00:00".into())
+        );
         assert_eq!(t("20260105"), Some("2026-01-05T00:00:00+00:00".into()));
-        assert_eq!(t("20260105083000.12"), Some("2026-01-05T08:30:00.120+00:00".into()));
+        assert_eq!(
+            t("20260105083000.12"),
+            Some("2026-01-05T08:30:00.120+00:00".into())
+        );
         assert_eq!(t("2026"), None);
         assert_eq!(t("20261305"), None);
         assert_eq!(t("2026010508300x"), None);
@@ -928,7 +976,10 @@ OBX|3|ST|8251-1^Service comment^LN||See note \\T\\ call \\F\\ lab||||||F\r";
     /// characters, duplicated spans, truncations.
     fn mutate(msg: &str, rng: &mut Rng) -> String {
         let mut chars: Vec<char> = msg.chars().collect();
-        let alphabet = ['|', '^', '~', '\\', '&', '\r', '\n', 'X', '0', '-', '.', 'é', '\u{0}', '\u{1c}', '\u{0b}', 'M', 'S', 'H'];
+        let alphabet = [
+            '|', '^', '~', '\\', '&', '\r', '\n', 'X', '0', '-', '.', 'é', '\u{0}', '\u{1c}',
+            '\u{0b}', 'M', 'S', 'H',
+        ];
         for _ in 0..1 + rng.below(6) {
             let len = chars.len();
             match rng.below(5) {

@@ -238,9 +238,12 @@ pub struct PractitionerRow {
 }
 
 /// Providers and nurses: the users who author clinical records.
-pub async fn practitioners(db: &Db, s: &Search, ids: Option<&[Uuid]>) -> Result<Vec<PractitionerRow>> {
-    let mut q =
-        Query::new("SELECT id, name, email, role, status, updated_at FROM users".into());
+pub async fn practitioners(
+    db: &Db,
+    s: &Search,
+    ids: Option<&[Uuid]>,
+) -> Result<Vec<PractitionerRow>> {
+    let mut q = Query::new("SELECT id, name, email, role, status, updated_at FROM users".into());
     q.and("role IN ('provider', 'nurse')", vec![]);
     if let Some(ids) = ids {
         if ids.is_empty() {

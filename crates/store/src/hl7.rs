@@ -18,7 +18,9 @@ pub struct MessageRow {
 
 pub async fn find(db: &Db, sender: &str, control_id: &str) -> Result<Option<MessageRow>> {
     let sql = "SELECT id, patient_id, ack_code, ack, result_count FROM hl7_messages WHERE sender = $1 AND control_id = $2";
-    Ok(on_read!(db, c => sqlx::query_as(sql).bind(sender).bind(control_id).fetch_optional(c).await)?)
+    Ok(
+        on_read!(db, c => sqlx::query_as(sql).bind(sender).bind(control_id).fetch_optional(c).await)?,
+    )
 }
 
 pub struct NewMessage<'a> {

@@ -30,7 +30,10 @@ pub fn validate_fhir(resources: &[Value]) {
     let dir = temp_dir();
     let file = dir.join("resources.json");
     std::fs::write(&file, serde_json::to_vec(resources).unwrap()).unwrap();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/fhir_validate.py");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../scripts/fhir_validate.py"
+    );
     let out = std::process::Command::new(&python)
         .arg(script)
         .arg(&file)
@@ -38,7 +41,13 @@ pub fn validate_fhir(resources: &[Value]) {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "FHIR validation failed:\n{text}");
-    assert!(text.contains(&format!("{} resource(s) checked, 0 invalid", count_resources(resources))), "{text}");
+    assert!(
+        text.contains(&format!(
+            "{} resource(s) checked, 0 invalid",
+            count_resources(resources)
+        )),
+        "{text}"
+    );
 }
 
 fn count_resources(rs: &[Value]) -> usize {
@@ -96,21 +105,73 @@ async fn chart(app: &TestApp, prov: &str) -> Chart {
     let p = app.create_patient(prov, "Amira", "Haddad").await;
     let pid = sid(&p);
     let post = |path: String, body: Value| async move {
-        sid(&app.json_ok(app.post(&path, Some(prov), body).await, 201).await)
+        sid(&app
+            .json_ok(app.post(&path, Some(prov), body).await, 201)
+            .await)
     };
-    let allergy = post(format!("/api/patients/{pid}/allergies"), json!({"substance": "Penicillin", "reaction": "hives", "severity": "moderate"})).await;
-    let problem = post(format!("/api/patients/{pid}/problems"), json!({"description": "Type 2 diabetes", "code": "E11.9"})).await;
+    let allergy = post(
+        format!("/api/patients/{pid}/allergies"),
+        json!({"substance": "Penicillin", "reaction": "hives", "severity": "moderate"}),
+    )
+    .await;
+    let problem = post(
+        format!("/api/patients/{pid}/problems"),
+        json!({"description": "Type 2 diabetes", "code": "E11.9"}),
+    )
+    .await;
     let rx_body = |m: &str| json!({"medication": m, "dose": "500 mg", "route": "oral", "frequency": "twice daily", "quantity": 60, "refills": 2, "instructions": "with food"});
-    let draft_rx = post(format!("/api/patients/{pid}/prescriptions"), rx_body("Metformin 500 mg")).await;
-    let issued_rx = post(format!("/api/patients/{pid}/prescriptions"), rx_body("Lisinopril 10 mg")).await;
-    app.json_ok(app.post(&format!("/api/prescriptions/{issued_rx}/issue"), Some(prov), json!({})).await, 200).await;
-    let cancelled_rx = post(format!("/api/patients/{pid}/prescriptions"), rx_body("Atorvastatin 20 mg")).await;
-    app.json_ok(app.post(&format!("/api/prescriptions/{cancelled_rx}/cancel"), Some(prov), json!({"reason": "duplicate"})).await, 200).await;
+    let draft_rx = post(
+        format!("/api/patients/{pid}/prescriptions"),
+        rx_body("Metformin 500 mg"),
+    )
+    .await;
+    let issued_rx = post(
+        format!("/api/patients/{pid}/prescriptions"),
+        rx_body("Lisinopril 10 mg"),
+    )
+    .await;
+    app.json_ok(
+        app.post(
+            &format!("/api/prescriptions/{issued_rx}/issue"),
+            Some(prov),
+            json!({}),
+        )
+        .await,
+        200,
+    )
+    .await;
+    let cancelled_rx = post(
+        format!("/api/patients/{pid}/prescriptions"),
+        rx_body("Atorvastatin 20 mg"),
+    )
+    .await;
+    app.json_ok(
+        app.post(
+            &format!("/api/prescriptions/{cancelled_rx}/cancel"),
+            Some(prov),
+            json!({"reason": "duplicate"}),
+        )
+        .await,
+        200,
+    )
+    .await;
     let lab = |code: &str, v: f64, unit: &str| json!({"code": code, "value": v, "unit": unit, "collectedAt": "2026-11-01T08:00:00Z"});
-    let normal = post(format!("/api/patients/{pid}/labs"), lab("2345-7", 92.0, "mg/dL")).await;
-    let critical = post(format!("/api/patients/{pid}/labs"), lab("2823-3", 6.9, "mmol/L")).await;
+    let normal = post(
+        format!("/api/patients/{pid}/labs"),
+        lab("2345-7", 92.0, "mg/dL"),
+    )
+    .await;
+    let critical = post(
+        format!("/api/patients/{pid}/labs"),
+        lab("2823-3", 6.9, "mmol/L"),
+    )
+    .await;
     let unflagged = post(format!("/api/patients/{pid}/labs"), json!({"code": "1988-5", "name": "CRP <hs>", "value": 3.0, "unit": "furlongs", "collectedAt": "2026-11-01T08:00:00Z"})).await;
-    let note = post(format!("/api/patients/{pid}/notes"), json!({"title": "Visit & review", "subjective": "cough", "plan": "rest"})).await;
+    let note = post(
+        format!("/api/patients/{pid}/notes"),
+        json!({"title": "Visit & review", "subjective": "cough", "plan": "rest"}),
+    )
+    .await;
     app.json_ok(
         app.client
             .post(app.url(&format!("/api/notes/{note}/finalize")))
@@ -122,8 +183,21 @@ async fn chart(app: &TestApp, prov: &str) -> Chart {
         200,
     )
     .await;
-    app.json_ok(app.post(&format!("/api/notes/{note}/addenda"), Some(prov), json!({"text": "Chest clear on recheck."})).await, 201).await;
-    let draft = post(format!("/api/patients/{pid}/notes"), json!({"title": "Unsigned"})).await;
+    app.json_ok(
+        app.post(
+            &format!("/api/notes/{note}/addenda"),
+            Some(prov),
+            json!({"text": "Chest clear on recheck."}),
+        )
+        .await,
+        201,
+    )
+    .await;
+    let draft = post(
+        format!("/api/patients/{pid}/notes"),
+        json!({"title": "Unsigned"}),
+    )
+    .await;
     Chart {
         patient: pid,
         allergy,
@@ -147,8 +221,24 @@ async fn every_resource_we_emit_validates_and_says_what_the_chart_says() {
     let (status, cs) = fhir(&app, "/fhir/R4/metadata", None).await;
     assert_eq!(status, 200);
     assert_eq!(cs["fhirVersion"], "4.0.1");
-    let types: Vec<&str> = cs["rest"][0]["resource"].as_array().unwrap().iter().map(|r| r["type"].as_str().unwrap()).collect();
-    assert_eq!(types, ["Patient", "AllergyIntolerance", "Condition", "MedicationRequest", "Observation", "DocumentReference", "Practitioner"]);
+    let types: Vec<&str> = cs["rest"][0]["resource"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "Patient",
+            "AllergyIntolerance",
+            "Condition",
+            "MedicationRequest",
+            "Observation",
+            "DocumentReference",
+            "Practitioner"
+        ]
+    );
     emitted.push(cs);
 
     let p = fhir_ok(&app, &format!("/fhir/R4/Patient/{}", c.patient), t).await;
@@ -159,7 +249,12 @@ async fn every_resource_we_emit_validates_and_says_what_the_chart_says() {
     let mrn = p["identifier"][0]["value"].as_str().unwrap().to_string();
     emitted.push(p);
 
-    let a = fhir_ok(&app, &format!("/fhir/R4/AllergyIntolerance/{}", c.allergy), t).await;
+    let a = fhir_ok(
+        &app,
+        &format!("/fhir/R4/AllergyIntolerance/{}", c.allergy),
+        t,
+    )
+    .await;
     assert_eq!(a["code"]["text"], "Penicillin");
     assert_eq!(a["reaction"][0]["severity"], "moderate");
     assert_eq!(a["patient"]["reference"], format!("Patient/{}", c.patient));
@@ -180,7 +275,10 @@ async fn every_resource_we_emit_validates_and_says_what_the_chart_says() {
     assert_eq!(normal["code"]["coding"][0]["system"], "http://loinc.org");
     assert_eq!(normal["code"]["coding"][0]["code"], "2345-7");
     assert_eq!(normal["valueQuantity"]["value"], 92.0);
-    assert_eq!(normal["valueQuantity"]["system"], "http://unitsofmeasure.org");
+    assert_eq!(
+        normal["valueQuantity"]["system"],
+        "http://unitsofmeasure.org"
+    );
     assert_eq!(normal["valueQuantity"]["code"], "mg/dL");
     assert_eq!(normal["referenceRange"][0]["low"]["value"], 70.0);
     assert_eq!(normal["referenceRange"][0]["high"]["value"], 99.0);
@@ -194,7 +292,10 @@ async fn every_resource_we_emit_validates_and_says_what_the_chart_says() {
     let unflagged = fhir_ok(&app, &format!("/fhir/R4/Observation/{}", c.labs[2]), t).await;
     assert!(unflagged.get("interpretation").is_none(), "{unflagged}");
     assert_eq!(unflagged["valueQuantity"]["unit"], "furlongs");
-    assert!(unflagged["valueQuantity"].get("system").is_none(), "no UCUM code is guessed");
+    assert!(
+        unflagged["valueQuantity"].get("system").is_none(),
+        "no UCUM code is guessed"
+    );
     emitted.extend([normal, critical, unflagged]);
 
     let doc = fhir_ok(&app, &format!("/fhir/R4/DocumentReference/{}", c.note), t).await;
@@ -214,14 +315,27 @@ async fn every_resource_we_emit_validates_and_says_what_the_chart_says() {
     assert_eq!(text(1), "Chest clear on recheck.");
     emitted.push(doc);
     // Drafts are not part of the record.
-    outcome(&app, &format!("/fhir/R4/DocumentReference/{}", c.draft), Some(t), 404, "not-found").await;
+    outcome(
+        &app,
+        &format!("/fhir/R4/DocumentReference/{}", c.draft),
+        Some(t),
+        404,
+        "not-found",
+    )
+    .await;
 
     let pr = fhir_ok(&app, &format!("/fhir/R4/Practitioner/{}", prov.user_id), t).await;
     assert_eq!(pr["active"], true);
     emitted.push(pr);
 
     // Searches by patient, for every type.
-    for (ty, n) in [("AllergyIntolerance", 1), ("Condition", 1), ("MedicationRequest", 3), ("Observation", 3), ("DocumentReference", 1)] {
+    for (ty, n) in [
+        ("AllergyIntolerance", 1),
+        ("Condition", 1),
+        ("MedicationRequest", 3),
+        ("Observation", 3),
+        ("DocumentReference", 1),
+    ] {
         let b = fhir_ok(&app, &format!("/fhir/R4/{ty}?patient={}", c.patient), t).await;
         assert_eq!(b["type"], "searchset");
         assert_eq!(ids(&b).len(), n, "{ty}: {b}");
@@ -232,9 +346,17 @@ async fn every_resource_we_emit_validates_and_says_what_the_chart_says() {
     emitted.push(b);
 
     // $everything holds every item of the chart (and no draft).
-    let all = fhir_ok(&app, &format!("/fhir/R4/Patient/{}/$everything", c.patient), t).await;
+    let all = fhir_ok(
+        &app,
+        &format!("/fhir/R4/Patient/{}/$everything", c.patient),
+        t,
+    )
+    .await;
     let got: HashSet<String> = ids(&all).into_iter().collect();
-    let mut want: HashSet<String> = [&c.patient, &c.allergy, &c.problem, &c.note].into_iter().cloned().collect();
+    let mut want: HashSet<String> = [&c.patient, &c.allergy, &c.problem, &c.note]
+        .into_iter()
+        .cloned()
+        .collect();
     want.extend(c.rx.iter().cloned());
     want.extend(c.labs.iter().cloned());
     want.insert(prov.user_id.to_string());
@@ -251,14 +373,26 @@ async fn search_pages_return_each_resource_once_and_filters_narrow() {
     let prov = app.signed_in("provider").await;
     let t = prov.access.as_str();
     let mut made = Vec::new();
-    for (g, f) in [("Ana", "Núñez"), ("Bea", "Nunes"), ("Carl", "Olsen"), ("Dana", "Nuñez-Ruiz"), ("Eve", "Park")] {
+    for (g, f) in [
+        ("Ana", "Núñez"),
+        ("Bea", "Nunes"),
+        ("Carl", "Olsen"),
+        ("Dana", "Nuñez-Ruiz"),
+        ("Eve", "Park"),
+    ] {
         made.push(sid(&app.create_patient(t, g, f).await));
     }
     let pid = made[0].clone();
     let mut labs = HashSet::new();
     for i in 0..7 {
         let body = json!({"code": "2345-7", "value": 80.0 + i as f64, "unit": "mg/dL", "collectedAt": "2026-11-01T08:00:00Z"});
-        labs.insert(sid(&app.json_ok(app.post(&format!("/api/patients/{pid}/labs"), Some(t), body).await, 201).await));
+        labs.insert(sid(&app
+            .json_ok(
+                app.post(&format!("/api/patients/{pid}/labs"), Some(t), body)
+                    .await,
+                201,
+            )
+            .await));
     }
     // Follow `next` links at two per page: each result exactly once.
     let mut seen = Vec::new();
@@ -270,14 +404,25 @@ async fn search_pages_return_each_resource_once_and_filters_narrow() {
         pages += 1;
         seen.extend(ids(&b));
         validate_or_skip(&b);
-        match b["link"].as_array().unwrap().iter().find(|l| l["relation"] == "next") {
+        match b["link"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["relation"] == "next")
+        {
             Some(l) => url = l["url"].as_str().unwrap().to_string(),
             None => break,
         }
         // A result added mid-paging appears once, on a later page.
         if pages == 1 {
             let body = json!({"code": "2345-7", "value": 99.0, "unit": "mg/dL", "collectedAt": "2026-11-01T08:00:00Z"});
-            labs.insert(sid(&app.json_ok(app.post(&format!("/api/patients/{pid}/labs"), Some(t), body).await, 201).await));
+            labs.insert(sid(&app
+                .json_ok(
+                    app.post(&format!("/api/patients/{pid}/labs"), Some(t), body)
+                        .await,
+                    201,
+                )
+                .await));
         }
     }
     assert_eq!(pages, 4);
@@ -302,14 +447,32 @@ async fn search_pages_return_each_resource_once_and_filters_narrow() {
     assert_eq!(names("_lastUpdated=lt2020-01-01").await, 0);
     assert_eq!(names("_lastUpdated=gt2099").await, 0);
     assert_eq!(names("identifier=https://other.example/mrn|123").await, 0);
+    assert_eq!(
+        names("name=%27%20OR%201%3D1--").await,
+        0,
+        "SQL in a parameter is text"
+    );
+    assert_eq!(names("name=%25").await, 0, "% is a plain character");
     // Patient paging: two per page, every patient once.
     let mut all = Vec::new();
     let mut path = "/fhir/R4/Patient?_count=2".to_string();
     loop {
         let b = fhir_ok(&app, &path, t).await;
         all.extend(ids(&b));
-        match b["link"].as_array().unwrap().iter().find(|l| l["relation"] == "next") {
-            Some(l) => path = l["url"].as_str().unwrap().strip_prefix(&app.base).unwrap().to_string(),
+        match b["link"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["relation"] == "next")
+        {
+            Some(l) => {
+                path = l["url"]
+                    .as_str()
+                    .unwrap()
+                    .strip_prefix(&app.base)
+                    .unwrap()
+                    .to_string()
+            }
             None => break,
         }
     }
@@ -318,14 +481,60 @@ async fn search_pages_return_each_resource_once_and_filters_narrow() {
 
     // Bad input: a clear 400 OperationOutcome, nothing else.
     let v = outcome(&app, "/fhir/R4/Patient?color=red", Some(t), 400, "invalid").await;
-    assert!(v["issue"][0]["diagnostics"].as_str().unwrap().contains("`color`"));
-    outcome(&app, "/fhir/R4/Observation?_lastUpdated=yesterday", Some(t), 400, "invalid").await;
-    outcome(&app, "/fhir/R4/Observation?_count=lots", Some(t), 400, "invalid").await;
-    outcome(&app, "/fhir/R4/Observation?_cursor=forged", Some(t), 400, "invalid").await;
-    outcome(&app, "/fhir/R4/Observation?_format=xml", Some(t), 400, "invalid").await;
+    assert!(v["issue"][0]["diagnostics"]
+        .as_str()
+        .unwrap()
+        .contains("`color`"));
+    outcome(
+        &app,
+        "/fhir/R4/Observation?_lastUpdated=yesterday",
+        Some(t),
+        400,
+        "invalid",
+    )
+    .await;
+    outcome(
+        &app,
+        "/fhir/R4/Observation?_count=lots",
+        Some(t),
+        400,
+        "invalid",
+    )
+    .await;
+    outcome(
+        &app,
+        "/fhir/R4/Observation?_cursor=forged",
+        Some(t),
+        400,
+        "invalid",
+    )
+    .await;
+    outcome(
+        &app,
+        "/fhir/R4/Observation?_format=xml",
+        Some(t),
+        400,
+        "invalid",
+    )
+    .await;
+    outcome(&app, "/fhir/R4/Patient?name=a%00b", Some(t), 400, "invalid").await;
     outcome(&app, "/fhir/R4/Encounter", Some(t), 404, "not-found").await;
-    outcome(&app, &format!("/fhir/R4/Observation/{}", uuid::Uuid::now_v7()), Some(t), 404, "not-found").await;
-    outcome(&app, "/fhir/R4/Observation/not-a-uuid", Some(t), 404, "not-found").await;
+    outcome(
+        &app,
+        &format!("/fhir/R4/Observation/{}", uuid::Uuid::now_v7()),
+        Some(t),
+        404,
+        "not-found",
+    )
+    .await;
+    outcome(
+        &app,
+        "/fhir/R4/Observation/not-a-uuid",
+        Some(t),
+        404,
+        "not-found",
+    )
+    .await;
 }
 
 fn validate_or_skip(b: &Value) {
@@ -346,17 +555,31 @@ async fn roles_rate_limits_and_audit_hold_on_fhir_as_on_the_api() {
         ("/fhir/R4/Patient?name=had".to_string(), "patient"),
         (format!("/fhir/R4/Observation?patient={p}"), "clinical"),
         (format!("/fhir/R4/Observation/{}", c.labs[0]), "clinical"),
-        (format!("/fhir/R4/AllergyIntolerance?patient={p}"), "clinical"),
+        (
+            format!("/fhir/R4/AllergyIntolerance?patient={p}"),
+            "clinical",
+        ),
         (format!("/fhir/R4/Condition/{}", c.problem), "clinical"),
-        (format!("/fhir/R4/MedicationRequest?patient={p}"), "clinical"),
+        (
+            format!("/fhir/R4/MedicationRequest?patient={p}"),
+            "clinical",
+        ),
         (format!("/fhir/R4/DocumentReference/{}", c.note), "clinical"),
-        (format!("/fhir/R4/Practitioner/{}", prov.user_id), "clinical"),
+        (
+            format!("/fhir/R4/Practitioner/{}", prov.user_id),
+            "clinical",
+        ),
         (format!("/fhir/R4/Patient/{p}/$everything"), "clinical"),
     ];
     for (path, kind) in &paths {
         let r = outcome(&app, path, None, 401, "login").await;
         assert!(r["issue"][0]["diagnostics"].as_str().is_some());
-        for (who, s) in [("provider", &prov), ("nurse", &nurse), ("staff", &staff), ("admin", &admin)] {
+        for (who, s) in [
+            ("provider", &prov),
+            ("nurse", &nurse),
+            ("staff", &staff),
+            ("admin", &admin),
+        ] {
             let allowed = match who {
                 "provider" | "nurse" => true,
                 "staff" => *kind == "patient",
@@ -374,14 +597,24 @@ async fn roles_rate_limits_and_audit_hold_on_fhir_as_on_the_api() {
     assert_eq!(r.headers()["www-authenticate"], "Bearer");
     let events = audit_events(&app).await;
     let pid: uuid::Uuid = p.parse().unwrap();
-    assert!(events.iter().any(|e| e.action == "access.refused" && e.patient_id == Some(pid) && e.actor_id == Some(admin.user_id)));
-    assert!(events.iter().any(|e| e.action == "fhir.read" && e.patient_id == Some(pid) && e.actor_id == Some(nurse.user_id)));
-    assert!(events.iter().any(|e| e.action == "fhir.search" && e.patient_id == Some(pid) && e.actor_id == Some(staff.user_id)));
-    assert!(events.iter().any(|e| e.action == "fhir.everything" && e.patient_id == Some(pid)));
+    assert!(events.iter().any(|e| e.action == "access.refused"
+        && e.patient_id == Some(pid)
+        && e.actor_id == Some(admin.user_id)));
+    assert!(events.iter().any(|e| e.action == "fhir.read"
+        && e.patient_id == Some(pid)
+        && e.actor_id == Some(nurse.user_id)));
+    assert!(events.iter().any(|e| e.action == "fhir.search"
+        && e.patient_id == Some(pid)
+        && e.actor_id == Some(staff.user_id)));
+    assert!(events
+        .iter()
+        .any(|e| e.action == "fhir.everything" && e.patient_id == Some(pid)));
     // Every FHIR read counts against the read limit, and a refusal is FHIR too.
     let mut last = None;
     for _ in 0..40 {
-        let r = app.get(&format!("/fhir/R4/Patient/{p}"), Some(&prov.access)).await;
+        let r = app
+            .get(&format!("/fhir/R4/Patient/{p}"), Some(&prov.access))
+            .await;
         if r.status() == StatusCode::TOO_MANY_REQUESTS {
             last = Some(r);
             break;

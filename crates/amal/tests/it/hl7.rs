@@ -88,9 +88,16 @@ fn msa(ack: &str) -> Vec<String> {
 
 async fn lab_count(app: &TestApp) -> usize {
     let mut n = 0;
-    for p in store::fhir::patients(&app.state.db, &store::fhir::Search { limit: 100, ..Default::default() }, &Default::default())
-        .await
-        .unwrap()
+    for p in store::fhir::patients(
+        &app.state.db,
+        &store::fhir::Search {
+            limit: 100,
+            ..Default::default()
+        },
+        &Default::default(),
+    )
+    .await
+    .unwrap()
     {
         n += store::labs::list_for_patient(&app.state.db, p.id, None, None, 1000)
             .await
@@ -119,7 +126,11 @@ async fn every_corpus_message_gets_its_ack_and_stores_what_it_says() {
             _ => 400,
         };
         assert_eq!(status, want_status, "{file}");
-        assert_eq!(lab_count(&app).await - before, *stored, "{file}: results stored");
+        assert_eq!(
+            lab_count(&app).await - before,
+            *stored,
+            "{file}: results stored"
+        );
         if code != "AA" {
             let p = problem.unwrap();
             assert!(ack.contains("\rERR|"), "{file}: an ERR segment: {ack}");
@@ -132,14 +143,19 @@ async fn every_corpus_message_gets_its_ack_and_stores_what_it_says() {
     }
 
     // The stored results equal what the messages said.
-    let labs = store::labs::list_for_patient(&app.state.db, patients[0], None, None, 1000).await.unwrap();
+    let labs = store::labs::list_for_patient(&app.state.db, patients[0], None, None, 1000)
+        .await
+        .unwrap();
     let find = |code: &str, value: f64| {
         labs.iter()
             .find(|l| l.code == code && (l.value - value).abs() < 1e-9)
             .unwrap_or_else(|| panic!("{code} {value} stored"))
     };
     let k = find("2823-3", 6.8);
-    assert_eq!((k.unit.as_str(), k.reference_low, k.reference_high), ("mmol/L", Some(3.5), Some(5.1)));
+    assert_eq!(
+        (k.unit.as_str(), k.reference_low, k.reference_high),
+        ("mmol/L", Some(3.5), Some(5.1))
+    );
     assert_eq!(k.flag.as_deref(), Some("critical_high"));
     assert_eq!(k.collected_at.to_rfc3339(), "2026-11-20T07:00:00+00:00");
     assert_eq!(k.name, "Potassium");
@@ -148,26 +164,48 @@ async fn every_corpus_message_gets_its_ack_and_stores_what_it_says() {
     let calcium = find("17861-6", 8.1);
     assert_eq!(calcium.flag.as_deref(), Some("low"));
     let crp = find("30522-7", 12.5);
-    assert_eq!((crp.reference_low, crp.reference_high, crp.flag.as_deref()), (Some(0.0), Some(5.0), Some("high")));
+    assert_eq!(
+        (crp.reference_low, crp.reference_high, crp.flag.as_deref()),
+        (Some(0.0), Some(5.0), Some("high"))
+    );
     let lh = find("10501-5", 7.2);
     assert_eq!(lh.flag, None, "no range known, none sent: unflagged");
     assert_eq!(lh.unit, "m[IU]/mL");
     let escaped = find("2345-7", 101.0);
     assert_eq!(escaped.name, "Glucose & fasting");
-    assert!(escaped.warning.as_deref().unwrap().contains("Patient fasting | 10 h"), "{:?}", escaped.warning);
+    assert!(
+        escaped
+            .warning
+            .as_deref()
+            .unwrap()
+            .contains("Patient fasting | 10 h"),
+        "{:?}",
+        escaped.warning
+    );
     // The laboratory said H, our check says normal: the more serious flag
     // is kept and the disagreement is written down.
     let disputed = find("2345-7", 95.0);
     assert_eq!(disputed.flag.as_deref(), Some("high"));
-    assert!(disputed.warning.as_deref().unwrap().contains("laboratory flagged this result high; our reference check gives normal"));
+    assert!(disputed
+        .warning
+        .as_deref()
+        .unwrap()
+        .contains("laboratory flagged this result high; our reference check gives normal"));
     // The accent-free family name matched José Núñez.
-    let jose = store::labs::list_for_patient(&app.state.db, patients[1], None, None, 10).await.unwrap();
+    let jose = store::labs::list_for_patient(&app.state.db, patients[1], None, None, 10)
+        .await
+        .unwrap();
     assert_eq!(jose.len(), 1);
-    let siobhan = store::labs::list_for_patient(&app.state.db, patients[2], None, None, 10).await.unwrap();
+    let siobhan = store::labs::list_for_patient(&app.state.db, patients[2], None, None, 10)
+        .await
+        .unwrap();
     assert_eq!(siobhan.len(), 4);
     // The sender's view is kept beside each result.
     let accepted = store::hl7::count(&app.state.db).await.unwrap();
-    assert_eq!(accepted as usize, cases.iter().filter(|c| c.1 == "AA" && c.2 > 0).count());
+    assert_eq!(
+        accepted as usize,
+        cases.iter().filter(|c| c.1 == "AA" && c.2 > 0).count()
+    );
     // Every message was audited, and no audit event holds message text.
     let events = audit_events(&app).await;
     let imports: Vec<_> = events.iter().filter(|e| e.action == "hl7.import").collect();
@@ -211,24 +249,62 @@ async fn only_providers_import_and_only_hl7_media_types() {
     let app = TestApp::spawn().await;
     corpus_patients(&app).await;
     let body = std::fs::read(corpus_dir().join("01_normal_glucose.hl7")).unwrap();
-    let r = app.client.post(app.url("/api/labs/hl7")).header("content-type", "text/plain").body(body.clone()).send().await.unwrap();
+    let r = app
+        .client
+        .post(app.url("/api/labs/hl7"))
+        .header("content-type", "text/plain")
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
     assert_problem(r, 401, "unauthorized").await;
     for role in ["nurse", "staff", "admin"] {
         let s = app.signed_in(role).await;
-        assert_problem(post_hl7(&app, &s.access, body.clone()).await, 403, "forbidden").await;
+        assert_problem(
+            post_hl7(&app, &s.access, body.clone()).await,
+            403,
+            "forbidden",
+        )
+        .await;
     }
     let prov = app.signed_in("provider").await;
-    let r = app.client.post(app.url("/api/labs/hl7")).bearer_auth(&prov.access).header("content-type", "application/json").body(body.clone()).send().await.unwrap();
+    let r = app
+        .client
+        .post(app.url("/api/labs/hl7"))
+        .bearer_auth(&prov.access)
+        .header("content-type", "application/json")
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
     assert_problem(r, 415, "unsupported_media_type").await;
     assert_eq!(lab_count(&app).await, 0, "nothing changed");
-    let r = app.client.post(app.url("/api/labs/hl7")).bearer_auth(&prov.access).header("content-type", "text/plain; charset=utf-8").body(body).send().await.unwrap();
+    let r = app
+        .client
+        .post(app.url("/api/labs/hl7"))
+        .bearer_auth(&prov.access)
+        .header("content-type", "text/plain; charset=utf-8")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(lab_count(&app).await, 1);
     // Rejections are problem documents that carry the ACK.
-    let v = assert_problem(post_hl7(&app, &prov.access, b"garbage".to_vec()).await, 400, "hl7_rejected").await;
+    let v = assert_problem(
+        post_hl7(&app, &prov.access, b"garbage".to_vec()).await,
+        400,
+        "hl7_rejected",
+    )
+    .await;
     assert_eq!(v["ackCode"], "AR");
     let v = assert_problem(
-        post_hl7(&app, &prov.access, std::fs::read(corpus_dir().join("21_unknown_mrn.hl7")).unwrap()).await,
+        post_hl7(
+            &app,
+            &prov.access,
+            std::fs::read(corpus_dir().join("21_unknown_mrn.hl7")).unwrap(),
+        )
+        .await,
         422,
         "hl7_not_processed",
     )
@@ -257,10 +333,13 @@ async fn mutated_corpus_messages_never_break_the_import() {
         seed ^= seed << 17;
         (seed % n.max(1) as u64) as usize
     };
-    let alphabet = ['|', '^', '~', '\\', '&', '\r', '\n', '9', '-', '.', 'é', '\u{0}', '\u{1c}'];
+    let alphabet = [
+        '|', '^', '~', '\\', '&', '\r', '\n', '9', '-', '.', 'é', '\u{0}', '\u{1c}',
+    ];
     let mut answered = 0;
     for (file, _, _) in expected() {
-        let text = String::from_utf8_lossy(&std::fs::read(corpus_dir().join(&file)).unwrap()).into_owned();
+        let text =
+            String::from_utf8_lossy(&std::fs::read(corpus_dir().join(&file)).unwrap()).into_owned();
         for _ in 0..12 {
             let mut chars: Vec<char> = text.chars().collect();
             for _ in 0..1 + next(4) {
@@ -303,13 +382,28 @@ async fn cli_imports_a_folder_and_reports_the_rate() {
         c.output().unwrap()
     };
     let corpus = corpus_dir();
-    let out = amal(&["import", "hl7", corpus.to_str().unwrap(), "--user", &nurse.email]);
+    let out = amal(&[
+        "import",
+        "hl7",
+        corpus.to_str().unwrap(),
+        "--user",
+        &nurse.email,
+    ]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("must be an active provider"));
 
-    let out = amal(&["import", "hl7", corpus.to_str().unwrap(), "--user", &prov.email]);
+    let out = amal(&[
+        "import",
+        "hl7",
+        corpus.to_str().unwrap(),
+        "--user",
+        &prov.email,
+    ]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(!out.status.success(), "the corpus holds rejected messages: exit 1");
+    assert!(
+        !out.status.success(),
+        "the corpus holds rejected messages: exit 1"
+    );
     let cases = expected();
     let count = |c: &str| cases.iter().filter(|x| x.1 == c).count();
     let summary = format!(
@@ -321,17 +415,38 @@ async fn cli_imports_a_folder_and_reports_the_rate() {
         cases.iter().map(|c| c.2).sum::<usize>()
     );
     assert!(stdout.contains(&summary), "{stdout}");
-    assert!(!stdout.contains("Haddad"), "no message contents in the output");
+    assert!(
+        !stdout.contains("Haddad"),
+        "no message contents in the output"
+    );
 
     // A batch file of 300 fresh messages: the import rate.
     let template = std::fs::read_to_string(corpus.join("05_cmp_eight_results.hl7")).unwrap();
-    let batch: String = (0..300).map(|i| template.replace("|C05|", &format!("|B{i:05}|"))).collect();
+    let batch: String = (0..300)
+        .map(|i| template.replace("|C05|", &format!("|B{i:05}|")))
+        .collect();
     let file = dir.join("batch.hl7");
     std::fs::write(&file, batch).unwrap();
-    let out = amal(&["import", "hl7", file.to_str().unwrap(), "--user", &prov.email]);
+    let out = amal(&[
+        "import",
+        "hl7",
+        file.to_str().unwrap(),
+        "--user",
+        &prov.email,
+    ]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");
     let last = stdout.lines().last().unwrap();
-    assert!(last.starts_with("300 message(s): 300 AA, 0 AE, 0 AR (0 repeat(s)); 2400 result(s) stored"), "{last}");
-    eprintln!("HL7 import rate ({}): {last}", if is_postgres() { "PostgreSQL" } else { "SQLite" });
+    assert!(
+        last.starts_with("300 message(s): 300 AA, 0 AE, 0 AR (0 repeat(s)); 2400 result(s) stored"),
+        "{last}"
+    );
+    eprintln!(
+        "HL7 import rate ({}): {last}",
+        if is_postgres() {
+            "PostgreSQL"
+        } else {
+            "SQLite"
+        }
+    );
 }

@@ -87,7 +87,11 @@ async fn search(
     let ty = resource_type(&ty)?;
     let pairs = pairs(q.as_deref())?;
     let base = base_url(&st, &headers);
-    let kept: Vec<(String, String)> = pairs.iter().filter(|(k, _)| k != "_cursor").cloned().collect();
+    let kept: Vec<(String, String)> = pairs
+        .iter()
+        .filter(|(k, _)| k != "_cursor")
+        .cloned()
+        .collect();
     let link = |cursor: Option<&str>| {
         let mut p = kept.clone();
         if let Some(c) = cursor {
@@ -117,7 +121,10 @@ async fn everything(
 /// The CapabilityStatement: exactly the types, interactions, parameters and
 /// operations implemented here. Public, as FHIR clients read it first.
 async fn metadata(State(st): State<AppState>, headers: HeaderMap) -> Response {
-    respond(StatusCode::OK, &capability_statement(&base_url(&st, &headers)))
+    respond(
+        StatusCode::OK,
+        &capability_statement(&base_url(&st, &headers)),
+    )
 }
 
 pub fn capability_statement(base: &str) -> Value {

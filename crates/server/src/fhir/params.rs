@@ -89,17 +89,29 @@ pub struct Parsed {
 pub fn interval(v: &str) -> Option<(NaiveDateTime, NaiveDateTime)> {
     let midnight = NaiveTime::MIN;
     let day = |y: i32, m: u32, d: u32| NaiveDate::from_ymd_opt(y, m, d);
-    let num = |s: &str| s.chars().all(|c| c.is_ascii_digit()).then(|| s.parse::<u32>().ok()).flatten();
+    let num = |s: &str| {
+        s.chars()
+            .all(|c| c.is_ascii_digit())
+            .then(|| s.parse::<u32>().ok())
+            .flatten()
+    };
     match v.len() {
         4 => {
             let y = num(v)? as i32;
-            Some((day(y, 1, 1)?.and_time(midnight), day(y + 1, 1, 1)?.and_time(midnight)))
+            Some((
+                day(y, 1, 1)?.and_time(midnight),
+                day(y + 1, 1, 1)?.and_time(midnight),
+            ))
         }
         7 if v.as_bytes()[4] == b'-' => {
             let y = num(&v[..4])? as i32;
             let m = num(&v[5..])?;
             let start = day(y, m, 1)?;
-            let end = if m == 12 { day(y + 1, 1, 1)? } else { day(y, m + 1, 1)? };
+            let end = if m == 12 {
+                day(y + 1, 1, 1)?
+            } else {
+                day(y, m + 1, 1)?
+            };
             Some((start.and_time(midnight), end.and_time(midnight)))
         }
         10 => {
@@ -115,11 +127,17 @@ pub fn interval(v: &str) -> Option<(NaiveDateTime, NaiveDateTime)> {
             }
             let zone = &time[clock.len()..];
             let (full, step) = match clock.len() {
-                5 => (format!("{date}T{clock}:00{zone}"), chrono::Duration::minutes(1)),
+                5 => (
+                    format!("{date}T{clock}:00{zone}"),
+                    chrono::Duration::minutes(1),
+                ),
                 8 => (v.to_string(), chrono::Duration::seconds(1)),
                 _ => (v.to_string(), chrono::Duration::microseconds(1)),
             };
-            let t = DateTime::parse_from_rfc3339(&full).ok()?.with_timezone(&Utc).naive_utc();
+            let t = DateTime::parse_from_rfc3339(&full)
+                .ok()?
+                .with_timezone(&Utc)
+                .naive_utc();
             Some((t, t + step))
         }
     }
@@ -127,12 +145,15 @@ pub fn interval(v: &str) -> Option<(NaiveDateTime, NaiveDateTime)> {
 
 /// A `date` parameter value (`ge2024-01-01`, `2024`, …) as half-open bounds
 /// `(at or after, before)`.
-pub fn date_bounds(raw: &str) -> Result<(Option<NaiveDateTime>, Option<NaiveDateTime>), ParamError> {
+pub fn date_bounds(
+    raw: &str,
+) -> Result<(Option<NaiveDateTime>, Option<NaiveDateTime>), ParamError> {
     let (prefix, value) = match raw.get(..2) {
         Some(p @ ("eq" | "ge" | "gt" | "le" | "lt")) => (p, &raw[2..]),
         Some("ne" | "sa" | "eb" | "ap") => {
             return Err(ParamError(
-                "date prefixes ne, sa, eb and ap are not supported; use eq, ge, gt, le or lt".into(),
+                "date prefixes ne, sa, eb and ap are not supported; use eq, ge, gt, le or lt"
+                    .into(),
             ))
         }
         _ => ("eq", raw),
@@ -159,7 +180,11 @@ fn uuid_or_nothing(v: &str, p: &mut Parsed) -> Option<Uuid> {
 
 /// A name for a parameter we refuse, safe to repeat in an error message.
 fn shown(name: &str) -> String {
-    if name.len() <= 40 && name.chars().all(|c| c.is_ascii_alphanumeric() || "_-:.".contains(c)) {
+    if name.len() <= 40
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-:.".contains(c))
+    {
         format!("`{name}`")
     } else {
         "a parameter".into()
@@ -172,6 +197,11 @@ pub fn parse(ty: ResourceType, pairs: &[(String, String)]) -> Result<Parsed, Par
     let mut p = Parsed::default();
     p.search.limit = DEFAULT_COUNT;
     for (k, v) in pairs {
+        if k.chars().chain(v.chars()).any(char::is_control) {
+            return Err(ParamError(
+                "search parameters may not contain control characters".into(),
+            ));
+        }
         let v = v.trim();
         match k.as_str() {
             "_count" => {
@@ -238,7 +268,8 @@ pub fn parse(ty: ResourceType, pairs: &[(String, String)]) -> Result<Parsed, Par
                 if v.len() > 12 {
                     return Err(ParamError("birthdate takes a date without a time".into()));
                 }
-                let d = |t: Option<NaiveDateTime>| t.map(|t| t.date().format("%Y-%m-%d").to_string());
+                let d =
+                    |t: Option<NaiveDateTime>| t.map(|t| t.date().format("%Y-%m-%d").to_string());
                 p.patients.birth_date.push((d(ge), d(lt)));
             }
             "name" | "family" | "given" if ty == ResourceType::Patient => {
@@ -274,9 +305,18 @@ mod tests {
 
     #[test]
     fn date_values_stand_for_their_precision() {
-        assert_eq!(interval("2024"), Some((t("2024-01-01T00:00:00"), t("2025-01-01T00:00:00"))));
-        assert_eq!(interval("2024-12"), Some((t("2024-12-01T00:00:00"), t("2025-01-01T00:00:00"))));
-        assert_eq!(interval("2024-02-29"), Some((t("2024-02-29T00:00:00"), t("2024-03-01T00:00:00"))));
+        assert_eq!(
+            interval("2024"),
+            Some((t("2024-01-01T00:00:00"), t("2025-01-01T00:00:00")))
+        );
+        assert_eq!(
+            interval("2024-12"),
+            Some((t("2024-12-01T00:00:00"), t("2025-01-01T00:00:00")))
+        );
+        assert_eq!(
+            interval("2024-02-29"),
+            Some((t("2024-02-29T00:00:00"), t("2024-03-01T00:00:00")))
+        );
         assert_eq!(
             interval("2024-03-05T10:00:00Z"),
             Some((t("2024-03-05T10:00:00"), t("2024-03-05T10:00:01")))
@@ -306,18 +346,27 @@ mod tests {
     fn unknown_parameters_are_refused_and_odd_ids_match_nothing() {
         let pairs = |k: &str, v: &str| vec![(k.to_string(), v.to_string())];
         assert!(parse(ResourceType::Patient, &pairs("color", "red")).is_err());
+        assert!(parse(ResourceType::Patient, &pairs("name", "a\u{0}b")).is_err());
         assert!(parse(ResourceType::Practitioner, &pairs("patient", "x")).is_err());
         assert!(parse(ResourceType::Observation, &pairs("name", "x")).is_err());
-        let p = parse(ResourceType::Observation, &pairs("patient", "Patient/nope")).unwrap_or_default();
+        let p =
+            parse(ResourceType::Observation, &pairs("patient", "Patient/nope")).unwrap_or_default();
         assert!(p.matches_nothing);
         let p = parse(ResourceType::Patient, &pairs("_count", "9999")).unwrap_or_default();
         assert_eq!(p.search.limit, MAX_COUNT);
         assert!(parse(ResourceType::Patient, &pairs("_count", "many")).is_err());
-        let p = parse(ResourceType::Patient, &pairs("identifier", "https://dr-amal.invalid/fhir/sid/mrn|123")).unwrap_or_default();
+        let p = parse(
+            ResourceType::Patient,
+            &pairs("identifier", "https://dr-amal.invalid/fhir/sid/mrn|123"),
+        )
+        .unwrap_or_default();
         assert_eq!(p.patients.mrn.as_deref(), Some("123"));
         let p = parse(ResourceType::Patient, &pairs("name", "Núñez")).unwrap_or_default();
         assert_eq!(p.patients.name, vec!["nunez".to_string()]);
         let p = parse(ResourceType::Patient, &pairs("birthdate", "1980")).unwrap_or_default();
-        assert_eq!(p.patients.birth_date, vec![(Some("1980-01-01".into()), Some("1981-01-01".into()))]);
+        assert_eq!(
+            p.patients.birth_date,
+            vec![(Some("1980-01-01".into()), Some("1981-01-01".into()))]
+        );
     }
 }

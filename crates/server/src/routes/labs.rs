@@ -141,7 +141,8 @@ pub async fn import_hl7(
         ));
     }
     let out = crate::services::hl7::import(&st.db, &user, &er7_text(&body)).await?;
-    st.metrics.incr(&format!("hl7.{}", out.code.as_str().to_ascii_lowercase()));
+    st.metrics
+        .incr(&format!("hl7.{}", out.code.as_str().to_ascii_lowercase()));
     let status = match out.code {
         domain::hl7::AckCode::AA => {
             let mut r = (StatusCode::OK, out.ack).into_response();
@@ -152,7 +153,10 @@ pub async fn import_hl7(
             );
             if out.duplicate {
                 st.metrics.incr("hl7.duplicate");
-                h.insert("x-hl7-duplicate", axum::http::HeaderValue::from_static("true"));
+                h.insert(
+                    "x-hl7-duplicate",
+                    axum::http::HeaderValue::from_static("true"),
+                );
             }
             return Ok(r);
         }
@@ -160,7 +164,10 @@ pub async fn import_hl7(
         domain::hl7::AckCode::AR => StatusCode::BAD_REQUEST,
     };
     let (code, detail) = if status == StatusCode::BAD_REQUEST {
-        ("hl7_rejected", "The HL7 message was rejected (AR); nothing was stored. See hl7Errors.")
+        (
+            "hl7_rejected",
+            "The HL7 message was rejected (AR); nothing was stored. See hl7Errors.",
+        )
     } else {
         ("hl7_not_processed", "The HL7 message was understood but not stored (AE); nothing was stored. See hl7Errors.")
     };
@@ -182,6 +189,8 @@ pub async fn import_hl7(
         code,
         status.canonical_reason().unwrap_or("Error"),
         detail,
-        Some(serde_json::json!({ "ackCode": out.code.as_str(), "ack": out.ack, "hl7Errors": errors })),
+        Some(
+            serde_json::json!({ "ackCode": out.code.as_str(), "ack": out.ack, "hl7Errors": errors }),
+        ),
     ))
 }

@@ -175,7 +175,11 @@ pub async fn read(st: &AppState, user: &AuthUser, ty: ResourceType, id: &str) ->
         return Err(AppError::NotFound);
     }
     audit(st, user, AuditAction::FhirRead, ty, &found, Some(id)).await?;
-    Ok(found.into_iter().map(|f| f.resource).next().unwrap_or_default())
+    Ok(found
+        .into_iter()
+        .map(|f| f.resource)
+        .next()
+        .unwrap_or_default())
 }
 
 fn entry(base: &str, ty: &str, f: Found, mode: &str) -> Value {

@@ -55,7 +55,11 @@ fn sender_of(h: &hl7::Header) -> String {
 fn reconcile(ours: Option<LabFlag>, theirs: Option<LabFlag>) -> (Option<LabFlag>, Option<String>) {
     match (ours, theirs) {
         (Some(o), Some(t)) if o != t => {
-            let kept = if hl7::severity(t) > hl7::severity(o) { t } else { o };
+            let kept = if hl7::severity(t) > hl7::severity(o) {
+                t
+            } else {
+                o
+            };
             let note = format!(
                 "The laboratory flagged this result {}; our reference check gives {}. The more serious flag is shown.",
                 t.as_str(),
@@ -69,8 +73,15 @@ fn reconcile(ours: Option<LabFlag>, theirs: Option<LabFlag>) -> (Option<LabFlag>
 }
 
 /// Check one OBX and turn it into a result, or say why it cannot be stored.
-fn prepare(m: &Message, msg: &OruR01, order: usize, o: &hl7::Observation) -> Result<Option<Prepared>, Issue> {
-    let at = |f: usize, code: ErrorCode, why: &str| Issue::new(code, why.to_string()).at("OBX", o.position, f);
+fn prepare(
+    m: &Message,
+    msg: &OruR01,
+    order: usize,
+    o: &hl7::Observation,
+) -> Result<Option<Prepared>, Issue> {
+    let at = |f: usize, code: ErrorCode, why: &str| {
+        Issue::new(code, why.to_string()).at("OBX", o.position, f)
+    };
     match o.status.as_str() {
         "F" | "C" | "" => {}
         // "Results cannot be obtained" / deleted: nothing to store.
@@ -85,27 +96,60 @@ fn prepare(m: &Message, msg: &OruR01, order: usize, o: &hl7::Observation) -> Res
     }
     let system = o.code.system.to_ascii_uppercase();
     if !(system == "LN" || system == "LOINC" || system == "HTTP://LOINC.ORG") {
-        return Err(at(3, ErrorCode::TableValueNotFound, "OBX-3 must be a LOINC code (coding system LN)"));
+        return Err(at(
+            3,
+            ErrorCode::TableValueNotFound,
+            "OBX-3 must be a LOINC code (coding system LN)",
+        ));
     }
-    let code = loinc(&o.code.code)
-        .map_err(|_| at(3, ErrorCode::DataType, "OBX-3 is not a well-formed LOINC code"))?;
-    let value = hl7::numeric_value(m, o).ok_or_else(|| {
-        at(5, ErrorCode::DataType, "OBX-5 must be an exact number (value type NM, or SN without a comparator)")
+    let code = loinc(&o.code.code).map_err(|_| {
+        at(
+            3,
+            ErrorCode::DataType,
+            "OBX-3 is not a well-formed LOINC code",
+        )
     })?;
-    let unit = if o.units.code.is_empty() { &o.units.text } else { &o.units.code };
+    let value = hl7::numeric_value(m, o).ok_or_else(|| {
+        at(
+            5,
+            ErrorCode::DataType,
+            "OBX-5 must be an exact number (value type NM, or SN without a comparator)",
+        )
+    })?;
+    let unit = if o.units.code.is_empty() {
+        &o.units.text
+    } else {
+        &o.units.code
+    };
     if unit.is_empty() {
-        return Err(at(6, ErrorCode::RequiredFieldMissing, "OBX-6 units are required"));
+        return Err(at(
+            6,
+            ErrorCode::RequiredFieldMissing,
+            "OBX-6 units are required",
+        ));
     }
     let collected = o
         .observed_at
         .or(msg.orders[order].observed_at)
-        .ok_or_else(|| at(14, ErrorCode::RequiredFieldMissing, "OBX-14 or OBR-7 observation time is required"))?;
+        .ok_or_else(|| {
+            at(
+                14,
+                ErrorCode::RequiredFieldMissing,
+                "OBX-14 or OBR-7 observation time is required",
+            )
+        })?;
     let (low, high, range_note) = match hl7::reference_range(&o.range) {
         Some((l, h)) => (l, h, None),
-        None => (None, None, Some("The laboratory's reference range could not be read.".to_string())),
+        None => (
+            None,
+            None,
+            Some("The laboratory's reference range could not be read.".to_string()),
+        ),
     };
     let name = if o.code.text.is_empty() {
-        domain::labs::reference(&code).map(|r| r.name.clone()).unwrap_or_else(|| code.clone())
+        domain::labs::reference(&code)
+            .map(|r| r.name.clone())
+            .unwrap_or_else(|| code.clone())
     } else {
         o.code.text.clone()
     };
@@ -133,7 +177,8 @@ fn prepare(m: &Message, msg: &OruR01, order: usize, o: &hl7::Observation) -> Res
     let theirs = hl7::sender_flag(&o.flags);
     let (flag, disagreement) = reconcile(ours, theirs);
     lab.flag = flag.map(|f| f.as_str().to_string());
-    let comments = (!o.notes.is_empty()).then(|| format!("Laboratory comment: {}", o.notes.join(" ")));
+    let comments =
+        (!o.notes.is_empty()).then(|| format!("Laboratory comment: {}", o.notes.join(" ")));
     let warning: Vec<String> = [lab.warning.take(), disagreement, range_note, comments]
         .into_iter()
         .flatten()
@@ -190,7 +235,9 @@ fn refuse(h: &hl7::Header, code: AckCode, issues: Vec<Issue>) -> Outcome {
 /// The header of a message that failed to parse, read from its MSH alone.
 fn header_of_unparsed(raw: &str) -> hl7::Header {
     let first = hl7::unframe(raw).split(['\r', '\n']).next().unwrap_or("");
-    hl7::parse(first).map(|m| hl7::header(&m)).unwrap_or_default()
+    hl7::parse(first)
+        .map(|m| hl7::header(&m))
+        .unwrap_or_default()
 }
 
 /// Import one ORU^R01 message as `user`. Errors are `Err` only for our own
@@ -221,9 +268,19 @@ pub async fn import(db: &store::Db, user: &AuthUser, raw: &str) -> Result<Outcom
 
     // The patient: MRN in PID-3, checked against birth date and family name.
     let pid = &msg.patient;
-    let pid_issue = |f: usize, code: ErrorCode, why: &str| Issue::new(code, why.to_string()).at("PID", pid.position, f);
+    let pid_issue = |f: usize, code: ErrorCode, why: &str| {
+        Issue::new(code, why.to_string()).at("PID", pid.position, f)
+    };
     let Some(mrn) = pid.mrn() else {
-        let out = refuse(&h, AckCode::AE, vec![pid_issue(3, ErrorCode::RequiredFieldMissing, "PID-3 must carry the patient's MRN")]);
+        let out = refuse(
+            &h,
+            AckCode::AE,
+            vec![pid_issue(
+                3,
+                ErrorCode::RequiredFieldMissing,
+                "PID-3 must carry the patient's MRN",
+            )],
+        );
         audit_unstored(db, user, "error", AckCode::AE, None, &out.issues).await?;
         return Ok(out);
     };
@@ -235,14 +292,34 @@ pub async fn import(db: &store::Db, user: &AuthUser, raw: &str) -> Result<Outcom
         limit: 1,
         ..Default::default()
     };
-    let patient = store::fhir::patients(db, &search, &filter).await?.into_iter().next();
+    let patient = store::fhir::patients(db, &search, &filter)
+        .await?
+        .into_iter()
+        .next();
     let check = match &patient {
-        None => Some(pid_issue(3, ErrorCode::UnknownKey, "no patient has the MRN in PID-3")),
+        None => Some(pid_issue(
+            3,
+            ErrorCode::UnknownKey,
+            "no patient has the MRN in PID-3",
+        )),
         Some(p) => {
-            if pid.birth_date.map(|d| d.format("%Y-%m-%d").to_string()).as_deref() != Some(p.birth_date.as_str()) {
-                Some(pid_issue(7, ErrorCode::UnknownKey, "PID-7 birth date does not match the patient with this MRN"))
+            if pid
+                .birth_date
+                .map(|d| d.format("%Y-%m-%d").to_string())
+                .as_deref()
+                != Some(p.birth_date.as_str())
+            {
+                Some(pid_issue(
+                    7,
+                    ErrorCode::UnknownKey,
+                    "PID-7 birth date does not match the patient with this MRN",
+                ))
             } else if domain::text::fold(&pid.family) != domain::text::fold(&p.family_name) {
-                Some(pid_issue(5, ErrorCode::UnknownKey, "PID-5 family name does not match the patient with this MRN"))
+                Some(pid_issue(
+                    5,
+                    ErrorCode::UnknownKey,
+                    "PID-5 family name does not match the patient with this MRN",
+                ))
             } else {
                 None
             }
@@ -271,11 +348,22 @@ pub async fn import(db: &store::Db, user: &AuthUser, raw: &str) -> Result<Outcom
         }
     }
     if prepared.is_empty() && issues.is_empty() {
-        issues.push(Issue::new(ErrorCode::RequiredFieldMissing, "no OBX carries a result that can be stored"));
+        issues.push(Issue::new(
+            ErrorCode::RequiredFieldMissing,
+            "no OBX carries a result that can be stored",
+        ));
     }
     if !issues.is_empty() {
         let out = refuse(&h, AckCode::AE, issues);
-        audit_unstored(db, user, "error", AckCode::AE, Some(patient.id), &out.issues).await?;
+        audit_unstored(
+            db,
+            user,
+            "error",
+            AckCode::AE,
+            Some(patient.id),
+            &out.issues,
+        )
+        .await?;
         return Ok(out);
     }
 
@@ -300,7 +388,9 @@ pub async fn import(db: &store::Db, user: &AuthUser, raw: &str) -> Result<Outcom
     if !fresh {
         // The same message arrived concurrently and won.
         drop(tx);
-        let prev = store::hl7::find(db, &sender, &h.control_id).await?.ok_or(AppError::NotFound)?;
+        let prev = store::hl7::find(db, &sender, &h.control_id)
+            .await?
+            .ok_or(AppError::NotFound)?;
         return replay(db, user, prev).await;
     }
     let mut stored = Vec::with_capacity(prepared.len());
@@ -323,7 +413,10 @@ pub async fn import(db: &store::Db, user: &AuthUser, raw: &str) -> Result<Outcom
         ev.resource_type = Some("lab".into());
         ev.resource_id = Some(row.id);
         ev.patient_id = Some(patient.id);
-        ev.detail = Some(json!({ "code": row.code, "flag": row.flag, "source": "hl7", "messageId": message_id }).to_string());
+        ev.detail = Some(
+            json!({ "code": row.code, "flag": row.flag, "source": "hl7", "messageId": message_id })
+                .to_string(),
+        );
         events.push(ev);
         stored.push(row.id);
     }
