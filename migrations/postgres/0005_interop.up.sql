@@ -28,3 +28,21 @@ CREATE TABLE hl7_results (
     our_flag      TEXT
 );
 CREATE INDEX hl7_results_message ON hl7_results(message_id);
+
+-- FHIR bulk export jobs ($export): state shared by every instance.
+CREATE TABLE export_jobs (
+    id            UUID PRIMARY KEY,
+    -- NULL for a system-level export of every patient.
+    patient_id    UUID REFERENCES patients(id),
+    requested_by  UUID NOT NULL REFERENCES users(id),
+    types         TEXT NOT NULL,
+    status        TEXT NOT NULL CHECK (status IN ('running','complete','failed')),
+    progress      TEXT NOT NULL,
+    -- The manifest's output list (JSON) once complete.
+    output        TEXT,
+    created_at    TIMESTAMPTZ NOT NULL,
+    completed_at  TIMESTAMPTZ,
+    -- Files are deleted and the job forgotten after this time.
+    expires_at    TIMESTAMPTZ NOT NULL
+);
+CREATE INDEX export_jobs_expires ON export_jobs(expires_at);

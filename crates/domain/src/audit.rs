@@ -48,10 +48,14 @@ pub enum AuditAction {
     FhirEverything,
     /// An HL7 v2 message received (accepted, errored or rejected).
     Hl7Import,
+    /// A FHIR bulk export started (system level or one patient).
+    FhirExport,
+    /// A file of a FHIR bulk export downloaded.
+    FhirExportDownload,
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 39] = [
+    pub const ALL: [AuditAction; 41] = [
         AuditAction::AuthSignup,
         AuditAction::AuthSignin,
         AuditAction::AuthRefresh,
@@ -91,6 +95,8 @@ impl AuditAction {
         AuditAction::FhirSearch,
         AuditAction::FhirEverything,
         AuditAction::Hl7Import,
+        AuditAction::FhirExport,
+        AuditAction::FhirExportDownload,
     ];
 
     /// The name stored in the audit trail and used in `?action=` filters.
@@ -135,6 +141,8 @@ impl AuditAction {
             AuditAction::FhirSearch => "fhir.search",
             AuditAction::FhirEverything => "fhir.everything",
             AuditAction::Hl7Import => "hl7.import",
+            AuditAction::FhirExport => "fhir.export",
+            AuditAction::FhirExportDownload => "fhir.export.download",
         }
     }
 

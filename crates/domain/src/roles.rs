@@ -79,10 +79,14 @@ pub enum Action {
     ReadOwnDay,
     // Interoperability: lab results arriving as HL7 v2 messages
     ImportLabResults,
+    // FHIR bulk export of one patient's chart
+    ExportPatient,
+    // FHIR bulk export of every patient (audited and alerted)
+    ExportAll,
 }
 
 impl Action {
-    pub const ALL: [Action; 24] = [
+    pub const ALL: [Action; 26] = [
         Action::ManageUsers,
         Action::ReadMetrics,
         Action::ReadAudit,
@@ -107,6 +111,8 @@ impl Action {
         Action::UseAi,
         Action::ReadOwnDay,
         Action::ImportLabResults,
+        Action::ExportPatient,
+        Action::ExportAll,
     ];
 }
 
@@ -117,7 +123,11 @@ use Role::{Admin, Nurse, Provider, Staff};
 /// prescriptions; providers may do everything clinical.
 pub fn allowed_roles(action: Action) -> &'static [Role] {
     match action {
-        Action::ManageUsers | Action::ReadMetrics | Action::ReadAudit => &[Admin],
+        // A system-level export is the one way an admin touches clinical
+        // data: for moving the clinic to another system; audited and alerted.
+        Action::ManageUsers | Action::ReadMetrics | Action::ReadAudit | Action::ExportAll => {
+            &[Admin]
+        }
         Action::SearchPatients
         | Action::ReadPatient
         | Action::CreatePatient
@@ -141,7 +151,8 @@ pub fn allowed_roles(action: Action) -> &'static [Role] {
         | Action::CancelPrescription
         | Action::ReviewLab
         // A lab interface feeds results for any patient: providers only.
-        | Action::ImportLabResults => &[Provider],
+        | Action::ImportLabResults
+        | Action::ExportPatient => &[Provider],
     }
 }
 
@@ -154,7 +165,7 @@ mod tests {
         for a in Action::ALL {
             let admin_only = matches!(
                 a,
-                Action::ManageUsers | Action::ReadMetrics | Action::ReadAudit
+                Action::ManageUsers | Action::ReadMetrics | Action::ReadAudit | Action::ExportAll
             );
             assert_eq!(Admin.may(a), admin_only, "{a:?}");
         }

@@ -181,6 +181,9 @@ fn spawn_housekeeping(state: AppState) {
             if let Err(e) = state.limiter.prune().await {
                 tracing::warn!(error = %e, "rate-limit pruning failed");
             }
+            if let Err(e) = services::export::sweep(&state, store::now()).await {
+                tracing::warn!(error = %e, "removing expired FHIR exports failed");
+            }
         }
     });
 }

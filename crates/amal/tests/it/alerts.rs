@@ -12,7 +12,7 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::helpers::*;
 
-const ALERTS: [&str; 11] = [
+const ALERTS: [&str; 12] = [
     "DatabaseConnectivityLost",
     "AuthServerErrorsHigh",
     "WritesFailing",
@@ -22,6 +22,7 @@ const ALERTS: [&str; 11] = [
     "SlowApiP95",
     "HighMemoryUsage",
     "AuditWriteFailure",
+    "AdminBulkExport",
     "BackupTooOld",
     "CriticalLabUnreviewed",
 ];

@@ -630,3 +630,215 @@ async fn roles_rate_limits_and_audit_hold_on_fhir_as_on_the_api() {
     let (status, _) = fhir(&app, "/fhir/R4/metadata", None).await;
     assert_eq!(status, 200);
 }
+
+async fn kick_off(app: &TestApp, path: &str, token: &str) -> reqwest::Response {
+    app.client
+        .get(app.url(path))
+        .bearer_auth(token)
+        .header("Prefer", "respond-async")
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Poll a status URL until the manifest is ready.
+async fn manifest(app: &TestApp, status_url: &str, token: &str) -> Value {
+    for _ in 0..200 {
+        let r = app
+            .client
+            .get(status_url)
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        match r.status().as_u16() {
+            202 => {
+                assert!(r.headers().contains_key("x-progress"));
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            200 => return r.json().await.unwrap(),
+            s => panic!("status {s}: {}", r.text().await.unwrap()),
+        }
+    }
+    panic!("the export did not finish");
+}
+
+/// The NDJSON files of a manifest: type → resources.
+async fn files(app: &TestApp, manifest: &Value, token: &str) -> Vec<(String, Vec<Value>)> {
+    let mut out = Vec::new();
+    for o in manifest["output"].as_array().unwrap() {
+        let r = app
+            .client
+            .get(o["url"].as_str().unwrap())
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["content-type"], "application/fhir+ndjson");
+        let text = r.text().await.unwrap();
+        let lines: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len() as u64, o["count"].as_u64().unwrap());
+        out.push((o["type"].as_str().unwrap().to_string(), lines));
+    }
+    out
+}
+
+#[tokio::test]
+async fn bulk_export_kicks_off_polls_writes_ndjson_and_expires() {
+    let app = TestApp::spawn().await;
+    let prov = app.signed_in("provider").await;
+    let nurse = app.signed_in("nurse").await;
+    let admin = app.signed_in("admin").await;
+    let one = chart(&app, &prov.access).await;
+    let two = chart(&app, &prov.access).await;
+
+    // Who may: admins the whole clinic, providers one patient.
+    let all = "/fhir/R4/$export";
+    let mine = format!("/fhir/R4/Patient/{}/$export", one.patient);
+    for (path, who) in [
+        (all, &prov),
+        (all, &nurse),
+        (mine.as_str(), &admin),
+        (mine.as_str(), &nurse),
+    ] {
+        let r = kick_off(&app, path, &who.access).await;
+        assert_eq!(r.status(), 403, "{path}");
+        assert_eq!(r.headers()["content-type"], "application/fhir+json");
+    }
+    outcome(&app, all, Some(&admin.access), 400, "invalid").await; // no Prefer: respond-async
+    let r = kick_off(&app, "/fhir/R4/$export?_type=Encounter", &admin.access).await;
+    assert_eq!(r.status(), 400);
+
+    // System level, by an admin: every row of every type, once.
+    let r = kick_off(&app, all, &admin.access).await;
+    assert_eq!(r.status(), 202);
+    let status_url = r.headers()["content-location"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let m = manifest(&app, &status_url, &admin.access).await;
+    assert_eq!(m["requiresAccessToken"], true);
+    let out = files(&app, &m, &admin.access).await;
+    let db = &app.state.db;
+    for (ty, table) in [
+        ("Patient", "patients"),
+        ("AllergyIntolerance", "allergies"),
+        ("Condition", "problems"),
+        ("MedicationRequest", "prescriptions"),
+        ("Observation", "labs"),
+        ("DocumentReference", "notes"),
+    ] {
+        let (_, lines) = out.iter().find(|(t, _)| t == ty).unwrap();
+        assert_eq!(
+            lines.len() as i64,
+            store::export::count(db, table, None).await.unwrap(),
+            "{ty}"
+        );
+        let ids: HashSet<&str> = lines.iter().map(|l| l["id"].as_str().unwrap()).collect();
+        assert_eq!(ids.len(), lines.len(), "{ty}: each once");
+    }
+    assert!(out
+        .iter()
+        .any(|(t, l)| t == "Practitioner" && !l.is_empty()));
+    let sample: Vec<Value> = out
+        .iter()
+        .flat_map(|(_, l)| l.iter().take(3).cloned())
+        .collect();
+    validate_fhir(&sample);
+    // Audited and alerted; nobody else may poll or download.
+    let events = audit_events(&app).await;
+    assert!(events
+        .iter()
+        .any(|e| e.action == "fhir.export" && e.actor_id == Some(admin.user_id)));
+    assert!(events
+        .iter()
+        .any(|e| e.action == "fhir.export.download" && e.actor_id == Some(admin.user_id)));
+    server::alerts::tick(&app.state).await;
+    let report = app.state.alerts.report();
+    let alert = report
+        .alerts
+        .iter()
+        .find(|a| a.name == "AdminBulkExport")
+        .unwrap();
+    assert_eq!(alert.state, server::alerts::AlertStatus::Firing);
+    let r = app
+        .client
+        .get(&status_url)
+        .bearer_auth(&prov.access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+
+    // One patient, by a provider: that chart only.
+    let r = kick_off(&app, &mine, &prov.access).await;
+    assert_eq!(r.status(), 202);
+    let mine_url = r.headers()["content-location"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let m = manifest(&app, &mine_url, &prov.access).await;
+    let out = files(&app, &m, &prov.access).await;
+    assert!(out.iter().all(|(t, _)| t != "Practitioner"));
+    for (ty, lines) in &out {
+        for l in lines {
+            let subject = l["subject"]["reference"]
+                .as_str()
+                .or(l["patient"]["reference"].as_str());
+            match ty.as_str() {
+                "Patient" => assert_eq!(l["id"], one.patient.as_str()),
+                _ => assert_eq!(
+                    subject,
+                    Some(format!("Patient/{}", one.patient).as_str()),
+                    "{l}"
+                ),
+            }
+            assert_ne!(l["id"], two.patient.as_str());
+        }
+    }
+    assert_eq!(
+        out.iter().map(|(_, l)| l.len()).sum::<usize>(),
+        10,
+        "patient, allergy, problem, 3 prescriptions, 3 results, 1 note"
+    );
+
+    // Cancel removes at once; retention removes the rest.
+    let r = app
+        .client
+        .delete(&mine_url)
+        .bearer_auth(&prov.access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let r = app
+        .client
+        .get(&mine_url)
+        .bearer_auth(&prov.access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let exports = app.state.config.data_dir.join("exports");
+    assert_eq!(std::fs::read_dir(&exports).unwrap().count(), 1);
+    let later = store::now() + chrono::Duration::hours(25);
+    assert_eq!(
+        server::services::export::sweep(&app.state, later)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(std::fs::read_dir(&exports).unwrap().count(), 0);
+    let r = app
+        .client
+        .get(&status_url)
+        .bearer_auth(&admin.access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+}

@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 
 use crate::auth::AuthUser;
 use crate::error::{AppError, Result};
+use crate::services::export;
 use crate::services::fhir as svc;
 use crate::state::AppState;
 use params::ResourceType;
@@ -26,6 +27,13 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/fhir/R4/metadata", get(metadata))
         .route("/fhir/R4/Patient/{id}/$everything", get(everything))
+        .route("/fhir/R4/$export", get(export_all))
+        .route("/fhir/R4/Patient/{id}/$export", get(export_patient))
+        .route(
+            "/fhir/R4/$export-status/{id}",
+            get(export_status).delete(export_cancel),
+        )
+        .route("/fhir/R4/$export-file/{id}/{name}", get(export_file))
         .route("/fhir/R4/{type}", get(search))
         .route("/fhir/R4/{type}/{id}", get(read))
 }
@@ -118,6 +126,107 @@ async fn everything(
     Ok(respond(StatusCode::OK, &v))
 }
 
+fn prefers_async(headers: &HeaderMap) -> bool {
+    headers
+        .get_all("prefer")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|p| p.trim().eq_ignore_ascii_case("respond-async"))
+}
+
+async fn kickoff(
+    st: &AppState,
+    user: &AuthUser,
+    patient: Option<&str>,
+    q: Option<&str>,
+    headers: &HeaderMap,
+) -> Result<Response> {
+    let pairs = pairs(q)?;
+    let id = export::kickoff(st, user, patient, prefers_async(headers), &pairs).await?;
+    let location = format!("{}/$export-status/{id}", base_url(st, headers));
+    let body = json!({ "resourceType": "OperationOutcome", "issue": [{ "severity": "information", "code": "informational", "diagnostics": "The export has started; poll the Content-Location URL." }] });
+    let mut r = respond(StatusCode::ACCEPTED, &body);
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        r.headers_mut().insert(header::CONTENT_LOCATION, v);
+    }
+    Ok(r)
+}
+
+async fn export_all(
+    State(st): State<AppState>,
+    user: AuthUser,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response> {
+    kickoff(&st, &user, None, q.as_deref(), &headers).await
+}
+
+async fn export_patient(
+    State(st): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response> {
+    kickoff(&st, &user, Some(&id), q.as_deref(), &headers).await
+}
+
+async fn export_status(
+    State(st): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response> {
+    Ok(
+        match export::status(&st, &user, &id, &base_url(&st, &headers)).await? {
+            export::Status::Running(progress) => {
+                let mut r = StatusCode::ACCEPTED.into_response();
+                let h = r.headers_mut();
+                if let Ok(v) = HeaderValue::from_str(&progress) {
+                    h.insert("x-progress", v);
+                }
+                h.insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+                r
+            }
+            export::Status::Complete(manifest) => {
+                let mut r = (StatusCode::OK, manifest.to_string()).into_response();
+                r.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
+                r
+            }
+            export::Status::Failed => {
+                return Err(AppError::Internal(anyhow::anyhow!("the export failed")));
+            }
+        },
+    )
+}
+
+async fn export_cancel(
+    State(st): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+) -> Result<Response> {
+    export::cancel(&st, &user, &id).await?;
+    Ok(StatusCode::ACCEPTED.into_response())
+}
+
+async fn export_file(
+    State(st): State<AppState>,
+    user: AuthUser,
+    Path((id, name)): Path<(String, String)>,
+) -> Result<Response> {
+    let bytes = export::file(&st, &user, &id, &name).await?;
+    let mut r = (StatusCode::OK, bytes).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/fhir+ndjson"),
+    );
+    Ok(r)
+}
+
 /// The CapabilityStatement: exactly the types, interactions, parameters and
 /// operations implemented here. Public, as FHIR clients read it first.
 async fn metadata(State(st): State<AppState>, headers: HeaderMap) -> Response {
@@ -142,7 +251,10 @@ pub fn capability_statement(base: &str) -> Value {
                 "searchParam": search,
             });
             if t == ResourceType::Patient {
-                r["operation"] = json!([{ "name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything" }]);
+                r["operation"] = json!([
+                    { "name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything" },
+                    { "name": "export", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export" },
+                ]);
             }
             r
         })
@@ -162,6 +274,7 @@ pub fn capability_statement(base: &str) -> Value {
             "documentation": "Send `Authorization: Bearer <accessToken>` from POST /api/auth/signin. Search results page with `_count` (default 50, at most 200) and the Bundle's `next` link. Unsupported search parameters are refused with 400.",
             "security": { "cors": false, "description": "Bearer access tokens of the JSON API; the API's roles, rate limits and audit apply." },
             "resource": resources,
+            "operation": [{ "name": "export", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export" }],
         }],
     })
 }
