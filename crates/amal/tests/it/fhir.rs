@@ -342,7 +342,7 @@ async fn every_resource_we_emit_validates_and_says_what_the_chart_says() {
         emitted.push(b);
     }
     let b = fhir_ok(&app, &format!("/fhir/R4/Patient?identifier={mrn}"), t).await;
-    assert_eq!(ids(&b), [c.patient.clone()]);
+    assert_eq!(ids(&b), std::slice::from_ref(&c.patient));
     emitted.push(b);
 
     // $everything holds every item of the chart (and no draft).
