@@ -268,8 +268,28 @@ pub enum Command {
         #[arg(long, default_value_t = 30)]
         timeout: u64,
     },
+    /// Import data from other systems: `amal import hl7 FILE|DIR --user EMAIL`
+    Import {
+        #[command(subcommand)]
+        action: ImportAction,
+    },
     /// Print the release, the git commit and the schema version
     Version,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ImportAction {
+    /// Import HL7 v2 ORU^R01 lab results from a file (one or more messages, MLLP framing allowed) or every file of a folder; prints each ACK code and the import rate. Exit 1 when a message was not accepted
+    Hl7 {
+        /// A message file, or a folder of them (read in name order)
+        path: PathBuf,
+        /// The active provider account the results are recorded by (and audited as)
+        #[arg(long, value_name = "EMAIL")]
+        user: String,
+        /// Print every ACK in full
+        #[arg(long)]
+        verbose: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]

@@ -8,7 +8,7 @@ use domain::account::{Email, Password, PersonName};
 use domain::roles::Role;
 
 use crate::cli::{
-    AuditAction, Cli, Command, ConfigAction, MigrateAction, SecretsAction, UserAction,
+    AuditAction, Cli, Command, ConfigAction, ImportAction, MigrateAction, SecretsAction, UserAction,
 };
 
 /// Validate the configuration or explain every problem.
@@ -119,6 +119,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })
             .await
         }
+        Command::Import {
+            action:
+                ImportAction::Hl7 {
+                    path,
+                    user,
+                    verbose,
+                },
+        } => crate::import::hl7(resolve(raw)?, &path, &user, verbose).await,
         Command::Version => {
             println!("amal {}", server::routes::ops::release());
             println!("commit {}", server::routes::ops::git_commit());

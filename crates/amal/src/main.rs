@@ -4,6 +4,7 @@ mod backup;
 mod cli;
 mod commands;
 mod demo;
+mod import;
 mod smoke;
 
 use clap::Parser;

@@ -46,10 +46,22 @@ pub enum AuditAction {
     VitalsList,
     AiGenerateNote,
     AiExplain,
+    /// A FHIR read of one resource (`GET /fhir/R4/{type}/{id}`).
+    FhirRead,
+    /// A FHIR search (one event per patient whose data the page shows).
+    FhirSearch,
+    /// `Patient/{id}/$everything`.
+    FhirEverything,
+    /// An HL7 v2 message received (accepted, errored or rejected).
+    Hl7Import,
+    /// A FHIR bulk export started (system level or one patient).
+    FhirExport,
+    /// A file of a FHIR bulk export downloaded.
+    FhirExportDownload,
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 41] = [
+    pub const ALL: [AuditAction; 47] = [
         AuditAction::AuthSignup,
         AuditAction::AuthSignin,
         AuditAction::AuthRefresh,
@@ -91,6 +103,12 @@ impl AuditAction {
         AuditAction::VitalsList,
         AuditAction::AiGenerateNote,
         AuditAction::AiExplain,
+        AuditAction::FhirRead,
+        AuditAction::FhirSearch,
+        AuditAction::FhirEverything,
+        AuditAction::Hl7Import,
+        AuditAction::FhirExport,
+        AuditAction::FhirExportDownload,
     ];
 
     /// The name stored in the audit trail and used in `?action=` filters.
@@ -137,6 +155,12 @@ impl AuditAction {
             AuditAction::VitalsList => "vitals.list",
             AuditAction::AiGenerateNote => "ai.generate_note",
             AuditAction::AiExplain => "ai.explain",
+            AuditAction::FhirRead => "fhir.read",
+            AuditAction::FhirSearch => "fhir.search",
+            AuditAction::FhirEverything => "fhir.everything",
+            AuditAction::Hl7Import => "hl7.import",
+            AuditAction::FhirExport => "fhir.export",
+            AuditAction::FhirExportDownload => "fhir.export.download",
         }
     }
 

@@ -80,10 +80,16 @@ pub enum Action {
     UseAi,
     // The signed-in clinician's day
     ReadOwnDay,
+    // Interoperability: lab results arriving as HL7 v2 messages
+    ImportLabResults,
+    // FHIR bulk export of one patient's chart
+    ExportPatient,
+    // FHIR bulk export of every patient (audited and alerted)
+    ExportAll,
 }
 
 impl Action {
-    pub const ALL: [Action; 25] = [
+    pub const ALL: [Action; 28] = [
         Action::ManageUsers,
         Action::ReadMetrics,
         Action::ReadAudit,
@@ -109,6 +115,9 @@ impl Action {
         Action::ReviewLab,
         Action::UseAi,
         Action::ReadOwnDay,
+        Action::ImportLabResults,
+        Action::ExportPatient,
+        Action::ExportAll,
     ];
 }
 
@@ -119,7 +128,11 @@ use Role::{Admin, Nurse, Provider, Staff};
 /// prescriptions; providers may do everything clinical.
 pub fn allowed_roles(action: Action) -> &'static [Role] {
     match action {
-        Action::ManageUsers | Action::ReadMetrics | Action::ReadAudit => &[Admin],
+        // A system-level export is the one way an admin touches clinical
+        // data: for moving the clinic to another system; audited and alerted.
+        Action::ManageUsers | Action::ReadMetrics | Action::ReadAudit | Action::ExportAll => {
+            &[Admin]
+        }
         Action::SearchPatients
         | Action::ReadPatient
         | Action::CreatePatient
@@ -143,7 +156,10 @@ pub fn allowed_roles(action: Action) -> &'static [Role] {
         Action::FinalizeNote
         | Action::IssuePrescription
         | Action::CancelPrescription
-        | Action::ReviewLab => &[Provider],
+        | Action::ReviewLab
+        // A lab interface feeds results for any patient: providers only.
+        | Action::ImportLabResults
+        | Action::ExportPatient => &[Provider],
     }
 }
 
@@ -156,7 +172,7 @@ mod tests {
         for a in Action::ALL {
             let admin_only = matches!(
                 a,
-                Action::ManageUsers | Action::ReadMetrics | Action::ReadAudit
+                Action::ManageUsers | Action::ReadMetrics | Action::ReadAudit | Action::ExportAll
             );
             assert_eq!(Admin.may(a), admin_only, "{a:?}");
         }

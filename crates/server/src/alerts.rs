@@ -261,6 +261,19 @@ pub const RULES: &[Rule] = &[
         },
     },
     Rule {
+        name: "AdminBulkExport",
+        severity: "high",
+        route: "slack",
+        for_secs: 0,
+        expr: "increase(fhir_export_admin_total[1h]) > 0",
+        summary: "An administrator started a FHIR export of every patient's record.",
+        cond: Cond::IncreaseAbove {
+            sel: Sel(&["fhir.export.admin"]),
+            window: 3600,
+            threshold: 0.0,
+        },
+    },
+    Rule {
         name: "BackupTooOld",
         severity: "high",
         route: "slack",

@@ -43,6 +43,14 @@ const CLINICAL: [&str; 4] = ["patients", "notes", "prescriptions", "labs"];
 /// here (the web router classifies its own pages with [`classify_web`]).
 pub fn classify(method: &Method, path: &str) -> Class {
     let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    if segs.first() == Some(&"fhir") {
+        // FHIR reads count as reads; the CapabilityStatement is public.
+        return if segs.get(2) == Some(&"metadata") || segs.len() < 3 {
+            Class::Other("fhir".into())
+        } else {
+            Class::Read("fhir".into())
+        };
+    }
     if segs.first() != Some(&"api") {
         return Class::Other(if path == "/metrics" {
             "metrics".into()
@@ -167,5 +175,17 @@ mod tests {
             Class::Write("patients".into())
         );
         assert_eq!(classify(&get, "/patients"), Class::Other("web".into()));
+        assert_eq!(
+            classify(&get, &format!("/fhir/R4/Patient/{id}")),
+            Class::Read("fhir".into())
+        );
+        assert_eq!(
+            classify(&get, "/fhir/R4/Observation"),
+            Class::Read("fhir".into())
+        );
+        assert_eq!(
+            classify(&get, "/fhir/R4/metadata"),
+            Class::Other("fhir".into())
+        );
     }
 }

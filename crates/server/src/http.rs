@@ -69,7 +69,7 @@ fn security_headers(h: &mut HeaderMap, path: &str) {
         "permissions-policy",
         "camera=(), microphone=(), geolocation=()",
     );
-    if path.starts_with("/api") || path == "/metrics" {
+    if path.starts_with("/api") || path.starts_with("/fhir") || path == "/metrics" {
         set(h, "cache-control", "no-store");
     }
 }
@@ -116,6 +116,9 @@ pub async fn request_layer(
     {
         let status = resp.status();
         resp = context::CTX.sync_scope(ctx.clone(), || as_problem(status));
+    }
+    if path.starts_with("/fhir/") {
+        resp = crate::fhir::as_outcome(resp).await;
     }
     if is_json(&resp) {
         resp = escape_json_body(resp).await;
@@ -201,7 +204,9 @@ fn is_html(resp: &Response) -> bool {
 fn is_json(resp: &Response) -> bool {
     resp.headers().get(header::CONTENT_TYPE).is_some_and(|v| {
         let v = v.as_bytes();
-        v.starts_with(b"application/json") || v.starts_with(b"application/problem+json")
+        v.starts_with(b"application/json")
+            || v.starts_with(b"application/problem+json")
+            || v.starts_with(b"application/fhir+json")
     })
 }
 
@@ -289,11 +294,12 @@ pub fn route_template(path: &str) -> String {
 }
 
 /// The patient id in `/api/patients/{id}…` (or the web UI's
-/// `/patients/{id}…`), if any.
+/// `/patients/{id}…`, or FHIR's `/fhir/R4/Patient/{id}…`), if any.
 fn patient_in_path(path: &str) -> Option<Option<uuid::Uuid>> {
     let rest = path
         .strip_prefix("/api/patients")
-        .or_else(|| path.strip_prefix("/patients"))?;
+        .or_else(|| path.strip_prefix("/patients"))
+        .or_else(|| path.strip_prefix("/fhir/R4/Patient"))?;
     let id = rest.trim_start_matches('/').split('/').next().unwrap_or("");
     Some(uuid::Uuid::parse_str(id).ok())
 }

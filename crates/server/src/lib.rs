@@ -11,6 +11,7 @@ pub mod config;
 pub mod context;
 pub mod error;
 pub mod extract;
+pub mod fhir;
 pub mod http;
 pub mod logging;
 pub mod metrics;
@@ -116,6 +117,7 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(routes::prescriptions::cancel))
         .routes(routes!(routes::labs::list, routes::labs::create))
         .routes(routes!(routes::labs::trend))
+        .routes(routes!(routes::labs::import_hl7))
         .routes(routes!(routes::labs::get))
         .routes(routes!(routes::labs::review))
         .routes(routes!(routes::ai::generate_note))
@@ -141,6 +143,7 @@ pub fn router(state: AppState) -> Router {
                 async move { ([http::json_content_type()], body) }
             }),
         )
+        .merge(fhir::router())
         .merge(web::router(state.clone()))
         .fallback(http::not_found)
         .layer(axum::middleware::from_fn_with_state(
@@ -261,6 +264,9 @@ fn spawn_housekeeping(state: AppState) {
             tick.tick().await;
             if let Err(e) = state.limiter.prune().await {
                 tracing::warn!(error = %e, "rate-limit pruning failed");
+            }
+            if let Err(e) = services::export::sweep(&state, store::now()).await {
+                tracing::warn!(error = %e, "removing expired FHIR exports failed");
             }
         }
     });

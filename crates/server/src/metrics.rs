@@ -72,6 +72,7 @@ impl Metrics {
             "http.auth.requests",
             "http.auth.5xx",
             "audit.write_failure",
+            "fhir.export.admin",
             "alerts.webhook.failure",
             "db.fault",
         ] {

@@ -10,6 +10,9 @@
 pub mod audit;
 pub mod backup;
 pub mod db;
+pub mod export;
+pub mod fhir;
+pub mod hl7;
 pub mod labs;
 pub mod migrate;
 pub mod notes;

@@ -30,7 +30,7 @@ pub struct PatientRow {
     pub nkda_by: Option<Uuid>,
 }
 
-const COLS: &str = "id, mrn, given_name, family_name, search_fg, birth_date, sex, phone, email, address, version, created_at, updated_at, \
+pub(crate) const COLS: &str = "id, mrn, given_name, family_name, search_fg, birth_date, sex, phone, email, address, version, created_at, updated_at, \
                     nkda_at, nkda_by";
 
 fn phone_key(d: &Demographics) -> Option<String> {

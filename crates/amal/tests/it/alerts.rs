@@ -12,7 +12,7 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::helpers::*;
 
-const ALERTS: [&str; 12] = [
+const ALERTS: [&str; 13] = [
     "DatabaseConnectivityLost",
     "AuthServerErrorsHigh",
     "WritesFailing",
@@ -23,6 +23,7 @@ const ALERTS: [&str; 12] = [
     "HighMemoryUsage",
     "AuditWriteFailure",
     "DatabaseFaults",
+    "AdminBulkExport",
     "BackupTooOld",
     "CriticalLabUnreviewed",
 ];
@@ -208,7 +209,7 @@ async fn alerts_endpoint_lists_every_alert_for_admins_only_and_metrics_feed_the_
             }
         }
     }
-    assert!(checked >= 12, "{checked}");
+    assert!(checked >= 13, "{checked}");
     assert!(text.contains("amal_http_request_duration_seconds_bucket{le=\"2\"}"));
     assert!(text.contains("\nalerts_firing 0"));
 }

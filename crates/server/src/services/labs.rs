@@ -90,7 +90,7 @@ pub struct LabPage {
 }
 
 /// A LOINC code: digits, a hyphen and a check digit.
-fn loinc(raw: &str) -> std::result::Result<String, domain::account::FieldError> {
+pub fn loinc(raw: &str) -> std::result::Result<String, domain::account::FieldError> {
     let s = raw.trim();
     let ok = s.len() <= 10
         && s.split_once('-').is_some_and(|(a, b)| {

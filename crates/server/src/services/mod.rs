@@ -15,6 +15,9 @@
 pub mod ai;
 pub mod audit;
 pub mod auth;
+pub mod export;
+pub mod fhir;
+pub mod hl7;
 pub mod labs;
 pub mod notes;
 pub mod ops;
