@@ -65,6 +65,15 @@ eval "$AI_MODEL_ENV"
 trap 'scripts/ai-model.sh stop' EXIT
 export AMAL_REQUIRE_LLM=1
 
+step "FHIR validator: PyPI fhir.resources in a virtualenv"
+mkdir -p "${CARGO_TARGET_DIR:-target}"
+FHIR_VENV="$(cd "${CARGO_TARGET_DIR:-target}" && pwd)/fhir-venv"
+if ! "$FHIR_VENV/bin/python" -c 'import fhir.resources.R4B.patient' 2>/dev/null; then
+  python3 -m venv "$FHIR_VENV" 2>/dev/null || { apt-get install -y -qq python3-venv >/dev/null && python3 -m venv "$FHIR_VENV"; }
+  "$FHIR_VENV/bin/pip" install -q 'fhir.resources==8.3.0'
+fi
+export AMAL_FHIR_PYTHON="$FHIR_VENV/bin/python" AMAL_REQUIRE_FHIR_VALIDATOR=1
+
 step "tests on SQLite"
 run_tests
 

@@ -167,17 +167,18 @@ pub async fn patients(db: &Db, s: &Search, f: &PatientFilter) -> Result<Vec<Pati
 }
 
 pub async fn allergies(db: &Db, s: &Search) -> Result<Vec<AllergyRow>> {
-    let q = Query::new(
-        "SELECT id, patient_id, substance, reaction, severity, recorded_by, recorded_at FROM allergies".into(),
-    );
+    let q = Query::new(format!(
+        "SELECT {} FROM allergies",
+        crate::patients::ALLERGY_COLS
+    ));
     fetch(db, q.common(s, "recorded_at", Some("patient_id"))).await
 }
 
 pub async fn problems(db: &Db, s: &Search) -> Result<Vec<ProblemRow>> {
-    let q = Query::new(
-        "SELECT id, patient_id, description, code, status, recorded_by, recorded_at FROM problems"
-            .into(),
-    );
+    let q = Query::new(format!(
+        "SELECT {} FROM problems",
+        crate::patients::PROBLEM_COLS
+    ));
     fetch(db, q.common(s, "recorded_at", Some("patient_id"))).await
 }
 

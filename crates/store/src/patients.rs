@@ -236,7 +236,7 @@ pub struct AllergyRow {
     pub updated_at: Option<DateTime<Utc>>,
 }
 
-const ALLERGY_COLS: &str = "id, patient_id, substance, reaction, severity, recorded_by, recorded_at, status, resolved_on, \
+pub(crate) const ALLERGY_COLS: &str = "id, patient_id, substance, reaction, severity, recorded_by, recorded_at, status, resolved_on, \
                             version, updated_by, updated_at";
 
 /// The editable parts of an allergy (validated by the caller).
@@ -340,7 +340,7 @@ pub struct ProblemRow {
     pub updated_at: Option<DateTime<Utc>>,
 }
 
-const PROBLEM_COLS: &str =
+pub(crate) const PROBLEM_COLS: &str =
     "id, patient_id, description, code, status, recorded_by, recorded_at, resolved_on, version, \
                             updated_by, updated_at";
 

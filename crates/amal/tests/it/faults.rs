@@ -100,8 +100,9 @@ fn fill(dir: &Path) -> PathBuf {
     path
 }
 
+/// A registration; `confirmDuplicate` because cycles reuse names on purpose.
 fn patient(n: usize) -> Value {
-    json!({"givenName": "Fault", "familyName": format!("Case{}", n % 1000), "birthDate": "1970-01-01", "sex": "female"})
+    json!({"givenName": "Fault", "familyName": format!("Case{n}"), "birthDate": "1970-01-01", "sex": "female", "confirmDuplicate": true})
 }
 
 /// Assert a database-fault answer: 503 `service_unavailable`, with

@@ -104,11 +104,13 @@ struct Chart {
 async fn chart(app: &TestApp, prov: &str) -> Chart {
     let p = app.create_patient(prov, "Amira", "Haddad").await;
     let pid = sid(&p);
-    let post = |path: String, body: Value| async move {
+    // POST and expect `status`; the answer's id.
+    let send = |path: String, body: Value, status: u16| async move {
         sid(&app
-            .json_ok(app.post(&path, Some(prov), body).await, 201)
+            .json_ok(app.post(&path, Some(prov), body).await, status)
             .await)
     };
+    let post = |path: String, body: Value| send(path, body, 201);
     let allergy = post(
         format!("/api/patients/{pid}/allergies"),
         json!({"substance": "Penicillin", "reaction": "hives", "severity": "moderate"}),
@@ -130,13 +132,9 @@ async fn chart(app: &TestApp, prov: &str) -> Chart {
         rx_body("Lisinopril 10 mg"),
     )
     .await;
-    app.json_ok(
-        app.post(
-            &format!("/api/prescriptions/{issued_rx}/issue"),
-            Some(prov),
-            json!({}),
-        )
-        .await,
+    send(
+        format!("/api/prescriptions/{issued_rx}/issue"),
+        json!({}),
         200,
     )
     .await;
@@ -145,13 +143,9 @@ async fn chart(app: &TestApp, prov: &str) -> Chart {
         rx_body("Atorvastatin 20 mg"),
     )
     .await;
-    app.json_ok(
-        app.post(
-            &format!("/api/prescriptions/{cancelled_rx}/cancel"),
-            Some(prov),
-            json!({"reason": "duplicate"}),
-        )
-        .await,
+    send(
+        format!("/api/prescriptions/{cancelled_rx}/cancel"),
+        json!({"reason": "duplicate"}),
         200,
     )
     .await;
@@ -183,14 +177,9 @@ async fn chart(app: &TestApp, prov: &str) -> Chart {
         200,
     )
     .await;
-    app.json_ok(
-        app.post(
-            &format!("/api/notes/{note}/addenda"),
-            Some(prov),
-            json!({"text": "Chest clear on recheck."}),
-        )
-        .await,
-        201,
+    post(
+        format!("/api/notes/{note}/addenda"),
+        json!({"text": "Chest clear on recheck."}),
     )
     .await;
     let draft = post(

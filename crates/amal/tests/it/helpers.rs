@@ -271,7 +271,9 @@ impl TestApp {
 
     /// Create a patient through the API; returns its JSON.
     pub async fn create_patient(&self, token: &str, given: &str, family: &str) -> Value {
-        let r = self.post("/api/patients", Some(token), json!({"givenName": given, "familyName": family, "birthDate": "1980-04-12", "sex": "female"})).await;
+        let r = self.post("/api/patients", Some(token), json!({"givenName": given, "familyName": family, "birthDate": "1980-04-12", "sex": "female", "confirmDuplicate": true})).await;
+        // confirmDuplicate: tests that are not about duplicate registration
+        // reuse names on purpose.
         assert_eq!(r.status(), StatusCode::CREATED, "create patient");
         r.json().await.unwrap()
     }

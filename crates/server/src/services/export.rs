@@ -25,16 +25,14 @@ use crate::state::AppState;
 /// How long export files are kept after the kick-off.
 pub const RETENTION_HOURS: i64 = 24;
 
-/// The types an export writes, in order (Practitioners are not patient data
-/// and come with a system export only).
-const PATIENT_TYPES: [ResourceType; 6] = [
-    ResourceType::Patient,
-    ResourceType::AllergyIntolerance,
-    ResourceType::Condition,
-    ResourceType::MedicationRequest,
-    ResourceType::Observation,
-    ResourceType::DocumentReference,
-];
+/// The types an export writes, in `ResourceType::ALL` order. Practitioners
+/// are not patient data: they come with a system-level export only.
+fn export_types(system: bool) -> Vec<ResourceType> {
+    ResourceType::ALL
+        .into_iter()
+        .filter(|t| system || *t != ResourceType::Practitioner)
+        .collect()
+}
 
 /// Where a job's files live.
 pub fn job_dir(st: &AppState, id: Uuid) -> PathBuf {
@@ -43,10 +41,7 @@ pub fn job_dir(st: &AppState, id: Uuid) -> PathBuf {
 
 /// `_type=Patient,Observation` (default: every type the export covers).
 fn parse_types(system: bool, pairs: &[(String, String)]) -> Result<Vec<ResourceType>> {
-    let mut all: Vec<ResourceType> = PATIENT_TYPES.to_vec();
-    if system {
-        all.push(ResourceType::Practitioner);
-    }
+    let all = export_types(system);
     let mut chosen = None;
     for (k, v) in pairs {
         match k.as_str() {
