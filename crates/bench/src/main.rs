@@ -174,7 +174,9 @@ async fn main() -> anyhow::Result<()> {
                 if (200..300).contains(&status) {
                     shared.ok.fetch_add(1, Ordering::Relaxed);
                     if let Ok(mut h) = shared.hist.lock() {
-                        let _ = h.record(started.elapsed().as_micros().max(1) as u64);
+                        let _ = h.record(
+                            u64::try_from(started.elapsed().as_micros().max(1)).unwrap_or(u64::MAX),
+                        );
                     }
                 } else if let Ok(mut e) = shared.errors.lock() {
                     *e.entry(status).or_insert(0) += 1;

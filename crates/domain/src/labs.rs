@@ -398,6 +398,8 @@ fn round_significant(x: f64, digits: i32) -> f64 {
     if x == 0.0 || !x.is_finite() {
         return x;
     }
+    // |log10| of a finite, non-zero f64 is below 330: the cast cannot truncate.
+    #[allow(clippy::cast_possible_truncation)]
     let magnitude = x.abs().log10().floor() as i32;
     let scale = 10f64.powi(digits - 1 - magnitude);
     (x * scale).round() / scale

@@ -389,7 +389,7 @@ pub struct IpHits {
 
 impl IpHits {
     fn record(&self, ip: &str, now: f64) {
-        let idx = now.max(0.0) as u64 / IP_BUCKET_SECS;
+        let idx = crate::num::floor_u64(now) / IP_BUCKET_SECS;
         let Ok(mut b) = self.buckets.lock() else {
             return;
         };
@@ -420,7 +420,7 @@ impl IpHits {
 
     /// The most hits one IP had over the window, and that IP.
     pub(crate) fn max(&self, now: f64) -> (u32, Option<String>) {
-        let idx = now.max(0.0) as u64 / IP_BUCKET_SECS;
+        let idx = crate::num::floor_u64(now) / IP_BUCKET_SECS;
         let Ok(b) = self.buckets.lock() else {
             return (0, None);
         };
@@ -501,11 +501,11 @@ impl Alerts {
     #[doc(hidden)]
     pub fn advance_clock(&self, by: Duration) {
         self.skew_ms
-            .fetch_add(by.as_millis() as u64, Ordering::Relaxed);
+            .fetch_add(crate::num::cap_u64(by.as_millis()), Ordering::Relaxed);
     }
 
     fn wall(&self, t: f64) -> DateTime<Utc> {
-        self.epoch_wall + chrono::Duration::milliseconds((t * 1000.0) as i64)
+        self.epoch_wall + chrono::Duration::milliseconds(crate::num::trunc_i64(t * 1000.0))
     }
 
     /// Count one rate-limited request from `ip` (called by the rate-limit

@@ -224,7 +224,7 @@ async fn run_once(state: &AppState, job: &dyn BackupJob, s: &BackupSettings, clo
             tracing::info!(
                 file = %file,
                 bytes,
-                duration = started.elapsed().as_millis() as u64,
+                duration = crate::num::cap_u64(started.elapsed().as_millis()),
                 deletedOld = deleted,
                 "scheduled backup written and verified"
             );

@@ -136,7 +136,10 @@ pub async fn request_layer(
     let elapsed = started.elapsed();
     let m = &state.metrics;
     m.incr("http.requests");
-    m.observe(&class.metric_name(), elapsed.as_micros() as u64);
+    m.observe(
+        &class.metric_name(),
+        crate::num::cap_u64(elapsed.as_micros()),
+    );
     // A database fault is counted as one (`db.fault`, `db.fault.<kind>`),
     // not as a server bug in the auth 5xx alert.
     let fault = ctx.db_fault().filter(|_| status.is_server_error());

@@ -110,7 +110,7 @@ impl Metrics {
         let (mut count, mut sum) = (0u64, 0.0f64);
         for h in d.values() {
             for (slot, le) in cumulative.iter_mut().zip(DURATION_BUCKETS) {
-                *slot += h.count_between(0, (le * 1e6) as u64);
+                *slot += h.count_between(0, crate::num::floor_u64(le * 1e6));
             }
             count += h.len();
             sum += h.mean() * h.len() as f64 / 1e6;

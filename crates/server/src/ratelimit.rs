@@ -62,7 +62,7 @@ impl Limiter {
     }
 
     async fn count(&self, key: &str, rate: Rate, add: bool) -> anyhow::Result<Decision> {
-        let len_ms = rate.period.as_millis() as i64;
+        let len_ms = crate::num::cap_i64(rate.period.as_millis());
         let now = now_ms();
         let start = now - now.rem_euclid(len_ms);
         let (cur, prev) = match self {
@@ -112,7 +112,7 @@ fn estimate(len_ms: i64, offset_ms: i64, cur: i64, prev: i64) -> f64 {
 }
 
 fn decide(rate: Rate, now: i64, start: i64, cur: i64, prev: i64, counted: bool) -> Decision {
-    let len = rate.period.as_millis() as i64;
+    let len = crate::num::cap_i64(rate.period.as_millis());
     let limit = rate.limit as f64;
     let est = estimate(len, now - start, cur, prev);
     // When peeking, ask whether one more request would still fit.
@@ -121,7 +121,7 @@ fn decide(rate: Rate, now: i64, start: i64, cur: i64, prev: i64, counted: bool) 
     } else {
         est + 1.0 <= limit + 1e-9
     };
-    let remaining = (limit - est).floor().max(0.0) as u32;
+    let remaining = crate::num::floor_u32(limit - est);
     // Seconds until the estimate (with one more request) fits again; step
     // forward a second at a time over at most two windows.
     let mut wait_ms = 0i64;

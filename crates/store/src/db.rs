@@ -466,7 +466,7 @@ impl Db {
                     .connect_with(opts.clone())
                     .await?;
                 let readers = std::thread::available_parallelism()
-                    .map(|n| n.get() as u32 * 2)
+                    .map(|n| u32::try_from(n.get()).unwrap_or(u32::MAX).saturating_mul(2))
                     .unwrap_or(4)
                     .max(4);
                 let read = SqlitePoolOptions::new()

@@ -1,6 +1,11 @@
 //! The integration suite: black-box tests against the real server. Run on
 //! SQLite by default and on PostgreSQL with `AMAL_TEST_DATABASE_URL`.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+// Tests may panic and truncate: a panic there is a failed test, not a fault.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::cast_possible_truncation
+)]
 
 mod admin;
 mod ai;
