@@ -187,12 +187,6 @@ where
 /// order SPEC §5 asks for is authenticate, count, authorize, validate.
 pub struct Later<T>(Result<T, AppError>);
 
-impl<T> Later<T> {
-    pub fn get(self) -> Result<T, AppError> {
-        self.0
-    }
-}
-
 impl<S, T> FromRequest<S> for Later<T>
 where
     T: FromRequest<S, Rejection = AppError>,

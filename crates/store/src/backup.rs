@@ -330,33 +330,20 @@ async fn sqlite_take_exclusive(target: &Path) -> anyhow::Result<()> {
             target.display()
         )
     };
-    // Connections this process closed a moment ago (the restore's own look
-    // at the database) may still be releasing the file on sqlx's worker
-    // threads: try for two seconds before calling the database in use. A
-    // running server keeps its connections open and is refused.
-    let mut alone = false;
-    for _ in 0..20 {
-        let mode: Option<(String,)> = sqlx::query_as("PRAGMA journal_mode = DELETE")
-            .fetch_one(&mut conn)
-            .await
-            .ok();
-        if mode.is_some_and(|m| m.0.eq_ignore_ascii_case("delete")) {
-            alone = sqlx::query("BEGIN EXCLUSIVE")
-                .execute(&mut conn)
-                .await
-                .is_ok();
-            let _ = sqlx::query("COMMIT").execute(&mut conn).await;
-            if alone {
-                break;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let mode: (String,) = sqlx::query_as("PRAGMA journal_mode = DELETE")
+        .fetch_one(&mut conn)
+        .await
+        .map_err(|_| in_use())?;
+    let locked = sqlx::query("BEGIN EXCLUSIVE")
+        .execute(&mut conn)
+        .await
+        .is_err();
+    let _ = sqlx::query("COMMIT").execute(&mut conn).await;
     {
         use sqlx::Connection;
         let _ = conn.close().await;
     }
-    if !alone {
+    if !mode.0.eq_ignore_ascii_case("delete") || locked {
         return Err(in_use());
     }
     Ok(())

@@ -189,10 +189,3 @@ pub fn time_cursor(
         }
     }
 }
-
-/// Count a clinical write's outcome (`write.<resource>.ok|error`), once for
-/// the API and the web UI alike.
-pub fn count_write<T>(st: &crate::state::AppState, resource: &str, r: &Result<T, AppError>) {
-    let outcome = if r.is_ok() { "ok" } else { "error" };
-    st.metrics.incr(&format!("write.{resource}.{outcome}"));
-}

@@ -288,7 +288,8 @@ pub fn csrf_refused(s: Option<&WebSession>) -> Response {
     )
 }
 
-/// The sign-in form past the per-IP limit (used by the rate-limit layer).
+/// The page a web request past its rate limit gets (the web limit layer;
+/// the sign-in form past the per-IP limit too).
 pub fn rate_limited_page(retry_after: u64) -> Response {
     let mut r = error_page(
         None,
