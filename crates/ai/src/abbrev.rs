@@ -112,8 +112,8 @@ pub fn expand(text: &str) -> String {
     let mut out = String::with_capacity(s.len() + 16);
     let mut last = 0;
     for m in token_re.find_iter(&s) {
-        let before = s[..m.start()].chars().next_back();
-        let after = s[m.end()..].chars().next();
+        let before = s.get(..m.start()).unwrap_or_default().chars().next_back();
+        let after = s.get(m.end()..).unwrap_or_default().chars().next();
         if matches!(before, Some('[' | '_' | '-' | '\''))
             || matches!(after, Some(']' | '_' | '-' | '\''))
         {
@@ -129,7 +129,7 @@ pub fn expand(text: &str) -> String {
         let (idx, tok_end) = match idx {
             Some(i) => (Some(i), m.end()),
             None if tok.ends_with('/') && tok.len() > 1 => {
-                let core = &tok[..tok.len() - 1];
+                let core = tok.get(..tok.len() - 1).unwrap_or_default();
                 (
                     t.exact
                         .get(core)
@@ -143,8 +143,18 @@ pub fn expand(text: &str) -> String {
         let Some(i) = idx else { continue };
         let e = &t.entries[i];
         // "24 hr" = hours, but "T 37 HR 80" and "150/90 HR 98" = heart rate.
-        let prev_token = s[..m.start()].split_whitespace().next_back().unwrap_or("");
-        let next_token = s[tok_end..].split_whitespace().next().unwrap_or("");
+        let prev_token = s
+            .get(..m.start())
+            .unwrap_or_default()
+            .split_whitespace()
+            .next_back()
+            .unwrap_or("");
+        let next_token = s
+            .get(tok_end..)
+            .unwrap_or_default()
+            .split_whitespace()
+            .next()
+            .unwrap_or("");
         let after_number = !prev_token.is_empty()
             && prev_token.chars().all(|c| c.is_ascii_digit() || c == '.')
             && !next_token.starts_with(|c: char| c.is_ascii_digit());
@@ -152,11 +162,11 @@ pub fn expand(text: &str) -> String {
             (Some(alt), true) => alt.as_str(),
             _ => e.expansion.as_str(),
         };
-        out.push_str(&s[last..m.start()]);
+        out.push_str(s.get(last..m.start()).unwrap_or_default());
         out.push_str(exp);
         last = tok_end;
     }
-    out.push_str(&s[last..]);
+    out.push_str(s.get(last..).unwrap_or_default());
     out
 }
 

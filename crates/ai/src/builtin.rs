@@ -373,7 +373,9 @@ static BULLET_RE: OnceLock<Option<Regex>> = OnceLock::new();
 
 fn strip_bullet(line: &str) -> &str {
     match lazy_regex(&BULLET_RE, r"^\s*(?:[-*•·–—>]+|\d{1,2}[.)]|[a-z][.)])\s+") {
-        Some(re) => re.find(line).map_or(line, |m| &line[m.end()..]),
+        Some(re) => re
+            .find(line)
+            .map_or(line, |m| line.get(m.end()..).unwrap_or_default()),
         None => line,
     }
 }
@@ -404,7 +406,7 @@ fn segments(input: &str) -> Vec<Segment> {
         let mut whole = header != (None, None);
         let mut last = 0;
         for m in label_re.find_iter(line) {
-            let before = line[..m.start()].trim_end();
+            let before = line.get(..m.start()).unwrap_or_default().trim_end();
             let label = m.as_str().trim();
             let single_letter = label.trim_end_matches(':').trim().chars().count() <= 1;
             let at_boundary = before.is_empty() || before.ends_with(['.', ';', '!', '?']);
@@ -413,7 +415,7 @@ fn segments(input: &str) -> Vec<Segment> {
             if !(at_boundary || (!single_letter && m.start() > 0)) {
                 continue;
             }
-            let pending = line[last..m.start()].trim();
+            let pending = line.get(last..m.start()).unwrap_or_default().trim();
             if !pending.is_empty() {
                 out.push(Segment {
                     forced: current.0,
@@ -426,7 +428,7 @@ fn segments(input: &str) -> Vec<Segment> {
             whole = false;
             last = m.end();
         }
-        let rest = line[last..].trim();
+        let rest = line.get(last..).unwrap_or_default().trim();
         if rest.is_empty() {
             if last > 0 {
                 header = current; // a header line: "Plan:"
@@ -481,7 +483,7 @@ fn clauses(sentence: &str) -> Vec<(String, String)> {
         let mut last = 0;
         let mut first_sep = sep;
         for m in mid.find_iter(part) {
-            let before = part[last..m.start()].trim();
+            let before = part.get(last..m.start()).unwrap_or_default().trim();
             let prev_word = before.rsplit(' ').next().unwrap_or("").to_lowercase();
             if before.split_whitespace().count() < 2
                 || matches!(
@@ -524,7 +526,10 @@ fn clauses(sentence: &str) -> Vec<(String, String)> {
             first_sep = " ".to_string();
             last = m.start() + 1;
         }
-        pieces.push((first_sep, part[last..].trim().to_string()));
+        pieces.push((
+            first_sep,
+            part.get(last..).unwrap_or_default().trim().to_string(),
+        ));
     }
     pieces.retain(|(_, c)| !c.trim().is_empty());
     pieces

@@ -111,7 +111,7 @@ fn date_variants(date: &str) -> Vec<String> {
             out.push(format!("{di}/{mi}/{y}"));
             out.push(format!("{d}.{m}.{y}"));
             if let Some(name) = mi.checked_sub(1).and_then(|i| NAMES.get(i)) {
-                let short = &name[..3];
+                let short = name.get(..3).unwrap_or_default();
                 out.push(format!("{name} {di}, {y}"));
                 out.push(format!("{name} {di} {y}"));
                 out.push(format!("{di} {name} {y}"));
@@ -163,7 +163,7 @@ impl Vault {
                 );
                 // Without the country code.
                 if digits.len() > 10 {
-                    let local = &digits[digits.len() - 10..];
+                    let local = digits.get(digits.len() - 10..).unwrap_or_default();
                     push(
                         "PHONE",
                         Regex::new(&format!(r"\b{}\b", digits_pattern(local))).ok(),
@@ -254,12 +254,12 @@ impl Vault {
         let mut out = String::with_capacity(s.len());
         let mut last = 0;
         for m in re.find_iter(s) {
-            out.push_str(&s[last..m.start()]);
+            out.push_str(s.get(last..m.start()).unwrap_or_default());
             let p = self.placeholder_for(kind, m.as_str());
             out.push_str(&p);
             last = m.end();
         }
-        out.push_str(&s[last..]);
+        out.push_str(s.get(last..).unwrap_or_default());
         out
     }
 

@@ -113,13 +113,13 @@ fn punctuate_run(run: &str) -> String {
     if run.split_whitespace().count() < MIN_WORDS || run.contains(',') {
         return run.to_string();
     }
-    let lead = &run[..run.len() - run.trim_start().len()];
+    let lead = run.strip_suffix(run.trim_start()).unwrap_or_default();
     // (position, label word end or None for a plain cut)
     let mut cuts: Vec<(usize, Option<usize>)> = Vec::new();
     if let Some(re) = label_re() {
         for m in re.find_iter(run) {
-            let before = &run[..m.start()];
-            let after = &run[m.end()..];
+            let before = run.get(..m.start()).unwrap_or_default();
+            let after = run.get(m.end()..).unwrap_or_default();
             if after.trim_start().starts_with(':')
                 || LABEL_NOT_AFTER.contains(&last_word(before).as_str())
                 || LABEL_NOT_BEFORE.contains(&first_word(after).as_str())
@@ -147,7 +147,7 @@ fn punctuate_run(run: &str) -> String {
         if pos < last {
             continue;
         }
-        let before = run[last..pos].trim();
+        let before = run.get(last..pos).unwrap_or_default().trim();
         if !before.is_empty() {
             out.push_str(before);
             out.push_str(". ");
@@ -155,20 +155,25 @@ fn punctuate_run(run: &str) -> String {
         let mut start = pos;
         // Drop a connective at the cut ("… swab and come back …").
         for conn in ["and ", "then ", "but "] {
-            if run[start..].to_lowercase().starts_with(conn) {
+            if run
+                .get(start..)
+                .unwrap_or_default()
+                .to_lowercase()
+                .starts_with(conn)
+            {
                 start += conn.len();
             }
         }
         match label_end {
             Some(end) => {
-                out.push_str(&run[start..end]);
+                out.push_str(run.get(start..end).unwrap_or_default());
                 out.push_str(": ");
                 last = end;
             }
             None => last = start,
         }
     }
-    out.push_str(run[last..].trim_start());
+    out.push_str(run.get(last..).unwrap_or_default().trim_start());
     out
 }
 
@@ -184,14 +189,14 @@ pub(crate) fn punctuate(input: &str) -> String {
             let mut out = String::with_capacity(line.len() + 16);
             let mut last = 0;
             for m in run_re.find_iter(line) {
-                out.push_str(&line[last..m.start()]); // e.g. a leading "?"
+                out.push_str(line.get(last..m.start()).unwrap_or_default()); // e.g. a leading "?"
                 let s = m.as_str();
                 let body = s.trim_end_matches(['.', '!', '?', ';']);
                 out.push_str(&punctuate_run(body));
-                out.push_str(&s[body.len()..]);
+                out.push_str(s.get(body.len()..).unwrap_or_default());
                 last = m.end();
             }
-            out.push_str(&line[last..]);
+            out.push_str(line.get(last..).unwrap_or_default());
             out
         })
         .collect::<Vec<_>>()

@@ -331,13 +331,12 @@ fn note_title(note_type: Option<&str>) -> String {
         .take(60)
         .collect();
     let t = t.trim();
-    let lower = t.to_lowercase();
-    let t = if lower.ends_with(" note") {
-        &t[..t.len() - 5]
-    } else if lower == "note" {
-        ""
-    } else {
-        t
+    // " note" is ASCII, so its byte length is its length in any case.
+    let cut = t.len().saturating_sub(" note".len());
+    let t = match (t.get(..cut), t.get(cut..)) {
+        (Some(head), Some(tail)) if tail.eq_ignore_ascii_case(" note") => head,
+        _ if t.eq_ignore_ascii_case("note") => "",
+        _ => t,
     };
     if t.trim().is_empty() {
         "SOAP note (AI draft)".to_string()

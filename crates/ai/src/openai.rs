@@ -229,7 +229,7 @@ struct ExplainReply {
 fn json_object(content: &str) -> Option<&str> {
     let start = content.find('{')?;
     let end = content.rfind('}')?;
-    (end > start).then(|| &content[start..=end])
+    (end > start).then(|| content.get(start..=end).unwrap_or_default())
 }
 
 /// Parses a note reply; `None` when it is not the expected shape.

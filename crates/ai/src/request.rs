@@ -55,7 +55,7 @@ fn units(input: &str) -> Vec<Unit> {
                 Some(c) => {
                     let whole = c.get(0).map_or(0, |m| m.end());
                     let l = c.get(1).map(|m| m.as_str().trim().to_lowercase());
-                    (l, s[whole..].to_string())
+                    (l, s.get(whole..).unwrap_or_default().to_string())
                 }
                 None => (None, s.clone()),
             };
@@ -72,7 +72,9 @@ fn units(input: &str) -> Vec<Unit> {
 fn strip_bullet(line: &str) -> &str {
     static BULLET: OnceLock<Option<Regex>> = OnceLock::new();
     match re(&BULLET, r"^\s*(?:[-*•·–—>]+|\d{1,2}[.)])\s*") {
-        Some(r) => r.find(line).map_or(line, |m| &line[m.end()..]),
+        Some(r) => r
+            .find(line)
+            .map_or(line, |m| line.get(m.end()..).unwrap_or_default()),
         None => line,
     }
 }
@@ -184,7 +186,7 @@ fn request_structure(lower: &str) -> bool {
         r"\b(?:how (?:much|many|often)|what (?:dose|dosage|strength|type|kind)|which (?:dose|type|kind|antibiotic|medication|drug)|what's the (?:max|dose|right|best|correct)|whats the (?:max|dose|right|best|correct)|(?:can|could|should|do|may|must) (?:i|we)|is it (?:ok|okay|safe|fine|alright|reasonable|appropriate)|ok to (?:give|start|restart|use|take|double|increase|stop))\b",
     ) {
         for m in r.find_iter(lower) {
-            if m.start() > 0 && !reported_before(&lower[..m.start()]) {
+            if m.start() > 0 && !reported_before(lower.get(..m.start()).unwrap_or_default()) {
                 return true;
             }
         }
@@ -229,7 +231,7 @@ fn directive(lower: &str) -> Option<Directive> {
     let polite = re(&POLITE, r"^(?:please|pls|plz|kindly|just|can u|could u)\s+")
         .and_then(|r| r.find(lower))
         .map(|m| m.end());
-    let lower = &lower[polite.unwrap_or(0)..];
+    let lower = lower.get(polite.unwrap_or(0)..).unwrap_or_default();
     if matches_re!(
         r"^(?:calculate|calc|compute|work out|figure out|diagnose|tell (?:me|us|whether|if|what|which|how)|name (?:the|a|this|what|which)|identify (?:the|what|this|which)|explain (?:how|what|why|whether|if|me|us)|summari[sz]e|translate|compose|generate|come up with|brainstorm|devise|draw up|design|write me|answer|respond|show me|act as|stop being|advise (?:on|about|re|regarding|me|us|what|which|how))\b",
         lower

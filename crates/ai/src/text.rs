@@ -121,21 +121,21 @@ pub(crate) fn sentences(text: &str) -> Vec<String> {
     let mut start = 0;
     let mut pending = String::new();
     for m in re.find_iter(text) {
-        let before = &text[start..m.start()];
+        let before = text.get(start..m.start()).unwrap_or_default();
         let prev_word = before
             .rsplit(|c: char| c.is_whitespace())
             .next()
             .unwrap_or("")
             .trim_start_matches(['(', '[', '"', '\''])
             .to_lowercase();
-        let next = text[m.end()..].chars().next();
+        let next = text.get(m.end()..).unwrap_or_default().chars().next();
         let punct = m.as_str().trim();
         if punct == "."
             && (TITLES.contains(&prev_word.as_str())
                 || (ABBREVIATIONS.contains(&prev_word.as_str())
                     && next.is_some_and(|c| c.is_lowercase() || c.is_ascii_digit())))
         {
-            pending.push_str(&text[start..m.end()]);
+            pending.push_str(text.get(start..m.end()).unwrap_or_default());
             start = m.end();
             continue;
         }
@@ -151,7 +151,7 @@ pub(crate) fn sentences(text: &str) -> Vec<String> {
         }
         start = m.end();
     }
-    pending.push_str(&text[start..]);
+    pending.push_str(text.get(start..).unwrap_or_default());
     let tail = squash(&pending);
     if !tail.is_empty() {
         out.push(tail);

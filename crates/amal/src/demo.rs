@@ -123,7 +123,10 @@ pub async fn create_users(db: &Db, password: &str) -> anyhow::Result<Vec<(String
     let mut tx = db.begin().await?;
     for role in DEMO_ROLES {
         let email = demo_email(role);
-        let name = format!("Demo {}", role[..1].to_uppercase() + &role[1..]);
+        let name = format!(
+            "Demo {}",
+            role.get(..1).unwrap_or_default().to_uppercase() + role.get(1..).unwrap_or_default()
+        );
         let u = store::users::insert(
             &mut tx,
             &store::users::NewUser {

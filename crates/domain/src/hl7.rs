@@ -300,16 +300,16 @@ impl Message {
         let mut out = String::with_capacity(s.len());
         let mut rest = s;
         while let Some(start) = rest.find(e) {
-            out.push_str(&rest[..start]);
-            let after = &rest[start + e.len_utf8()..];
+            out.push_str(rest.get(..start).unwrap_or_default());
+            let after = rest.get(start + e.len_utf8()..).unwrap_or_default();
             match after.find(e) {
                 None => {
                     // An unterminated escape is kept as text.
-                    out.push_str(&rest[start..]);
+                    out.push_str(rest.get(start..).unwrap_or_default());
                     return out;
                 }
                 Some(end) => {
-                    let seq = &after[..end];
+                    let seq = after.get(..end).unwrap_or_default();
                     match seq {
                         "F" => out.push(d.field),
                         "S" => out.push(d.component),
@@ -318,7 +318,7 @@ impl Message {
                         "E" => out.push(e),
                         ".br" => out.push('\n'),
                         _ if seq.starts_with('X') => {
-                            let hex = &seq[1..];
+                            let hex = seq.get(1..).unwrap_or_default();
                             let bytes: Vec<u8> = (0..hex.len() / 2)
                                 .filter_map(|i| hex.get(2 * i..2 * i + 2))
                                 .filter_map(|h| u8::from_str_radix(h, 16).ok())
@@ -327,7 +327,7 @@ impl Message {
                         }
                         _ => {}
                     }
-                    rest = &after[end + e.len_utf8()..];
+                    rest = after.get(end + e.len_utf8()..).unwrap_or_default();
                 }
             }
         }
@@ -468,11 +468,17 @@ pub fn timestamp(raw: &str) -> Option<DateTime<Utc>> {
     let offset = match zone {
         None => FixedOffset::east_opt(0)?,
         Some(z) => {
-            if z.len() != 5 || !z[1..].chars().all(|c| c.is_ascii_digit()) {
+            if z.len() != 5
+                || !z
+                    .get(1..)
+                    .unwrap_or_default()
+                    .chars()
+                    .all(|c| c.is_ascii_digit())
+            {
                 return None;
             }
-            let h: i32 = z[1..3].parse().ok()?;
-            let mi: i32 = z[3..5].parse().ok()?;
+            let h: i32 = z.get(1..3).unwrap_or_default().parse().ok()?;
+            let mi: i32 = z.get(3..5).unwrap_or_default().parse().ok()?;
             let secs = (h * 3600 + mi * 60) * if z.starts_with('-') { -1 } else { 1 };
             FixedOffset::east_opt(secs)?
         }
@@ -701,7 +707,10 @@ pub fn reference_range(raw: &str) -> Option<(Option<f64>, Option<f64>)> {
         .skip(1)
         .find(|(_, c)| *c == '-')
         .map(|(i, _)| i)?;
-    let (lo, hi) = (number(&t[..idx])?, number(&t[idx + 1..])?);
+    let (lo, hi) = (
+        number(t.get(..idx).unwrap_or_default())?,
+        number(t.get(idx + 1..).unwrap_or_default())?,
+    );
     (lo <= hi).then_some((Some(lo), Some(hi)))
 }
 

@@ -842,7 +842,7 @@ mod tests {
             for code in &ing.atc {
                 assert_eq!(code.len(), 7, "{}: {code}", ing.name);
                 assert!(
-                    d.classes.contains_key(&code[..5]),
+                    d.classes.contains_key(code.get(..5).unwrap_or_default()),
                     "{}: no class name for {code}",
                     ing.name
                 );

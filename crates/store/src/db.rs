@@ -663,10 +663,9 @@ fn may_write(meta: &std::fs::Metadata) -> bool {
 fn credentials() -> Option<(u32, Vec<u32>)> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let field = |name: &str| -> Option<Vec<u32>> {
-        let line = status.lines().find(|l| l.starts_with(name))?;
+        let line = status.lines().find_map(|l| l.strip_prefix(name))?;
         Some(
-            line[name.len()..]
-                .split_whitespace()
+            line.split_whitespace()
                 .filter_map(|v| v.parse().ok())
                 .collect(),
         )

@@ -362,12 +362,12 @@ pub fn user_message(body: &Value) -> String {
 pub fn clinician_input(user: &str) -> Option<String> {
     let start = user.find(ai::openai::INPUT_START)? + ai::openai::INPUT_START.len();
     let end = user.find(ai::openai::INPUT_END)?;
-    Some(user[start..end].trim().to_string())
+    Some(user.get(start..end).unwrap_or_default().trim().to_string())
 }
 
 pub fn facts(user: &str) -> Option<Value> {
     let start = user.find('{')?;
-    serde_json::from_str(&user[start..]).ok()
+    serde_json::from_str(user.get(start..).unwrap_or_default()).ok()
 }
 
 /// A model that answers well: it sorts notes like a careful clinician would

@@ -67,8 +67,8 @@ impl Page {
 pub(crate) fn field_value(html: &str, name: &str) -> Option<String> {
     let needle = format!("name=\"{name}\" value=\"");
     let start = html.find(&needle)? + needle.len();
-    let end = html[start..].find('"')? + start;
-    Some(html[start..end].to_string())
+    let end = html.get(start..).unwrap_or_default().find('"')? + start;
+    Some(html.get(start..end).unwrap_or_default().to_string())
 }
 
 impl Web {
@@ -618,7 +618,10 @@ async fn web_admin_pages_work_and_show_no_patient_data() {
         .await;
     assert_eq!(inv.status, StatusCode::CREATED, "{}", inv.body);
     let code_start = inv.body.find("id=\"invite-code\">").unwrap() + 17;
-    let code = &inv.body[code_start..code_start + 24];
+    let code = &inv
+        .body
+        .get(code_start..code_start + 24)
+        .unwrap_or_default();
     let r = app
         .post(
             "/api/auth/signup",
@@ -1321,7 +1324,7 @@ async fn web_browser_provider_signs_in_finds_a_patient_and_finalizes_a_note() {
         eprintln!(
             "browser step {:?} failed at {url}:\n{}",
             step.get(),
-            &src[..src.len().min(3000)]
+            &src.get(..src.len().min(3000)).unwrap_or_default()
         );
     }
     let _ = c.close().await;

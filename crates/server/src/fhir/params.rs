@@ -104,8 +104,8 @@ pub fn interval(v: &str) -> Option<(NaiveDateTime, NaiveDateTime)> {
             ))
         }
         7 if v.as_bytes()[4] == b'-' => {
-            let y = num(&v[..4])? as i32;
-            let m = num(&v[5..])?;
+            let y = num(v.get(..4).unwrap_or_default())? as i32;
+            let m = num(v.get(5..).unwrap_or_default())?;
             let start = day(y, m, 1)?;
             let end = if m == 12 {
                 day(y + 1, 1, 1)?
@@ -125,7 +125,7 @@ pub fn interval(v: &str) -> Option<(NaiveDateTime, NaiveDateTime)> {
             if clock.len() == time.len() {
                 return None;
             }
-            let zone = &time[clock.len()..];
+            let zone = time.get(clock.len()..).unwrap_or_default();
             let (full, step) = match clock.len() {
                 5 => (
                     format!("{date}T{clock}:00{zone}"),
@@ -149,7 +149,7 @@ pub fn date_bounds(
     raw: &str,
 ) -> Result<(Option<NaiveDateTime>, Option<NaiveDateTime>), ParamError> {
     let (prefix, value) = match raw.get(..2) {
-        Some(p @ ("eq" | "ge" | "gt" | "le" | "lt")) => (p, &raw[2..]),
+        Some(p @ ("eq" | "ge" | "gt" | "le" | "lt")) => (p, raw.get(2..).unwrap_or_default()),
         Some("ne" | "sa" | "eb" | "ap") => {
             return Err(ParamError(
                 "date prefixes ne, sa, eb and ap are not supported; use eq, ge, gt, le or lt"

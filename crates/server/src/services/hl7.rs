@@ -43,7 +43,7 @@ struct Prepared {
 
 fn ack_id() -> String {
     let id = Uuid::now_v7().simple().to_string();
-    format!("AMAL{}", &id[..16])
+    format!("AMAL{}", id.get(..16).unwrap_or_default())
 }
 
 fn sender_of(h: &hl7::Header) -> String {
