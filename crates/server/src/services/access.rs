@@ -508,12 +508,11 @@ pub async fn review_account(
     let cur = store::care::account_review_tx(&mut tx, target)
         .await?
         .ok_or(AppError::NotFound)?;
-    if req.approve && cur.approval_required && cur.approved_at.is_none() {
-        if cur.created_by == Some(user.id) || target == user.id {
-            return Err(AppError::Forbidden(
-                "The two-person rule needs a second administrator: the one who created the account may not approve it.".into(),
-            ));
-        }
+    let own = cur.created_by == Some(user.id) || target == user.id;
+    if req.approve && cur.approval_required && cur.approved_at.is_none() && own {
+        return Err(AppError::Forbidden(
+            "The two-person rule needs a second administrator: the one who created the account may not approve it.".into(),
+        ));
     }
     store::care::review_account(&mut tx, target, user.id, req.approve).await?;
     audit_change(
