@@ -18,6 +18,14 @@ async fn membership(app: &TestApp, admin: &str, team: &str, kind: &str, id: &str
     app.json_ok(r, 200).await;
 }
 
+/// Create a care team through the API; returns its id.
+async fn new_team(app: &TestApp, admin: &str, name: &str) -> String {
+    let r = app
+        .post("/api/care-teams", Some(admin), json!({ "name": name }))
+        .await;
+    sid(&app.json_ok(r, 201).await)
+}
+
 /// A patient moved from the default team into a new team "Ward B", whose
 /// only member is `inside`; `outside` stays in the default team only.
 struct Split {
@@ -35,14 +43,7 @@ async fn split(app: TestApp) -> Split {
     let inside = app.signed_in("nurse").await;
     let p = app.create_patient(&outside.access, "Rania", "Haddad").await;
     let patient = sid(&p);
-    let r = app
-        .post(
-            "/api/care-teams",
-            Some(&admin.access),
-            json!({"name": "Ward B"}),
-        )
-        .await;
-    let ward = sid(&app.json_ok(r, 201).await);
+    let ward = new_team(&app, &admin.access, "Ward B").await;
     membership(
         &app,
         &admin.access,
@@ -140,7 +141,10 @@ async fn clinician_outside_the_care_team_sees_demographics_only_and_gets_403_on_
         assert_eq!(r.status(), 403, "{path}");
         let v: Value = r.json().await.unwrap();
         assert_eq!(v["resourceType"], "OperationOutcome");
-        assert_eq!(v["issue"][0]["details"]["coding"][0]["code"], "outside_care_team", "{v}");
+        assert_eq!(
+            v["issue"][0]["details"]["coding"][0]["code"], "outside_care_team",
+            "{v}"
+        );
     }
     let r = app
         .post(
@@ -603,4 +607,125 @@ async fn two_person_rule_needs_a_second_admin_before_a_new_clinical_account_sign
         )
         .await;
     assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn web_break_glass_page_opens_the_chart_and_the_admin_reviews_it_and_manages_teams() {
+    use crate::web::Web;
+    use reqwest::StatusCode;
+    let app = TestApp::spawn().await;
+    let admin = app.signed_in("admin").await;
+    let registrar = app.signed_in("provider").await;
+    let p = sid(&app
+        .create_patient(&registrar.access, "Layla", "Nasser")
+        .await);
+    let ward = new_team(&app, &admin.access, "Ward B").await;
+    membership(&app, &admin.access, DEFAULT_TEAM, "patient", &p, false).await;
+    membership(&app, &admin.access, &ward, "patient", &p, true).await;
+
+    let (w, u) = Web::signed_in(&app, "provider").await;
+    let page = w.get(&format!("/patients/{p}")).await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN, "{}", page.body);
+    assert!(
+        page.body.contains("Not in your care teams"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("Nasser, Layla"));
+    assert!(page.body.contains("Break the glass"));
+    let token = page.csrf();
+    let path = format!("/patients/{p}/break-glass");
+    let reason = "Collapsed at reception, own clinician away";
+    let wrong = w
+        .post(
+            &path,
+            &[
+                ("_csrf", &token),
+                ("reasonCode", "emergency"),
+                ("reasonText", reason),
+                ("password", "not the password at all"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        wrong.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        wrong.body
+    );
+    assert!(
+        wrong.body.contains("is not your password"),
+        "{}",
+        wrong.body
+    );
+    let ok = w
+        .post(
+            &path,
+            &[
+                ("_csrf", &token),
+                ("reasonCode", "emergency"),
+                ("reasonText", reason),
+                ("password", &u.password),
+            ],
+        )
+        .await;
+    assert_eq!(ok.status, StatusCode::SEE_OTHER, "{}", ok.body);
+    let chart = w.get(&ok.location()).await;
+    assert_eq!(chart.status, StatusCode::OK, "{}", chart.body);
+    assert!(
+        chart.body.contains("Break-glass access is open"),
+        "{}",
+        chart.body
+    );
+
+    let (aw, _) = Web::signed_in(&app, "admin").await;
+    let queue = aw.get("/admin/reviews").await;
+    assert_eq!(queue.status, StatusCode::OK, "{}", queue.body);
+    assert!(queue.body.contains(reason), "{}", queue.body);
+    let bg = app.get("/api/access/reviews", Some(&admin.access)).await;
+    let bg = app.json_ok(bg, 200).await["breakGlass"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let atoken = queue.csrf();
+    let r = aw
+        .post(
+            &format!("/admin/reviews/break-glass/{bg}"),
+            &[("_csrf", &atoken), ("note", "Checked with reception.")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let queue = aw.get("/admin/reviews").await;
+    assert!(
+        !queue.body.contains(reason),
+        "reviewed items leave the open queue"
+    );
+    let teams = aw.get("/admin/teams").await;
+    assert!(
+        teams.body.contains("Ward B") && teams.body.contains("Whole clinic"),
+        "{}",
+        teams.body
+    );
+    let r = aw
+        .post("/admin/teams", &[("_csrf", &atoken), ("name", "Ward C")])
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let team = aw.get(&r.location()).await;
+    assert_eq!(team.status, StatusCode::OK, "{}", team.body);
+    assert!(team.body.contains("Care team Ward C"));
+    let tid = r.location().trim_start_matches("/admin/teams/").to_string();
+    let r = aw
+        .post(
+            &format!("/admin/teams/{tid}/membership"),
+            &[
+                ("_csrf", &atoken),
+                ("kind", "member"),
+                ("id", &u.id.to_string()),
+                ("present", "true"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let team = aw.get(&format!("/admin/teams/{tid}")).await;
+    assert!(team.body.contains("Remove"), "{}", team.body);
 }

@@ -101,7 +101,10 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/admin/teams/{id}/settings", post(access::settings))
         .route("/admin/teams/{id}/delete", post(access::delete_team))
         .route("/admin/reviews", get(access::reviews))
-        .route("/admin/reviews/break-glass/{id}", post(access::review_break_glass))
+        .route(
+            "/admin/reviews/break-glass/{id}",
+            post(access::review_break_glass),
+        )
         .route("/admin/reviews/accounts/{id}", post(access::review_account))
         .route("/admin/audit", get(admin::audit))
         .route("/admin/audit/verify", get(admin::verify))
