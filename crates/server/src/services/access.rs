@@ -263,6 +263,8 @@ pub async fn break_glass(
     if !errors.is_empty() {
         return Err(AppError::Validation(errors));
     }
+    // A session that just ran out gets its end event before a new one starts.
+    end_expired(st).await?;
     match basis(st, user, patient).await? {
         Some(Basis::Team(_)) => {
             return Err(AppError::conflict(
