@@ -118,6 +118,12 @@ pub struct Settings {
     /// How often the built-in alerts are evaluated, e.g. 15s (default) or 500ms
     #[arg(long, env = "AMAL_ALERT_INTERVAL", global = true)]
     pub alert_interval: Option<String>,
+    /// How long a break-glass (emergency access) session lasts, e.g. 60m (default)
+    #[arg(long, env = "AMAL_BREAK_GLASS_DURATION", global = true)]
+    pub break_glass_duration: Option<String>,
+    /// `on`: a second admin must approve a provider or nurse account an admin created (default off)
+    #[arg(long, env = "AMAL_TWO_PERSON_RULE", global = true)]
+    pub two_person_rule: Option<String>,
     /// URL that firing and resolved alerts are posted to (JSON). Environment only.
     #[arg(
         long,
@@ -180,6 +186,8 @@ impl Settings {
             tls_key: self.tls_key.clone().filter(|p| !p.as_os_str().is_empty()),
             alert_interval: self.alert_interval.clone(),
             alert_webhook_url: secret(&self.alert_webhook_url),
+            break_glass_duration: self.break_glass_duration.clone(),
+            two_person_rule: self.two_person_rule.clone(),
         }
     }
 }

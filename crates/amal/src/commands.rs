@@ -304,6 +304,19 @@ async fn user(cfg: server::Config, action: UserAction) -> anyhow::Result<ExitCod
     ev.resource_id = Some(created.id);
     ev.detail = Some(serde_json::json!({ "role": role.as_str(), "via": "cli" }).to_string());
     store::audit::append(&mut tx, &[ev]).await?;
+    // A provider or nurse made by the operator is flagged like one an admin
+    // made through the API (review queue; two-person rule). The alert
+    // counter lives in the server process, so none fires from here.
+    server::services::access::flag_account(
+        &mut tx,
+        &server::metrics::Metrics::new(),
+        cfg.two_person_rule,
+        None,
+        &created,
+        "cli",
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
     tx.commit().await?;
     println!(
         "created {} {} ({})",

@@ -58,10 +58,24 @@ pub enum AuditAction {
     FhirExport,
     /// A file of a FHIR bulk export downloaded.
     FhirExportDownload,
+    /// A care team created, renamed, made default or deleted.
+    CareTeamChange,
+    /// A clinician or patient added to or removed from a care team.
+    CareTeamMembership,
+    /// Emergency access to a patient outside one's care teams began.
+    BreakGlassStart,
+    /// A break-glass session reached its time box.
+    BreakGlassEnd,
+    /// An admin reviewed a break-glass session.
+    BreakGlassReview,
+    /// A provider or nurse account created by an admin was flagged for review.
+    AccountFlagged,
+    /// An admin reviewed (and with the two-person rule approved) a flagged account.
+    AccountReview,
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 47] = [
+    pub const ALL: [AuditAction; 54] = [
         AuditAction::AuthSignup,
         AuditAction::AuthSignin,
         AuditAction::AuthRefresh,
@@ -109,6 +123,13 @@ impl AuditAction {
         AuditAction::Hl7Import,
         AuditAction::FhirExport,
         AuditAction::FhirExportDownload,
+        AuditAction::CareTeamChange,
+        AuditAction::CareTeamMembership,
+        AuditAction::BreakGlassStart,
+        AuditAction::BreakGlassEnd,
+        AuditAction::BreakGlassReview,
+        AuditAction::AccountFlagged,
+        AuditAction::AccountReview,
     ];
 
     /// The name stored in the audit trail and used in `?action=` filters.
@@ -161,6 +182,13 @@ impl AuditAction {
             AuditAction::Hl7Import => "hl7.import",
             AuditAction::FhirExport => "fhir.export",
             AuditAction::FhirExportDownload => "fhir.export.download",
+            AuditAction::CareTeamChange => "care_team.change",
+            AuditAction::CareTeamMembership => "care_team.membership",
+            AuditAction::BreakGlassStart => "break_glass.start",
+            AuditAction::BreakGlassEnd => "break_glass.end",
+            AuditAction::BreakGlassReview => "break_glass.review",
+            AuditAction::AccountFlagged => "account.flagged",
+            AuditAction::AccountReview => "account.review",
         }
     }
 

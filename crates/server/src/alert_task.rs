@@ -57,6 +57,11 @@ async fn probe(state: &AppState) {
 /// The periodic evaluator calls it; tests call it directly.
 pub async fn tick(state: &AppState) {
     probe(state).await;
+    // Break-glass sessions past their time box get their end event here at
+    // the latest (one interval after expiry).
+    if let Err(e) = crate::services::access::end_expired(state).await {
+        tracing::warn!(error = %e, "could not record the end of expired break-glass sessions");
+    }
     let alerts = &state.alerts;
     let now = alerts.now();
     let (max, ip) = alerts.ip_hits.max(now);

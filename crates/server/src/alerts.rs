@@ -274,6 +274,32 @@ pub const RULES: &[Rule] = &[
         },
     },
     Rule {
+        name: "BreakGlassInvoked",
+        severity: "high",
+        route: "slack",
+        for_secs: 0,
+        expr: "increase(access_break_glass_total[1h]) > 0",
+        summary: "A clinician used break-glass (emergency) access to a patient outside their care teams; review it.",
+        cond: Cond::IncreaseAbove {
+            sel: Sel(&["access.break_glass"]),
+            window: 3600,
+            threshold: 0.0,
+        },
+    },
+    Rule {
+        name: "AdminCreatedClinicalAccount",
+        severity: "high",
+        route: "slack",
+        for_secs: 0,
+        expr: "increase(users_clinical_created_by_admin_total[1h]) > 0",
+        summary: "An administrator created (or made) a provider or nurse account; review it.",
+        cond: Cond::IncreaseAbove {
+            sel: Sel(&["users.clinical_created_by_admin"]),
+            window: 3600,
+            threshold: 0.0,
+        },
+    },
+    Rule {
         name: "BackupTooOld",
         severity: "high",
         route: "slack",

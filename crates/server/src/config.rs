@@ -49,6 +49,11 @@ pub struct RawConfig {
     /// `AMAL_ALERT_INTERVAL` (default `15s`) and `ALERT_WEBHOOK_URL` (a secret).
     pub alert_interval: Option<String>,
     pub alert_webhook_url: Option<SecretString>,
+    /// `AMAL_BREAK_GLASS_DURATION`: the time box of emergency access (default `60m`).
+    pub break_glass_duration: Option<String>,
+    /// `AMAL_TWO_PERSON_RULE`: `on` makes a second admin approve a new
+    /// provider or nurse account an admin created (default `off`).
+    pub two_person_rule: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,6 +172,10 @@ pub struct Config {
     pub alert_interval: Duration,
     /// Where firing and resolved alerts are posted (may embed a token).
     pub alert_webhook_url: Option<SecretString>,
+    /// How long a break-glass session lasts.
+    pub break_glass_duration: Duration,
+    /// Whether a second admin must approve an admin-created clinical account.
+    pub two_person_rule: bool,
 }
 
 /// PEM certificate chain and private key (`AMAL_TLS_CERT`, `AMAL_TLS_KEY`).
@@ -417,6 +426,24 @@ impl Config {
                 crate::settings::DEFAULT_ALERT_INTERVAL
             }),
         };
+        let break_glass_duration = match raw.break_glass_duration.as_deref().map(str::trim) {
+            None | Some("") => crate::settings::DEFAULT_BREAK_GLASS,
+            Some(s) => crate::settings::break_glass_duration(s).unwrap_or_else(|| {
+                problem(
+                    "AMAL_BREAK_GLASS_DURATION",
+                    "must be a duration from 1s to 24h such as `60m`".into(),
+                );
+                crate::settings::DEFAULT_BREAK_GLASS
+            }),
+        };
+        let two_person_rule = match raw.two_person_rule.as_deref().map(str::trim) {
+            None | Some("") | Some("off") => false,
+            Some("on") => true,
+            Some(_) => {
+                problem("AMAL_TWO_PERSON_RULE", "must be `on` or `off`".into());
+                false
+            }
+        };
         if let Some(url) = &raw.alert_webhook_url {
             if !crate::settings::webhook_url_ok(url.expose_secret()) {
                 problem(
@@ -506,6 +533,8 @@ impl Config {
                 tls,
                 alert_interval,
                 alert_webhook_url: raw.alert_webhook_url,
+                break_glass_duration,
+                two_person_rule,
             }),
             _ => Err(problems),
         }

@@ -19,6 +19,10 @@ pub enum AppError {
     Unauthorized(&'static str),
     #[error("forbidden: {0}")]
     Forbidden(String),
+    /// A clinician asked for the chart of a patient outside their care
+    /// teams, with no break-glass session (problem type `outside-care-team`).
+    #[error("outside care team")]
+    OutsideCareTeam { patient: uuid::Uuid },
     #[error("not found")]
     NotFound,
     /// A 409 with a stable code (`conflict`, `allergy_conflict`, …) and
@@ -94,7 +98,7 @@ impl AppError {
             }
             AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
             AppError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            AppError::Forbidden(_) => StatusCode::FORBIDDEN,
+            AppError::Forbidden(_) | AppError::OutsideCareTeam { .. } => StatusCode::FORBIDDEN,
             AppError::NotFound => StatusCode::NOT_FOUND,
             AppError::Conflict { .. } => StatusCode::CONFLICT,
             AppError::PreconditionRequired => StatusCode::PRECONDITION_REQUIRED,
@@ -115,6 +119,7 @@ impl AppError {
             AppError::BadRequest(_) => "bad_request",
             AppError::Unauthorized(_) => "unauthorized",
             AppError::Forbidden(_) => "forbidden",
+            AppError::OutsideCareTeam { .. } => "outside_care_team",
             AppError::NotFound => "not_found",
             AppError::Conflict { code, .. } => code,
             AppError::Unprocessable(u) => u.code,
@@ -136,6 +141,7 @@ impl AppError {
             AppError::Validation(_) => "One or more fields are invalid.".into(),
             AppError::BadRequest(d) | AppError::Forbidden(d) | AppError::Unavailable(d) => d.clone(),
             AppError::Unauthorized(d) => (*d).into(),
+            AppError::OutsideCareTeam { .. } => "This patient is not in any of your care teams. You see their demographics only; for an emergency, use break-glass access (audited and reviewed).".into(),
             AppError::NotFound => "No such resource.".into(),
             AppError::Conflict { detail, .. } => detail.clone(),
             AppError::Unprocessable(u) => u.detail.clone(),
@@ -215,6 +221,10 @@ impl IntoResponse for AppError {
         let extra = match &self {
             AppError::Validation(errors) => Some(json!({ "errors": field_errors(errors) })),
             AppError::Conflict { extra, .. } => extra.clone(),
+            AppError::OutsideCareTeam { patient } => Some(json!({
+                "patientId": patient,
+                "breakGlass": format!("/api/patients/{patient}/break-glass"),
+            })),
             AppError::Unprocessable(u) => {
                 let mut v = u.extra.clone().unwrap_or_else(|| json!({}));
                 if let Value::Object(o) = &mut v {

@@ -125,6 +125,21 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(routes::ai::explain))
         .routes(routes!(routes::audit::list))
         .routes(routes!(routes::audit::verify))
+        .routes(routes!(routes::access::explain))
+        .routes(routes!(routes::access::break_glass))
+        .routes(routes!(routes::access::review_queue))
+        .routes(routes!(routes::access::review_break_glass))
+        .routes(routes!(routes::access::review_account))
+        .routes(routes!(
+            routes::access::list_teams,
+            routes::access::create_team
+        ))
+        .routes(routes!(
+            routes::access::get_team,
+            routes::access::update_team,
+            routes::access::delete_team
+        ))
+        .routes(routes!(routes::access::set_membership))
 }
 
 /// The OpenAPI 3.1 document.

@@ -73,6 +73,8 @@ impl Metrics {
             "http.auth.5xx",
             "audit.write_failure",
             "fhir.export.admin",
+            "access.break_glass",
+            "users.clinical_created_by_admin",
             "alerts.webhook.failure",
             "db.fault",
         ] {

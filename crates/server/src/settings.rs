@@ -25,6 +25,14 @@ pub fn alert_interval(s: &str) -> Option<Duration> {
     duration(s).filter(|d| (Duration::from_millis(100)..=Duration::from_secs(3600)).contains(d))
 }
 
+/// Default time box of a break-glass session (`AMAL_BREAK_GLASS_DURATION`).
+pub const DEFAULT_BREAK_GLASS: Duration = Duration::from_secs(3600);
+
+/// `AMAL_BREAK_GLASS_DURATION`: a [`duration`] from 1 s to 24 h.
+pub fn break_glass_duration(s: &str) -> Option<Duration> {
+    duration(s).filter(|d| (Duration::from_secs(1)..=Duration::from_secs(86_400)).contains(d))
+}
+
 /// Whether `ALERT_WEBHOOK_URL` is an http(s) URL with a host.
 pub fn webhook_url_ok(s: &str) -> bool {
     url::Url::parse(s.trim())

@@ -45,6 +45,9 @@ async fn problem_documents() {
         AppError::BadRequest("The body is not valid JSON (or not valid UTF-8).".into()),
         AppError::Unauthorized("Incorrect e-mail or password."),
         AppError::Forbidden("Only the author may edit a draft note.".into()),
+        AppError::OutsideCareTeam {
+            patient: uuid::Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0042),
+        },
         AppError::NotFound,
         AppError::Conflict {
             code: "allergy_conflict",

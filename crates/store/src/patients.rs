@@ -79,6 +79,7 @@ pub async fn insert(
         match res {
             Ok(_) => {
                 on_tx!(tx, c => sqlx::query("RELEASE SAVEPOINT mrn").execute(&mut *c).await.map(|r| r.rows_affected()))?;
+                crate::care::place_new_patient(tx, id, created_by).await?;
                 return Ok(PatientRow {
                     id,
                     mrn: candidate,

@@ -52,6 +52,7 @@ pub async fn insert(tx: &mut Tx, new: &NewUser<'_>) -> Result<UserRow> {
         }
         r => r?,
     };
+    crate::care::place_clinician(tx, id, new.role).await?;
     Ok(UserRow {
         id,
         email: new.email.to_string(),
@@ -150,6 +151,8 @@ pub struct InviteRow {
     pub email: Option<String>,
     pub expires_at: DateTime<Utc>,
     pub used_at: Option<DateTime<Utc>>,
+    /// The admin who issued it.
+    pub created_by: Uuid,
 }
 
 pub async fn insert_invite(
@@ -178,7 +181,8 @@ pub async fn insert_invite(
 }
 
 pub async fn invite_by_code_hash(tx: &mut Tx, code_hash: &str) -> Result<Option<InviteRow>> {
-    let sql = "SELECT id, role, email, expires_at, used_at FROM invites WHERE code_hash = $1";
+    let sql =
+        "SELECT id, role, email, expires_at, used_at, created_by FROM invites WHERE code_hash = $1";
     Ok(on_tx!(tx, c => sqlx::query_as(sql).bind(code_hash).fetch_optional(&mut *c).await)?)
 }
 

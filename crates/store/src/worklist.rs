@@ -57,6 +57,16 @@ fn after_parts(after: After) -> (i64, DateTime<Utc>, Uuid) {
     (has, t, id)
 }
 
+/// Only rows about a patient who shares a care team with the viewer (`$n`):
+/// the day view lists team patients only (break-glass opens one chart, it
+/// does not fill the worklists).
+fn team_only(n: u8) -> String {
+    format!(
+        "EXISTS (SELECT 1 FROM care_team_patients tp JOIN care_team_members m ON m.team_id = tp.team_id \
+         WHERE tp.patient_id = p.id AND m.user_id = ${n})"
+    )
+}
+
 const UNREVIEWED: &str =
     "l.reviewed_at IS NULL AND l.flag IN ('low','high','critical_low','critical_high')";
 const TIER: &str = "CASE WHEN l.flag IN ('critical_low','critical_high') THEN 0 ELSE 1 END";
@@ -66,6 +76,7 @@ const TIER: &str = "CASE WHEN l.flag IN ('critical_low','critical_high') THEN 0 
 /// id)`.
 pub async fn unreviewed_results(
     db: &Db,
+    viewer: Uuid,
     after: Option<(i64, DateTime<Utc>, Uuid)>,
     limit: i64,
 ) -> Result<Vec<With<LabRow>>> {
@@ -73,22 +84,25 @@ pub async fn unreviewed_results(
     let (tier, t, id) = after.unwrap_or((0, crate::now(), Uuid::nil()));
     let sql = format!(
         "SELECT * FROM (SELECT {}, {PATIENT}, {TIER} AS tier FROM labs l JOIN patients p ON p.id = l.patient_id \
-         WHERE {UNREVIEWED}) w \
+         WHERE {UNREVIEWED} AND {}) w \
          WHERE $1 = 0 OR w.tier > $2 OR (w.tier = $2 AND (w.recorded_at < $3 OR (w.recorded_at = $3 AND w.id < $4))) \
          ORDER BY w.tier, w.recorded_at DESC, w.id DESC LIMIT $5",
-        qualified("l", crate::labs::COLS)
+        qualified("l", crate::labs::COLS),
+        team_only(6)
     );
     Ok(
-        on_read!(db, c => sqlx::query_as(&sql).bind(has).bind(tier).bind(t).bind(id).bind(limit).fetch_all(c).await)?,
+        on_read!(db, c => sqlx::query_as(&sql).bind(has).bind(tier).bind(t).bind(id).bind(limit).bind(viewer).fetch_all(c).await)?,
     )
 }
 
 /// (all unreviewed flagged results, of which critical).
-pub async fn unreviewed_totals(db: &Db) -> Result<(i64, i64)> {
+pub async fn unreviewed_totals(db: &Db, viewer: Uuid) -> Result<(i64, i64)> {
     let sql = format!(
-        "SELECT count(*), coalesce(sum(CASE WHEN {TIER} = 0 THEN 1 ELSE 0 END), 0) FROM labs l WHERE {UNREVIEWED}"
+        "SELECT count(*), coalesce(sum(CASE WHEN {TIER} = 0 THEN 1 ELSE 0 END), 0) FROM labs l \
+         JOIN patients p ON p.id = l.patient_id WHERE {UNREVIEWED} AND {}",
+        team_only(1)
     );
-    let n: (i64, i64) = on_read!(db, c => sqlx::query_as(&sql).fetch_one(c).await)?;
+    let n: (i64, i64) = on_read!(db, c => sqlx::query_as(&sql).bind(viewer).fetch_one(c).await)?;
     Ok(n)
 }
 
@@ -96,6 +110,7 @@ pub async fn unreviewed_totals(db: &Db) -> Result<(i64, i64)> {
 /// nurse's draft, which a provider may co-sign.
 pub async fn drafts(
     db: &Db,
+    viewer: Uuid,
     author: Option<Uuid>,
     after: After,
     limit: i64,
@@ -107,17 +122,19 @@ pub async fn drafts(
         "n.author_id IN (SELECT u.id FROM users u WHERE u.role = 'nurse') AND $1 = $1"
     };
     let from = format!(
-        "FROM notes n JOIN patients p ON p.id = n.patient_id WHERE n.status = 'draft' AND {who}"
+        "FROM notes n JOIN patients p ON p.id = n.patient_id WHERE n.status = 'draft' AND {who} AND {}",
+        team_only(2)
     );
     let sql = format!(
-        "SELECT {}, {PATIENT} {from} AND ($2 = 0 OR n.updated_at < $3 OR (n.updated_at = $3 AND n.id < $4)) \
-         ORDER BY n.updated_at DESC, n.id DESC LIMIT $5",
+        "SELECT {}, {PATIENT} {from} AND ($3 = 0 OR n.updated_at < $4 OR (n.updated_at = $4 AND n.id < $5)) \
+         ORDER BY n.updated_at DESC, n.id DESC LIMIT $6",
         qualified("n", crate::notes::COLS)
     );
     let count = format!("SELECT count(*) {from}");
     let a = author.unwrap_or_else(Uuid::nil);
-    let rows = on_read!(db, c => sqlx::query_as(&sql).bind(a).bind(has).bind(t).bind(id).bind(limit).fetch_all(c).await)?;
-    let n: (i64,) = on_read!(db, c => sqlx::query_as(&count).bind(a).fetch_one(c).await)?;
+    let rows = on_read!(db, c => sqlx::query_as(&sql).bind(a).bind(viewer).bind(has).bind(t).bind(id).bind(limit).fetch_all(c).await)?;
+    let n: (i64,) =
+        on_read!(db, c => sqlx::query_as(&count).bind(a).bind(viewer).fetch_one(c).await)?;
     Ok((rows, n.0))
 }
 
@@ -130,7 +147,10 @@ pub async fn issued_since(
     limit: i64,
 ) -> Result<(Vec<With<PrescriptionRow>>, i64)> {
     let (has, t, id) = after_parts(after);
-    let from = "FROM prescriptions r JOIN patients p ON p.id = r.patient_id WHERE r.issued_by = $1 AND r.issued_at >= $2";
+    let from = format!(
+        "FROM prescriptions r JOIN patients p ON p.id = r.patient_id WHERE r.issued_by = $1 AND r.issued_at >= $2 AND {}",
+        team_only(1)
+    );
     let sql = format!(
         "SELECT {}, {PATIENT} {from} AND ($3 = 0 OR r.issued_at < $4 OR (r.issued_at = $4 AND r.id < $5)) \
          ORDER BY r.issued_at DESC, r.id DESC LIMIT $6",
@@ -147,19 +167,27 @@ pub async fn issued_since(
 /// Vital-sign sets with a critical value entered since `since`, newest first.
 pub async fn critical_vitals_since(
     db: &Db,
+    viewer: Uuid,
     since: DateTime<Utc>,
     after: After,
     limit: i64,
 ) -> Result<(Vec<With<VitalsRow>>, i64)> {
     let (has, t, id) = after_parts(after);
-    let from = "FROM vitals v JOIN patients p ON p.id = v.patient_id WHERE v.critical AND v.entered_at >= $1";
+    let from = format!(
+        "FROM vitals v JOIN patients p ON p.id = v.patient_id WHERE v.critical AND v.entered_at >= $1 AND {}",
+        team_only(6)
+    );
     let sql = format!(
         "SELECT {}, {PATIENT} {from} AND ($2 = 0 OR v.entered_at < $3 OR (v.entered_at = $3 AND v.id < $4)) \
          ORDER BY v.entered_at DESC, v.id DESC LIMIT $5",
         qualified("v", crate::vitals::COLS)
     );
-    let count = format!("SELECT count(*) {from}");
-    let rows = on_read!(db, c => sqlx::query_as(&sql).bind(since).bind(has).bind(t).bind(id).bind(limit).fetch_all(c).await)?;
-    let n: (i64,) = on_read!(db, c => sqlx::query_as(&count).bind(since).fetch_one(c).await)?;
+    let rows = on_read!(db, c => sqlx::query_as(&sql).bind(since).bind(has).bind(t).bind(id).bind(limit).bind(viewer).fetch_all(c).await)?;
+    let count = format!(
+        "SELECT count(*) FROM vitals v JOIN patients p ON p.id = v.patient_id WHERE v.critical AND v.entered_at >= $1 AND {}",
+        team_only(2)
+    );
+    let n: (i64,) =
+        on_read!(db, c => sqlx::query_as(&count).bind(since).bind(viewer).fetch_one(c).await)?;
     Ok((rows, n.0))
 }

@@ -33,6 +33,20 @@ async fn role_matrix_for_admin_endpoints() {
             ok: 200,
         },
         Endpoint {
+            method: Method::GET,
+            path: "/api/care-teams".into(),
+            body: None,
+            allowed: ADMIN,
+            ok: 200,
+        },
+        Endpoint {
+            method: Method::GET,
+            path: "/api/access/reviews".into(),
+            body: None,
+            allowed: ADMIN,
+            ok: 200,
+        },
+        Endpoint {
             method: Method::POST,
             path: "/api/users".into(),
             body: Some(json!({"email": "", "name": "", "role": "nurse", "password": ""})),

@@ -12,7 +12,7 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::helpers::*;
 
-const ALERTS: [&str; 13] = [
+const ALERTS: [&str; 15] = [
     "DatabaseConnectivityLost",
     "AuthServerErrorsHigh",
     "WritesFailing",
@@ -24,6 +24,8 @@ const ALERTS: [&str; 13] = [
     "AuditWriteFailure",
     "DatabaseFaults",
     "AdminBulkExport",
+    "BreakGlassInvoked",
+    "AdminCreatedClinicalAccount",
     "BackupTooOld",
     "CriticalLabUnreviewed",
 ];
@@ -209,7 +211,7 @@ async fn alerts_endpoint_lists_every_alert_for_admins_only_and_metrics_feed_the_
             }
         }
     }
-    assert!(checked >= 13, "{checked}");
+    assert!(checked >= 15, "{checked}");
     assert!(text.contains("amal_http_request_duration_seconds_bucket{le=\"2\"}"));
     assert!(text.contains("\nalerts_firing 0"));
 }

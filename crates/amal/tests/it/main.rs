@@ -7,6 +7,7 @@
     clippy::cast_possible_truncation
 )]
 
+mod access;
 mod admin;
 mod ai;
 mod alerts;

@@ -2,6 +2,7 @@
 //! The rules live in [`crate::services`]; the `utoipa` annotations here are
 //! the OpenAPI document.
 
+pub mod access;
 pub mod ai;
 pub mod audit;
 pub mod auth;

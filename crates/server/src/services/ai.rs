@@ -239,6 +239,7 @@ pub async fn generate_note(
             "must be at most 20000 characters",
         ));
     }
+    crate::services::require_patient(st, user, req.patient_id).await?;
     let patient = store::patients::get(&st.db, req.patient_id)
         .await?
         .ok_or(AppError::NotFound)?;
@@ -302,6 +303,7 @@ pub async fn explain(
     let lab = store::labs::get(&st.db, req.lab_id)
         .await?
         .ok_or(AppError::NotFound)?;
+    crate::services::require_patient(st, user, lab.patient_id).await?;
     let patient = store::patients::get(&st.db, lab.patient_id)
         .await?
         .ok_or(AppError::NotFound)?;

@@ -124,7 +124,11 @@ pub async fn signup(st: &AppState, req: SignupRequest) -> Result<UserView> {
         if inv.used_at.is_some() || inv.expires_at <= store::now() || for_other {
             return Err(bad());
         }
-        (inv.role.clone(), UserStatus::Active, Some(inv.id))
+        (
+            inv.role.clone(),
+            UserStatus::Active,
+            Some((inv.id, inv.created_by)),
+        )
     } else {
         (Role::Staff.as_str().to_string(), UserStatus::Pending, None)
     };
@@ -139,12 +143,14 @@ pub async fn signup(st: &AppState, req: SignupRequest) -> Result<UserView> {
         },
     )
     .await?;
-    if let Some(id) = invite {
+    if let Some((id, created_by)) = invite {
         if !store::users::consume_invite(&mut tx, id, user.id).await? {
             return Err(AppError::Forbidden(
                 "The invitation code was just used.".into(),
             ));
         }
+        crate::services::access::flag_new_account(&mut tx, st, Some(created_by), &user, "invite")
+            .await?;
     }
     let mut ev = audit_event(None, AuditAction::AuthSignup, "success");
     ev.actor_id = Some(user.id);
@@ -265,6 +271,11 @@ pub async fn signin(st: &AppState, req: SigninRequest) -> Result<TokenPair> {
         } else {
             "This account is disabled.".into()
         }));
+    }
+    if let Err(e) = crate::services::access::require_approved(st, user.id).await {
+        st.metrics.incr("auth.signin.failure");
+        record_signin(st, Some((user.id, user.role.as_str())), "awaiting_approval").await?;
+        return Err(e);
     }
     let pair = open_session(st, user).await?;
     st.metrics.incr("auth.signin.success");

@@ -97,7 +97,7 @@ pub async fn kickoff(
         Some(id) => {
             user.require(Action::ExportPatient)?;
             let id = Uuid::parse_str(id).map_err(|_| AppError::NotFound)?;
-            crate::services::require_patient(st, id).await?;
+            crate::services::require_patient(st, user, id).await?;
             Some(id)
         }
     };

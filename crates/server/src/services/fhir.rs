@@ -30,6 +30,12 @@ pub fn action(ty: ResourceType) -> Action {
     }
 }
 
+/// Whether `ty` is clinical data of one patient (bound by care teams);
+/// Patient is demographics and Practitioner names colleagues.
+fn chart_type(ty: ResourceType) -> bool {
+    !matches!(ty, ResourceType::Patient | ResourceType::Practitioner)
+}
+
 /// One resource of a page, with the patient it belongs to and the users it
 /// names (for `$everything`'s Practitioners).
 pub struct Found {
@@ -174,6 +180,11 @@ pub async fn read(st: &AppState, user: &AuthUser, ty: ResourceType, id: &str) ->
     if found.is_empty() {
         return Err(AppError::NotFound);
     }
+    if chart_type(ty) {
+        for patient in found.iter().filter_map(|f| f.patient) {
+            crate::services::require_patient(st, user, patient).await?;
+        }
+    }
     audit(st, user, AuditAction::FhirRead, ty, &found, Some(id)).await?;
     Ok(found
         .into_iter()
@@ -204,6 +215,11 @@ pub async fn search(
     let mut p = params::parse(ty, pairs).map_err(|e| AppError::BadRequest(e.0))?;
     let limit = p.search.limit;
     p.search.limit = limit + 1;
+    if chart_type(ty) {
+        if let Some(patient) = p.search.patient {
+            crate::services::require_patient(st, user, patient).await?;
+        }
+    }
     let mut found = fetch(st, ty, &p).await?;
     let next = if found.len() as i64 > limit {
         found.truncate(usize::try_from(limit).unwrap_or(0));
@@ -213,6 +229,29 @@ pub async fn search(
     } else {
         None
     };
+    if chart_type(ty) {
+        // A search across patients shows only those the user may open (the
+        // cursor still follows the unfiltered rows, so no row is skipped).
+        let mut allowed = std::collections::BTreeMap::new();
+        let mut kept = Vec::with_capacity(found.len());
+        for f in found {
+            let ok = match f.patient {
+                None => true,
+                Some(pid) => match allowed.get(&pid) {
+                    Some(ok) => *ok,
+                    None => {
+                        let ok = crate::services::access::may_open(st, user, pid).await?;
+                        allowed.insert(pid, ok);
+                        ok
+                    }
+                },
+            };
+            if ok {
+                kept.push(f);
+            }
+        }
+        found = kept;
+    }
     audit(st, user, AuditAction::FhirSearch, ty, &found, None).await?;
     let mut links = vec![json!({ "relation": "self", "url": link(None) })];
     if let Some(c) = &next {
@@ -263,6 +302,7 @@ pub async fn everything(st: &AppState, user: &AuthUser, id: &str, base: &str) ->
         user.require(a)?;
     }
     let id = Uuid::parse_str(id).map_err(|_| AppError::NotFound)?;
+    crate::services::require_patient(st, user, id).await?;
     let mut found = all_of(st, ResourceType::Patient, id).await?;
     if found.is_empty() {
         return Err(AppError::NotFound);

@@ -178,7 +178,7 @@ pub async fn create(
     user.require(Action::RecordLab)?;
     let req = body?;
     let lab = parse_lab(&req)?;
-    require_patient(st, patient).await?;
+    require_patient(st, user, patient).await?;
     let mut tx = st.db.begin().await?;
     let row = store::labs::insert(&mut tx, patient, user.id, &lab).await?;
     audit_change(
@@ -212,7 +212,7 @@ pub async fn list(
 ) -> Result<LabPage> {
     user.require(Action::ReadLabs)?;
     let code = code.map(loinc).transpose()?;
-    require_patient(st, patient).await?;
+    require_patient(st, user, patient).await?;
     let limit = page_q.limit();
     let rows = store::labs::list_for_patient(
         &st.db,
@@ -250,7 +250,7 @@ pub struct Trend {
 pub async fn trend(st: &AppState, user: &AuthUser, patient: Uuid, code: &str) -> Result<Trend> {
     user.require(Action::ReadLabs)?;
     let code = loinc(code)?;
-    require_patient(st, patient).await?;
+    require_patient(st, user, patient).await?;
     let mut rows = store::labs::list_for_patient(&st.db, patient, Some(&code), None, 200).await?;
     rows.reverse();
     audit_read(st, user, AuditAction::LabTrend, None, Some(patient)).await?;
@@ -276,6 +276,7 @@ pub async fn get(st: &AppState, user: &AuthUser, id: Uuid) -> Result<LabView> {
     let row = store::labs::get(&st.db, id)
         .await?
         .ok_or(AppError::NotFound)?;
+    require_patient(st, user, row.patient_id).await?;
     audit_read(
         st,
         user,
@@ -324,6 +325,7 @@ pub async fn review(
     let row = store::labs::get_tx(&mut tx, id)
         .await?
         .ok_or(AppError::NotFound)?;
+    require_patient(st, user, row.patient_id).await?;
     let done =
         store::labs::review(&mut tx, id, user.id, comment.as_deref(), action.as_deref()).await?;
     if !done {

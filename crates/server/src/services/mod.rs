@@ -12,6 +12,7 @@
 //! malformed body is answered 400/422 (SPEC §5: authenticate, count,
 //! authorize, validate). The web UI passes `Ok(form)`.
 
+pub mod access;
 pub mod ai;
 pub mod audit;
 pub mod auth;
@@ -131,13 +132,14 @@ pub async fn audit_change(
     Ok(())
 }
 
-/// 404 unless the patient exists.
-pub async fn require_patient(st: &crate::state::AppState, id: uuid::Uuid) -> Result<(), AppError> {
-    if store::patients::exists(&st.db, id).await? {
-        Ok(())
-    } else {
-        Err(AppError::NotFound)
-    }
+/// 404 unless the patient exists; 403 `outside-care-team` unless the user
+/// may use the patient's chart (the one check: [`access::require_care`]).
+pub async fn require_patient(
+    st: &crate::state::AppState,
+    user: &crate::auth::AuthUser,
+    id: uuid::Uuid,
+) -> Result<(), AppError> {
+    access::require_care(st, user, id).await.map(|_| ())
 }
 
 /// Validation errors collected by `domain::clinical::Errors` as a 422.

@@ -180,7 +180,7 @@ pub async fn create_draft(
     content: &NoteContent,
     ai_generated: bool,
 ) -> Result<NoteRow> {
-    require_patient(st, patient).await?;
+    require_patient(st, user, patient).await?;
     let mut tx = st.db.begin().await?;
     let note = store::notes::insert(&mut tx, patient, user.id, content, ai_generated).await?;
     let detail = ai_generated.then(|| serde_json::json!({ "aiGenerated": true }));
@@ -226,7 +226,7 @@ pub async fn list(
     page_q: &PageQuery,
 ) -> Result<NotePage> {
     user.require(Action::ReadNotes)?;
-    require_patient(st, patient).await?;
+    require_patient(st, user, patient).await?;
     let limit = page_q.limit();
     let before = time_cursor(page_q)?;
     let rows = store::notes::list_for_patient(&st.db, patient, before, limit + 1).await?;
@@ -246,6 +246,7 @@ pub async fn get(st: &AppState, user: &AuthUser, id: Uuid) -> Result<NoteView> {
     let note = store::notes::get(&st.db, id)
         .await?
         .ok_or(AppError::NotFound)?;
+    require_patient(st, user, note.patient_id).await?;
     let addenda = store::notes::addenda(&st.db, id).await?;
     audit_read(
         st,
@@ -272,6 +273,7 @@ pub async fn update(
     let note = store::notes::get(&st.db, id)
         .await?
         .ok_or(AppError::NotFound)?;
+    require_patient(st, user, note.patient_id).await?;
     transition(&note, NoteAction::Edit)?;
     domain::notes::may_edit(note.author_id, user.id).map_err(refused)?;
     let version = expected_version(if_match?, req.version)?;
@@ -304,6 +306,7 @@ pub async fn finalize(st: &AppState, user: &AuthUser, id: Uuid) -> Result<NoteVi
     let note = store::notes::get_tx(&mut tx, id)
         .await?
         .ok_or(AppError::NotFound)?;
+    require_patient(st, user, note.patient_id).await?;
     transition(&note, NoteAction::Finalize)?;
     let author_role = if note.author_id == user.id {
         Some(user.role)
@@ -349,6 +352,7 @@ pub async fn add_addendum(
     let note = store::notes::get_tx(&mut tx, id)
         .await?
         .ok_or(AppError::NotFound)?;
+    require_patient(st, user, note.patient_id).await?;
     transition(&note, NoteAction::AddAddendum)?;
     let hash = domain::notes::addendum_hash(id, user.id, &text, note.content_hash.as_deref());
     let addendum = store::notes::add_addendum(&mut tx, id, user.id, &text, &hash).await?;
@@ -373,6 +377,7 @@ pub async fn discard(st: &AppState, user: &AuthUser, id: Uuid) -> Result<()> {
     let note = store::notes::get_tx(&mut tx, id)
         .await?
         .ok_or(AppError::NotFound)?;
+    require_patient(st, user, note.patient_id).await?;
     transition(&note, NoteAction::Discard)?;
     domain::notes::may_discard(note.author_id, user.id).map_err(refused)?;
     store::notes::discard(&mut tx, id).await?;

@@ -74,6 +74,7 @@ fn split<R, V: From<R>>(rows: Vec<R>, status: impl Fn(&R) -> EntryStatus) -> (Ve
 /// unreviewed critical result, the latest vital signs and recent notes.
 pub async fn chart(st: &AppState, user: &AuthUser, id: Uuid) -> Result<ChartOverview> {
     user.require(Action::ReadChart)?;
+    crate::services::require_patient(st, user, id).await?;
     let patient = store::patients::get(&st.db, id)
         .await?
         .ok_or(AppError::NotFound)?;
@@ -308,7 +309,7 @@ pub async fn day(st: &AppState, user: &AuthUser, q: &DayQuery) -> Result<DayOver
     let provider = user.role == Role::Provider;
     let cosign = async {
         if provider {
-            store::worklist::drafts(&st.db, None, c_after, limit + 1)
+            store::worklist::drafts(&st.db, user.id, None, c_after, limit + 1)
                 .await
                 .map(Some)
         } else {
@@ -316,13 +317,14 @@ pub async fn day(st: &AppState, user: &AuthUser, q: &DayQuery) -> Result<DayOver
         }
     };
     let (results, (total, critical_total), drafts, cosign, issued, vitals, count) = tokio::try_join!(
-        store::worklist::unreviewed_results(&st.db, r_after, limit + 1),
-        store::worklist::unreviewed_totals(&st.db),
-        store::worklist::drafts(&st.db, Some(user.id), d_after, limit + 1),
+        store::worklist::unreviewed_results(&st.db, user.id, r_after, limit + 1),
+        store::worklist::unreviewed_totals(&st.db, user.id),
+        store::worklist::drafts(&st.db, user.id, Some(user.id), d_after, limit + 1),
         cosign,
         store::worklist::issued_since(&st.db, user.id, midnight, p_after, limit + 1),
         store::worklist::critical_vitals_since(
             &st.db,
+            user.id,
             now - chrono::Duration::hours(24),
             v_after,
             limit + 1

@@ -376,7 +376,7 @@ pub async fn add_allergy(
     ));
     let severity = e.take(clinical::severity(req.severity.as_deref()));
     check(e)?;
-    require_patient(st, id).await?;
+    require_patient(st, user, id).await?;
     let mut tx = st.db.begin().await?;
     let a = store::patients::add_allergy(
         &mut tx,
@@ -504,6 +504,7 @@ pub async fn update_allergy(
     body: Body<AllergyPatch>,
 ) -> Result<AllergyView> {
     user.require(Action::RecordAllergy)?;
+    require_patient(st, user, patient).await?;
     let req = body?;
     let version = expected_version(if_match?, req.version)?;
     let mut tx = st.db.begin().await?;
@@ -574,6 +575,7 @@ pub async fn state_no_known_allergies(
     patient: Uuid,
 ) -> Result<NkdaView> {
     user.require(Action::RecordAllergy)?;
+    require_patient(st, user, patient).await?;
     let mut tx = st.db.begin().await?;
     if !store::patients::exists_tx(&mut tx, patient).await? {
         return Err(AppError::NotFound);
@@ -694,7 +696,7 @@ pub async fn add_problem(
         today,
     ));
     check(e)?;
-    require_patient(st, id).await?;
+    require_patient(st, user, id).await?;
     let fields = ProblemFields {
         description,
         code,
@@ -741,6 +743,7 @@ pub async fn update_problem(
     body: Body<ProblemPatch>,
 ) -> Result<ProblemView> {
     user.require(Action::RecordProblem)?;
+    require_patient(st, user, patient).await?;
     let req = body?;
     let version = expected_version(if_match?, req.version)?;
     let mut tx = st.db.begin().await?;
@@ -804,6 +807,7 @@ pub struct PatientBanner {
 /// The patient banner (audited as a read of the patient).
 pub async fn banner(st: &AppState, user: &AuthUser, id: Uuid) -> Result<PatientBanner> {
     user.require(Action::ReadChart)?;
+    require_patient(st, user, id).await?;
     let p = store::patients::get(&st.db, id)
         .await?
         .ok_or(AppError::NotFound)?;

@@ -184,7 +184,7 @@ pub async fn create(
     check(e)?;
     let mut p = p;
     p.medication = confirmed_medication(p.medication, req.medication_confirmed)?;
-    require_patient(st, patient).await?;
+    require_patient(st, user, patient).await?;
     let mut tx = st.db.begin().await?;
     let row = store::prescriptions::insert(&mut tx, patient, user.id, &p).await?;
     audit_change(
@@ -254,7 +254,7 @@ pub async fn list(
                 AppError::validation("status", "must be draft, issued or cancelled")
             })?),
         };
-    require_patient(st, patient).await?;
+    require_patient(st, user, patient).await?;
     let limit = page_q.limit();
     let rows = store::prescriptions::list_for_patient(
         &st.db,
@@ -275,6 +275,7 @@ pub async fn get(st: &AppState, user: &AuthUser, id: Uuid) -> Result<Prescriptio
     let row = store::prescriptions::get(&st.db, id)
         .await?
         .ok_or(AppError::NotFound)?;
+    require_patient(st, user, row.patient_id).await?;
     audit_read(
         st,
         user,
@@ -502,6 +503,7 @@ pub async fn issue(
     let row = store::prescriptions::get_tx(&mut tx, id)
         .await?
         .ok_or(AppError::NotFound)?;
+    require_patient(st, user, row.patient_id).await?;
     transition(&row, PrescriptionAction::Issue)?;
     let found = findings(&mut tx, &row).await?;
     if let Some(refusal) = found.refusal(&reasons) {
@@ -583,6 +585,7 @@ pub async fn cancel(
     let row = store::prescriptions::get_tx(&mut tx, id)
         .await?
         .ok_or(AppError::NotFound)?;
+    require_patient(st, user, row.patient_id).await?;
     transition(&row, PrescriptionAction::Cancel)?;
     if !store::prescriptions::cancel(&mut tx, id, user.id, &reason).await? {
         return Err(AppError::conflict(

@@ -74,6 +74,7 @@ pub async fn create_user(
     ev.resource_id = Some(user.id);
     ev.detail = Some(serde_json::json!({ "role": user.role }).to_string());
     store::audit::append(&mut tx, &[ev]).await?;
+    crate::services::access::flag_new_account(&mut tx, st, Some(admin.id), &user, "api").await?;
     tx.commit().await?;
     tracing::info!(targetUserId = %user.id, newRole = %user.role, "user created");
     Ok(user.into())
@@ -119,6 +120,19 @@ pub async fn update_user(
         return Err(AppError::conflict(
             "This change would leave no active administrator.",
         ));
+    }
+    let became_clinical = |r: &str| Role::parse(r).is_some_and(crate::services::access::clinical);
+    if !became_clinical(&current.role) && became_clinical(&user.role) {
+        // An admin turning an account clinical is the same risk as creating one.
+        store::care::place_clinician(&mut tx, id, &user.role).await?;
+        crate::services::access::flag_new_account(
+            &mut tx,
+            st,
+            Some(admin.id),
+            &user,
+            "role_change",
+        )
+        .await?;
     }
     let changed = current.role != user.role || current.status != user.status;
     if changed {

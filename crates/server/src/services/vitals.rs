@@ -156,7 +156,7 @@ pub async fn create(
     if !errs.is_empty() {
         return Err(AppError::Validation(errs));
     }
-    require_patient(st, patient).await?;
+    require_patient(st, user, patient).await?;
     let mut tx = st.db.begin().await?;
     let height = match entered.height_cm {
         Some(_) => None,
@@ -202,7 +202,7 @@ pub async fn list(
     page_q: &PageQuery,
 ) -> Result<VitalsPage> {
     user.require(Action::ReadVitals)?;
-    require_patient(st, patient).await?;
+    require_patient(st, user, patient).await?;
     let limit = page_q.limit();
     let rows =
         store::vitals::list_for_patient(&st.db, patient, time_cursor(page_q)?, limit + 1).await?;

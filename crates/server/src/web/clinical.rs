@@ -137,9 +137,14 @@ pub async fn render_chart(
     status: StatusCode,
     done: Option<&str>,
 ) -> Page {
-    let o = services::overview::chart(st, &s.user, id)
-        .await
-        .or_page(s)?;
+    let o = match services::overview::chart(st, &s.user, id).await {
+        // Outside the care teams: demographics and the break-glass form.
+        Err(AppError::OutsideCareTeam { .. }) => {
+            return crate::web::access::outside(st, s, id, FormState::none(), StatusCode::FORBIDDEN)
+                .await
+        }
+        r => r.or_page(s)?,
+    };
     let patient = &o.patient;
     let mut labs: Vec<LabRow> = o.recent_labs.iter().map(LabRow::from).collect();
     name_reviewers(st, &mut labs).await;

@@ -6,6 +6,7 @@
 //! turns forms into service inputs and answers (or problems) into pages.
 //! See `docs/WEB_UI.md`.
 
+mod access;
 mod admin;
 mod ai;
 mod auth;
@@ -93,6 +94,18 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/admin/users", get(admin::users).post(admin::create_user))
         .route("/admin/users/{id}", post(admin::update_user))
         .route("/admin/invites", post(admin::create_invite))
+        .route("/patients/{id}/break-glass", post(access::break_glass))
+        .route("/admin/teams", get(access::teams).post(access::create_team))
+        .route("/admin/teams/{id}", get(access::team))
+        .route("/admin/teams/{id}/membership", post(access::membership))
+        .route("/admin/teams/{id}/settings", post(access::settings))
+        .route("/admin/teams/{id}/delete", post(access::delete_team))
+        .route("/admin/reviews", get(access::reviews))
+        .route(
+            "/admin/reviews/break-glass/{id}",
+            post(access::review_break_glass),
+        )
+        .route("/admin/reviews/accounts/{id}", post(access::review_account))
         .route("/admin/audit", get(admin::audit))
         .route("/admin/audit/verify", get(admin::verify))
         .route("/admin/metrics", get(admin::metrics))

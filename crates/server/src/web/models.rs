@@ -286,6 +286,7 @@ pub fn notice(done: Option<&str>) -> Option<&'static str> {
         "user_created" => "User created.",
         "user_updated" => "User updated. Their sessions have ended if the role or status changed.",
         "signed_out" => "You have signed out.",
+        "break_glass" => "Break-glass access is open for this chart until its time box ends. It is audited and will be reviewed.",
         _ => return None,
     })
 }
