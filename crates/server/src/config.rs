@@ -49,6 +49,12 @@ pub struct RawConfig {
     /// `AMAL_ALERT_INTERVAL` (default `15s`) and `ALERT_WEBHOOK_URL` (a secret).
     pub alert_interval: Option<String>,
     pub alert_webhook_url: Option<SecretString>,
+    /// `AMAL_HL7_MLLP_ADDR` (unset = off), `AMAL_HL7_MLLP_USER`,
+    /// `AMAL_HL7_MLLP_MAX_BYTES` (default 1 MiB), `AMAL_HL7_MLLP_IDLE_TIMEOUT` (default `60s`).
+    pub hl7_mllp_addr: Option<String>,
+    pub hl7_mllp_user: Option<String>,
+    pub hl7_mllp_max_bytes: Option<String>,
+    pub hl7_mllp_idle_timeout: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,6 +173,8 @@ pub struct Config {
     pub alert_interval: Duration,
     /// Where firing and resolved alerts are posted (may embed a token).
     pub alert_webhook_url: Option<SecretString>,
+    /// The HL7 v2 MLLP listener; `None` = off.
+    pub hl7_mllp: Option<crate::settings::MllpSettings>,
 }
 
 /// PEM certificate chain and private key (`AMAL_TLS_CERT`, `AMAL_TLS_KEY`).
@@ -426,6 +434,14 @@ impl Config {
             }
         }
 
+        let hl7_mllp = crate::settings::MllpSettings::resolve(
+            raw.hl7_mllp_addr.as_deref(),
+            raw.hl7_mllp_user.as_deref(),
+            raw.hl7_mllp_max_bytes.as_deref(),
+            raw.hl7_mllp_idle_timeout.as_deref(),
+            &mut problem,
+        );
+
         // Secrets.
         let (mut jwt, mut refresh) = (raw.jwt_secret, raw.jwt_refresh_secret);
         if env == Environment::Development && (jwt.is_none() || refresh.is_none()) {
@@ -506,6 +522,7 @@ impl Config {
                 tls,
                 alert_interval,
                 alert_webhook_url: raw.alert_webhook_url,
+                hl7_mllp,
             }),
             _ => Err(problems),
         }
