@@ -28,5 +28,6 @@ mod ratelimit;
 mod smoke;
 mod tls;
 mod web;
+mod web_clinical_journeys;
 mod web_worklist;
 mod worklist;
