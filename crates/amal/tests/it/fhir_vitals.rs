@@ -66,7 +66,7 @@ async fn vital_signs_are_observations_with_loinc_codes_and_ucum_units() {
             app.post(
                 &format!("/api/patients/{pid}/labs"),
                 Some(&prov),
-                json!({"code": "2345-7", "value": 100.0, "unit": "mg/dL"}),
+                json!({"code": "2345-7", "value": 100.0, "unit": "mg/dL", "collectedAt": chrono::Utc::now().to_rfc3339()}),
             )
             .await,
             201,
@@ -289,7 +289,7 @@ async fn since_narrows_everything_and_export_and_vitals_are_exported() {
             app.post(
                 &format!("/api/patients/{pid}/labs"),
                 Some(&prov),
-                json!({"code": "2823-3", "value": 4.0, "unit": "mmol/L"}),
+                json!({"code": "2823-3", "value": 4.0, "unit": "mmol/L", "collectedAt": chrono::Utc::now().to_rfc3339()}),
             )
             .await,
             201,

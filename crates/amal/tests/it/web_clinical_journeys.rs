@@ -240,7 +240,7 @@ async fn web_browser_clinical_journeys_worklist_vitals_overrides_and_duplicates(
         &app,
         &api,
         &format!("/api/patients/{kalia}/labs"),
-        json!({"code": "2823-3", "value": 6.8, "unit": "mmol/L"}),
+        json!({"code": "2823-3", "value": 6.8, "unit": "mmol/L", "collectedAt": Utc::now().to_rfc3339()}),
         201,
     )
     .await);
