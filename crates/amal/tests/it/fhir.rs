@@ -638,7 +638,7 @@ pub(crate) async fn kick_off(app: &TestApp, path: &str, token: &str) -> reqwest:
 
 /// Poll a status URL until the manifest is ready.
 pub(crate) async fn manifest(app: &TestApp, status_url: &str, token: &str) -> Value {
-    for _ in 0..200 {
+    for _ in 0..3000 {
         let r = app
             .client
             .get(status_url)
