@@ -133,6 +133,18 @@ pub struct Settings {
         hide_env_values = true
     )]
     pub alert_webhook_url: Option<String>,
+    /// `serve` also listens for HL7 v2 lab results over MLLP on this address, e.g. 127.0.0.1:2575 (default: off)
+    #[arg(long, env = "AMAL_HL7_MLLP_ADDR", global = true)]
+    pub hl7_mllp_addr: Option<String>,
+    /// E-mail of the provider account MLLP imports are made as (required with --hl7-mllp-addr)
+    #[arg(long, env = "AMAL_HL7_MLLP_USER", global = true)]
+    pub hl7_mllp_user: Option<String>,
+    /// Longest HL7 message accepted over MLLP, in bytes (default 1048576)
+    #[arg(long, env = "AMAL_HL7_MLLP_MAX_BYTES", global = true)]
+    pub hl7_mllp_max_bytes: Option<String>,
+    /// An MLLP connection silent this long is closed, e.g. 60s (default 60s)
+    #[arg(long, env = "AMAL_HL7_MLLP_IDLE_TIMEOUT", global = true)]
+    pub hl7_mllp_idle_timeout: Option<String>,
     /// Bearer key for the AI server. Environment only.
     #[arg(
         long,
@@ -188,6 +200,10 @@ impl Settings {
             alert_webhook_url: secret(&self.alert_webhook_url),
             break_glass_duration: self.break_glass_duration.clone(),
             two_person_rule: self.two_person_rule.clone(),
+            hl7_mllp_addr: self.hl7_mllp_addr.clone(),
+            hl7_mllp_user: self.hl7_mllp_user.clone(),
+            hl7_mllp_max_bytes: self.hl7_mllp_max_bytes.clone(),
+            hl7_mllp_idle_timeout: self.hl7_mllp_idle_timeout.clone(),
         }
     }
 }

@@ -178,6 +178,10 @@ async fn serve(raw: server::RawConfig, no_migrate: bool) -> anyhow::Result<ExitC
         None => None,
     };
     let state = server::prepare(cfg, !no_migrate).await?;
+    // The HL7 MLLP listener (off unless AMAL_HL7_MLLP_ADDR is set); it stops
+    // with the process: a message cut off mid-import is rolled back and,
+    // without its ACK, sent again by the lab (imports are idempotent).
+    server::mllp::start(&state).await?;
     server::backup_schedule::spawn(
         state.clone(),
         std::sync::Arc::new(crate::backup::ScheduledJob),

@@ -7,9 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use domain::hl7::AckCode;
-use domain::roles::Role;
 
 /// The files to read: `path` itself, or the files of the folder in name order.
 fn files(path: &Path) -> anyhow::Result<Vec<PathBuf>> {
@@ -42,18 +41,7 @@ pub async fn hl7(
         .await
         .context("cannot open the database named by DATABASE_URL")?;
     store::migrate::guard_not_newer(&db).await?;
-    let Some(u) = store::users::by_email(&db, &email.trim().to_lowercase()).await? else {
-        bail!("no account has the e-mail {email}");
-    };
-    let role = Role::parse(&u.role).unwrap_or(Role::Staff);
-    if u.status != "active" || !role.may(domain::roles::Action::ImportLabResults) {
-        bail!("{email} must be an active provider account to import lab results");
-    }
-    let actor = server::auth::AuthUser {
-        id: u.id,
-        role,
-        session: uuid::Uuid::nil(),
-    };
+    let actor = server::services::hl7::acting_user(&db, email).await?;
     let started = Instant::now();
     let (mut total, mut stored, mut dups) = (0usize, 0usize, 0usize);
     let mut by_code = [0usize; 3];

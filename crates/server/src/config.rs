@@ -54,6 +54,12 @@ pub struct RawConfig {
     /// `AMAL_TWO_PERSON_RULE`: `on` makes a second admin approve a new
     /// provider or nurse account an admin created (default `off`).
     pub two_person_rule: Option<String>,
+    /// `AMAL_HL7_MLLP_ADDR` (unset = off), `AMAL_HL7_MLLP_USER`,
+    /// `AMAL_HL7_MLLP_MAX_BYTES` (default 1 MiB), `AMAL_HL7_MLLP_IDLE_TIMEOUT` (default `60s`).
+    pub hl7_mllp_addr: Option<String>,
+    pub hl7_mllp_user: Option<String>,
+    pub hl7_mllp_max_bytes: Option<String>,
+    pub hl7_mllp_idle_timeout: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -176,6 +182,8 @@ pub struct Config {
     pub break_glass_duration: Duration,
     /// Whether a second admin must approve an admin-created clinical account.
     pub two_person_rule: bool,
+    /// The HL7 v2 MLLP listener; `None` = off.
+    pub hl7_mllp: Option<crate::settings::MllpSettings>,
 }
 
 /// PEM certificate chain and private key (`AMAL_TLS_CERT`, `AMAL_TLS_KEY`).
@@ -453,6 +461,14 @@ impl Config {
             }
         }
 
+        let hl7_mllp = crate::settings::MllpSettings::resolve(
+            raw.hl7_mllp_addr.as_deref(),
+            raw.hl7_mllp_user.as_deref(),
+            raw.hl7_mllp_max_bytes.as_deref(),
+            raw.hl7_mllp_idle_timeout.as_deref(),
+            &mut problem,
+        );
+
         // Secrets.
         let (mut jwt, mut refresh) = (raw.jwt_secret, raw.jwt_refresh_secret);
         if env == Environment::Development && (jwt.is_none() || refresh.is_none()) {
@@ -535,6 +551,7 @@ impl Config {
                 alert_webhook_url: raw.alert_webhook_url,
                 break_glass_duration,
                 two_person_rule,
+                hl7_mllp,
             }),
             _ => Err(problems),
         }

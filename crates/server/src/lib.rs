@@ -15,6 +15,7 @@ pub mod fhir;
 pub mod http;
 pub mod logging;
 pub mod metrics;
+pub mod mllp;
 pub mod num;
 pub mod pem;
 pub mod ratelimit;

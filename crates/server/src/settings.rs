@@ -146,3 +146,78 @@ mod tests {
         assert_eq!(s.keep, 7);
     }
 }
+
+/// The HL7 v2 MLLP listener (`crate::mllp`), when `AMAL_HL7_MLLP_ADDR` is set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MllpSettings {
+    /// `host:port` to listen on.
+    pub addr: String,
+    /// E-mail of the account the imports are made as (`AMAL_HL7_MLLP_USER`).
+    pub user: String,
+    /// Longest message read (`AMAL_HL7_MLLP_MAX_BYTES`).
+    pub max_bytes: usize,
+    /// A connection silent this long is closed (`AMAL_HL7_MLLP_IDLE_TIMEOUT`).
+    pub idle_timeout: Duration,
+}
+
+impl MllpSettings {
+    pub const DEFAULT_MAX_BYTES: usize = 1024 * 1024;
+    pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+    /// Validate the raw settings (`None` = the listener is off).
+    pub fn resolve(
+        addr: Option<&str>,
+        user: Option<&str>,
+        max_bytes: Option<&str>,
+        idle_timeout: Option<&str>,
+        problem: &mut impl FnMut(&'static str, String),
+    ) -> Option<MllpSettings> {
+        let addr = addr
+            .map(str::trim)
+            .filter(|s| !s.is_empty() && !s.eq_ignore_ascii_case("off"))?;
+        if addr.parse::<std::net::SocketAddr>().is_err() {
+            problem(
+                "AMAL_HL7_MLLP_ADDR",
+                "must be an IP address and port such as `127.0.0.1:2575`".into(),
+            );
+        }
+        let user = user.map(str::trim).filter(|s| s.contains('@'));
+        if user.is_none() {
+            problem(
+                "AMAL_HL7_MLLP_USER",
+                "is required when AMAL_HL7_MLLP_ADDR is set: the e-mail of the provider account the imports are made as".into(),
+            );
+        }
+        let max_bytes = match max_bytes.map(str::trim).filter(|s| !s.is_empty()) {
+            None => Self::DEFAULT_MAX_BYTES,
+            Some(s) => match s.parse::<usize>() {
+                Ok(n) if (1024..=64 * 1024 * 1024).contains(&n) => n,
+                _ => {
+                    problem(
+                        "AMAL_HL7_MLLP_MAX_BYTES",
+                        "must be a number of bytes from 1024 to 67108864".into(),
+                    );
+                    Self::DEFAULT_MAX_BYTES
+                }
+            },
+        };
+        let idle_timeout = match idle_timeout.map(str::trim).filter(|s| !s.is_empty()) {
+            None => Self::DEFAULT_IDLE_TIMEOUT,
+            Some(s) => duration(s)
+                .filter(|d| (Duration::from_millis(100)..=Duration::from_secs(86_400)).contains(d))
+                .unwrap_or_else(|| {
+                    problem(
+                        "AMAL_HL7_MLLP_IDLE_TIMEOUT",
+                        "must be a duration from 100ms to 1d such as `60s`".into(),
+                    );
+                    Self::DEFAULT_IDLE_TIMEOUT
+                }),
+        };
+        Some(MllpSettings {
+            addr: addr.to_string(),
+            user: user.unwrap_or_default().to_string(),
+            max_bytes,
+            idle_timeout,
+        })
+    }
+}

@@ -201,6 +201,33 @@ pub async fn labs(db: &Db, s: &Search, code: Option<&str>) -> Result<Vec<LabRow>
     fetch(db, q.common(s, LAB_UPDATED, Some("patient_id"))).await
 }
 
+/// Vital-sign sets (each becomes several Observations). `from` is the set
+/// of the previous page's last Observation: sets from it on (inclusive, as
+/// the rest of that set may follow) instead of `s.after`. `any_of` names
+/// columns of which one must be present (a `code` search). A set never
+/// changes once entered, so its `_lastUpdated` is its entry time.
+pub async fn vitals(
+    db: &Db,
+    s: &Search,
+    from: Option<Uuid>,
+    any_of: &[&str],
+) -> Result<Vec<crate::vitals::VitalsRow>> {
+    let mut q = Query::new(format!("SELECT {} FROM vitals", crate::vitals::COLS));
+    if let Some(f) = from {
+        q.and("id >= ?", vec![Arg::Uuid(f)]);
+    }
+    if !any_of.is_empty() {
+        let clause = any_of
+            .iter()
+            .filter(|c| c.chars().all(|ch| ch.is_ascii_lowercase() || ch == '_'))
+            .map(|c| format!("{c} IS NOT NULL"))
+            .collect::<Vec<_>>()
+            .join(" OR ");
+        q.and(&clause, vec![]);
+    }
+    fetch(db, q.common(s, "entered_at", Some("patient_id"))).await
+}
+
 /// Final notes only (drafts are not part of the record); a final note
 /// changes only by gaining addenda.
 pub async fn final_notes(db: &Db, s: &Search) -> Result<Vec<NoteRow>> {

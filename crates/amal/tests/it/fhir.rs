@@ -56,7 +56,7 @@ fn count_resources(rs: &[Value]) -> usize {
         .sum()
 }
 
-async fn fhir(app: &TestApp, path: &str, token: Option<&str>) -> (u16, Value) {
+pub(crate) async fn fhir(app: &TestApp, path: &str, token: Option<&str>) -> (u16, Value) {
     let r = app.get(path, token).await;
     let status = r.status().as_u16();
     let ct = r.headers()["content-type"].to_str().unwrap().to_string();
@@ -64,14 +64,20 @@ async fn fhir(app: &TestApp, path: &str, token: Option<&str>) -> (u16, Value) {
     (status, r.json().await.unwrap())
 }
 
-async fn fhir_ok(app: &TestApp, path: &str, token: &str) -> Value {
+pub(crate) async fn fhir_ok(app: &TestApp, path: &str, token: &str) -> Value {
     let (status, v) = fhir(app, path, Some(token)).await;
     assert_eq!(status, 200, "{path}: {v}");
     v
 }
 
 /// An OperationOutcome with this status and issue code.
-async fn outcome(app: &TestApp, path: &str, token: Option<&str>, status: u16, code: &str) -> Value {
+pub(crate) async fn outcome(
+    app: &TestApp,
+    path: &str,
+    token: Option<&str>,
+    status: u16,
+    code: &str,
+) -> Value {
     let (got, v) = fhir(app, path, token).await;
     assert_eq!(got, status, "{path}: {v}");
     assert_eq!(v["resourceType"], "OperationOutcome", "{v}");
@@ -79,7 +85,7 @@ async fn outcome(app: &TestApp, path: &str, token: Option<&str>, status: u16, co
     v
 }
 
-fn ids(bundle: &Value) -> Vec<String> {
+pub(crate) fn ids(bundle: &Value) -> Vec<String> {
     bundle["entry"]
         .as_array()
         .map(|e| {
@@ -620,7 +626,7 @@ async fn roles_rate_limits_and_audit_hold_on_fhir_as_on_the_api() {
     assert_eq!(status, 200);
 }
 
-async fn kick_off(app: &TestApp, path: &str, token: &str) -> reqwest::Response {
+pub(crate) async fn kick_off(app: &TestApp, path: &str, token: &str) -> reqwest::Response {
     app.client
         .get(app.url(path))
         .bearer_auth(token)
@@ -631,8 +637,8 @@ async fn kick_off(app: &TestApp, path: &str, token: &str) -> reqwest::Response {
 }
 
 /// Poll a status URL until the manifest is ready.
-async fn manifest(app: &TestApp, status_url: &str, token: &str) -> Value {
-    for _ in 0..200 {
+pub(crate) async fn manifest(app: &TestApp, status_url: &str, token: &str) -> Value {
+    for _ in 0..3000 {
         let r = app
             .client
             .get(status_url)
@@ -653,7 +659,11 @@ async fn manifest(app: &TestApp, status_url: &str, token: &str) -> Value {
 }
 
 /// The NDJSON files of a manifest: type → resources.
-async fn files(app: &TestApp, manifest: &Value, token: &str) -> Vec<(String, Vec<Value>)> {
+pub(crate) async fn files(
+    app: &TestApp,
+    manifest: &Value,
+    token: &str,
+) -> Vec<(String, Vec<Value>)> {
     let mut out = Vec::new();
     for o in manifest["output"].as_array().unwrap() {
         let r = app

@@ -9,12 +9,12 @@ use serde_json::Value;
 
 use crate::helpers::*;
 
-fn corpus_dir() -> PathBuf {
+pub(crate) fn corpus_dir() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/hl7"))
 }
 
 /// (file, expected ACK code, results stored) from `expected.tsv`.
-fn expected() -> Vec<(String, String, usize)> {
+pub(crate) fn expected() -> Vec<(String, String, usize)> {
     let text = std::fs::read_to_string(corpus_dir().join("expected.tsv")).unwrap();
     text.lines()
         .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
@@ -26,7 +26,7 @@ fn expected() -> Vec<(String, String, usize)> {
 }
 
 /// The three patients the corpus names, with their fixed MRNs.
-async fn corpus_patients(app: &TestApp) -> Vec<uuid::Uuid> {
+pub(crate) async fn corpus_patients(app: &TestApp) -> Vec<uuid::Uuid> {
     let by = app.create_user("staff").await;
     let mut ids = Vec::new();
     for (mrn, given, family, birth, sex) in [
@@ -77,7 +77,7 @@ async fn ack_of(r: reqwest::Response) -> (u16, String, Option<Value>) {
     }
 }
 
-fn msa(ack: &str) -> Vec<String> {
+pub(crate) fn msa(ack: &str) -> Vec<String> {
     ack.split('\r')
         .find(|s| s.starts_with("MSA|"))
         .unwrap()
@@ -86,7 +86,7 @@ fn msa(ack: &str) -> Vec<String> {
         .collect()
 }
 
-async fn lab_count(app: &TestApp) -> usize {
+pub(crate) async fn lab_count(app: &TestApp) -> usize {
     let mut n = 0;
     for p in store::fhir::patients(
         &app.state.db,

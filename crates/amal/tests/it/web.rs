@@ -1148,84 +1148,22 @@ async fn web_ai_drafts_notes_and_explains_results_and_shows_refusals() {
 
 // --- The browser ---------------------------------------------------------------
 
-const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
-const CHROMIUM: &str = "/usr/bin/chromium";
-
-struct Driver(std::process::Child);
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+// The browser harness is `crate::web_clinical_journeys::Browser`.
 
 #[tokio::test]
 async fn web_browser_provider_signs_in_finds_a_patient_and_finalizes_a_note() {
-    use fantoccini::{ClientBuilder, Locator};
+    use fantoccini::Locator;
 
-    if !std::path::Path::new(CHROMEDRIVER).exists() {
-        if std::env::var("AMAL_REQUIRE_BROWSER").as_deref() == Ok("1") {
-            panic!(
-                "AMAL_REQUIRE_BROWSER=1 but {CHROMEDRIVER} is missing: install the Debian packages \
-                 `chromium` and `chromium-driver` (scripts/test.sh does this when run as root)"
-            );
-        }
-        eprintln!(
-            "skipped: {CHROMEDRIVER} not found (set AMAL_REQUIRE_BROWSER=1 to make this a failure)"
-        );
+    let Some(browser) = crate::web_clinical_journeys::Browser::start("day").await else {
         return;
-    }
+    };
     let app = TestApp::spawn().await;
     let api = app.signed_in("provider").await;
     app.create_patient(&api.access, "Brigitta", "Browserova")
         .await;
     let user = app.create_user("provider").await;
 
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let _driver = Driver(
-        std::process::Command::new(CHROMEDRIVER)
-            .arg(format!("--port={port}"))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("chromedriver starts"),
-    );
-    let mut up = false;
-    for _ in 0..100 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert!(up, "chromedriver listens on {port}");
-
-    let profile = temp_dir();
-    let mut caps = serde_json::Map::new();
-    caps.insert("browserName".into(), json!("chrome"));
-    caps.insert(
-        "goog:chromeOptions".into(),
-        json!({
-            "binary": CHROMIUM,
-            "args": [
-                "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--no-first-run", format!("--user-data-dir={}", profile.display()),
-            ],
-        }),
-    );
-    let c = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-        .capabilities(caps)
-        .connect(&format!("http://127.0.0.1:{port}"))
-        .await
-        .expect("a chromium session");
+    let c = &browser.client;
 
     let step = std::cell::Cell::new("start");
     let run = async {
@@ -1327,8 +1265,7 @@ async fn web_browser_provider_signs_in_finds_a_patient_and_finalizes_a_note() {
             &src.get(..src.len().min(3000)).unwrap_or_default()
         );
     }
-    let _ = c.close().await;
-    let _ = std::fs::remove_dir_all(&profile);
+    let _ = c.clone().close().await;
     outcome.expect("the browser walk-through");
 
     let finalized: Vec<_> = audit_events(&app)

@@ -5,6 +5,7 @@
 
 pub mod params;
 pub mod resources;
+pub mod vitals;
 
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -120,9 +121,11 @@ async fn everything(
     State(st): State<AppState>,
     user: AuthUser,
     Path(id): Path<String>,
+    RawQuery(q): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response> {
-    let v = svc::everything(&st, &user, &id, &base_url(&st, &headers)).await?;
+    let pairs = pairs(q.as_deref())?;
+    let v = svc::everything(&st, &user, &id, &pairs, &base_url(&st, &headers)).await?;
     Ok(respond(StatusCode::OK, &v))
 }
 

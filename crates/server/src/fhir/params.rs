@@ -57,7 +57,11 @@ impl ResourceType {
                 ("birthdate", "date"),
                 ("identifier", "token"),
             ],
-            ResourceType::Observation => &[("patient", "reference"), ("code", "token")],
+            ResourceType::Observation => &[
+                ("patient", "reference"),
+                ("code", "token"),
+                ("category", "token"),
+            ],
             ResourceType::Practitioner => &[],
             _ => &[("patient", "reference")],
         }
@@ -82,6 +86,33 @@ pub struct Parsed {
     pub code: Option<String>,
     /// A filter that no row can match (e.g. `_id` that is no UUID).
     pub matches_nothing: bool,
+    /// The part of `_id` (0: a stored row's own id; 1..: a vital-sign
+    /// Observation of the set `search.id`, see [`super::vitals`]).
+    pub id_part: Option<u8>,
+    /// The part of the previous page's last resource (`search.after`).
+    pub after_part: u8,
+    /// Observation `category`.
+    pub category: Option<Category>,
+}
+
+/// The Observation categories we emit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Category {
+    Laboratory,
+    VitalSigns,
+}
+
+/// A FHIR id we issue: a row's UUID, or a set's UUID and the suffix of one
+/// of its vital-sign Observations (`<uuid>-bp`), as (id, part).
+pub fn split_id(s: &str) -> Option<(Uuid, u8)> {
+    if s.len() == 36 {
+        return Uuid::parse_str(s).ok().map(|u| (u, 0));
+    }
+    let (u, suffix) = (s.get(..36)?, s.get(36..)?.strip_prefix('-')?);
+    Some((
+        Uuid::parse_str(u).ok()?,
+        super::vitals::by_suffix(suffix)?.part,
+    ))
 }
 
 /// The half-open interval a FHIR date/dateTime value stands for, at its
@@ -170,6 +201,18 @@ pub fn date_bounds(
     })
 }
 
+/// `_since` of `$export` and `$everything`: a FHIR instant (a time with
+/// its zone, to the second or finer).
+pub fn since(v: &str) -> Result<DateTime<Utc>, ParamError> {
+    DateTime::parse_from_rfc3339(v.trim())
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| {
+            ParamError(
+                "_since must be an instant with a time zone, e.g. 2026-01-01T00:00:00Z".into(),
+            )
+        })
+}
+
 fn uuid_or_nothing(v: &str, p: &mut Parsed) -> Option<Uuid> {
     let u = Uuid::parse_str(v).ok();
     if u.is_none() {
@@ -218,16 +261,41 @@ pub fn parse(ty: ResourceType, pairs: &[(String, String)]) -> Result<Parsed, Par
                 .cursor_text()
                 .ok()
                 .flatten()
-                .and_then(|t| Uuid::parse_str(&t).ok())
+                .and_then(|t| split_id(&t))
                 .ok_or_else(|| ParamError("_cursor is not a cursor this server issued".into()))?;
-                p.search.after = Some(text);
+                p.search.after = Some(text.0);
+                p.after_part = text.1;
             }
             "_format" => {
                 if !matches!(v, "json" | "application/json" | "application/fhir+json") {
                     return Err(ParamError("only JSON is served (_format=json)".into()));
                 }
             }
-            "_id" => p.search.id = uuid_or_nothing(v, &mut p),
+            "_id" => match split_id(v) {
+                Some((id, part)) if part == 0 || ty == ResourceType::Observation => {
+                    p.search.id = Some(id);
+                    p.id_part = Some(part);
+                }
+                _ => p.matches_nothing = true,
+            },
+            "category" if ty == ResourceType::Observation => {
+                let code = match v.split_once('|') {
+                    Some((sys, c))
+                        if sys.is_empty()
+                            || sys
+                                == "http://terminology.hl7.org/CodeSystem/observation-category" =>
+                    {
+                        c
+                    }
+                    Some(_) => "",
+                    None => v,
+                };
+                match code {
+                    "laboratory" => p.category = Some(Category::Laboratory),
+                    "vital-signs" => p.category = Some(Category::VitalSigns),
+                    _ => p.matches_nothing = true,
+                }
+            }
             "_lastUpdated" => {
                 let (ge, lt) = date_bounds(v)?;
                 if let Some(t) = ge {

@@ -17,7 +17,8 @@ use uuid::Uuid;
 pub const MRN_SYSTEM: &str = "https://dr-amal.invalid/fhir/sid/mrn";
 pub const LOINC: &str = "http://loinc.org";
 pub const UCUM: &str = "http://unitsofmeasure.org";
-const INTERPRETATION: &str = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation";
+pub(crate) const INTERPRETATION: &str =
+    "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation";
 
 /// An instant as FHIR writes it.
 pub fn instant(t: DateTime<Utc>) -> String {
@@ -32,7 +33,7 @@ fn meta(version: Option<i64>, updated: DateTime<Utc>) -> Value {
     m
 }
 
-fn reference(kind: &str, id: Uuid) -> Value {
+pub(crate) fn reference(kind: &str, id: Uuid) -> Value {
     json!({ "reference": format!("{kind}/{id}") })
 }
 

@@ -99,14 +99,6 @@ const HL7_TYPES: [&str; 3] = [
 /// The ER7 media type of our ACKs.
 pub const HL7_CONTENT_TYPE: &str = "x-application/hl7-v2+er7";
 
-/// An ER7 body as text: UTF-8, else ISO-8859-1 (HL7's common default).
-fn er7_text(body: &[u8]) -> String {
-    match std::str::from_utf8(body) {
-        Ok(s) => s.to_string(),
-        Err(_) => body.iter().map(|&b| char::from(b)).collect(),
-    }
-}
-
 #[utoipa::path(post, path = "/api/labs/hl7", tag = "labs", security(("bearer" = [])),
     request_body(content = String, content_type = "x-application/hl7-v2+er7", description = "One HL7 v2 ORU^R01 message (v2.3–2.5.1); text/plain is accepted too"),
     responses(
@@ -142,7 +134,7 @@ pub async fn import_hl7(
             None,
         ));
     }
-    let out = crate::services::hl7::import(&st.db, &user, &er7_text(&body)).await?;
+    let out = crate::services::hl7::import(&st.db, &user, &crate::mllp::text(&body)).await?;
     st.metrics
         .incr(&format!("hl7.{}", out.code.as_str().to_ascii_lowercase()));
     let status = match out.code {

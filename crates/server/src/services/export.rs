@@ -39,12 +39,25 @@ pub fn job_dir(st: &AppState, id: Uuid) -> PathBuf {
     st.config.data_dir.join("exports").join(id.to_string())
 }
 
-/// `_type=Patient,Observation` (default: every type the export covers).
-fn parse_types(system: bool, pairs: &[(String, String)]) -> Result<Vec<ResourceType>> {
+/// What a kick-off asks for.
+#[derive(Debug, Clone, Default)]
+pub struct Request {
+    pub types: Vec<ResourceType>,
+    /// `_since`: only resources last updated at or after this instant.
+    pub since: Option<DateTime<Utc>>,
+}
+
+/// `_type=Patient,Observation` (default: every type the export covers) and
+/// `_since`.
+fn parse_request(system: bool, pairs: &[(String, String)]) -> Result<Request> {
     let all = export_types(system);
     let mut chosen = None;
+    let mut since = None;
     for (k, v) in pairs {
         match k.as_str() {
+            "_since" => {
+                since = Some(crate::fhir::params::since(v).map_err(|e| AppError::BadRequest(e.0))?);
+            }
             "_type" => {
                 let mut list = Vec::new();
                 for t in v.split(',').map(str::trim).filter(|t| !t.is_empty()) {
@@ -72,12 +85,15 @@ fn parse_types(system: bool, pairs: &[(String, String)]) -> Result<Vec<ResourceT
             }
             _ => {
                 return Err(AppError::BadRequest(
-                    "$export takes only _type and _outputFormat here".into(),
+                    "$export takes only _type, _since and _outputFormat here".into(),
                 ))
             }
         }
     }
-    Ok(chosen.filter(|l| !l.is_empty()).unwrap_or(all))
+    Ok(Request {
+        types: chosen.filter(|l| !l.is_empty()).unwrap_or(all),
+        since,
+    })
 }
 
 /// Start an export: of every patient (`patient` = None, admins) or of one
@@ -106,7 +122,8 @@ pub async fn kickoff(
             "$export is asynchronous: send `Prefer: respond-async`.".into(),
         ));
     }
-    let types = parse_types(patient.is_none(), pairs)?;
+    let req = parse_request(patient.is_none(), pairs)?;
+    let types = req.types.clone();
     let now = store::now();
     let job = ExportJob {
         id: Uuid::now_v7(),
@@ -130,7 +147,7 @@ pub async fn kickoff(
     ev.resource_type = Some("export".into());
     ev.resource_id = Some(job.id);
     ev.patient_id = patient;
-    ev.detail = Some(json!({ "scope": if patient.is_some() { "patient" } else { "system" }, "types": job.types }).to_string());
+    ev.detail = Some(json!({ "scope": if patient.is_some() { "patient" } else { "system" }, "types": job.types, "since": req.since.map(crate::fhir::resources::instant) }).to_string());
     store::audit::append(&mut tx, &[ev]).await?;
     tx.commit().await?;
     if patient.is_none() {
@@ -142,7 +159,7 @@ pub async fn kickoff(
     let st2 = st.clone();
     let id = job.id;
     tokio::spawn(async move {
-        if let Err(e) = run(&st2, &job, &types).await {
+        if let Err(e) = run(&st2, &job, &types, req.since).await {
             tracing::error!(exportId = %id, error = %e, "FHIR export failed");
             let _ = store::export::finish(&st2.db, id, "failed", "failed", None).await;
         }
@@ -151,7 +168,12 @@ pub async fn kickoff(
 }
 
 /// Write the NDJSON files of a job, updating its progress as it goes.
-async fn run(st: &AppState, job: &ExportJob, types: &[ResourceType]) -> anyhow::Result<()> {
+async fn run(
+    st: &AppState,
+    job: &ExportJob,
+    types: &[ResourceType],
+    since: Option<DateTime<Utc>>,
+) -> anyhow::Result<()> {
     let dir = job_dir(st, job.id);
     std::fs::create_dir_all(&dir)?;
     let mut output = Vec::new();
@@ -161,13 +183,17 @@ async fn run(st: &AppState, job: &ExportJob, types: &[ResourceType]) -> anyhow::
         let mut p = Parsed::default();
         p.search.patient = job.patient_id;
         p.search.limit = 1000;
+        p.search.updated = since
+            .map(store::fhir::Bound::AtOrAfter)
+            .into_iter()
+            .collect();
         let mut n = 0usize;
         loop {
             let page = fetch(st, *ty, &p)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             let full = page.len() as i64 == p.search.limit;
-            p.search.after = page.last().map(|f| f.id);
+            crate::services::fhir::resume(&mut p, page.last());
             for f in page {
                 serde_json::to_writer(&mut file, &f.resource)?;
                 file.write_all(b"\n")?;

@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use crate::auth::AuthUser;
 use crate::error::{AppError, Result};
-use crate::fhir::params::{self, Parsed, ResourceType};
+use crate::fhir::params::{self, Category, Parsed, ResourceType};
 use crate::fhir::resources as res;
 use crate::services::{audit_event, record_durably};
 use crate::state::AppState;
@@ -40,9 +40,108 @@ fn chart_type(ty: ResourceType) -> bool {
 /// names (for `$everything`'s Practitioners).
 pub struct Found {
     pub id: Uuid,
+    /// 0 for a row's own resource; 1.. for the vital-sign Observations of a
+    /// set (see [`crate::fhir::vitals`]).
+    pub part: u8,
     pub patient: Option<Uuid>,
     pub resource: Value,
     pub users: Vec<Uuid>,
+}
+
+impl Found {
+    fn row(id: Uuid, patient: Option<Uuid>, resource: Value, users: Vec<Uuid>) -> Found {
+        Found {
+            id,
+            part: 0,
+            patient,
+            resource,
+            users,
+        }
+    }
+
+    /// The resource's FHIR id (also the paging cursor).
+    pub fn fhir_id(&self) -> String {
+        match crate::fhir::vitals::by_part(self.part) {
+            Some(k) => format!("{}-{}", self.id, k.suffix),
+            None => self.id.to_string(),
+        }
+    }
+}
+
+/// Continue `p` after `last` (the last resource of the previous page).
+pub fn resume(p: &mut Parsed, last: Option<&Found>) {
+    p.search.after = last.map(|f| f.id);
+    p.after_part = last.map_or(0, |f| f.part);
+}
+
+/// Check that `user` may read `ty`. Observations are lab results and vital
+/// signs, so they need both permissions.
+pub fn require_type(user: &AuthUser, ty: ResourceType) -> Result<()> {
+    user.require(action(ty))?;
+    if ty == ResourceType::Observation {
+        user.require(Action::ReadVitals)?;
+    }
+    Ok(())
+}
+
+/// Observations: lab results (part 0) and the vital-sign Observations of
+/// each set, merged in (id, part) order so keyset paging works over both.
+async fn observations(st: &AppState, p: &Parsed) -> Result<Vec<Found>> {
+    let (db, s) = (&st.db, &p.search);
+    let vital_kind = p.code.as_deref().map(crate::fhir::vitals::by_code);
+    let mut out = Vec::new();
+    let labs_wanted = p.category != Some(Category::VitalSigns)
+        && p.id_part.unwrap_or(0) == 0
+        && !matches!(vital_kind, Some(Some(_)));
+    if labs_wanted {
+        out.extend(
+            store::fhir::labs(db, s, p.code.as_deref())
+                .await?
+                .iter()
+                .map(|r| {
+                    Found::row(
+                        r.id,
+                        Some(r.patient_id),
+                        res::observation(r),
+                        vec![r.recorded_by],
+                    )
+                }),
+        );
+    }
+    let vitals_wanted = p.category != Some(Category::Laboratory)
+        && p.id_part.unwrap_or(1) != 0
+        && !matches!(vital_kind, Some(None));
+    if vitals_wanted {
+        let kind = vital_kind.flatten();
+        // Sets from the cursor's own set on; one more than the page, since
+        // the cursor's set may have nothing left and every other set
+        // yields at least one Observation.
+        let mut vs = s.clone();
+        vs.after = None;
+        vs.limit = s.limit + 1;
+        let sets =
+            store::fhir::vitals(db, &vs, s.after, kind.map_or(&[][..], |k| k.columns)).await?;
+        let after = s.after.map(|a| (a, p.after_part));
+        for v in &sets {
+            for (part, o) in crate::fhir::vitals::observations(v) {
+                let wanted = kind.is_none_or(|k| k.part == part)
+                    && p.id_part.is_none_or(|i| i == part)
+                    && after.is_none_or(|a| (v.id, part) > a);
+                if wanted {
+                    out.push(Found {
+                        id: v.id,
+                        part,
+                        patient: Some(v.patient_id),
+                        resource: o,
+                        users: vec![v.recorded_by],
+                    });
+                }
+            }
+        }
+    }
+    out.sort_by_key(|f| (f.id, f.part));
+    out.truncate(usize::try_from(s.limit).unwrap_or(0));
+    Ok(out)
 }
 
 /// One page of `ty` (rows fetched as asked; the caller adds one for `next`).
@@ -55,53 +154,45 @@ pub async fn fetch(st: &AppState, ty: ResourceType, p: &Parsed) -> Result<Vec<Fo
         ResourceType::Patient => store::fhir::patients(db, s, &p.patients)
             .await?
             .iter()
-            .map(|r| Found {
-                id: r.id,
-                patient: Some(r.id),
-                resource: res::patient(r),
-                users: vec![],
-            })
+            .map(|r| Found::row(r.id, Some(r.id), res::patient(r), vec![]))
             .collect(),
         ResourceType::AllergyIntolerance => store::fhir::allergies(db, s)
             .await?
             .iter()
-            .map(|r| Found {
-                id: r.id,
-                patient: Some(r.patient_id),
-                resource: res::allergy(r),
-                users: vec![r.recorded_by],
+            .map(|r| {
+                Found::row(
+                    r.id,
+                    Some(r.patient_id),
+                    res::allergy(r),
+                    vec![r.recorded_by],
+                )
             })
             .collect(),
         ResourceType::Condition => store::fhir::problems(db, s)
             .await?
             .iter()
-            .map(|r| Found {
-                id: r.id,
-                patient: Some(r.patient_id),
-                resource: res::condition(r),
-                users: vec![r.recorded_by],
+            .map(|r| {
+                Found::row(
+                    r.id,
+                    Some(r.patient_id),
+                    res::condition(r),
+                    vec![r.recorded_by],
+                )
             })
             .collect(),
         ResourceType::MedicationRequest => store::fhir::prescriptions(db, s)
             .await?
             .iter()
-            .map(|r| Found {
-                id: r.id,
-                patient: Some(r.patient_id),
-                resource: res::medication_request(r),
-                users: vec![r.issued_by.unwrap_or(r.created_by)],
+            .map(|r| {
+                Found::row(
+                    r.id,
+                    Some(r.patient_id),
+                    res::medication_request(r),
+                    vec![r.issued_by.unwrap_or(r.created_by)],
+                )
             })
             .collect(),
-        ResourceType::Observation => store::fhir::labs(db, s, p.code.as_deref())
-            .await?
-            .iter()
-            .map(|r| Found {
-                id: r.id,
-                patient: Some(r.patient_id),
-                resource: res::observation(r),
-                users: vec![r.recorded_by],
-            })
-            .collect(),
+        ResourceType::Observation => observations(st, p).await?,
         ResourceType::DocumentReference => {
             let notes = store::fhir::final_notes(db, s).await?;
             let ids: Vec<Uuid> = notes.iter().map(|n| n.id).collect();
@@ -113,24 +204,19 @@ pub async fn fetch(st: &AppState, ty: ResourceType, p: &Parsed) -> Result<Vec<Fo
                     let mut users = vec![n.author_id];
                     users.extend(n.signed_by);
                     users.extend(mine.iter().map(|a| a.author_id));
-                    Found {
-                        id: n.id,
-                        patient: Some(n.patient_id),
-                        resource: res::document_reference(n, &mine),
+                    Found::row(
+                        n.id,
+                        Some(n.patient_id),
+                        res::document_reference(n, &mine),
                         users,
-                    }
+                    )
                 })
                 .collect()
         }
         ResourceType::Practitioner => store::fhir::practitioners(db, s, None)
             .await?
             .iter()
-            .map(|r| Found {
-                id: r.id,
-                patient: None,
-                resource: res::practitioner(r),
-                users: vec![],
-            })
+            .map(|r| Found::row(r.id, None, res::practitioner(r), vec![]))
             .collect(),
     })
 }
@@ -166,14 +252,17 @@ async fn audit(
 
 /// `GET /fhir/R4/{type}/{id}`.
 pub async fn read(st: &AppState, user: &AuthUser, ty: ResourceType, id: &str) -> Result<Value> {
-    user.require(action(ty))?;
-    let id = Uuid::parse_str(id).map_err(|_| AppError::NotFound)?;
+    require_type(user, ty)?;
+    let (id, part) = params::split_id(id)
+        .filter(|(_, part)| *part == 0 || ty == ResourceType::Observation)
+        .ok_or(AppError::NotFound)?;
     let p = Parsed {
         search: Search {
             id: Some(id),
             limit: 1,
             ..Default::default()
         },
+        id_part: Some(part),
         ..Default::default()
     };
     let found = fetch(st, ty, &p).await?;
@@ -195,7 +284,7 @@ pub async fn read(st: &AppState, user: &AuthUser, ty: ResourceType, id: &str) ->
 
 fn entry(base: &str, ty: &str, f: Found, mode: &str) -> Value {
     json!({
-        "fullUrl": format!("{base}/{ty}/{}", f.id),
+        "fullUrl": format!("{base}/{ty}/{}", f.fhir_id()),
         "resource": f.resource,
         "search": { "mode": mode },
     })
@@ -211,7 +300,7 @@ pub async fn search(
     base: &str,
     link: impl Fn(Option<&str>) -> String,
 ) -> Result<Value> {
-    user.require(action(ty))?;
+    require_type(user, ty)?;
     let mut p = params::parse(ty, pairs).map_err(|e| AppError::BadRequest(e.0))?;
     let limit = p.search.limit;
     p.search.limit = limit + 1;
@@ -225,7 +314,7 @@ pub async fn search(
         found.truncate(usize::try_from(limit).unwrap_or(0));
         found
             .last()
-            .map(|f| crate::extract::encode_cursor(&f.id.to_string()))
+            .map(|f| crate::extract::encode_cursor(&f.fhir_id()))
     } else {
         None
     };
@@ -271,16 +360,26 @@ pub async fn search(
     }))
 }
 
-/// Every row of `ty` for one patient, page by page.
-async fn all_of(st: &AppState, ty: ResourceType, patient: Uuid) -> Result<Vec<Found>> {
+/// Every row of `ty` for one patient (updated at or after `since`), page by
+/// page.
+async fn all_of(
+    st: &AppState,
+    ty: ResourceType,
+    patient: Uuid,
+    since: Option<chrono::DateTime<chrono::Utc>>,
+) -> Result<Vec<Found>> {
     let mut out = Vec::new();
     let mut p = Parsed::default();
     p.search.patient = Some(patient);
+    p.search.updated = since
+        .map(store::fhir::Bound::AtOrAfter)
+        .into_iter()
+        .collect();
     p.search.limit = 500;
     loop {
         let page = fetch(st, ty, &p).await?;
         let full = page.len() as i64 == p.search.limit;
-        p.search.after = page.last().map(|f| f.id);
+        resume(&mut p, page.last());
         out.extend(page);
         if !full {
             return Ok(out);
@@ -289,21 +388,40 @@ async fn all_of(st: &AppState, ty: ResourceType, patient: Uuid) -> Result<Vec<Fo
 }
 
 /// `GET /fhir/R4/Patient/{id}/$everything`: the patient, every allergy,
-/// problem, prescription, result and final note (with addenda), and the
-/// Practitioners they name.
-pub async fn everything(st: &AppState, user: &AuthUser, id: &str, base: &str) -> Result<Value> {
+/// problem, prescription, result (labs and vital signs) and final note (with
+/// addenda), and the Practitioners they name. `_since` (the only parameter)
+/// keeps the records updated at or after it; the Patient is always there.
+pub async fn everything(
+    st: &AppState,
+    user: &AuthUser,
+    id: &str,
+    pairs: &[(String, String)],
+    base: &str,
+) -> Result<Value> {
     for a in [
         Action::ReadPatient,
         Action::ReadChart,
         Action::ReadPrescriptions,
         Action::ReadLabs,
+        Action::ReadVitals,
         Action::ReadNotes,
     ] {
         user.require(a)?;
     }
+    let mut since = None;
+    for (k, v) in pairs {
+        match k.as_str() {
+            "_since" => since = Some(params::since(v).map_err(|e| AppError::BadRequest(e.0))?),
+            _ => {
+                return Err(AppError::BadRequest(
+                    "$everything takes only _since here".into(),
+                ))
+            }
+        }
+    }
     let id = Uuid::parse_str(id).map_err(|_| AppError::NotFound)?;
     crate::services::require_patient(st, user, id).await?;
-    let mut found = all_of(st, ResourceType::Patient, id).await?;
+    let mut found = all_of(st, ResourceType::Patient, id, None).await?;
     if found.is_empty() {
         return Err(AppError::NotFound);
     }
@@ -315,7 +433,7 @@ pub async fn everything(st: &AppState, user: &AuthUser, id: &str, base: &str) ->
         ResourceType::Observation,
         ResourceType::DocumentReference,
     ] {
-        let rows = all_of(st, ty, id).await?;
+        let rows = all_of(st, ty, id, since).await?;
         kinds.push((ty, rows.len()));
         found.extend(rows);
     }
@@ -339,7 +457,7 @@ pub async fn everything(st: &AppState, user: &AuthUser, id: &str, base: &str) ->
     ev.resource_id = Some(id);
     ev.patient_id = Some(id);
     ev.detail = Some(
-        json!({ "counts": kinds.iter().map(|(t, n)| (t.as_str().to_string(), json!(n))).collect::<serde_json::Map<_, _>>() })
+        json!({ "counts": kinds.iter().map(|(t, n)| (t.as_str().to_string(), json!(n))).collect::<serde_json::Map<_, _>>(), "since": since.map(res::instant) })
             .to_string(),
     );
     record_durably(st, ev).await?;

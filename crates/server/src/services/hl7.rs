@@ -240,6 +240,52 @@ fn header_of_unparsed(raw: &str) -> hl7::Header {
         .unwrap_or_default()
 }
 
+/// The account that imports arrive under when no one signs in (the CLI's
+/// `--user`, the MLLP listener's `AMAL_HL7_MLLP_USER`): an active account
+/// whose role may import lab results.
+pub async fn acting_user(db: &store::Db, email: &str) -> anyhow::Result<AuthUser> {
+    let Some(u) = store::users::by_email(db, &email.trim().to_lowercase()).await? else {
+        anyhow::bail!("no account has the e-mail {email}");
+    };
+    let role = domain::roles::Role::parse(&u.role).unwrap_or(domain::roles::Role::Staff);
+    if u.status != "active" || !role.may(Action::ImportLabResults) {
+        anyhow::bail!("{email} must be an active provider account to import lab results");
+    }
+    Ok(AuthUser {
+        id: u.id,
+        role,
+        session: Uuid::nil(),
+    })
+}
+
+/// A message longer than `limit` bytes (of which `head` is the start): not
+/// read, answered AR, audited.
+pub async fn refuse_oversized(
+    db: &store::Db,
+    user: &AuthUser,
+    head: &str,
+    limit: usize,
+) -> Result<Outcome> {
+    user.require(Action::ImportLabResults)?;
+    let issue = Issue::new(
+        ErrorCode::ApplicationError,
+        format!("the message is longer than {limit} bytes and was not read"),
+    );
+    let out = refuse(&header_of_unparsed(head), AckCode::AR, vec![issue]);
+    audit_unstored(db, user, "error", AckCode::AR, None, &out.issues).await?;
+    Ok(out)
+}
+
+/// The answer when our own side fails (database unavailable): AE with
+/// table 0357 code 207, nothing stored, so the sender sends it again.
+pub fn unavailable(raw: &str) -> Outcome {
+    let issue = Issue::new(
+        ErrorCode::ApplicationError,
+        "the record system cannot store results right now; send the message again later",
+    );
+    refuse(&header_of_unparsed(raw), AckCode::AE, vec![issue])
+}
+
 /// Import one ORU^R01 message as `user`. Errors are `Err` only for our own
 /// failures (database); every answer about the message is an [`Outcome`].
 pub async fn import(db: &store::Db, user: &AuthUser, raw: &str) -> Result<Outcome> {

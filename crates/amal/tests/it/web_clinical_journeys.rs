@@ -1,0 +1,577 @@
+//! Issue 12's screens in a real browser (Debian's chromium through
+//! chromedriver), on the database under test: a critical result recorded
+//! now heads the provider's day and the chart's critical box until it is
+//! reviewed; vital signs entered twice show a trend; an allergy and an
+//! interaction override each need a reason, which is stored and audited; a
+//! likely duplicate registration warns and can be confirmed. Elements are
+//! found by id and name only (the look of the pages may change). Each step
+//! leaves a screenshot in `target/screenshots/`.
+
+use std::path::PathBuf;
+
+use chrono::{Duration, Utc};
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{json, Value};
+
+use crate::helpers::*;
+
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// chromedriver and one headless chromium session; both end on drop/close.
+pub(crate) struct Browser {
+    driver: std::process::Child,
+    pub(crate) client: Client,
+    profile: PathBuf,
+    shots: PathBuf,
+    prefix: String,
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+        let _ = std::fs::remove_dir_all(&self.profile);
+    }
+}
+
+impl Browser {
+    /// None (and a message) when chromedriver is not installed, unless
+    /// `AMAL_REQUIRE_BROWSER=1` makes that a failure.
+    pub(crate) async fn start(prefix: &str) -> Option<Browser> {
+        if !std::path::Path::new(CHROMEDRIVER).exists() {
+            assert_ne!(
+                std::env::var("AMAL_REQUIRE_BROWSER").as_deref(),
+                Ok("1"),
+                "AMAL_REQUIRE_BROWSER=1 but {CHROMEDRIVER} is missing (Debian packages chromium, chromium-driver)"
+            );
+            eprintln!("skipped: {CHROMEDRIVER} not found");
+            return None;
+        }
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let driver = std::process::Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("chromedriver starts");
+        let mut up = false;
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                up = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert!(up, "chromedriver listens on {port}");
+        let profile = temp_dir();
+        let mut caps = serde_json::Map::new();
+        caps.insert("browserName".into(), json!("chrome"));
+        caps.insert(
+            "goog:chromeOptions".into(),
+            json!({
+                "binary": CHROMIUM,
+                "args": [
+                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                    "--no-first-run", "--window-size=1280,1000",
+                    format!("--user-data-dir={}", profile.display()),
+                ],
+            }),
+        );
+        let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(caps)
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+            .expect("a chromium session");
+        let target = std::env::var("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| {
+                PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../target"))
+            });
+        let shots = target.join("screenshots");
+        std::fs::create_dir_all(&shots).unwrap();
+        Some(Browser {
+            driver,
+            client,
+            profile,
+            shots,
+            prefix: prefix.to_string(),
+        })
+    }
+
+    pub(crate) async fn shot(&self, name: &str) -> Result<(), fantoccini::error::CmdError> {
+        let png = self.client.screenshot().await?;
+        let db = if is_postgres() { "postgres" } else { "sqlite" };
+        std::fs::write(
+            self.shots.join(format!("{}-{db}-{name}.png", self.prefix)),
+            png,
+        )
+        .unwrap();
+        Ok(())
+    }
+}
+
+fn css(s: &str) -> Locator<'_> {
+    Locator::Css(s)
+}
+
+async fn post_ok(app: &TestApp, token: &str, path: &str, body: Value, status: u16) -> Value {
+    app.json_ok(app.post(path, Some(token), body).await, status)
+        .await
+}
+
+async fn draft(app: &TestApp, token: &str, pid: &str, medication: &str) -> String {
+    sid(&post_ok(
+        app,
+        token,
+        &format!("/api/patients/{pid}/prescriptions"),
+        json!({"medication": medication, "dose": "1 tablet", "route": "oral", "frequency": "once daily", "quantity": 10}),
+        201,
+    )
+    .await)
+}
+
+/// The prescription.issue audit event of `rx`.
+async fn issue_event(app: &TestApp, rx: &str) -> store::audit::StoredEvent {
+    audit_events(app)
+        .await
+        .into_iter()
+        .find(|e| {
+            e.action == "prescription.issue"
+                && e.outcome == "success"
+                && e.resource_id.map(|u| u.to_string()).as_deref() == Some(rx)
+        })
+        .unwrap_or_else(|| panic!("an issue event for {rx}"))
+}
+
+/// The text of `sel` once `done` holds for it (the page after a form was
+/// sent may take a moment to replace the old one), else its last text.
+async fn text_once(
+    c: &Client,
+    sel: &str,
+    done: impl Fn(&str) -> bool,
+) -> Result<String, fantoccini::error::CmdError> {
+    let mut last = String::new();
+    for _ in 0..100 {
+        if let Ok(e) = c.find(css(sel)).await {
+            last = e.text().await.unwrap_or_default();
+            if done(&last) {
+                break;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    Ok(last)
+}
+
+const ALLERGY_REASON: &str = "Tolerated amoxicillin in 2024; reaction was to another drug";
+const INTERACTION_REASON: &str = "Short course; INR checked in 3 days";
+
+/// Issue the prescription at `url`: the warning (mentioning each of
+/// `names`) asks for a reason in `field`; without one the form is not sent
+/// (the field is required); with one the prescription is issued.
+async fn override_flow(
+    b: &Browser,
+    url: &str,
+    field: &str,
+    names: &[&str],
+    reason: &str,
+    shot: &str,
+) -> Result<(), fantoccini::error::CmdError> {
+    let c = &b.client;
+    let reason_field = format!("#issue-{field}");
+    c.goto(url).await?;
+    c.wait()
+        .for_element(css("#issue button[type=submit]"))
+        .await?
+        .click()
+        .await?;
+    c.wait().for_element(css(&reason_field)).await?;
+    let warning = c.find(css("#issue")).await?.text().await?.to_lowercase();
+    for n in names {
+        assert!(warning.contains(n), "{n} in {warning}");
+    }
+    b.shot(&format!("{shot}-warning")).await?;
+    c.find(css("#issue button[type=submit]"))
+        .await?
+        .click()
+        .await?;
+    assert_eq!(c.find(css("#rx-status")).await?.text().await?, "draft");
+    c.find(css(&reason_field)).await?.send_keys(reason).await?;
+    c.find(css("#issue button[type=submit]"))
+        .await?
+        .click()
+        .await?;
+    assert_eq!(
+        text_once(c, "#rx-status", |t| t == "issued").await?,
+        "issued"
+    );
+    b.shot(&format!("{shot}-override-issued")).await
+}
+
+#[tokio::test]
+async fn web_browser_clinical_journeys_worklist_vitals_overrides_and_duplicates() {
+    let Some(b) = Browser::start("clinical").await else {
+        return;
+    };
+    let app = TestApp::spawn().await;
+    let api = app.signed_in("provider").await.access;
+
+    // The records the journeys start from, made through the API.
+    let older = sid(&app.create_patient(&api, "Olga", "Older").await);
+    post_ok(
+        &app,
+        &api,
+        &format!("/api/patients/{older}/labs"),
+        json!({"code": "2345-7", "value": 220.0, "unit": "mg/dL",
+               "collectedAt": (Utc::now() - Duration::days(20)).to_rfc3339()}),
+        201,
+    )
+    .await;
+    let kalia = sid(&app.create_patient(&api, "Kalia", "Potassio").await);
+    let potassium = sid(&post_ok(
+        &app,
+        &api,
+        &format!("/api/patients/{kalia}/labs"),
+        json!({"code": "2823-3", "value": 6.8, "unit": "mmol/L", "collectedAt": Utc::now().to_rfc3339()}),
+        201,
+    )
+    .await);
+    let vera = sid(&app.create_patient(&api, "Vera", "Vitalis").await);
+    let penny = sid(&app.create_patient(&api, "Penny", "Cillin").await);
+    post_ok(
+        &app,
+        &api,
+        &format!("/api/patients/{penny}/allergies"),
+        json!({"substance": "Penicillin", "reaction": "anaphylaxis", "severity": "severe"}),
+        201,
+    )
+    .await;
+    let warfarin = draft(&app, &api, &penny, "Warfarin").await;
+    post_ok(
+        &app,
+        &api,
+        &format!("/api/prescriptions/{warfarin}/issue"),
+        json!({}),
+        200,
+    )
+    .await;
+    let amox = draft(&app, &api, &penny, "Amoxicillin").await;
+    let ibu = draft(&app, &api, &penny, "Ibuprofen").await;
+    let existing = app
+        .json_ok(
+            app.post(
+                "/api/patients",
+                Some(&api),
+                json!({"givenName": "José", "familyName": "Núñez", "birthDate": "1970-03-04", "sex": "male"}),
+            )
+            .await,
+            201,
+        )
+        .await;
+    let existing = sid(&existing);
+    let user = app.create_user("provider").await;
+
+    let c = &b.client;
+    let step = std::cell::Cell::new("start");
+    let run = async {
+        step.set("sign in");
+        c.goto(&app.url("/login")).await?;
+        c.find(css("#login-email"))
+            .await?
+            .send_keys(&user.email)
+            .await?;
+        c.find(css("#login-password"))
+            .await?
+            .send_keys(&user.password)
+            .await?;
+        c.find(css("form[action='/login'] button[type=submit]"))
+            .await?
+            .click()
+            .await?;
+        c.wait().for_element(css("#results")).await?;
+
+        // 1. The new critical potassium is the first row of the day …
+        step.set("worklist");
+        let first = c
+            .find(css("#results tbody tr:first-child a[href^='/labs/']"))
+            .await?;
+        assert_eq!(
+            first.attr("href").await?.as_deref(),
+            Some(format!("/labs/{potassium}").as_str())
+        );
+        let row = c.find(css("#results tbody tr:first-child")).await?;
+        let text = row.text().await?;
+        assert!(text.contains("Potassio, Kalia"), "{text}");
+        assert!(text.contains("6.8"), "{text}");
+        b.shot("1-worklist-critical-first").await?;
+
+        // … and in the chart's critical box until reviewed.
+        step.set("chart box");
+        c.find(css(&format!(
+            "#results tbody tr:first-child a[href='/patients/{kalia}']"
+        )))
+        .await?
+        .click()
+        .await?;
+        let boxed = c.wait().for_element(css("#critical")).await?;
+        assert!(boxed.text().await?.contains("6.8"));
+        b.shot("2-chart-critical-box").await?;
+        step.set("review");
+        c.find(css(&format!("#critical a[href='/labs/{potassium}']")))
+            .await?
+            .click()
+            .await?;
+        c.wait()
+            .for_element(css("#review-action"))
+            .await?
+            .send_keys("patient called")
+            .await?;
+        c.find(css("#review-comment"))
+            .await?
+            .send_keys("Repeat potassium tomorrow")
+            .await?;
+        c.find(css("#review button[type=submit]"))
+            .await?
+            .click()
+            .await?;
+        let reviewed = text_once(c, "#lab-reviewed", |t| t.starts_with("by ")).await?;
+        assert!(reviewed.starts_with("by Test User"), "{reviewed}");
+        b.shot("3-result-reviewed").await?;
+        c.goto(&app.url(&format!("/patients/{kalia}"))).await?;
+        c.wait().for_element(css("#allergy")).await?;
+        assert!(
+            c.find(css("#critical")).await.is_err(),
+            "no box once reviewed"
+        );
+        c.goto(&app.url("/")).await?;
+        c.wait().for_element(css("#results")).await?;
+        assert!(c
+            .find(css(&format!("#results a[href='/labs/{potassium}']")))
+            .await
+            .is_err());
+
+        // 2. Vital signs entered twice show a trend.
+        step.set("vitals");
+        let vitals = app.url(&format!("/patients/{vera}/vitals"));
+        c.goto(&vitals).await?;
+        let yesterday = (Utc::now() - Duration::days(1))
+            .format("%Y-%m-%dT%H:%M")
+            .to_string();
+        for (i, (fields, at)) in [
+            (
+                [
+                    ("systolic", "128"),
+                    ("diastolic", "78"),
+                    ("heartRate", "70"),
+                ],
+                Some(yesterday.as_str()),
+            ),
+            (
+                [
+                    ("systolic", "182"),
+                    ("diastolic", "100"),
+                    ("heartRate", "112"),
+                ],
+                None,
+            ),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            c.wait().for_element(css("#vitals-systolic")).await?;
+            for (name, value) in fields {
+                c.find(css(&format!("#vitals-{name}")))
+                    .await?
+                    .send_keys(value)
+                    .await?;
+            }
+            if let Some(at) = at {
+                c.execute(
+                    "document.getElementById('vitals-recordedAt').value = arguments[0];",
+                    vec![json!(at)],
+                )
+                .await?;
+            }
+            c.find(css("form[action$='/vitals'] button[type=submit]"))
+                .await?
+                .click()
+                .await?;
+            // The page after the redirect has one more flowsheet row.
+            let mut rows = 0;
+            for _ in 0..100 {
+                rows = c.find_all(css("table.flowsheet tbody tr")).await?.len();
+                if rows == i + 1 {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            assert_eq!(rows, i + 1, "the set is in the flowsheet");
+            assert!(c
+                .find(css(".notice"))
+                .await?
+                .text()
+                .await?
+                .contains("recorded"));
+        }
+        c.wait().for_element(css("polyline.spark-line")).await?;
+        let captions = c.find_all(css("figure.spark-figure figcaption")).await?;
+        let mut trend = Vec::new();
+        for f in captions {
+            trend.push(f.text().await?);
+        }
+        assert!(
+            trend
+                .iter()
+                .any(|t| t.starts_with("Systolic BP") && t.contains("128 → 182")),
+            "{trend:?}"
+        );
+        let critical = c.find(css("table.flowsheet .flag-critical")).await?;
+        assert_eq!(critical.text().await?, "182");
+        b.shot("4-vitals-trend").await?;
+
+        // 3. An allergy override and an interaction override (naming both
+        // drugs) each need a reason.
+        step.set("allergy override");
+        override_flow(
+            &b,
+            &app.url(&format!("/prescriptions/{amox}")),
+            "overrideReason",
+            &["penicillin"],
+            ALLERGY_REASON,
+            "5-allergy",
+        )
+        .await?;
+        step.set("interaction override");
+        override_flow(
+            &b,
+            &app.url(&format!("/prescriptions/{ibu}")),
+            "interactionOverrideReason",
+            &["warfarin", "ibuprofen"],
+            INTERACTION_REASON,
+            "6-interaction",
+        )
+        .await?;
+
+        // 4. A likely duplicate registration warns and can be confirmed.
+        step.set("duplicate registration");
+        c.goto(&app.url("/patients/new")).await?;
+        c.wait()
+            .for_element(css("#patient-givenName"))
+            .await?
+            .send_keys("Jose")
+            .await?;
+        c.find(css("#patient-familyName"))
+            .await?
+            .send_keys("Nunez")
+            .await?;
+        c.execute(
+            "document.getElementById('patient-birthDate').value = '1970-03-04';",
+            vec![],
+        )
+        .await?;
+        c.find(css("#patient-sex"))
+            .await?
+            .select_by_value("male")
+            .await?;
+        c.find(css(
+            "form[method='post'][action='/patients'] button[type=submit]",
+        ))
+        .await?
+        .click()
+        .await?;
+        let dup = c.wait().for_element(css("#duplicates")).await?;
+        assert!(dup
+            .find(css(&format!("a[href^='/patients/{existing}']")))
+            .await
+            .is_ok());
+        b.shot("7-duplicate-warning").await?;
+        c.find(css("#confirm-duplicate")).await?.click().await?;
+        c.wait().for_element(css("#allergy")).await?;
+        let url = c.current_url().await?.to_string();
+        assert!(
+            url.contains("/patients/") && !url.contains(&existing),
+            "{url}"
+        );
+        b.shot("8-duplicate-registered").await?;
+        Ok::<(), fantoccini::error::CmdError>(())
+    };
+    let outcome = run.await;
+    if outcome.is_err() {
+        let url = c
+            .current_url()
+            .await
+            .map(|u| u.to_string())
+            .unwrap_or_default();
+        let src = c.source().await.unwrap_or_default();
+        let _ = b.shot("failure").await;
+        eprintln!(
+            "browser step {:?} failed at {url}:\n{}",
+            step.get(),
+            &src[..src.len().min(4000)]
+        );
+    }
+    let _ = c.clone().close().await;
+    outcome.expect("the browser journeys");
+
+    // What the browser did is stored and audited.
+    let review = audit_events(&app)
+        .await
+        .into_iter()
+        .find(|e| e.action == "lab.review" && e.actor_id == Some(user.id))
+        .expect("the review is audited");
+    assert_eq!(
+        review.resource_id.map(|u| u.to_string()),
+        Some(potassium.clone())
+    );
+    let rx = app
+        .json_ok(
+            app.get(&format!("/api/prescriptions/{amox}"), Some(&api))
+                .await,
+            200,
+        )
+        .await;
+    assert_eq!(rx["overrideReason"], ALLERGY_REASON);
+    let e = issue_event(&app, &amox).await;
+    assert_eq!(e.actor_id, Some(user.id));
+    assert!(e
+        .detail
+        .as_deref()
+        .is_some_and(|d| d.contains("\"allergyOverride\":true")));
+    let rx = app
+        .json_ok(
+            app.get(&format!("/api/prescriptions/{ibu}"), Some(&api))
+                .await,
+            200,
+        )
+        .await;
+    assert_eq!(rx["interactionOverrideReason"], INTERACTION_REASON);
+    let e = issue_event(&app, &ibu).await;
+    assert!(e
+        .detail
+        .as_deref()
+        .is_some_and(|d| d.contains("\"interactionOverride\":true")));
+    let vitals = app
+        .json_ok(
+            app.get(&format!("/api/patients/{vera}/vitals"), Some(&api))
+                .await,
+            200,
+        )
+        .await;
+    assert_eq!(vitals["items"].as_array().unwrap().len(), 2);
+    let found = app
+        .json_ok(app.get("/api/patients?q=nunez", Some(&api)).await, 200)
+        .await;
+    assert_eq!(
+        found["items"].as_array().unwrap().len(),
+        2,
+        "registered twice, deliberately"
+    );
+}
