@@ -118,6 +118,9 @@ pub struct Settings {
     /// How often the built-in alerts are evaluated, e.g. 15s (default) or 500ms
     #[arg(long, env = "AMAL_ALERT_INTERVAL", global = true)]
     pub alert_interval: Option<String>,
+    /// Inactivity limit of a session (web and refresh tokens), default 15m.
+    #[arg(long, env = "AMAL_IDLE_TIMEOUT", global = true)]
+    pub idle_timeout: Option<String>,
     /// URL that firing and resolved alerts are posted to (JSON). Environment only.
     #[arg(
         long,
@@ -179,6 +182,7 @@ impl Settings {
             tls_cert: self.tls_cert.clone().filter(|p| !p.as_os_str().is_empty()),
             tls_key: self.tls_key.clone().filter(|p| !p.as_os_str().is_empty()),
             alert_interval: self.alert_interval.clone(),
+            idle_timeout: self.idle_timeout.clone(),
             alert_webhook_url: secret(&self.alert_webhook_url),
         }
     }

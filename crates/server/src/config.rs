@@ -49,6 +49,9 @@ pub struct RawConfig {
     /// `AMAL_ALERT_INTERVAL` (default `15s`) and `ALERT_WEBHOOK_URL` (a secret).
     pub alert_interval: Option<String>,
     pub alert_webhook_url: Option<SecretString>,
+    /// `AMAL_IDLE_TIMEOUT` (default `15m`): a session with no request for
+    /// this long ends (web pages and refresh tokens).
+    pub idle_timeout: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,6 +170,8 @@ pub struct Config {
     pub alert_interval: Duration,
     /// Where firing and resolved alerts are posted (may embed a token).
     pub alert_webhook_url: Option<SecretString>,
+    /// Inactivity limit of a session (`AMAL_IDLE_TIMEOUT`).
+    pub idle_timeout: Duration,
 }
 
 /// PEM certificate chain and private key (`AMAL_TLS_CERT`, `AMAL_TLS_KEY`).
@@ -417,6 +422,16 @@ impl Config {
                 crate::settings::DEFAULT_ALERT_INTERVAL
             }),
         };
+        let idle_timeout = match raw.idle_timeout.as_deref().map(str::trim) {
+            None | Some("") => crate::settings::DEFAULT_IDLE_TIMEOUT,
+            Some(s) => crate::settings::idle_timeout(s).unwrap_or_else(|| {
+                problem(
+                    "AMAL_IDLE_TIMEOUT",
+                    "must be a duration from 2s to 12h such as `15m`".into(),
+                );
+                crate::settings::DEFAULT_IDLE_TIMEOUT
+            }),
+        };
         if let Some(url) = &raw.alert_webhook_url {
             if !crate::settings::webhook_url_ok(url.expose_secret()) {
                 problem(
@@ -506,6 +521,7 @@ impl Config {
                 tls,
                 alert_interval,
                 alert_webhook_url: raw.alert_webhook_url,
+                idle_timeout,
             }),
             _ => Err(problems),
         }

@@ -25,5 +25,6 @@ mod ratelimit;
 mod smoke;
 mod tls;
 mod web;
+mod web_journeys;
 mod web_worklist;
 mod worklist;

@@ -24,6 +24,9 @@ pub struct UserView {
     pub role: String,
     pub status: String,
     pub version: i64,
+    /// When the account last signed in (the user list only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_sign_in_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl From<store::users::UserRow> for UserView {
@@ -35,6 +38,7 @@ impl From<store::users::UserRow> for UserView {
             role: u.role,
             status: u.status,
             version: u.version,
+            last_sign_in_at: None,
         }
     }
 }
@@ -295,6 +299,16 @@ pub async fn refresh(st: &AppState, req: RefreshRequest) -> Result<TokenPair> {
         tracing::warn!(userId = %found.user_id, "refresh token reuse detected; session revoked");
         return Err(refused());
     }
+    if found.session_revoked_at.is_none()
+        && found.session_seen_at <= crate::auth::extract::idle_cutoff(st, now)
+    {
+        // Idle past AMAL_IDLE_TIMEOUT: the session ends here for good.
+        store::sessions::revoke(&mut tx, found.session_id, "idle").await?;
+        tx.commit().await?;
+        st.metrics.incr("auth.refresh.idle");
+        tracing::info!(userId = %found.user_id, "refresh refused: session idle past the limit");
+        return Err(refused());
+    }
     if found.session_revoked_at.is_some()
         || found.session_expires_at <= now
         || found.expires_at <= now
@@ -302,6 +316,7 @@ pub async fn refresh(st: &AppState, req: RefreshRequest) -> Result<TokenPair> {
     {
         return Err(refused());
     }
+    store::sessions::touch_tx(&mut tx, found.session_id, now).await?;
     let (token, token_hash) = st.keys.new_refresh();
     store::sessions::add_refresh_token(
         &mut tx,
