@@ -285,6 +285,24 @@ pub async fn refresh(st: &AppState, req: RefreshRequest) -> Result<TokenPair> {
         .await?
         .ok_or_else(refused)?;
     let now = store::now();
+    if found.used_at.is_none()
+        && found.session_revoked_at.is_none()
+        && found.session_seen_at <= crate::auth::extract::idle_cutoff(st, now)
+    {
+        // Idle past AMAL_IDLE_TIMEOUT: the session ends here for good (the
+        // token is not consumed; the revoked session refuses it from now on).
+        store::sessions::revoke(&mut tx, found.session_id, "idle").await?;
+        let mut ev = audit_event(None, AuditAction::AuthRefresh, "idle_timeout");
+        ev.actor_id = Some(found.user_id);
+        ev.actor_role = Some(found.role.clone());
+        ev.resource_type = Some("session".into());
+        ev.resource_id = Some(found.session_id);
+        store::audit::append(&mut tx, &[ev]).await?;
+        tx.commit().await?;
+        st.metrics.incr("auth.refresh.idle");
+        tracing::info!(userId = %found.user_id, "refresh refused: session idle past the limit");
+        return Err(refused());
+    }
     if found.used_at.is_some() || !store::sessions::mark_used(&mut tx, found.token_id).await? {
         // A rotated token came back: someone holds a copy. End the family.
         store::sessions::revoke(&mut tx, found.session_id, "refresh_reuse").await?;
@@ -297,16 +315,6 @@ pub async fn refresh(st: &AppState, req: RefreshRequest) -> Result<TokenPair> {
         tx.commit().await?;
         st.metrics.incr("auth.refresh.reuse_detected");
         tracing::warn!(userId = %found.user_id, "refresh token reuse detected; session revoked");
-        return Err(refused());
-    }
-    if found.session_revoked_at.is_none()
-        && found.session_seen_at <= crate::auth::extract::idle_cutoff(st, now)
-    {
-        // Idle past AMAL_IDLE_TIMEOUT: the session ends here for good.
-        store::sessions::revoke(&mut tx, found.session_id, "idle").await?;
-        tx.commit().await?;
-        st.metrics.incr("auth.refresh.idle");
-        tracing::info!(userId = %found.user_id, "refresh refused: session idle past the limit");
         return Err(refused());
     }
     if found.session_revoked_at.is_some()
