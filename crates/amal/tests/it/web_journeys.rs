@@ -617,7 +617,11 @@ async fn web_journey_phone_chart_keeps_flags_visible_errors_in_view_and_prints_w
         b.click("form[action$='/ai/draft'] button[type=submit]")
             .await?;
         b.wait_for("#problem").await?;
-        assert!(b.text("#problem").await?.contains("declined"));
+        assert!(b
+            .c
+            .source()
+            .await?
+            .contains("The assistant declined this request."));
         assert!(b.in_view("#problem").await?, "AI refusal in view");
         assert_eq!(b.focused_id().await?, "problem");
         b.fits().await?;
