@@ -124,6 +124,9 @@ pub struct Settings {
     /// `on`: a second admin must approve a provider or nurse account an admin created (default off)
     #[arg(long, env = "AMAL_TWO_PERSON_RULE", global = true)]
     pub two_person_rule: Option<String>,
+    /// Inactivity limit of a session (web and refresh tokens), default 15m.
+    #[arg(long, env = "AMAL_IDLE_TIMEOUT", global = true)]
+    pub idle_timeout: Option<String>,
     /// URL that firing and resolved alerts are posted to (JSON). Environment only.
     #[arg(
         long,
@@ -197,6 +200,7 @@ impl Settings {
             tls_cert: self.tls_cert.clone().filter(|p| !p.as_os_str().is_empty()),
             tls_key: self.tls_key.clone().filter(|p| !p.as_os_str().is_empty()),
             alert_interval: self.alert_interval.clone(),
+            idle_timeout: self.idle_timeout.clone(),
             alert_webhook_url: secret(&self.alert_webhook_url),
             break_glass_duration: self.break_glass_duration.clone(),
             two_person_rule: self.two_person_rule.clone(),

@@ -192,6 +192,19 @@ async fn serve(raw: server::RawConfig, no_migrate: bool) -> anyhow::Result<ExitC
     server::tls::reload_on_sighup(certs.clone())?;
     let scheme = if certs.is_some() { "https" } else { "http" };
     tracing::info!(address = %addr, scheme, release = server::routes::ops::release(), schemaVersion = schema, "listening");
+    if let Some(code) = state.first_run.code() {
+        // An unspecified bind address (0.0.0.0) is reached as localhost here.
+        let host = if addr.ip().is_unspecified() {
+            format!("localhost:{}", addr.port())
+        } else {
+            addr.to_string()
+        };
+        let url = server::first_run::setup_url(&format!("{scheme}://{host}"), &code);
+        println!(
+            "\nFirst run: no account exists yet. Open this link in a browser to create the administrator\n(it works once; restarting prints a new one):\n\n    {url}\n"
+        );
+        tracing::warn!(setupUrl = %url, "first run: open the setup link to create the administrator");
+    }
     match certs {
         Some(certs) => {
             server::tls::serve_tls(state, listener, certs, server::shutdown_signal()).await?

@@ -11,6 +11,7 @@ pub enum AuditAction {
     UserCreate,
     UserUpdate,
     InviteCreate,
+    InviteRevoke,
     /// A 401/403 on a patient's resource (the request layer writes it).
     AccessRefused,
     PatientCreate,
@@ -75,7 +76,7 @@ pub enum AuditAction {
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 54] = [
+    pub const ALL: [AuditAction; 55] = [
         AuditAction::AuthSignup,
         AuditAction::AuthSignin,
         AuditAction::AuthRefresh,
@@ -83,6 +84,7 @@ impl AuditAction {
         AuditAction::UserCreate,
         AuditAction::UserUpdate,
         AuditAction::InviteCreate,
+        AuditAction::InviteRevoke,
         AuditAction::AccessRefused,
         AuditAction::PatientCreate,
         AuditAction::PatientDuplicateWarning,
@@ -142,6 +144,7 @@ impl AuditAction {
             AuditAction::UserCreate => "user.create",
             AuditAction::UserUpdate => "user.update",
             AuditAction::InviteCreate => "invite.create",
+            AuditAction::InviteRevoke => "invite.revoke",
             AuditAction::AccessRefused => "access.refused",
             AuditAction::PatientCreate => "patient.create",
             AuditAction::PatientDuplicateWarning => "patient.duplicate_warning",

@@ -54,10 +54,38 @@ pub enum SearchTerm {
     All,
     /// Ten digits: an MRN.
     Mrn(String),
+    /// Four to nine digits: the start of an MRN (typed as you go).
+    MrnPrefix(String),
     /// `YYYY-MM-DD`: a birth date.
     BirthDate(String),
     /// Anything else: a name prefix, folded (case and accents removed).
     NamePrefix(String),
+}
+
+/// A birth date typed with slashes or dots (`05/10/1991`) is ambiguous:
+/// the ISO dates it may mean (day first, then month first; one when both
+/// readings agree or only one is a real date). Empty for anything else.
+pub fn date_readings(q: &str) -> Vec<String> {
+    let parts: Vec<&str> = q.trim().split(['/', '.', '-']).collect();
+    let [a, b, y] = parts.as_slice() else {
+        return Vec::new();
+    };
+    if y.len() != 4 || a.is_empty() || b.is_empty() || a.len() > 2 || b.len() > 2 {
+        return Vec::new();
+    }
+    let (Ok(a), Ok(b), Ok(y)) = (a.parse::<u32>(), b.parse::<u32>(), y.parse::<i32>()) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (d, m) in [(a, b), (b, a)] {
+        if let Some(date) = chrono::NaiveDate::from_ymd_opt(y, m, d) {
+            let iso = date.format("%Y-%m-%d").to_string();
+            if !out.contains(&iso) {
+                out.push(iso);
+            }
+        }
+    }
+    out
 }
 
 /// Decide what a search string means.
@@ -68,6 +96,9 @@ pub fn interpret(q: Option<&str>) -> SearchTerm {
     if q.len() == 10 && q.chars().all(|c| c.is_ascii_digit()) {
         return SearchTerm::Mrn(q.to_string());
     }
+    if (4..10).contains(&q.len()) && q.chars().all(|c| c.is_ascii_digit()) {
+        return SearchTerm::MrnPrefix(q.to_string());
+    }
     if chrono::NaiveDate::parse_from_str(q, "%Y-%m-%d").is_ok() {
         return SearchTerm::BirthDate(q.to_string());
     }
@@ -77,6 +108,20 @@ pub fn interpret(q: Option<&str>) -> SearchTerm {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn partial_mrns_and_slashed_dates() {
+        assert_eq!(
+            interpret(Some("12345")),
+            SearchTerm::MrnPrefix("12345".into())
+        );
+        assert_eq!(interpret(Some("123")), SearchTerm::NamePrefix("123".into()));
+        assert_eq!(date_readings("05/10/1991"), ["1991-10-05", "1991-05-10"]);
+        assert_eq!(date_readings("25/10/1991"), ["1991-10-25"]);
+        assert_eq!(date_readings("5.5.1991"), ["1991-05-05"]);
+        assert!(date_readings("1991-10-05").is_empty());
+        assert!(date_readings("garcia").is_empty());
+    }
 
     #[test]
     fn generated_mrns_are_valid_and_ten_digits() {

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use axum::extract::State;
 use axum::Json;
-use domain::roles::Action;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 use tokio::sync::mpsc;
@@ -153,7 +152,9 @@ async fn deliver(state: AppState, url: SecretString, mut rx: mpsc::Receiver<Valu
             .to_string();
         let mut delay = WEBHOOK_BACKOFF;
         let mut delivered = false;
+        let mut tries = 0;
         for attempt in 1..=WEBHOOK_ATTEMPTS {
+            tries = attempt;
             match client.post(url.expose_secret()).json(&body).send().await {
                 Ok(r) if r.status().is_success() => {
                     delivered = true;
@@ -171,6 +172,7 @@ async fn deliver(state: AppState, url: SecretString, mut rx: mpsc::Receiver<Valu
                 delay *= 2;
             }
         }
+        state.alerts.delivered(&alert, delivered, tries);
         if delivered {
             state.metrics.incr("alerts.webhook.sent");
         } else {
@@ -183,6 +185,5 @@ async fn deliver(state: AppState, url: SecretString, mut rx: mpsc::Receiver<Valu
 #[utoipa::path(get, path = "/api/alerts", tag = "ops", security(("bearer" = [])),
     responses((status = 200, body = AlertsReport, description = "The state of every alert (SPEC §9)"), (status = 401), (status = 403)))]
 pub async fn list_alerts(State(st): State<AppState>, user: AuthUser) -> Result<Json<AlertsReport>> {
-    user.require(Action::ReadMetrics)?;
-    Ok(Json(st.alerts.report()))
+    Ok(Json(crate::services::ops::alerts(&st, &user)?))
 }

@@ -52,6 +52,9 @@ const IP_CAPACITY: usize = 1024;
 const HISTORY_MARGIN_SECS: f64 = 120.0;
 /// At most one sample a second is kept, whatever the interval.
 const HISTORY_MIN_SPACING_SECS: f64 = 1.0;
+/// Points kept for the admin's metrics charts: a bounded ring, one point
+/// per evaluation (two hours at the default 15 s interval).
+pub const METRICS_POINTS: usize = 480;
 
 /// Counters an alert reads, by their JSON names, summed.
 #[derive(Debug, Clone, Copy)]
@@ -477,6 +480,79 @@ pub struct Alerts {
     pub(crate) webhook_configured: bool,
     pub(crate) queue: mpsc::Sender<Value>,
     pub(crate) queue_rx: Mutex<Option<mpsc::Receiver<Value>>>,
+    /// The metrics over time, for the admin's charts (bounded).
+    points: Mutex<VecDeque<MetricsPoint>>,
+    /// The last webhook delivery attempt (after its retries).
+    last_delivery: Mutex<Option<WebhookDelivery>>,
+}
+
+/// One point of the admin's metrics charts: what happened between two
+/// evaluations.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricsPoint {
+    pub at: DateTime<Utc>,
+    pub requests_per_second: f64,
+    /// 95th percentile request duration over the interval (ms); null without requests.
+    pub p95_ms: Option<f64>,
+    /// 5xx answers per request over the interval; null without requests.
+    pub error_ratio: Option<f64>,
+    pub signin_failures: u64,
+    pub ai_refusals: u64,
+}
+
+/// The outcome of the last alert webhook delivery.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookDelivery {
+    pub at: DateTime<Utc>,
+    pub alert: String,
+    pub delivered: bool,
+    pub attempts: u32,
+}
+
+fn counter_delta(prev: &Sample, cur: &Sample, f: impl Fn(&str) -> bool) -> u64 {
+    let sum = |s: &Sample| -> u64 {
+        s.counters
+            .iter()
+            .filter(|(k, _)| f(k))
+            .map(|(_, v)| *v)
+            .sum()
+    };
+    sum(cur).saturating_sub(sum(prev))
+}
+
+impl MetricsPoint {
+    fn between(prev: &Sample, cur: &Sample, at: DateTime<Utc>) -> Option<MetricsPoint> {
+        let dt = cur.t - prev.t;
+        if dt <= 0.0 {
+            return None;
+        }
+        let requests = cur.requests.saturating_sub(prev.requests);
+        let buckets: Vec<(f64, u64)> = cur
+            .buckets
+            .iter()
+            .map(|&(le, c)| {
+                let before = prev
+                    .buckets
+                    .iter()
+                    .find(|(l, _)| *l == le)
+                    .map_or(0, |b| b.1);
+                (le, c.saturating_sub(before))
+            })
+            .collect();
+        let errors = counter_delta(prev, cur, |k| k == "http.5xx");
+        Some(MetricsPoint {
+            at,
+            requests_per_second: requests as f64 / dt,
+            p95_ms: histogram_quantile(0.95, &buckets, requests).map(|s| s * 1000.0),
+            error_ratio: (requests > 0).then(|| errors as f64 / requests as f64),
+            signin_failures: counter_delta(prev, cur, |k| k == "auth.signin.failure"),
+            ai_refusals: counter_delta(prev, cur, |k| {
+                k.starts_with("ai.") && k.ends_with(".refused")
+            }),
+        })
+    }
 }
 
 impl Alerts {
@@ -499,6 +575,8 @@ impl Alerts {
                 last_eval: None,
             }),
             webhook_configured,
+            points: Mutex::new(VecDeque::new()),
+            last_delivery: Mutex::new(None),
             queue,
             queue_rx: Mutex::new(Some(rx)),
         }
@@ -607,6 +685,18 @@ impl Alerts {
             }
         }
         ev.last_eval = Some(now);
+        if let Some(point) = ev
+            .history
+            .back()
+            .and_then(|prev| MetricsPoint::between(prev, &sample, self.wall(now)))
+        {
+            if let Ok(mut pts) = self.points.lock() {
+                pts.push_back(point);
+                while pts.len() > METRICS_POINTS {
+                    pts.pop_front();
+                }
+            }
+        }
         // Keep at most one sample a second, and only as far back as the
         // longest window needs.
         let keep = ev
@@ -626,6 +716,26 @@ impl Alerts {
             ev.history.pop_front();
         }
         out
+    }
+
+    /// The metrics over time, oldest first (at most [`METRICS_POINTS`]).
+    pub fn points(&self) -> Vec<MetricsPoint> {
+        self.points
+            .lock()
+            .map(|p| p.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Record the outcome of a webhook delivery (after its retries).
+    pub(crate) fn delivered(&self, alert: &str, delivered: bool, attempts: u32) {
+        if let Ok(mut d) = self.last_delivery.lock() {
+            *d = Some(WebhookDelivery {
+                at: Utc::now(),
+                alert: alert.to_string(),
+                delivered,
+                attempts,
+            });
+        }
     }
 
     /// The state of every alert.
@@ -655,6 +765,7 @@ impl Alerts {
             evaluated_at: ev.last_eval.map(|t| self.wall(t)),
             interval_seconds: self.interval.as_secs_f64(),
             webhook_configured: self.webhook_configured,
+            last_webhook_delivery: self.last_delivery.lock().ok().and_then(|d| d.clone()),
             firing: alerts
                 .iter()
                 .filter(|a| a.state == AlertStatus::Firing)
@@ -846,6 +957,8 @@ pub struct AlertsReport {
     pub interval_seconds: f64,
     /// Whether `ALERT_WEBHOOK_URL` is set.
     pub webhook_configured: bool,
+    /// The last webhook delivery since start (null: none yet).
+    pub last_webhook_delivery: Option<WebhookDelivery>,
     /// How many alerts are firing.
     pub firing: usize,
     pub alerts: Vec<AlertView>,

@@ -90,12 +90,17 @@ pub fn classify(method: &Method, path: &str) -> Class {
 /// as the API calls they stand for: a chart page is a read, a form a write,
 /// an AI button an AI call, the sign-in form a sign-in.
 pub fn classify_web(method: &Method, path: &str) -> Class {
-    if path == "/login" {
-        return if method == Method::POST {
-            Class::Auth("signin")
-        } else {
-            Class::Other("web".into())
-        };
+    let post = method == Method::POST;
+    match path {
+        "/login" if post => return Class::Auth("signin"),
+        "/signup" | "/setup" if post => return Class::Auth("signup"),
+        "/login" | "/signup" | "/setup" | "/logout" | "/favicon.svg" | "/favicon.ico" => {
+            return Class::Other(format!(
+                "web.{}",
+                path.trim_start_matches('/').replace('.', "_")
+            ))
+        }
+        _ => {}
     }
     let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let first = segs.first().copied().unwrap_or("");
@@ -112,7 +117,13 @@ pub fn classify_web(method: &Method, path: &str) -> Class {
         return Class::Read("overview".into());
     }
     if !CLINICAL.contains(&first) {
-        return Class::Other("web".into());
+        // Administration, static assets, the session heartbeat: named by
+        // their first segment (`api.other.web.admin`), not counted.
+        let name = match first {
+            "admin" | "static" | "session" => first,
+            _ => "unknown",
+        };
+        return Class::Other(format!("web.{name}"));
     }
     let resource = match (first, segs.get(2)) {
         ("patients", Some(sub)) if CLINICAL.contains(sub) => (*sub).to_string(),
@@ -136,7 +147,16 @@ mod tests {
         let post = Method::POST;
         let id = "0190a4c2-0000-7000-8000-000000000000";
         assert_eq!(classify_web(&post, "/login"), Class::Auth("signin"));
-        assert_eq!(classify_web(&get, "/login"), Class::Other("web".into()));
+        assert_eq!(
+            classify_web(&get, "/login"),
+            Class::Other("web.login".into())
+        );
+        assert_eq!(classify_web(&post, "/signup"), Class::Auth("signup"));
+        assert_eq!(classify_web(&post, "/setup"), Class::Auth("signup"));
+        assert_eq!(
+            classify_web(&get, "/no/such/page"),
+            Class::Other("web.unknown".into())
+        );
         assert_eq!(classify_web(&get, "/"), Class::Read("overview".into()));
         assert_eq!(
             classify_web(&get, &format!("/patients/{id}")),
@@ -168,7 +188,7 @@ mod tests {
         );
         assert_eq!(
             classify_web(&get, "/admin/users"),
-            Class::Other("web".into())
+            Class::Other("web.admin".into())
         );
         assert_eq!(
             classify(&post, "/api/patients"),

@@ -60,6 +60,9 @@ pub struct RawConfig {
     pub hl7_mllp_user: Option<String>,
     pub hl7_mllp_max_bytes: Option<String>,
     pub hl7_mllp_idle_timeout: Option<String>,
+    /// `AMAL_IDLE_TIMEOUT` (default `15m`): a session with no request for
+    /// this long ends (web pages and refresh tokens).
+    pub idle_timeout: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -184,6 +187,8 @@ pub struct Config {
     pub two_person_rule: bool,
     /// The HL7 v2 MLLP listener; `None` = off.
     pub hl7_mllp: Option<crate::settings::MllpSettings>,
+    /// Inactivity limit of a session (`AMAL_IDLE_TIMEOUT`).
+    pub idle_timeout: Duration,
 }
 
 /// PEM certificate chain and private key (`AMAL_TLS_CERT`, `AMAL_TLS_KEY`).
@@ -452,6 +457,16 @@ impl Config {
                 false
             }
         };
+        let idle_timeout = match raw.idle_timeout.as_deref().map(str::trim) {
+            None | Some("") => crate::settings::DEFAULT_IDLE_TIMEOUT,
+            Some(s) => crate::settings::idle_timeout(s).unwrap_or_else(|| {
+                problem(
+                    "AMAL_IDLE_TIMEOUT",
+                    "must be a duration from 2s to 12h such as `15m`".into(),
+                );
+                crate::settings::DEFAULT_IDLE_TIMEOUT
+            }),
+        };
         if let Some(url) = &raw.alert_webhook_url {
             if !crate::settings::webhook_url_ok(url.expose_secret()) {
                 problem(
@@ -552,6 +567,7 @@ impl Config {
                 break_glass_duration,
                 two_person_rule,
                 hl7_mllp,
+                idle_timeout,
             }),
             _ => Err(problems),
         }

@@ -12,6 +12,7 @@ pub mod context;
 pub mod error;
 pub mod extract;
 pub mod fhir;
+pub mod first_run;
 pub mod http;
 pub mod logging;
 pub mod metrics;
@@ -82,10 +83,15 @@ fn api() -> OpenApiRouter<AppState> {
             routes::users::create_user
         ))
         .routes(routes!(routes::users::update_user))
-        .routes(routes!(routes::users::create_invite))
+        .routes(routes!(
+            routes::users::create_invite,
+            routes::users::list_invites
+        ))
+        .routes(routes!(routes::users::revoke_invite))
         .routes(routes!(routes::ops::health))
         .routes(routes!(routes::ops::ready))
         .routes(routes!(routes::ops::metrics_json))
+        .routes(routes!(routes::ops::metrics_history))
         .routes(routes!(routes::ops::metrics_prometheus))
         .routes(routes!(alert_task::list_alerts))
         .routes(routes!(routes::patients::search, routes::patients::create))
@@ -269,6 +275,9 @@ pub async fn prepare(config: Config, migrate: bool) -> anyhow::Result<AppState> 
         }
     }
     let state = AppState::new(db, config)?;
+    if store::users::count_all(&state.db).await? == 0 {
+        state.first_run.arm();
+    }
     spawn_housekeeping(state.clone());
     alert_task::spawn(state.clone());
     Ok(state)

@@ -33,6 +33,14 @@ pub fn break_glass_duration(s: &str) -> Option<Duration> {
     duration(s).filter(|d| (Duration::from_secs(1)..=Duration::from_secs(86_400)).contains(d))
 }
 
+/// Default inactivity limit of a session (`AMAL_IDLE_TIMEOUT`).
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+
+/// `AMAL_IDLE_TIMEOUT`: a [`duration`] from 2 s (tests) to 12 h.
+pub fn idle_timeout(s: &str) -> Option<Duration> {
+    duration(s).filter(|d| (Duration::from_secs(2)..=Duration::from_secs(12 * 3600)).contains(d))
+}
+
 /// Whether `ALERT_WEBHOOK_URL` is an http(s) URL with a host.
 pub fn webhook_url_ok(s: &str) -> bool {
     url::Url::parse(s.trim())
@@ -116,6 +124,14 @@ mod tests {
         for bad in ["", "6", "1.5", "h", "0s", "-1h", "6w6", "soon"] {
             assert_eq!(duration(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn idle_timeouts() {
+        assert_eq!(idle_timeout("15m"), Some(Duration::from_secs(900)));
+        assert_eq!(idle_timeout("1s"), None);
+        assert_eq!(idle_timeout("13h"), None);
+        assert_eq!(idle_timeout("900"), None);
     }
 
     #[test]

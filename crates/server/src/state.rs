@@ -25,6 +25,8 @@ pub struct Inner {
     pub started: Instant,
     /// The built-in alert evaluator's state (SPEC §9).
     pub alerts: crate::alerts::Alerts,
+    /// The one-time setup code while the database has no account.
+    pub first_run: crate::first_run::FirstRun,
 }
 
 #[derive(Clone)]
@@ -51,6 +53,7 @@ impl AppState {
                 config.alert_interval,
                 config.alert_webhook_url.is_some(),
             ),
+            first_run: crate::first_run::FirstRun::default(),
             db,
             config,
         })))

@@ -182,6 +182,15 @@ pub async fn search(
                 on_read!(db, c => sqlx::query_as(&sql).bind(has_cursor).bind(&ck).bind(cid).bind(m).bind(limit).fetch_all(c).await)?,
             )
         }
+        PatientQuery::MrnPrefix(m) => {
+            // An index range: every MRN from the digits typed up to the
+            // next string (':' sorts right after '9').
+            let upper = format!("{m}:");
+            let sql = format!("SELECT {COLS} FROM patients WHERE {keyset} AND mrn >= $4 AND mrn < $5 ORDER BY search_fg, id LIMIT $6");
+            Ok(
+                on_read!(db, c => sqlx::query_as(&sql).bind(has_cursor).bind(&ck).bind(cid).bind(m).bind(&upper).bind(limit).fetch_all(c).await)?,
+            )
+        }
         PatientQuery::All => {
             let sql = format!(
                 "SELECT {COLS} FROM patients WHERE {keyset} ORDER BY search_fg, id LIMIT $4"
@@ -408,4 +417,13 @@ pub async fn update_problem(
 pub async fn exists_tx(tx: &mut Tx, id: Uuid) -> Result<bool> {
     let n: (i64,) = on_tx!(tx, c => sqlx::query_as("SELECT count(*) FROM patients WHERE id = $1").bind(id).fetch_one(&mut *c).await)?;
     Ok(n.0 > 0)
+}
+
+/// The id of the patient with this MRN (the audit log's MRN filter).
+pub async fn id_by_mrn(db: &Db, mrn: &str) -> Result<Option<Uuid>> {
+    let row: Option<(Uuid,)> = on_read!(db, c => sqlx::query_as("SELECT id FROM patients WHERE mrn = $1")
+        .bind(mrn)
+        .fetch_optional(c)
+        .await)?;
+    Ok(row.map(|r| r.0))
 }

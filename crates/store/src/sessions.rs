@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::db::{Db, Result, Tx};
-use crate::{on_read, on_tx};
+use crate::{on_read, on_tx, on_write};
 
 /// What an access token's session resolves to on each request.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -16,19 +16,50 @@ pub struct LiveSession {
     pub user_id: Uuid,
     pub role: String,
     pub status: String,
+    /// The session's last request (its sign-in before the first one).
+    pub seen_at: DateTime<Utc>,
 }
 
-/// Whether `session_id` is unrevoked and unexpired, with its user's current
-/// role and status.
-pub async fn live(db: &Db, session_id: Uuid) -> Result<Option<LiveSession>> {
-    let sql = "SELECT u.id AS user_id, u.role, u.status FROM sessions s \
+/// Whether `session_id` is unrevoked, unexpired and was used after
+/// `idle_cutoff`, with its user's current role and status.
+pub async fn live(
+    db: &Db,
+    session_id: Uuid,
+    idle_cutoff: DateTime<Utc>,
+) -> Result<Option<LiveSession>> {
+    let sql = "SELECT u.id AS user_id, u.role, u.status, \
+                      COALESCE(s.last_seen_at, s.created_at) AS seen_at FROM sessions s \
                JOIN users u ON u.id = s.user_id \
-               WHERE s.id = $1 AND s.revoked_at IS NULL AND s.expires_at > $2";
+               WHERE s.id = $1 AND s.revoked_at IS NULL AND s.expires_at > $2 \
+                 AND COALESCE(s.last_seen_at, s.created_at) > $3";
     Ok(on_read!(db, c => sqlx::query_as(sql)
         .bind(session_id)
         .bind(crate::now())
+        .bind(idle_cutoff)
         .fetch_optional(c)
         .await)?)
+}
+
+/// Record a request of the session (the inactivity clock restarts).
+pub async fn touch(db: &Db, session_id: Uuid, at: DateTime<Utc>) -> Result<()> {
+    let sql = "UPDATE sessions SET last_seen_at = $1 WHERE id = $2 AND revoked_at IS NULL";
+    on_write!(db, c => sqlx::query(sql)
+        .bind(at)
+        .bind(session_id)
+        .execute(c)
+        .await.map(|r| r.rows_affected()))?;
+    Ok(())
+}
+
+/// [`touch`] inside a transaction (a refresh).
+pub async fn touch_tx(tx: &mut Tx, session_id: Uuid, at: DateTime<Utc>) -> Result<()> {
+    let sql = "UPDATE sessions SET last_seen_at = $1 WHERE id = $2";
+    on_tx!(tx, c => sqlx::query(sql)
+        .bind(at)
+        .bind(session_id)
+        .execute(&mut *c)
+        .await.map(|r| r.rows_affected()))?;
+    Ok(())
 }
 
 pub async fn create(tx: &mut Tx, user_id: Uuid, expires_at: DateTime<Utc>) -> Result<Uuid> {
@@ -72,6 +103,8 @@ pub struct RefreshLookup {
     pub expires_at: DateTime<Utc>,
     pub session_revoked_at: Option<DateTime<Utc>>,
     pub session_expires_at: DateTime<Utc>,
+    /// The session's last request (its sign-in before the first one).
+    pub session_seen_at: DateTime<Utc>,
     pub user_id: Uuid,
     pub role: String,
     pub status: String,
@@ -80,6 +113,7 @@ pub struct RefreshLookup {
 pub async fn find_refresh(tx: &mut Tx, token_hash: &str) -> Result<Option<RefreshLookup>> {
     let sql = "SELECT t.id AS token_id, t.session_id, t.used_at, t.expires_at, \
                       s.revoked_at AS session_revoked_at, s.expires_at AS session_expires_at, \
+                      COALESCE(s.last_seen_at, s.created_at) AS session_seen_at, \
                       u.id AS user_id, u.role, u.status \
                FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id \
                JOIN users u ON u.id = s.user_id WHERE t.token_hash = $1";
@@ -120,4 +154,24 @@ pub async fn revoke_all_for_user(tx: &mut Tx, user_id: Uuid, reason: &str) -> Re
         .execute(&mut *c)
         .await.map(|r| r.rows_affected()))?;
     Ok(done)
+}
+
+/// When each of `users` last signed in (their newest session).
+pub async fn last_sign_ins(db: &Db, users: &[Uuid]) -> Result<Vec<(Uuid, DateTime<Utc>)>> {
+    if users.is_empty() {
+        return Ok(Vec::new());
+    }
+    // One statement for both engines: the ids go in as a list of binds.
+    let marks: Vec<String> = (1..=users.len()).map(|i| format!("${i}")).collect();
+    let sql = format!(
+        "SELECT user_id, MAX(created_at) FROM sessions WHERE user_id IN ({}) GROUP BY user_id",
+        marks.join(", ")
+    );
+    Ok(on_read!(db, c => {
+        let mut q = sqlx::query_as(&sql);
+        for u in users {
+            q = q.bind(*u);
+        }
+        q.fetch_all(c).await
+    })?)
 }

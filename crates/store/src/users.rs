@@ -197,3 +197,55 @@ pub async fn consume_invite(tx: &mut Tx, id: Uuid, user_id: Uuid) -> Result<bool
         .await.map(|r| r.rows_affected()))?;
     Ok(done == 1)
 }
+
+/// How many accounts exist (any status): zero only before the first run's
+/// setup.
+pub async fn count_all(db: &Db) -> Result<i64> {
+    let n: (i64,) =
+        on_read!(db, c => sqlx::query_as("SELECT COUNT(*) FROM users").fetch_one(c).await)?;
+    Ok(n.0)
+}
+
+/// [`count_all`] inside a transaction.
+pub async fn count_all_tx(tx: &mut Tx) -> Result<i64> {
+    let n: (i64,) = on_tx!(tx, c => sqlx::query_as("SELECT COUNT(*) FROM users")
+        .fetch_one(&mut *c)
+        .await)?;
+    Ok(n.0)
+}
+
+/// An invitation not yet used, as the admin's list shows it (never the code).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct PendingInvite {
+    pub id: Uuid,
+    pub role: String,
+    pub email: Option<String>,
+    pub created_by: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Unused, unexpired invitations, newest first (at most `limit`).
+pub async fn pending_invites(db: &Db, limit: i64) -> Result<Vec<PendingInvite>> {
+    let sql = "SELECT id, role, email, created_by, created_at, expires_at FROM invites \
+               WHERE used_at IS NULL AND expires_at > $1 ORDER BY created_at DESC, id DESC LIMIT $2";
+    Ok(on_read!(db, c => sqlx::query_as(sql)
+        .bind(crate::now())
+        .bind(limit)
+        .fetch_all(c)
+        .await)?)
+}
+
+/// Make an unused invitation expire now; false when it was used, had
+/// expired already, or does not exist.
+pub async fn revoke_invite(tx: &mut Tx, id: Uuid) -> Result<bool> {
+    let now = crate::now();
+    let sql =
+        "UPDATE invites SET expires_at = $1 WHERE id = $2 AND used_at IS NULL AND expires_at > $1";
+    let done = on_tx!(tx, c => sqlx::query(sql)
+        .bind(now)
+        .bind(id)
+        .execute(&mut *c)
+        .await.map(|r| r.rows_affected()))?;
+    Ok(done == 1)
+}

@@ -30,5 +30,6 @@ mod smoke;
 mod tls;
 mod web;
 mod web_clinical_journeys;
+mod web_journeys;
 mod web_worklist;
 mod worklist;

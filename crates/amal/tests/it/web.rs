@@ -248,8 +248,17 @@ async fn web_sign_in_sets_strict_http_only_cookies_and_pages_carry_the_csp() {
     assert_eq!(home.headers["cache-control"], "no-store");
     // No inline script or style anywhere: only the two external files.
     assert!(!home.body.contains("<script>") && !home.body.contains("style="));
-    assert!(home.body.contains("/static/app.css"));
-
+    // The stylesheet is linked under its content hash, cached for a year.
+    let start = home.body.find("href=\"/static/app.").unwrap() + 6;
+    let end = home.body[start..].find('"').unwrap() + start;
+    let hashed = &home.body[start..end];
+    assert!(hashed.ends_with(".css") && hashed.len() > "/static/app.css".len());
+    let css = w.get(hashed).await;
+    assert_eq!(css.status, StatusCode::OK);
+    assert!(css.headers["cache-control"]
+        .to_str()
+        .unwrap()
+        .contains("immutable"));
     let css = w.get("/static/app.css").await;
     assert_eq!(css.status, StatusCode::OK);
     assert!(css.content_type().starts_with("text/css"));
@@ -616,7 +625,15 @@ async fn web_admin_pages_work_and_show_no_patient_data() {
     let inv = w
         .post("/admin/invites", &[("_csrf", &token), ("role", "staff")])
         .await;
-    assert_eq!(inv.status, StatusCode::CREATED, "{}", inv.body);
+    // Post, redirect, get: the code is shown once on the users page.
+    assert_eq!(inv.status, StatusCode::SEE_OTHER, "{}", inv.body);
+    let inv = w.get(&inv.location()).await;
+    assert_eq!(inv.status, StatusCode::OK);
+    let again = w.get("/admin/users").await;
+    assert!(
+        !again.body.contains("id=\"invite-code\""),
+        "shown only once"
+    );
     let code_start = inv.body.find("id=\"invite-code\">").unwrap() + 17;
     let code = &inv
         .body

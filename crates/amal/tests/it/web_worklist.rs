@@ -223,7 +223,7 @@ async fn web_vitals_are_recorded_and_flagged_at_the_limits() {
     assert!(sheet.body.contains("flag flag-critical\">180"));
     assert!(sheet.body.contains("flag flag-normal\">129"));
     assert!(
-        sheet.body.contains("<polyline class=\"spark-line\""),
+        sheet.body.contains("<polyline class=\"chart-line\""),
         "a trend"
     );
     assert!(!sheet.body.contains("<script>") && !sheet.body.contains("style="));

@@ -52,6 +52,24 @@ pub async fn authenticate(
     authenticate_token(state, token).await
 }
 
+/// Sessions whose last request is at or before this instant have ended
+/// (`AMAL_IDLE_TIMEOUT`).
+pub fn idle_cutoff(
+    state: &AppState,
+    now: chrono::DateTime<chrono::Utc>,
+) -> chrono::DateTime<chrono::Utc> {
+    now - chrono::Duration::from_std(state.config.idle_timeout).unwrap_or(chrono::Duration::MAX)
+}
+
+/// How stale the recorded last request may get before a request writes it
+/// again: a quarter of the limit, at most 30 s, so the limit is kept to
+/// within that margin without a write on every request.
+fn touch_every(state: &AppState) -> chrono::Duration {
+    let quarter = state.config.idle_timeout / 4;
+    chrono::Duration::from_std(quarter.min(std::time::Duration::from_secs(30)))
+        .unwrap_or(chrono::Duration::zero())
+}
+
 /// Verify an access token (a bearer header's, or the web UI's cookie) and
 /// its session.
 pub async fn authenticate_token(state: &AppState, token: &str) -> Result<AuthUser, AppError> {
@@ -61,13 +79,17 @@ pub async fn authenticate_token(state: &AppState, token: &str) -> Result<AuthUse
         .ok_or(AppError::Unauthorized(
             "The access token is invalid or expired.",
         ))?;
-    let live = store::sessions::live(&state.db, claims.sid)
+    let now = store::now();
+    let live = store::sessions::live(&state.db, claims.sid, idle_cutoff(state, now))
         .await?
         .filter(|s| s.user_id == claims.sub && s.status == "active" && s.role == claims.role)
         .ok_or(AppError::Unauthorized(
             "The session has ended; sign in again.",
         ))?;
     let role = Role::parse(&live.role).ok_or(AppError::Unauthorized("Unknown role."))?;
+    if now - live.seen_at >= touch_every(state) {
+        store::sessions::touch(&state.db, claims.sid, now).await?;
+    }
     if let Some(ctx) = crate::context::current() {
         ctx.set_user(live.user_id, role);
     }

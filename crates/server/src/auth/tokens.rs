@@ -106,6 +106,16 @@ impl Keys {
 
 /// Constant-time equality of two secrets (`subtle`), so a token cannot be
 /// guessed byte by byte from response times.
+/// A fresh one-time code (144 random bits, URL-safe): invitations and the
+/// first run's setup link.
+pub fn one_time_code() -> String {
+    use base64::Engine as _;
+    use rand::RngCore;
+    let mut b = [0u8; 18];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+}
+
 pub fn same_secret(a: &[u8], b: &[u8]) -> bool {
     use subtle::ConstantTimeEq;
     a.ct_eq(b).into()

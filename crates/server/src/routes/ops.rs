@@ -149,6 +149,15 @@ pub async fn metrics_json(
     Ok(Json(crate::services::ops::metrics(&st, &user)?))
 }
 
+#[utoipa::path(get, path = "/api/metrics/history", tag = "ops", security(("bearer" = [])),
+    responses((status = 200, body = Vec<crate::alerts::MetricsPoint>, description = "The metrics over time (this instance, a bounded ring; oldest first)"), (status = 401), (status = 403)))]
+pub async fn metrics_history(
+    State(st): State<AppState>,
+    user: AuthUser,
+) -> Result<Json<Vec<crate::alerts::MetricsPoint>>> {
+    Ok(Json(crate::services::ops::metrics_history(&st, &user)?))
+}
+
 #[utoipa::path(get, path = "/metrics", tag = "ops", security(("bearer" = [])),
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain"), (status = 401), (status = 403)))]
 pub async fn metrics_prometheus(

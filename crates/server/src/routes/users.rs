@@ -10,7 +10,7 @@ use crate::error::Result;
 use crate::extract::{if_match, ApiJson, Later, PageQuery};
 use crate::services::auth::UserEnvelope;
 use crate::services::users::{
-    self, CreateUserRequest, InviteRequest, InviteResponse, UpdateUserRequest, UserList,
+    self, CreateUserRequest, InviteList, InviteRequest, InviteResponse, UpdateUserRequest, UserList,
 };
 use crate::state::AppState;
 
@@ -58,4 +58,22 @@ pub async fn create_invite(
 ) -> Result<(StatusCode, Json<InviteResponse>)> {
     let invite = users::create_invite(&st, &admin, body.json()).await?;
     Ok((StatusCode::CREATED, Json(invite)))
+}
+
+#[utoipa::path(get, path = "/api/invites", tag = "users", security(("bearer" = [])),
+    responses((status = 200, body = InviteList, description = "Unused, unexpired invitations, newest first"), (status = 401), (status = 403)))]
+pub async fn list_invites(State(st): State<AppState>, admin: AuthUser) -> Result<Json<InviteList>> {
+    Ok(Json(users::list_invites(&st, &admin).await?))
+}
+
+#[utoipa::path(delete, path = "/api/invites/{id}", tag = "users", security(("bearer" = [])),
+    params(("id" = Uuid, Path)),
+    responses((status = 204, description = "Revoked: the code no longer works"), (status = 401), (status = 403), (status = 404, description = "Unknown, used or expired")))]
+pub async fn revoke_invite(
+    State(st): State<AppState>,
+    admin: AuthUser,
+    Path(id): Path<Uuid>,
+) -> Result<StatusCode> {
+    users::revoke_invite(&st, &admin, id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -30,6 +30,16 @@ pub struct AuditPage {
     pub next_cursor: Option<String>,
 }
 
+/// The patient id an MRN stands for, for filtering the audit log by MRN
+/// (auditors see ids, not charts). An unknown MRN is a field error.
+pub async fn patient_for_mrn(st: &AppState, user: &AuthUser, mrn: &str) -> Result<Uuid> {
+    user.require(Action::ReadAudit)?;
+    let mrn = mrn.trim();
+    store::patients::id_by_mrn(&st.db, mrn)
+        .await?
+        .ok_or_else(|| AppError::validation("mrn", "matches no patient"))
+}
+
 /// Events newest first, filtered.
 pub async fn list(
     st: &AppState,

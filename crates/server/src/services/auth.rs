@@ -24,6 +24,9 @@ pub struct UserView {
     pub role: String,
     pub status: String,
     pub version: i64,
+    /// When the account last signed in (the user list only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_sign_in_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl From<store::users::UserRow> for UserView {
@@ -35,6 +38,7 @@ impl From<store::users::UserRow> for UserView {
             role: u.role,
             status: u.status,
             version: u.version,
+            last_sign_in_at: None,
         }
     }
 }
@@ -292,6 +296,24 @@ pub async fn refresh(st: &AppState, req: RefreshRequest) -> Result<TokenPair> {
         .await?
         .ok_or_else(refused)?;
     let now = store::now();
+    if found.used_at.is_none()
+        && found.session_revoked_at.is_none()
+        && found.session_seen_at <= crate::auth::extract::idle_cutoff(st, now)
+    {
+        // Idle past AMAL_IDLE_TIMEOUT: the session ends here for good (the
+        // token is not consumed; the revoked session refuses it from now on).
+        store::sessions::revoke(&mut tx, found.session_id, "idle").await?;
+        let mut ev = audit_event(None, AuditAction::AuthRefresh, "idle_timeout");
+        ev.actor_id = Some(found.user_id);
+        ev.actor_role = Some(found.role.clone());
+        ev.resource_type = Some("session".into());
+        ev.resource_id = Some(found.session_id);
+        store::audit::append(&mut tx, &[ev]).await?;
+        tx.commit().await?;
+        st.metrics.incr("auth.refresh.idle");
+        tracing::info!(userId = %found.user_id, "refresh refused: session idle past the limit");
+        return Err(refused());
+    }
     if found.used_at.is_some() || !store::sessions::mark_used(&mut tx, found.token_id).await? {
         // A rotated token came back: someone holds a copy. End the family.
         store::sessions::revoke(&mut tx, found.session_id, "refresh_reuse").await?;
@@ -313,6 +335,7 @@ pub async fn refresh(st: &AppState, req: RefreshRequest) -> Result<TokenPair> {
     {
         return Err(refused());
     }
+    store::sessions::touch_tx(&mut tx, found.session_id, now).await?;
     let (token, token_hash) = st.keys.new_refresh();
     store::sessions::add_refresh_token(
         &mut tx,

@@ -235,6 +235,9 @@ pub struct TrendPoint {
     pub unit: String,
     pub flag: Option<String>,
     pub collected_at: DateTime<Utc>,
+    /// The reference range the result was flagged against, when known.
+    pub reference_low: Option<f64>,
+    pub reference_high: Option<f64>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -265,6 +268,8 @@ pub async fn trend(st: &AppState, user: &AuthUser, patient: Uuid, code: &str) ->
                 unit: r.unit,
                 flag: r.flag,
                 collected_at: r.collected_at,
+                reference_low: r.reference_low,
+                reference_high: r.reference_high,
             })
             .collect(),
     })

@@ -11,3 +11,17 @@ pub fn metrics(st: &AppState, user: &AuthUser) -> Result<serde_json::Value> {
     user.require(Action::ReadMetrics)?;
     Ok(st.metrics.snapshot_json())
 }
+
+/// The state of every built-in alert and the last webhook delivery (SPEC §9).
+pub fn alerts(st: &AppState, user: &AuthUser) -> Result<crate::alerts::AlertsReport> {
+    user.require(Action::ReadMetrics)?;
+    Ok(st.alerts.report())
+}
+
+/// Request rate, p95, error ratio, sign-in failures and AI refusals per
+/// alert evaluation, oldest first: a bounded in-memory ring of this
+/// instance (`alerts::METRICS_POINTS`), empty after a restart.
+pub fn metrics_history(st: &AppState, user: &AuthUser) -> Result<Vec<crate::alerts::MetricsPoint>> {
+    user.require(Action::ReadMetrics)?;
+    Ok(st.alerts.points())
+}

@@ -34,7 +34,16 @@ pub async fn list_users(st: &AppState, user: &AuthUser, page_q: &PageQuery) -> R
         };
     let limit = page_q.limit();
     let rows = store::users::list(&st.db, after, limit + 1).await?;
-    let (items, next_cursor) = page(rows, limit, |u| u.id.to_string(), UserView::from);
+    let (mut items, next_cursor) = page(rows, limit, |u| u.id.to_string(), UserView::from);
+    let ids: Vec<Uuid> = items.iter().map(|u| u.id).collect();
+    let last: std::collections::HashMap<Uuid, DateTime<Utc>> =
+        store::sessions::last_sign_ins(&st.db, &ids)
+            .await?
+            .into_iter()
+            .collect();
+    for u in &mut items {
+        u.last_sign_in_at = last.get(&u.id).copied();
+    }
     Ok(UserList { items, next_cursor })
 }
 
@@ -183,13 +192,7 @@ pub async fn create_invite(
         Some(e) => Some(Email::parse(e)?),
         None => None,
     };
-    let code = {
-        use base64::Engine as _;
-        use rand::RngCore;
-        let mut b = [0u8; 18];
-        rand::rngs::OsRng.fill_bytes(&mut b);
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
-    };
+    let code = crate::auth::tokens::one_time_code();
     let expires_at = store::now() + Duration::days(7);
     let mut tx = st.db.begin().await?;
     let id = store::users::insert_invite(
@@ -213,6 +216,126 @@ pub async fn create_invite(
         email: email.map(|e| e.as_str().to_string()),
         expires_at,
     })
+}
+
+/// An invitation not yet used (the code itself is never kept).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingInviteView {
+    pub id: Uuid,
+    pub role: String,
+    pub email: Option<String>,
+    pub created_by: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InviteList {
+    pub items: Vec<PendingInviteView>,
+}
+
+/// Unused, unexpired invitations, newest first (up to 200).
+pub async fn list_invites(st: &AppState, admin: &AuthUser) -> Result<InviteList> {
+    admin.require(Action::ManageUsers)?;
+    let rows = store::users::pending_invites(&st.db, 200).await?;
+    Ok(InviteList {
+        items: rows
+            .into_iter()
+            .map(|r| PendingInviteView {
+                id: r.id,
+                role: r.role,
+                email: r.email,
+                created_by: r.created_by,
+                created_at: r.created_at,
+                expires_at: r.expires_at,
+            })
+            .collect(),
+    })
+}
+
+/// Revoke an unused invitation: its code stops working at once. 404 when
+/// it does not exist or can no longer be used (used or expired).
+pub async fn revoke_invite(st: &AppState, admin: &AuthUser, id: Uuid) -> Result<()> {
+    admin.require(Action::ManageUsers)?;
+    let mut tx = st.db.begin().await?;
+    if !store::users::revoke_invite(&mut tx, id).await? {
+        return Err(AppError::NotFound);
+    }
+    let mut ev = audit_event(Some(admin), AuditAction::InviteRevoke, "success");
+    ev.resource_type = Some("invite".into());
+    ev.resource_id = Some(id);
+    store::audit::append(&mut tx, &[ev]).await?;
+    tx.commit().await?;
+    tracing::info!(inviteId = %id, "invite revoked");
+    Ok(())
+}
+
+#[derive(Debug, Deserialize)]
+pub struct FirstAdminRequest {
+    pub code: String,
+    pub email: String,
+    pub name: String,
+    pub password: String,
+}
+
+/// Whether the first run's setup is still open: this process holds a code
+/// and the database still has no account (one made another way, such as
+/// `amal user create`, kills the code).
+pub async fn setup_pending(st: &AppState) -> Result<bool> {
+    if !st.first_run.pending() {
+        return Ok(false);
+    }
+    if store::users::count_all(&st.db).await? > 0 {
+        st.first_run.disarm();
+        return Ok(false);
+    }
+    Ok(true)
+}
+
+/// First run: the one-time setup code printed by `serve` creates the first
+/// administrator (the password rules of sign-up), once. Refused when the
+/// code is wrong or any account already exists (the code then dies).
+pub async fn first_admin(st: &AppState, req: FirstAdminRequest) -> Result<UserView> {
+    let dead = || {
+        AppError::Forbidden(
+            "This setup link is not valid: it was already used, the server was restarted (which prints a new link), or an account already exists. Sign in instead."
+                .into(),
+        )
+    };
+    if !st.first_run.accepts(&req.code) {
+        return Err(dead());
+    }
+    let (email, password, name) = parse_account(&req.email, &req.password, &req.name)?;
+    let hash = st.hasher.hash(password.expose()).await?;
+    let mut tx = st.db.begin().await?;
+    if store::users::count_all_tx(&mut tx).await? > 0 {
+        st.first_run.disarm();
+        return Err(dead());
+    }
+    let user = store::users::insert(
+        &mut tx,
+        &store::users::NewUser {
+            email: email.as_str(),
+            name: name.as_str(),
+            role: Role::Admin.as_str(),
+            status: UserStatus::Active.as_str(),
+            password_hash: &hash,
+        },
+    )
+    .await?;
+    let mut ev = audit_event(None, AuditAction::UserCreate, "success");
+    ev.actor_id = Some(user.id);
+    ev.actor_role = Some(user.role.clone());
+    ev.resource_type = Some("user".into());
+    ev.resource_id = Some(user.id);
+    ev.detail = Some(serde_json::json!({ "role": user.role, "firstRun": true }).to_string());
+    store::audit::append(&mut tx, &[ev]).await?;
+    tx.commit().await?;
+    st.first_run.disarm();
+    st.metrics.incr("auth.first_run.success");
+    tracing::info!(userId = %user.id, "first run: administrator created");
+    Ok(user.into())
 }
 
 /// A colleague's name and role as notes show them ("another user" when the

@@ -22,10 +22,11 @@ use crate::services::users::{CreateUserRequest, InviteRequest, UpdateUserRequest
 use crate::state::AppState;
 use crate::web::form_level;
 use crate::web::models::{next_link, notice, Done};
-use crate::web::session::{WebForm, WebSession};
+use crate::web::session::{self, Outgoing, WebForm, WebSession};
 use crate::web::view::{
     self, after_form, dt, form_problem, FormState, Layout, OrPage, Page, WebId,
 };
+use base64::Engine as _;
 
 pub async fn home() -> Response {
     view::redirect("/admin/users")
@@ -52,18 +53,45 @@ pub struct UserLine {
     pub id: String,
     pub email: String,
     pub name: String,
+    pub last_sign_in: String,
     pub version: i64,
     pub roles: Vec<Opt>,
     pub statuses: Vec<Opt>,
     pub me: bool,
 }
 
+#[derive(serde::Serialize, Deserialize)]
 pub struct InviteShown {
     pub code: String,
     pub role: String,
     pub email: String,
     pub expires: String,
 }
+
+impl InviteShown {
+    /// The sign-up link to hand over with the code.
+    pub fn link(&self) -> String {
+        format!(
+            "/signup?{}",
+            serde_urlencoded::to_string([("code", self.code.as_str())]).unwrap_or_default()
+        )
+    }
+}
+
+/// A pending invitation in the admin's list.
+pub struct InviteLine {
+    pub id: String,
+    pub role: String,
+    pub email: String,
+    pub created_by: String,
+    pub created: String,
+    pub expires: String,
+}
+
+/// The cookie that carries a new invitation's code across the redirect
+/// after `POST /admin/invites` (Path=/admin/users, 5 minutes, HttpOnly,
+/// cleared when shown): a reload shows nothing and creates nothing.
+const INVITE_FLASH: &str = "amal_invite";
 
 #[derive(Template)]
 #[template(path = "admin_users.html")]
@@ -73,6 +101,7 @@ struct UsersPage {
     users: Vec<UserLine>,
     next: Option<String>,
     invite: Option<InviteShown>,
+    invites: Vec<InviteLine>,
     new_roles: Vec<Opt>,
     invite_roles: Vec<Opt>,
 }
@@ -93,6 +122,28 @@ async fn render_users(
     let list = services::users::list_users(st, &s.user, &page)
         .await
         .or_page(s)?;
+    let pending = services::users::list_invites(st, &s.user)
+        .await
+        .or_page(s)?;
+    let mut names = HashMap::new();
+    for i in &pending.items {
+        if !names.contains_key(&i.created_by) {
+            let n = services::users::display_name(st, i.created_by).await;
+            names.insert(i.created_by, n);
+        }
+    }
+    let invites = pending
+        .items
+        .iter()
+        .map(|i| InviteLine {
+            id: i.id.to_string(),
+            role: i.role.clone(),
+            email: i.email.clone().unwrap_or_default(),
+            created_by: names.get(&i.created_by).cloned().unwrap_or_default(),
+            created: dt(&i.created_at),
+            expires: dt(&i.expires_at),
+        })
+        .collect();
     let new_role = f.v("user", "role").to_string();
     let invite_role = f.v("invite", "role").to_string();
     Ok(view::render(
@@ -106,6 +157,11 @@ async fn render_users(
                     id: u.id.to_string(),
                     email: u.email.clone(),
                     name: u.name.clone(),
+                    last_sign_in: u
+                        .last_sign_in_at
+                        .as_ref()
+                        .map(dt)
+                        .unwrap_or_else(|| "never".into()),
                     version: u.version,
                     roles: options(&ROLES, &u.role),
                     statuses: options(&STATUSES, &u.status),
@@ -114,6 +170,7 @@ async fn render_users(
                 .collect(),
             next: next_link("/admin/users", &[], list.next_cursor.as_ref()),
             invite,
+            invites,
             new_roles: options(
                 &ROLES,
                 if new_role.is_empty() {
@@ -135,9 +192,28 @@ async fn render_users(
     ))
 }
 
-pub async fn users(State(st): State<AppState>, s: WebSession, Query(d): Query<Done>) -> Page {
+pub async fn users(
+    State(st): State<AppState>,
+    s: WebSession,
+    Query(d): Query<Done>,
+    req: axum::extract::Request,
+) -> Page {
     let (f, ok) = (FormState::none(), StatusCode::OK);
-    render_users(&st, &s, d.cursor, f, ok, d.done.as_deref(), None).await
+    // A new invitation's code, once, right after it was created.
+    let flash = session::cookies(req.headers())
+        .get(INVITE_FLASH)
+        .and_then(|v| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(v)
+                .ok()
+        })
+        .and_then(|b| serde_json::from_slice::<InviteShown>(&b).ok());
+    if flash.is_some() {
+        if let Some(c) = session::clear_flash(&st, INVITE_FLASH, "/admin/users") {
+            session::outgoing(req.extensions()).push(c);
+        }
+    }
+    render_users(&st, &s, d.cursor, f, ok, d.done.as_deref(), flash).await
 }
 
 /// The users page again, with a problem next to `form`.
@@ -196,7 +272,23 @@ pub async fn update_user(
     after_form(&s, r, "update", f.values(), ok, again).await
 }
 
-pub async fn create_invite(State(st): State<AppState>, WebForm { s, f }: WebForm) -> Page {
+/// `POST /admin/invites/{id}/revoke`: the code stops working.
+pub async fn revoke_invite(
+    State(st): State<AppState>,
+    WebId(id): WebId,
+    WebForm { s, f }: WebForm,
+) -> Page {
+    let r = services::users::revoke_invite(&st, &s.user, id).await;
+    let ok = |_| "/admin/users?done=invite_revoked".to_string();
+    let again = async |f, status| users_again(&st, &s, f, status).await;
+    after_form(&s, r, "invites", f.values(), ok, again).await
+}
+
+pub async fn create_invite(
+    State(st): State<AppState>,
+    out: Outgoing,
+    WebForm { s, f }: WebForm,
+) -> Page {
     let r = match role_field("role", &f.get("role")) {
         Ok(role) => {
             let req = InviteRequest {
@@ -208,7 +300,8 @@ pub async fn create_invite(State(st): State<AppState>, WebForm { s, f }: WebForm
         Err(e) => Err(e),
     };
     match r {
-        // The code is shown once, on this page; it is never stored in clear.
+        // Post, redirect, get: the code rides in a short-lived cookie to
+        // the users page, which shows it once; it is never stored in clear.
         Ok(inv) => {
             let shown = InviteShown {
                 code: inv.code,
@@ -216,8 +309,12 @@ pub async fn create_invite(State(st): State<AppState>, WebForm { s, f }: WebForm
                 email: inv.email.unwrap_or_default(),
                 expires: dt(&inv.expires_at),
             };
-            let none = FormState::none();
-            render_users(&st, &s, None, none, StatusCode::CREATED, None, Some(shown)).await
+            let packed = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .encode(serde_json::to_vec(&shown).unwrap_or_default());
+            if let Some(c) = session::flash_cookie(&st, INVITE_FLASH, &packed, "/admin/users") {
+                out.push(c);
+            }
+            Ok(view::redirect("/admin/users?done=invite#h-code"))
         }
         Err(e) => {
             let again = async |f, status| users_again(&st, &s, f, status).await;
@@ -230,6 +327,7 @@ pub struct AuditLine {
     pub seq: i64,
     pub at: String,
     pub actor: String,
+    pub actor_name: String,
     pub role: String,
     pub action: String,
     pub resource: String,
@@ -247,12 +345,17 @@ struct AuditPage {
     f: FormState,
     lines: Vec<AuditLine>,
     next: Option<String>,
+    /// Every audited action, for the picker.
+    actions: Vec<Opt>,
+    /// The CSV export of the same filter.
+    csv: String,
 }
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct AuditParams {
     patient_id: Option<String>,
+    mrn: Option<String>,
     user_id: Option<String>,
     action: Option<String>,
     from: Option<String>,
@@ -295,23 +398,17 @@ fn opt_time(
     None
 }
 
-pub async fn audit(
-    State(st): State<AppState>,
-    s: WebSession,
-    Query(p): Query<AuditParams>,
-) -> Page {
-    let mut values = HashMap::new();
-    for (k, v) in [
-        ("patientId", &p.patient_id),
-        ("userId", &p.user_id),
-        ("action", &p.action),
-        ("from", &p.from),
-        ("to", &p.to),
-    ] {
-        values.insert(k.to_string(), v.clone().unwrap_or_default());
-    }
+const AUDIT_FIELDS: [&str; 6] = ["patientId", "mrn", "userId", "action", "from", "to"];
+
+/// The filter of the audit page (and its CSV export), read from the
+/// query; an MRN becomes the patient id it stands for.
+async fn audit_filter(
+    st: &AppState,
+    s: &WebSession,
+    p: &AuditParams,
+) -> Result<AuditFilter, AppError> {
     let mut errs = Vec::new();
-    let filter = AuditFilter {
+    let mut filter = AuditFilter {
         patient_id: opt_uuid("patientId", &p.patient_id, &mut errs),
         user_id: opt_uuid("userId", &p.user_id, &mut errs),
         action: p
@@ -323,46 +420,95 @@ pub async fn audit(
         from: opt_time("from", &p.from, false, &mut errs),
         to: opt_time("to", &p.to, true, &mut errs),
     };
+    if !errs.is_empty() {
+        return Err(AppError::Validation(
+            errs.into_iter()
+                .map(|(f, m)| domain::account::FieldError::new(f, m))
+                .collect(),
+        ));
+    }
+    if let Some(mrn) = p.mrn.as_deref().map(str::trim).filter(|m| !m.is_empty()) {
+        filter.patient_id = Some(services::audit::patient_for_mrn(st, &s.user, mrn).await?);
+    }
+    Ok(filter)
+}
+
+/// Events of one page, with the actors' names beside their ids.
+async fn audit_lines(st: &AppState, items: &[store::audit::StoredEvent]) -> Vec<AuditLine> {
+    let mut names: HashMap<Uuid, String> = HashMap::new();
+    let mut lines = Vec::with_capacity(items.len());
+    for e in items {
+        let actor_name = match e.actor_id {
+            Some(id) => {
+                if !names.contains_key(&id) {
+                    names.insert(id, services::users::display_name(st, id).await);
+                }
+                names.get(&id).cloned().unwrap_or_default()
+            }
+            None => String::new(),
+        };
+        lines.push(AuditLine {
+            seq: e.seq,
+            at: e.occurred_at.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+            actor: e.actor_id.map(|u| u.to_string()).unwrap_or_default(),
+            actor_name,
+            role: e.actor_role.clone().unwrap_or_default(),
+            action: e.action.clone(),
+            resource: match (&e.resource_type, e.resource_id) {
+                (Some(t), Some(id)) => format!("{t} {id}"),
+                (Some(t), None) => t.clone(),
+                _ => String::new(),
+            },
+            patient: e.patient_id.map(|u| u.to_string()).unwrap_or_default(),
+            failed: e.outcome != "success",
+            outcome: e.outcome.clone(),
+            request_id: e.request_id.clone().unwrap_or_default(),
+            ip: e.client_ip.clone().unwrap_or_default(),
+        });
+    }
+    lines
+}
+
+fn audit_values(p: &AuditParams) -> HashMap<String, String> {
+    let mut values = HashMap::new();
+    for (k, v) in [
+        ("patientId", &p.patient_id),
+        ("mrn", &p.mrn),
+        ("userId", &p.user_id),
+        ("action", &p.action),
+        ("from", &p.from),
+        ("to", &p.to),
+    ] {
+        values.insert(k.to_string(), v.clone().unwrap_or_default());
+    }
+    values
+}
+
+pub async fn audit(
+    State(st): State<AppState>,
+    s: WebSession,
+    Query(p): Query<AuditParams>,
+) -> Page {
+    let values = audit_values(&p);
     let page_q = PageQuery {
         limit: Some(100),
         cursor: p.cursor.clone(),
     };
-    let result = if errs.is_empty() {
-        services::audit::list(&st, &s.user, filter, &page_q).await
-    } else {
-        Err(AppError::Validation(
-            errs.into_iter()
-                .map(|(f, m)| domain::account::FieldError::new(f, m))
-                .collect(),
-        ))
+    let result = match audit_filter(&st, &s, &p).await {
+        Ok(filter) => services::audit::list(&st, &s.user, filter, &page_q).await,
+        Err(e) => Err(e),
     };
+    let params: Vec<(&str, &str)> = AUDIT_FIELDS
+        .iter()
+        .map(|k| (*k, values.get(*k).map(String::as_str).unwrap_or("")))
+        .collect();
+    let csv = format!(
+        "/admin/audit.csv?{}",
+        serde_urlencoded::to_string(&params).unwrap_or_default()
+    );
     let (f, lines, next, status) = match result {
         Ok(page) => {
-            let lines = page
-                .items
-                .iter()
-                .map(|e| AuditLine {
-                    seq: e.seq,
-                    at: e.occurred_at.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
-                    actor: e.actor_id.map(|u| u.to_string()).unwrap_or_default(),
-                    role: e.actor_role.clone().unwrap_or_default(),
-                    action: e.action.clone(),
-                    resource: match (&e.resource_type, e.resource_id) {
-                        (Some(t), Some(id)) => format!("{t} {id}"),
-                        (Some(t), None) => t.clone(),
-                        _ => String::new(),
-                    },
-                    patient: e.patient_id.map(|u| u.to_string()).unwrap_or_default(),
-                    failed: e.outcome != "success",
-                    outcome: e.outcome.clone(),
-                    request_id: e.request_id.clone().unwrap_or_default(),
-                    ip: e.client_ip.clone().unwrap_or_default(),
-                })
-                .collect();
-            let params: Vec<(&str, &str)> = ["patientId", "userId", "action", "from", "to"]
-                .iter()
-                .map(|k| (*k, values.get(*k).map(String::as_str).unwrap_or("")))
-                .collect();
+            let lines = audit_lines(&st, &page.items).await;
             let next = next_link("/admin/audit", &params, page.next_cursor.as_ref());
             (
                 FormState::filled("audit", values.clone()),
@@ -379,6 +525,14 @@ pub async fn audit(
         ),
         Err(e) => return Err(view::error_page(Some(&s), &e)),
     };
+    let chosen = values.get("action").cloned().unwrap_or_default();
+    let actions = domain::audit::AuditAction::ALL
+        .iter()
+        .map(|a| Opt {
+            value: a.as_str(),
+            selected: a.as_str() == chosen,
+        })
+        .collect();
     Ok(view::render(
         status,
         &AuditPage {
@@ -386,8 +540,93 @@ pub async fn audit(
             f,
             lines,
             next,
+            actions,
+            csv,
         },
     ))
+}
+
+/// One CSV field, quoted when needed (RFC 4180); a leading `=`, `+`, `-`
+/// or `@` is prefixed with `'` so a spreadsheet does not run it.
+fn csv_field(v: &str) -> String {
+    let v = if v.starts_with(['=', '+', '-', '@']) {
+        format!("'{v}")
+    } else {
+        v.to_string()
+    };
+    if v.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", v.replace('"', "\"\""))
+    } else {
+        v
+    }
+}
+
+/// Rows a CSV export holds at most (pages of the audit service).
+const CSV_MAX_ROWS: usize = 10_000;
+
+/// `GET /admin/audit.csv`: the filtered events as CSV (newest first, at
+/// most 10,000 rows), through the same audit service as the page.
+pub async fn audit_csv(
+    State(st): State<AppState>,
+    s: WebSession,
+    Query(p): Query<AuditParams>,
+) -> Page {
+    let filter = audit_filter(&st, &s, &p).await.or_page(&s)?;
+    let mut out = String::from(
+        "seq,time,actor_id,actor_name,role,action,resource,patient_id,outcome,request_id,ip\r\n",
+    );
+    let mut cursor = None;
+    let mut rows = 0;
+    loop {
+        let page_q = PageQuery {
+            limit: Some(500),
+            cursor,
+        };
+        let f = AuditFilter {
+            patient_id: filter.patient_id,
+            user_id: filter.user_id,
+            action: filter.action.clone(),
+            from: filter.from,
+            to: filter.to,
+        };
+        let page = services::audit::list(&st, &s.user, f, &page_q)
+            .await
+            .or_page(&s)?;
+        for l in audit_lines(&st, &page.items).await {
+            let fields = [
+                l.seq.to_string(),
+                l.at,
+                l.actor,
+                l.actor_name,
+                l.role,
+                l.action,
+                l.resource,
+                l.patient,
+                l.outcome,
+                l.request_id,
+                l.ip,
+            ];
+            let line: Vec<String> = fields.iter().map(|v| csv_field(v)).collect();
+            out.push_str(&line.join(","));
+            out.push_str("\r\n");
+            rows += 1;
+        }
+        cursor = page.next_cursor;
+        if cursor.is_none() || rows >= CSV_MAX_ROWS {
+            break;
+        }
+    }
+    let mut r = axum::response::IntoResponse::into_response(out);
+    let h = r.headers_mut();
+    h.insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("text/csv; charset=utf-8"),
+    );
+    h.insert(
+        axum::http::header::CONTENT_DISPOSITION,
+        axum::http::HeaderValue::from_static("attachment; filename=\"amal-audit.csv\""),
+    );
+    Ok(r)
 }
 
 #[derive(Template)]
@@ -434,9 +673,83 @@ pub struct Duration {
 #[template(path = "admin_metrics.html")]
 struct MetricsPage {
     l: Layout,
+    charts: Vec<crate::web::chart::Chart>,
+    points: usize,
+    keep: usize,
     at: String,
     counters: Vec<Counter>,
     durations: Vec<Duration>,
+}
+
+#[derive(Template)]
+#[template(path = "admin_alerts.html")]
+struct AlertsPage {
+    l: Layout,
+    r: crate::alerts::AlertsReport,
+    evaluated: String,
+    rows: Vec<AlertRow>,
+    delivery: String,
+}
+
+pub struct AlertRow {
+    pub name: String,
+    pub state: &'static str,
+    pub severity: String,
+    pub summary: String,
+    pub since: String,
+    pub value: String,
+    pub resolved: String,
+    pub detail: String,
+    pub runbook: String,
+}
+
+/// `GET /admin/alerts`: every built-in alert, its state and since when,
+/// and the last webhook delivery (`services::ops::alerts`).
+pub async fn alerts(State(st): State<AppState>, s: WebSession) -> Page {
+    let r = services::ops::alerts(&st, &s.user).or_page(&s)?;
+    let rows = r
+        .alerts
+        .iter()
+        .map(|a| AlertRow {
+            name: a.name.clone(),
+            state: match a.state {
+                crate::alerts::AlertStatus::Firing => "firing",
+                crate::alerts::AlertStatus::Pending => "pending",
+                crate::alerts::AlertStatus::Inactive => "inactive",
+            },
+            severity: a.severity.clone(),
+            summary: a.summary.clone(),
+            since: view::opt_dt(&a.active_since),
+            value: a.value.map(view::num).unwrap_or_default(),
+            resolved: view::opt_dt(&a.last_resolved_at),
+            detail: a.detail.clone().unwrap_or_default(),
+            runbook: a.runbook.clone(),
+        })
+        .collect();
+    let delivery = match (&r.last_webhook_delivery, r.webhook_configured) {
+        (_, false) => {
+            "No webhook is configured (ALERT_WEBHOOK_URL); alerts are logged only.".into()
+        }
+        (None, true) => "No alert has been sent to the webhook since this instance started.".into(),
+        (Some(d), true) => format!(
+            "{} at {}: {} after {} attempt(s).",
+            d.alert,
+            dt(&d.at),
+            if d.delivered {
+                "delivered"
+            } else {
+                "NOT delivered"
+            },
+            d.attempts
+        ),
+    };
+    Ok(view::ok(&AlertsPage {
+        l: Layout::new("Alerts", &s),
+        evaluated: view::opt_dt(&r.evaluated_at),
+        rows,
+        delivery,
+        r,
+    }))
 }
 
 pub async fn metrics(State(st): State<AppState>, s: WebSession) -> Page {
@@ -475,8 +788,44 @@ pub async fn metrics(State(st): State<AppState>, s: WebSession) -> Page {
         })
         .unwrap_or_default();
     durations.sort_by(|a, b| a.name.cmp(&b.name));
+    let pts = services::ops::metrics_history(&st, &s.user).or_page(&s)?;
+    let series = |f: &dyn Fn(&crate::alerts::MetricsPoint) -> Option<f64>| -> Vec<_> {
+        pts.iter()
+            .filter_map(|p| Some((p.at, f(p)?, None)))
+            .collect()
+    };
+    let u64f = |n: u64| n as f64;
+    let charts = [
+        (
+            "Request rate",
+            "req/s",
+            series(&|p| Some(p.requests_per_second)),
+        ),
+        ("p95 duration", "ms", series(&|p| p.p95_ms)),
+        (
+            "Error rate (5xx)",
+            "%",
+            series(&|p| p.error_ratio.map(|r| r * 100.0)),
+        ),
+        (
+            "Sign-in failures",
+            "per interval",
+            series(&|p| Some(u64f(p.signin_failures))),
+        ),
+        (
+            "AI refusals",
+            "per interval",
+            series(&|p| Some(u64f(p.ai_refusals))),
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(label, unit, s)| crate::web::chart::time_chart(label, unit, &s, (None, None)))
+    .collect();
     Ok(view::ok(&MetricsPage {
         l: Layout::new("Metrics", &s),
+        charts,
+        points: pts.len(),
+        keep: crate::alerts::METRICS_POINTS,
         at: text(&v["timestamp"]),
         counters,
         durations,

@@ -7,7 +7,7 @@ use axum::response::Response;
 use serde::Deserialize;
 
 use crate::error::AppError;
-use crate::services::auth;
+use crate::services::{auth, users};
 use crate::state::AppState;
 use crate::web::models::notice;
 use crate::web::session::{self, MaybeSession, WebForm};
@@ -20,6 +20,8 @@ struct LoginPage {
     f: FormState,
     csrf: String,
     next: String,
+    /// No account exists yet: say where the setup link is.
+    first_run: bool,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -29,7 +31,11 @@ pub struct LoginQuery {
 }
 
 /// The nonce of the pre-session CSRF cookie, creating one when needed.
-fn login_nonce(st: &AppState, headers: &axum::http::HeaderMap, out: &session::Outgoing) -> String {
+pub(crate) fn login_nonce(
+    st: &AppState,
+    headers: &axum::http::HeaderMap,
+    out: &session::Outgoing,
+) -> String {
     match session::cookies(headers).get(session::LOGIN_CSRF) {
         Some(n) if session::plausible_nonce(n) => n.clone(),
         _ => {
@@ -42,7 +48,7 @@ fn login_nonce(st: &AppState, headers: &axum::http::HeaderMap, out: &session::Ou
     }
 }
 
-fn login_form(
+async fn login_form(
     st: &AppState,
     status: StatusCode,
     nonce: &str,
@@ -57,6 +63,7 @@ fn login_form(
             f,
             csrf: session::login_token(st, nonce),
             next: view::safe_next(next).to_string(),
+            first_run: users::setup_pending(st).await.unwrap_or(false),
         },
     )
 }
@@ -81,41 +88,62 @@ pub async fn login_page(
         next,
         q.done.as_deref(),
     )
+    .await
+}
+
+/// A form sent before there is a session (sign-in, sign-up, first-run
+/// setup): its fields and nonce, once the pre-session CSRF pair and the
+/// origin check out.
+// The error is the 403 page itself, returned at once.
+#[allow(clippy::result_large_err)]
+pub(crate) async fn anon_form(
+    st: &AppState,
+    req: Request,
+) -> Result<(session::Fields, String), Response> {
+    let headers = req.headers().clone();
+    let jar = session::cookies(&headers);
+    let f = session::read_fields(req, st).await?;
+    let nonce = jar
+        .get(session::LOGIN_CSRF)
+        .filter(|n| session::plausible_nonce(n));
+    let token_ok =
+        nonce.is_some_and(|n| session::same(&f.get("_csrf"), &session::login_token(st, n)));
+    if !session::origin_ok(&headers) || !token_ok {
+        return Err(view::csrf_refused(None));
+    }
+    Ok((f, nonce.cloned().unwrap_or_default()))
+}
+
+/// Sign in after a sign-up or the first run's setup: the session cookies,
+/// the pre-session nonce cleared, and on to `to`.
+pub(crate) async fn sign_in_and_go(
+    st: &AppState,
+    out: &session::Outgoing,
+    email: String,
+    password: String,
+    to: &str,
+) -> Result<Response, AppError> {
+    let pair = auth::signin(st, auth::SigninRequest { email, password }).await?;
+    session::store_tokens(st, out, &pair.access_token, &pair.refresh_token);
+    if let Some(c) = session::clear_cookie(st, session::LOGIN_CSRF) {
+        out.push(c);
+    }
+    Ok(view::redirect(to))
 }
 
 /// `POST /login`: counted in the API's `auth:signin` bucket by the
 /// rate-limit layer, checked against the pre-session CSRF cookie, then
 /// handed to the API's sign-in handler.
 pub async fn login(State(st): State<AppState>, req: Request) -> Response {
-    let headers = req.headers().clone();
     let out = session::outgoing(req.extensions());
-    let jar = session::cookies(&headers);
-    let f = match session::read_fields(req, &st).await {
-        Ok(f) => f,
+    let (f, nonce) = match anon_form(&st, req).await {
+        Ok(x) => x,
         Err(r) => return r,
     };
-    let nonce = jar
-        .get(session::LOGIN_CSRF)
-        .filter(|n| session::plausible_nonce(n));
-    let token_ok =
-        nonce.is_some_and(|n| session::same(&f.get("_csrf"), &session::login_token(&st, n)));
-    if !session::origin_ok(&headers) || !token_ok {
-        return view::csrf_refused(None);
-    }
-    let nonce = nonce.cloned().unwrap_or_default();
     let next = f.get("next");
-    let req = auth::SigninRequest {
-        email: f.get("email"),
-        password: f.get("password"),
-    };
-    match auth::signin(&st, req).await {
-        Ok(pair) => {
-            session::store_tokens(&st, &out, &pair.access_token, &pair.refresh_token);
-            if let Some(c) = session::clear_cookie(&st, session::LOGIN_CSRF) {
-                out.push(c);
-            }
-            view::redirect(view::safe_next(&next))
-        }
+    let (email, password) = (f.get("email"), f.get("password"));
+    match sign_in_and_go(&st, &out, email, password, view::safe_next(&next)).await {
+        Ok(r) => r,
         Err(e) => {
             let status = e.status();
             let mut resp = login_form(
@@ -125,7 +153,8 @@ pub async fn login(State(st): State<AppState>, req: Request) -> Response {
                 FormState::failed("login", f.values(), &e),
                 &next,
                 None,
-            );
+            )
+            .await;
             if let AppError::RateLimited { retry_after } = e {
                 resp.headers_mut().insert(
                     axum::http::header::RETRY_AFTER,

@@ -257,8 +257,6 @@ pub struct TrendLine {
     pub flag_class: String,
     pub critical: bool,
     pub change: String,
-    /// For the `<meter>`: the value within the series' span.
-    pub meter: f64,
 }
 
 #[derive(Template)]
@@ -271,8 +269,7 @@ struct TrendPage {
     lines: Vec<TrendLine>,
     min: String,
     max: String,
-    meter_min: f64,
-    meter_max: f64,
+    chart: Option<crate::web::chart::Chart>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -292,13 +289,20 @@ pub async fn trend(
     let (lo, hi) = t.points.iter().fold((f64::MAX, f64::MIN), |(lo, hi), pt| {
         (lo.min(pt.value), hi.max(pt.value))
     });
-    let (meter_min, meter_max) = if t.points.is_empty() {
-        (0.0, 1.0)
-    } else if (hi - lo).abs() < f64::EPSILON {
-        (lo - 1.0, hi + 1.0)
-    } else {
-        (lo, hi)
-    };
+    // The newest result's reference range is the band.
+    let range = t
+        .points
+        .last()
+        .map(|p| (p.reference_low, p.reference_high))
+        .unwrap_or((None, None));
+    let series: Vec<_> = t
+        .points
+        .iter()
+        .map(|p| (p.collected_at, p.value, p.flag.clone()))
+        .collect();
+    let unit = t.points.last().map(|p| p.unit.clone()).unwrap_or_default();
+    let chart_name = t.name.clone().unwrap_or_else(|| t.code.clone());
+    let chart = crate::web::chart::time_chart(&chart_name, &unit, &series, range);
     let mut prev: Option<f64> = None;
     let mut lines = Vec::new();
     for pt in &t.points {
@@ -326,7 +330,6 @@ pub async fn trend(
             flag_class: flag_class(flag).into(),
             critical: flag.is_some_and(|f| f.starts_with("critical")),
             change,
-            meter: pt.value,
         });
     }
     Ok(view::ok(&TrendPage {
@@ -345,7 +348,6 @@ pub async fn trend(
             num(hi)
         },
         lines,
-        meter_min,
-        meter_max,
+        chart,
     }))
 }

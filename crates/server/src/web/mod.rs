@@ -9,7 +9,9 @@
 mod access;
 mod admin;
 mod ai;
+pub mod assets;
 mod auth;
+mod chart;
 mod clinical;
 mod labs;
 mod models;
@@ -17,13 +19,13 @@ mod notes;
 mod patients;
 mod prescriptions;
 pub mod session;
+mod signup;
 pub mod view;
 mod vitals;
 
 use axum::extract::{FromRequestParts, Request, State};
-use axum::http::{header, HeaderValue};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
 
@@ -34,9 +36,6 @@ use crate::web::session::WebSession;
 
 pub use view::{form_level, rate_limited_page};
 
-const APP_CSS: &str = include_str!("../../static/app.css");
-const APP_JS: &str = include_str!("../../static/app.js");
-
 /// The web UI's routes. Merged into the application router, so they pass
 /// through the same request, security-header and rate-limit layers as the
 /// API.
@@ -45,6 +44,9 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/", get(patients::home))
         .route("/login", get(auth::login_page).post(auth::login))
         .route("/logout", post(auth::logout))
+        .route("/setup", get(signup::setup_page).post(signup::setup))
+        .route("/signup", get(signup::signup_page).post(signup::signup))
+        .route("/session/alive", post(session::alive))
         // Demographics (staff, nurses, providers)
         .route("/patients", get(patients::search).post(patients::create))
         .route("/patients/new", get(patients::new_form))
@@ -106,32 +108,19 @@ pub fn router(state: AppState) -> Router<AppState> {
             post(access::review_break_glass),
         )
         .route("/admin/reviews/accounts/{id}", post(access::review_account))
+        .route("/admin/invites/{id}/revoke", post(admin::revoke_invite))
         .route("/admin/audit", get(admin::audit))
+        .route("/admin/audit.csv", get(admin::audit_csv))
         .route("/admin/audit/verify", get(admin::verify))
         .route("/admin/metrics", get(admin::metrics))
+        .route("/admin/alerts", get(admin::alerts))
         .layer(axum::middleware::from_fn_with_state(state, limit_layer))
         .layer(axum::middleware::from_fn(session::cookie_layer))
-        .route("/static/app.css", get(css))
-        .route("/static/app.js", get(js))
-}
-
-fn asset(content_type: &'static str, body: &'static str) -> Response {
-    let mut r = body.into_response();
-    let h = r.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    h.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("public, max-age=3600"),
-    );
-    r
-}
-
-async fn css() -> Response {
-    asset("text/css; charset=utf-8", APP_CSS)
-}
-
-async fn js() -> Response {
-    asset("text/javascript; charset=utf-8", APP_JS)
+        .route("/static/{file}", get(assets::file))
+        .route("/favicon.svg", get(assets::favicon))
+        .route("/favicon.ico", get(assets::favicon))
+        // HTML, CSS and JS compressed (gzip or br, as the browser accepts).
+        .layer(tower_http::compression::CompressionLayer::new())
 }
 
 /// Web pages count against the same limits as the API calls they stand for

@@ -287,6 +287,12 @@ pub fn notice(done: Option<&str>) -> Option<&'static str> {
         "user_updated" => "User updated. Their sessions have ended if the role or status changed.",
         "signed_out" => "You have signed out.",
         "break_glass" => "Break-glass access is open for this chart until its time box ends. It is audited and will be reviewed.",
+        "idle" => "You were signed out after a period of inactivity, and the screen was cleared. Sign in again to continue.",
+        "signed_up" => "Welcome: your account is ready and you are signed in.",
+        "signup_pending" => "Your account was created. An administrator must activate it before you can sign in.",
+        "first_admin" => "The administrator account is ready and you are signed in. Invite your colleagues below: each gets a one-time code and a sign-up link.",
+        "invite" => "Invitation created. Give the code or the sign-up link below to your colleague.",
+        "invite_revoked" => "Invitation revoked: its code no longer works.",
         _ => return None,
     })
 }

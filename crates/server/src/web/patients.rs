@@ -159,6 +159,7 @@ pub struct PatientRowView {
     pub name: String,
     pub mrn: String,
     pub birth_date: String,
+    pub age: String,
     pub sex: String,
 }
 
@@ -172,6 +173,8 @@ struct SearchPage {
     next: Option<String>,
     error: Option<String>,
     can_create: bool,
+    /// `05/10/1991` typed: the ISO dates it may mean, as search links.
+    date_hints: Vec<(String, String)>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -202,6 +205,16 @@ pub async fn search(
         next: None,
         error: None,
         can_create: s.user.role.may(Action::CreatePatient),
+        date_hints: domain::mrn::date_readings(p.q.as_deref().unwrap_or(""))
+            .into_iter()
+            .map(|d| {
+                let href = format!(
+                    "/patients?{}",
+                    serde_urlencoded::to_string([("q", d.as_str())]).unwrap_or_default()
+                );
+                (d, href)
+            })
+            .collect(),
     };
     if s.user.role == Role::Admin {
         return view::error_page(
@@ -226,6 +239,9 @@ pub async fn search(
                     name: format!("{}, {}", pv.family_name, pv.given_name),
                     mrn: pv.mrn.clone(),
                     birth_date: pv.birth_date.clone(),
+                    age: services::patients::age_years(&pv.birth_date)
+                        .map(|y| format!("{y} y"))
+                        .unwrap_or_default(),
                     sex: pv.sex.clone(),
                 })
                 .collect();
@@ -236,7 +252,11 @@ pub async fn search(
             page.error = Some(e.detail());
             if let AppError::Validation(errs) = &e {
                 if let Some(first) = errs.first() {
-                    page.error = Some(format!("{} {}", first.field, first.message));
+                    page.error = Some(format!(
+                        "{} {}",
+                        view::field_label(&first.field),
+                        first.message
+                    ));
                 }
             }
             view::render(e.status(), &page)

@@ -172,6 +172,9 @@ struct ShowPage {
     warnings: Vec<Warning>,
     check_status: &'static str,
     ingredients: String,
+    /// For the printed prescription: who prescribes and the date.
+    prescriber: String,
+    printed_on: String,
 }
 
 async fn render_show(
@@ -186,6 +189,13 @@ async fn render_show(
     let p = models::banner(st, s, rx.patient_id).await.or_page(s)?;
     let row = RxRow::from(&rx);
     let role = s.user.role;
+    let prescriber =
+        crate::services::users::display_name(st, rx.issued_by.unwrap_or(rx.created_by)).await;
+    let printed_on = rx
+        .issued_at
+        .unwrap_or_else(store::now)
+        .format("%Y-%m-%d")
+        .to_string();
     Ok(view::render(
         status,
         &ShowPage {
@@ -194,6 +204,8 @@ async fn render_show(
             warnings: warnings(&f),
             check_status: rx.medication_check.status,
             ingredients: rx.medication_check.ingredients.join(", "),
+            prescriber,
+            printed_on,
             f,
             can_issue: row.draft && role.may(Action::IssuePrescription),
             can_cancel: (row.draft || row.issued) && role.may(Action::CancelPrescription),

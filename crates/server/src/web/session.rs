@@ -19,7 +19,7 @@ use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, Method};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use cookie::{Cookie, SameSite};
 use rand::RngCore;
@@ -57,6 +57,15 @@ impl Outgoing {
             .lock()
             .map(|mut g| std::mem::take(&mut *g))
             .unwrap_or_default()
+    }
+}
+
+/// The request's outgoing cookies, as a handler argument.
+impl<S: Send + Sync> FromRequestParts<S> for Outgoing {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(outgoing(&parts.extensions))
     }
 }
 
@@ -111,6 +120,23 @@ fn header_of(c: &Cookie<'_>) -> Option<HeaderValue> {
 
 pub fn set_cookie(st: &AppState, name: &str, value: &str) -> Option<HeaderValue> {
     header_of(&session_cookie(st, name, value))
+}
+
+/// A short-lived cookie for one page (`path`), carrying something to show
+/// once after a redirect (a new invitation's code).
+pub fn flash_cookie(st: &AppState, name: &str, value: &str, path: &str) -> Option<HeaderValue> {
+    let mut c = session_cookie(st, name, value);
+    c.set_path(path.to_string());
+    c.set_max_age(cookie::time::Duration::minutes(5));
+    header_of(&c)
+}
+
+/// Clear a [`flash_cookie`].
+pub fn clear_flash(st: &AppState, name: &str, path: &str) -> Option<HeaderValue> {
+    let mut c = session_cookie(st, name, "");
+    c.set_path(path.to_string());
+    c.set_max_age(cookie::time::Duration::ZERO);
+    header_of(&c)
 }
 
 pub fn clear_cookie(st: &AppState, name: &str) -> Option<HeaderValue> {
@@ -223,6 +249,8 @@ pub struct WebSession {
     pub name: String,
     pub email: String,
     pub csrf: String,
+    /// The inactivity limit in seconds, for the page's warning.
+    pub idle_secs: u64,
 }
 
 /// Authenticate from the cookies; refresh once when the access token is no
@@ -276,6 +304,7 @@ async fn resolve(parts: &Parts, st: &AppState) -> Result<Option<WebSession>, App
         name: me.name,
         email: me.email,
         csrf: csrf_token(st, user.session),
+        idle_secs: st.config.idle_timeout.as_secs(),
     }))
 }
 
@@ -403,4 +432,13 @@ impl FromRequest<AppState> for WebForm {
         }
         Ok(WebForm { s, f })
     }
+}
+
+/// `POST /session/alive`: "Stay signed in" on the inactivity warning. The
+/// CSRF-checked form itself is the activity (the session's clock restarts
+/// when it is authenticated); answers 204, or the sign-in redirect when the
+/// session has already ended.
+pub async fn alive(form: WebForm) -> Response {
+    let WebForm { .. } = form;
+    axum::http::StatusCode::NO_CONTENT.into_response()
 }

@@ -27,6 +27,11 @@ pub struct Layout {
     pub csrf: String,
     pub notice: Option<String>,
     pub request_id: String,
+    /// Seconds of inactivity before the session ends (0: not signed in).
+    pub idle_secs: u64,
+    /// The content-hashed stylesheet and script addresses.
+    pub css: &'static str,
+    pub js: &'static str,
 }
 
 impl Layout {
@@ -43,6 +48,9 @@ impl Layout {
             csrf: s.csrf.clone(),
             notice: None,
             request_id: crate::context::request_id(),
+            idle_secs: s.idle_secs,
+            css: crate::web::assets::css_url(),
+            js: crate::web::assets::js_url(),
         }
     }
 
@@ -58,6 +66,9 @@ impl Layout {
             csrf: String::new(),
             notice: None,
             request_id: crate::context::request_id(),
+            idle_secs: 0,
+            css: crate::web::assets::css_url(),
+            js: crate::web::assets::js_url(),
         }
     }
 
@@ -176,10 +187,14 @@ impl FormState {
         }
     }
 
-    /// Field errors of `form`, for the summary above it.
-    pub fn list(&self, form: &str) -> Vec<(String, String)> {
+    /// Field errors of `form` for the summary above it: the field's id
+    /// suffix, its name as a clinician says it, and the message.
+    pub fn list(&self, form: &str) -> Vec<(String, String, String)> {
         if self.form == form {
-            self.errors.clone()
+            self.errors
+                .iter()
+                .map(|(k, m)| (k.clone(), field_label(k), m.clone()))
+                .collect()
         } else {
             Vec::new()
         }
@@ -391,6 +406,40 @@ pub async fn form_problem(
 
 // --- Formatting ---------------------------------------------------------------
 
+/// A field's name as a clinician reads it: the API's `birthDate` is
+/// "Birth date", `items[0].code` is "Code"; a few names have their usual
+/// spelling (MRN, e-mail).
+pub fn field_label(key: &str) -> String {
+    let last = key.rsplit('.').next().unwrap_or(key);
+    let last = last.split('[').next().unwrap_or(last);
+    match last {
+        "mrn" => return "MRN".into(),
+        "email" => return "E-mail".into(),
+        "rxnorm" | "rxNorm" => return "RxNorm code".into(),
+        "loinc" | "loincCode" => return "LOINC code".into(),
+        "dob" => return "Birth date".into(),
+        _ => {}
+    }
+    let mut out = String::new();
+    for (i, c) in last.chars().enumerate() {
+        if c == '_' {
+            out.push(' ');
+        } else if c.is_ascii_uppercase() {
+            if i > 0 {
+                out.push(' ');
+            }
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    let mut cs = out.trim().chars();
+    match cs.next() {
+        Some(f) => f.to_uppercase().chain(cs).collect(),
+        None => key.to_string(),
+    }
+}
+
 pub fn dt(t: &DateTime<Utc>) -> String {
     t.format("%Y-%m-%d %H:%M UTC").to_string()
 }
@@ -434,4 +483,19 @@ pub fn flag_class(flag: Option<&str>) -> &'static str {
 /// Parse a path id; a malformed one is simply "not found".
 pub fn uuid(s: &str) -> Result<uuid::Uuid, AppError> {
     uuid::Uuid::parse_str(s).map_err(|_| AppError::NotFound)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::field_label;
+
+    #[test]
+    fn field_names_are_the_words_a_clinician_uses() {
+        assert_eq!(field_label("birthDate"), "Birth date");
+        assert_eq!(field_label("givenName"), "Given name");
+        assert_eq!(field_label("mrn"), "MRN");
+        assert_eq!(field_label("email"), "E-mail");
+        assert_eq!(field_label("items[0].doseUnit"), "Dose unit");
+        assert_eq!(field_label("password"), "Password");
+    }
 }

@@ -12,6 +12,7 @@ use crate::error::AppError;
 use crate::extract::PageQuery;
 use crate::services::vitals::{self, VitalsInput, VitalsView};
 use crate::state::AppState;
+use crate::web::chart::{time_chart, Chart};
 use crate::web::labs::{datetime, now_local, number};
 use crate::web::models::{self, next_link, notice, Banner, Done};
 use crate::web::session::{Fields, WebForm, WebSession};
@@ -77,65 +78,6 @@ pub struct SheetRow {
     pub cells: Vec<Cell>,
 }
 
-/// A small line chart of one measure (oldest left), with the normal range
-/// as a band.
-pub struct Spark {
-    pub label: String,
-    pub unit: String,
-    pub points: String,
-    pub band: Option<(String, String)>,
-    pub first: String,
-    pub last: String,
-    pub min: String,
-    pub max: String,
-}
-
-const W: f64 = 300.0;
-const H: f64 = 60.0;
-
-fn spark(m: Measure, series: &[f64]) -> Option<Spark> {
-    if series.len() < 2 {
-        return None;
-    }
-    let (lo, hi) = series
-        .iter()
-        .fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(*v), b.max(*v)));
-    let range = m.range();
-    // The chart spans the values and the normal range, so the band shows.
-    let (mut top, mut bottom) = (hi, lo);
-    if let Some(r) = range {
-        top = top.max(r.high.unwrap_or(hi));
-        bottom = bottom.min(r.low.unwrap_or(lo));
-    }
-    let span = if (top - bottom).abs() < f64::EPSILON {
-        1.0
-    } else {
-        top - bottom
-    };
-    let y = |v: f64| H - (v - bottom) / span * H;
-    let step = W / (series.len() - 1) as f64;
-    let points = series
-        .iter()
-        .enumerate()
-        .map(|(i, v)| format!("{:.1},{:.1}", i as f64 * step, y(*v)))
-        .collect::<Vec<_>>()
-        .join(" ");
-    let band = range.map(|r| {
-        let (a, b) = (y(r.high.unwrap_or(top)), y(r.low.unwrap_or(bottom)));
-        (format!("{a:.1}"), format!("{:.1}", (b - a).max(0.0)))
-    });
-    Some(Spark {
-        label: m.label().into(),
-        unit: m.unit().into(),
-        points,
-        band,
-        first: num(series[0]),
-        last: num(series[series.len() - 1]),
-        min: num(lo),
-        max: num(hi),
-    })
-}
-
 #[derive(Template)]
 #[template(path = "vitals.html")]
 struct VitalsPage {
@@ -144,7 +86,7 @@ struct VitalsPage {
     f: FormState,
     heads: Vec<String>,
     rows: Vec<SheetRow>,
-    sparks: Vec<Spark>,
+    sparks: Vec<Chart>,
     next: Option<String>,
     can_record: bool,
     now: String,
@@ -188,8 +130,13 @@ async fn render(
     let sparks = Measure::ALL
         .into_iter()
         .filter_map(|m| {
-            let series: Vec<f64> = list.items.iter().rev().filter_map(|v| v.value(m)).collect();
-            spark(m, &series)
+            let series: Vec<_> = list
+                .items
+                .iter()
+                .filter_map(|v| Some((v.recorded_at, v.value(m)?, v.flag(m).map(str::to_string))))
+                .collect();
+            let range = m.range().map(|r| (r.low, r.high)).unwrap_or((None, None));
+            time_chart(m.label(), m.unit(), &series, range)
         })
         .collect();
     Ok(view::render(
