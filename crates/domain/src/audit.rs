@@ -58,10 +58,24 @@ pub enum AuditAction {
     FhirExport,
     /// A file of a FHIR bulk export downloaded.
     FhirExportDownload,
+    /// A TOTP second factor enrolled (started or confirmed).
+    AuthMfaEnrol,
+    /// A second-factor code checked at sign-in (success or failure).
+    AuthMfaVerify,
+    /// An administrator removed a user's second factor.
+    AuthMfaReset,
+    /// A user changed their own password.
+    AuthPasswordChange,
+    /// An administrator issued a set-password link.
+    AuthPasswordReset,
+    /// A password set through a set-password link.
+    AuthPasswordSet,
+    /// Sessions ended from the session list or by an administrator.
+    AuthSessionRevoke,
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 47] = [
+    pub const ALL: [AuditAction; 54] = [
         AuditAction::AuthSignup,
         AuditAction::AuthSignin,
         AuditAction::AuthRefresh,
@@ -109,6 +123,13 @@ impl AuditAction {
         AuditAction::Hl7Import,
         AuditAction::FhirExport,
         AuditAction::FhirExportDownload,
+        AuditAction::AuthMfaEnrol,
+        AuditAction::AuthMfaVerify,
+        AuditAction::AuthMfaReset,
+        AuditAction::AuthPasswordChange,
+        AuditAction::AuthPasswordReset,
+        AuditAction::AuthPasswordSet,
+        AuditAction::AuthSessionRevoke,
     ];
 
     /// The name stored in the audit trail and used in `?action=` filters.
@@ -161,6 +182,13 @@ impl AuditAction {
             AuditAction::Hl7Import => "hl7.import",
             AuditAction::FhirExport => "fhir.export",
             AuditAction::FhirExportDownload => "fhir.export.download",
+            AuditAction::AuthMfaEnrol => "auth.mfa.enrol",
+            AuditAction::AuthMfaVerify => "auth.mfa.verify",
+            AuditAction::AuthMfaReset => "auth.mfa.reset",
+            AuditAction::AuthPasswordChange => "auth.password.change",
+            AuditAction::AuthPasswordReset => "auth.password.reset",
+            AuditAction::AuthPasswordSet => "auth.password.set",
+            AuditAction::AuthSessionRevoke => "auth.session.revoke",
         }
     }
 

@@ -19,6 +19,7 @@ mod faults;
 mod fhir;
 mod helpers;
 mod hl7;
+mod identity;
 mod input;
 mod medication;
 mod ratelimit;

@@ -4,6 +4,7 @@
 
 pub mod ai;
 pub mod audit;
+pub mod account;
 pub mod auth;
 pub mod labs;
 pub mod notes;

@@ -12,6 +12,7 @@
 //! malformed body is answered 400/422 (SPEC §5: authenticate, count,
 //! authorize, validate). The web UI passes `Ok(form)`.
 
+pub mod account;
 pub mod ai;
 pub mod audit;
 pub mod auth;
@@ -19,6 +20,7 @@ pub mod export;
 pub mod fhir;
 pub mod hl7;
 pub mod labs;
+pub mod mfa;
 pub mod notes;
 pub mod ops;
 pub mod overview;

@@ -29,8 +29,8 @@ pub struct LoginQuery {
 }
 
 /// The nonce of the pre-session CSRF cookie, creating one when needed.
-fn login_nonce(st: &AppState, headers: &axum::http::HeaderMap, out: &session::Outgoing) -> String {
-    match session::cookies(headers).get(session::LOGIN_CSRF) {
+pub fn login_nonce(st: &AppState, headers: &axum::http::HeaderMap, out: &session::Outgoing) -> String {
+    match session::jar(st, headers).get(session::LOGIN_CSRF) {
         Some(n) if session::plausible_nonce(n) => n.clone(),
         _ => {
             let n = session::new_nonce();
@@ -83,33 +83,52 @@ pub async fn login_page(
     )
 }
 
-/// `POST /login`: counted in the API's `auth:signin` bucket by the
-/// rate-limit layer, checked against the pre-session CSRF cookie, then
-/// handed to the API's sign-in handler.
-pub async fn login(State(st): State<AppState>, req: Request) -> Response {
+/// A form posted before there is a session (sign-in, its second step,
+/// set-password), checked against the pre-session CSRF cookie.
+pub struct AnonForm {
+    pub f: session::Fields,
+    pub nonce: String,
+    pub out: session::Outgoing,
+}
+
+pub async fn anon_form(st: &AppState, req: Request) -> Result<AnonForm, Response> {
     let headers = req.headers().clone();
     let out = session::outgoing(req.extensions());
-    let jar = session::cookies(&headers);
-    let f = match session::read_fields(req, &st).await {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
+    let jar = session::jar(st, &headers);
+    let f = session::read_fields(req, st).await?;
     let nonce = jar
         .get(session::LOGIN_CSRF)
         .filter(|n| session::plausible_nonce(n));
     let token_ok =
-        nonce.is_some_and(|n| session::same(&f.get("_csrf"), &session::login_token(&st, n)));
+        nonce.is_some_and(|n| session::same(&f.get("_csrf"), &session::login_token(st, n)));
     if !session::origin_ok(&headers) || !token_ok {
-        return view::csrf_refused(None);
+        return Err(view::csrf_refused(None));
     }
-    let nonce = nonce.cloned().unwrap_or_default();
+    Ok(AnonForm {
+        f,
+        nonce: nonce.cloned().unwrap_or_default(),
+        out,
+    })
+}
+
+/// `POST /login`: counted in the API's `auth:signin` bucket by the
+/// rate-limit layer, checked against the pre-session CSRF cookie, then
+/// handed to the API's sign-in handler.
+pub async fn login(State(st): State<AppState>, req: Request) -> Response {
+    let AnonForm { f, nonce, out } = match anon_form(&st, req).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
     let next = f.get("next");
     let req = auth::SigninRequest {
         email: f.get("email"),
         password: f.get("password"),
     };
     match auth::signin(&st, req).await {
-        Ok(pair) => {
+        Ok(auth::SigninResult::SecondFactor(step)) => {
+            crate::web::account::second_step_page(&st, &nonce, &step, &next).await
+        }
+        Ok(auth::SigninResult::Tokens(pair)) => {
             session::store_tokens(&st, &out, &pair.access_token, &pair.refresh_token);
             if let Some(c) = session::clear_cookie(&st, session::LOGIN_CSRF) {
                 out.push(c);
@@ -141,7 +160,7 @@ pub async fn login(State(st): State<AppState>, req: Request) -> Response {
 /// clears the cookies.
 pub async fn logout(State(st): State<AppState>, req: Request) -> Response {
     let out = session::outgoing(req.extensions());
-    let jar = session::cookies(req.headers());
+    let jar = session::jar(&st, req.headers());
     let WebForm { .. } =
         match <WebForm as axum::extract::FromRequest<AppState>>::from_request(req, &st).await {
             Ok(f) => f,

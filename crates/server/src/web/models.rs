@@ -286,6 +286,9 @@ pub fn notice(done: Option<&str>) -> Option<&'static str> {
         "user_created" => "User created.",
         "user_updated" => "User updated. Their sessions have ended if the role or status changed.",
         "signed_out" => "You have signed out.",
+        "password_set" => "Your password is set. Sign in with it.",
+        "sessions_ended" => "The user's sessions have ended.",
+        "mfa_reset" => "The user's two-step sign-in was reset and their sessions have ended.",
         _ => return None,
     })
 }
