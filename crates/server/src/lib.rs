@@ -27,7 +27,6 @@ pub mod tls;
 pub mod traffic;
 pub mod web;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;

@@ -39,21 +39,46 @@ async fn enrol(app: &TestApp, s: &Session) -> (String, Vec<String>) {
     let r = app.post("/api/auth/mfa/setup", Some(&s.access), json!({})).await;
     let setup = app.json_ok(r, 200).await;
     let secret = setup["secret"].as_str().unwrap().to_string();
+    let codes = confirm(app, s, &secret).await;
+    (secret, codes)
+}
+
+/// Confirm a started enrolment with the current code; the recovery codes.
+async fn confirm(app: &TestApp, s: &Session, secret: &str) -> Vec<String> {
     let r = app
         .post(
             "/api/auth/mfa/confirm",
             Some(&s.access),
-            json!({"code": code(&secret, 0)}),
+            json!({"code": code(secret, 0)}),
         )
         .await;
     let done = app.json_ok(r, 200).await;
-    let codes = done["recoveryCodes"]
+    done["recoveryCodes"]
         .as_array()
         .unwrap()
         .iter()
         .map(|c| c.as_str().unwrap().to_string())
-        .collect();
-    (secret, codes)
+        .collect()
+}
+
+async fn assert_old_password_refused(app: &TestApp, u: &TestUser) {
+    let old = app
+        .post(
+            "/api/auth/signin",
+            None,
+            json!({"email": u.email, "password": u.password}),
+        )
+        .await;
+    assert_eq!(old.status(), 401);
+}
+
+fn with_password(u: &TestUser, password: &str) -> TestUser {
+    TestUser {
+        id: u.id,
+        email: u.email.clone(),
+        password: password.into(),
+        role: u.role.clone(),
+    }
 }
 
 async fn verify(app: &TestApp, challenge: &str, code: &str) -> reqwest::Response {
@@ -105,20 +130,7 @@ async fn mfa_enrolment_sign_in_with_code_wrong_and_replayed_codes_and_recovery_c
         )
         .await;
     assert_problem(r, 401, "unauthorized").await;
-    let r = app
-        .post(
-            "/api/auth/mfa/confirm",
-            Some(&s.access),
-            json!({"code": code(&secret, 0)}),
-        )
-        .await;
-    let done = app.json_ok(r, 200).await;
-    let codes: Vec<String> = done["recoveryCodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c.as_str().unwrap().to_string())
-        .collect();
+    let codes = confirm(&app, &s, &secret).await;
     assert_eq!(codes.len(), 10);
     let st = app.json_ok(app.get("/api/auth/mfa", Some(&s.access)).await, 200).await;
     assert_eq!(st["enrolled"], true);
@@ -308,21 +320,8 @@ async fn password_change_needs_the_current_one_and_ends_the_other_sessions() {
     assert_eq!(app.json_ok(r, 200).await["ended"], 1);
     assert_eq!(app.get("/api/auth/me", Some(&here.access)).await.status(), 200);
     assert_eq!(app.get("/api/auth/me", Some(&there.access)).await.status(), 401);
-    let old = app
-        .post(
-            "/api/auth/signin",
-            None,
-            json!({"email": u.email, "password": u.password}),
-        )
-        .await;
-    assert_eq!(old.status(), 401);
-    let fresh = TestUser {
-        id: u.id,
-        email: u.email.clone(),
-        password: new.into(),
-        role: u.role.clone(),
-    };
-    app.sign_in(&fresh).await;
+    assert_old_password_refused(&app, &u).await;
+    app.sign_in(&with_password(&u, new)).await;
     let ev = audit_events(&app).await;
     let changes = actions(&ev, "auth.password.change");
     assert_eq!(changes.iter().filter(|o| *o == "success").count(), 1);
@@ -347,14 +346,7 @@ async fn admin_reset_link_replaces_the_password_once() {
     assert!(link["path"].as_str().unwrap().starts_with("/set-password?token="));
     // The old password and the old sessions stop at once.
     assert_eq!(app.get("/api/auth/me", Some(&s.access)).await.status(), 401);
-    let old = app
-        .post(
-            "/api/auth/signin",
-            None,
-            json!({"email": u.email, "password": u.password}),
-        )
-        .await;
-    assert_eq!(old.status(), 401);
+    assert_old_password_refused(&app, &u).await;
     // The token is stored only hashed.
     let raw = format!("{:?}", audit_events(&app).await);
     assert!(!raw.contains(&token));
@@ -369,13 +361,7 @@ async fn admin_reset_link_replaces_the_password_once() {
         .post("/api/auth/password/set", None, set("another-one-later-77"))
         .await;
     assert_eq!(r.status(), 403, "the link works once");
-    let fresh = TestUser {
-        id: u.id,
-        email: u.email.clone(),
-        password: new.into(),
-        role: u.role.clone(),
-    };
-    app.sign_in(&fresh).await;
+    app.sign_in(&with_password(&u, new)).await;
     let ev = audit_events(&app).await;
     assert_eq!(actions(&ev, "auth.password.reset"), ["success"]);
     assert_eq!(actions(&ev, "auth.password.set"), ["success"]);

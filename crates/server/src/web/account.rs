@@ -58,7 +58,7 @@ fn with_retry(mut resp: Response, e: &AppError) -> Response {
     if let AppError::RateLimited { retry_after } = e {
         resp.headers_mut().insert(
             axum::http::header::RETRY_AFTER,
-            axum::http::HeaderValue::from(retry_after.max(1)),
+            axum::http::HeaderValue::from((*retry_after).max(1)),
         );
     }
     resp
