@@ -321,7 +321,11 @@ async fn user(cfg: server::Config, action: UserAction) -> anyhow::Result<ExitCod
 /// `amal user reset-mfa` / `reset-password`: the administrator's recovery
 /// tools of the web UI and API (the same service functions, audited with
 /// `via: cli`).
-async fn user_recovery(cfg: server::Config, email: &str, password: bool) -> anyhow::Result<ExitCode> {
+async fn user_recovery(
+    cfg: server::Config,
+    email: &str,
+    password: bool,
+) -> anyhow::Result<ExitCode> {
     let email = Email::parse(email).map_err(|e| anyhow::anyhow!("{e}"))?;
     let db = connect(&cfg).await?;
     store::migrate::up(&db).await?;

@@ -303,13 +303,7 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let app = router(state.clone());
-    conn::serve_connections(
-        listener,
-        app,
-        state.config.header_read_timeout,
-        shutdown,
-    )
-    .await;
+    conn::serve_connections(listener, app, state.config.header_read_timeout, shutdown).await;
     state.db.close().await;
     Ok(())
 }

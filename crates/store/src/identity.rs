@@ -223,7 +223,12 @@ pub async fn live_sessions(db: &Db, user_id: Uuid) -> Result<Vec<SessionRow>> {
 }
 
 /// Revoke one session of `user_id`; false when it is not theirs or ended.
-pub async fn revoke_own(tx: &mut Tx, user_id: Uuid, session_id: Uuid, reason: &str) -> Result<bool> {
+pub async fn revoke_own(
+    tx: &mut Tx,
+    user_id: Uuid,
+    session_id: Uuid,
+    reason: &str,
+) -> Result<bool> {
     let sql = "UPDATE sessions SET revoked_at = $1, revoked_reason = $2 \
                WHERE id = $3 AND user_id = $4 AND revoked_at IS NULL";
     let n = on_tx!(tx, c => sqlx::query(sql)

@@ -36,7 +36,9 @@ async fn signin_raw(app: &TestApp, u: &TestUser) -> Value {
 
 /// Enrol a signed-in user; the secret and the recovery codes.
 async fn enrol(app: &TestApp, s: &Session) -> (String, Vec<String>) {
-    let r = app.post("/api/auth/mfa/setup", Some(&s.access), json!({})).await;
+    let r = app
+        .post("/api/auth/mfa/setup", Some(&s.access), json!({}))
+        .await;
     let setup = app.json_ok(r, 200).await;
     let secret = setup["secret"].as_str().unwrap().to_string();
     let codes = confirm(app, s, &secret).await;
@@ -105,7 +107,9 @@ async fn mfa_enrolment_sign_in_with_code_wrong_and_replayed_codes_and_recovery_c
     let s = app.sign_in(&u).await;
 
     // Enrolment: a secret, an otpauth URI and a QR code drawn by the server.
-    let r = app.post("/api/auth/mfa/setup", Some(&s.access), json!({})).await;
+    let r = app
+        .post("/api/auth/mfa/setup", Some(&s.access), json!({}))
+        .await;
     let setup = app.json_ok(r, 200).await;
     let secret = setup["secret"].as_str().unwrap().to_string();
     assert!(setup["otpauthUri"]
@@ -132,11 +136,15 @@ async fn mfa_enrolment_sign_in_with_code_wrong_and_replayed_codes_and_recovery_c
     assert_problem(r, 401, "unauthorized").await;
     let codes = confirm(&app, &s, &secret).await;
     assert_eq!(codes.len(), 10);
-    let st = app.json_ok(app.get("/api/auth/mfa", Some(&s.access)).await, 200).await;
+    let st = app
+        .json_ok(app.get("/api/auth/mfa", Some(&s.access)).await, 200)
+        .await;
     assert_eq!(st["enrolled"], true);
     assert_eq!(st["recoveryCodesLeft"], 10);
     // A second set-up would replace the factor: refused.
-    let r = app.post("/api/auth/mfa/setup", Some(&s.access), json!({})).await;
+    let r = app
+        .post("/api/auth/mfa/setup", Some(&s.access), json!({}))
+        .await;
     assert_problem(r, 409, "conflict").await;
 
     // Sign-in now asks for the code; the challenge is no access token.
@@ -168,7 +176,9 @@ async fn mfa_enrolment_sign_in_with_code_wrong_and_replayed_codes_and_recovery_c
     app.json_ok(r, 200).await;
     let r = verify(&app, &challenge2, &codes[3]).await;
     assert_problem(r, 401, "unauthorized").await;
-    let st = app.json_ok(app.get("/api/auth/mfa", Some(access)).await, 200).await;
+    let st = app
+        .json_ok(app.get("/api/auth/mfa", Some(access)).await, 200)
+        .await;
     assert_eq!(st["recoveryCodesLeft"], 9);
     // A forged challenge is refused.
     let r = verify(&app, "not.a.token", &code(&secret, 0)).await;
@@ -288,9 +298,7 @@ async fn password_change_needs_the_current_one_and_ends_the_other_sessions() {
     let u = app.create_user("nurse").await;
     let here = app.sign_in(&u).await;
     let there = app.sign_in(&u).await;
-    let change = |current: &str, new: &str| {
-        json!({"currentPassword": current, "newPassword": new})
-    };
+    let change = |current: &str, new: &str| json!({"currentPassword": current, "newPassword": new});
     let r = app
         .post(
             "/api/auth/password",
@@ -308,7 +316,10 @@ async fn password_change_needs_the_current_one_and_ends_the_other_sessions() {
         .await;
     assert_problem(r, 422, "validation_failed").await;
     // Nothing changed so far.
-    assert_eq!(app.get("/api/auth/me", Some(&there.access)).await.status(), 200);
+    assert_eq!(
+        app.get("/api/auth/me", Some(&there.access)).await.status(),
+        200
+    );
     let new = "a-brand-new-passphrase-9";
     let r = app
         .post(
@@ -318,8 +329,14 @@ async fn password_change_needs_the_current_one_and_ends_the_other_sessions() {
         )
         .await;
     assert_eq!(app.json_ok(r, 200).await["ended"], 1);
-    assert_eq!(app.get("/api/auth/me", Some(&here.access)).await.status(), 200);
-    assert_eq!(app.get("/api/auth/me", Some(&there.access)).await.status(), 401);
+    assert_eq!(
+        app.get("/api/auth/me", Some(&here.access)).await.status(),
+        200
+    );
+    assert_eq!(
+        app.get("/api/auth/me", Some(&there.access)).await.status(),
+        401
+    );
     assert_old_password_refused(&app, &u).await;
     app.sign_in(&with_password(&u, new)).await;
     let ev = audit_events(&app).await;
@@ -337,13 +354,18 @@ async fn admin_reset_link_replaces_the_password_once() {
     let path = format!("/api/users/{}/password-reset", u.id);
     let nurse = app.signed_in("nurse").await;
     assert_eq!(
-        app.post(&path, Some(&nurse.access), json!({})).await.status(),
+        app.post(&path, Some(&nurse.access), json!({}))
+            .await
+            .status(),
         403
     );
     let r = app.post(&path, Some(&admin.access), json!({})).await;
     let link = app.json_ok(r, 201).await;
     let token = link["token"].as_str().unwrap().to_string();
-    assert!(link["path"].as_str().unwrap().starts_with("/set-password?token="));
+    assert!(link["path"]
+        .as_str()
+        .unwrap()
+        .starts_with("/set-password?token="));
     // The old password and the old sessions stop at once.
     assert_eq!(app.get("/api/auth/me", Some(&s.access)).await.status(), 401);
     assert_old_password_refused(&app, &u).await;
@@ -352,7 +374,9 @@ async fn admin_reset_link_replaces_the_password_once() {
     assert!(!raw.contains(&token));
     // A weak password is refused and the link still works after that.
     let set = |pw: &str| json!({"token": token, "newPassword": pw});
-    let r = app.post("/api/auth/password/set", None, set("password1234")).await;
+    let r = app
+        .post("/api/auth/password/set", None, set("password1234"))
+        .await;
     assert_problem(r, 422, "validation_failed").await;
     let new = "chosen-after-the-reset-42";
     let r = app.post("/api/auth/password/set", None, set(new)).await;
@@ -391,7 +415,10 @@ async fn session_list_and_remote_sign_out() {
     let laptop = sign_in_as(&app, &u, "Laptop browser/1.0").await;
     let phone = sign_in_as(&app, &u, "Phone browser/2.0").await;
     let list = app
-        .json_ok(app.get("/api/auth/sessions", Some(&laptop.access)).await, 200)
+        .json_ok(
+            app.get("/api/auth/sessions", Some(&laptop.access)).await,
+            200,
+        )
         .await;
     let sessions = list["sessions"].as_array().unwrap();
     assert_eq!(sessions.len(), 2);
@@ -400,10 +427,7 @@ async fn session_list_and_remote_sign_out() {
     assert_eq!(mine[0]["userAgent"], "Laptop browser/1.0");
     assert_eq!(mine[0]["ip"], "127.0.0.1");
     assert!(mine[0]["startedAt"].is_string() && mine[0]["lastActiveAt"].is_string());
-    let other = sessions
-        .iter()
-        .find(|s| s["current"] == false)
-        .unwrap();
+    let other = sessions.iter().find(|s| s["current"] == false).unwrap();
     assert_eq!(other["userAgent"], "Phone browser/2.0");
     let other_id = other["id"].as_str().unwrap();
 
@@ -413,7 +437,10 @@ async fn session_list_and_remote_sign_out() {
     assert_eq!(app.delete(&path, &stranger.access).await.status(), 404);
     // Sign the phone out from the laptop.
     assert_eq!(app.delete(&path, &laptop.access).await.status(), 204);
-    assert_eq!(app.get("/api/auth/me", Some(&phone.access)).await.status(), 401);
+    assert_eq!(
+        app.get("/api/auth/me", Some(&phone.access)).await.status(),
+        401
+    );
     let r = app
         .post(
             "/api/auth/refresh",
@@ -422,12 +449,20 @@ async fn session_list_and_remote_sign_out() {
         )
         .await;
     assert_eq!(r.status(), 401);
-    assert_eq!(app.get("/api/auth/me", Some(&laptop.access)).await.status(), 200);
+    assert_eq!(
+        app.get("/api/auth/me", Some(&laptop.access)).await.status(),
+        200
+    );
 
     // Sign out everywhere.
     let again = app.sign_in(&u).await;
     let r = app
-        .request(Method::DELETE, "/api/auth/sessions", Some(&laptop.access), None)
+        .request(
+            Method::DELETE,
+            "/api/auth/sessions",
+            Some(&laptop.access),
+            None,
+        )
         .await;
     assert_eq!(app.json_ok(r, 200).await["ended"], 2);
     for s in [&laptop, &again] {

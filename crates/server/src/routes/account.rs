@@ -127,7 +127,9 @@ pub async fn change_password(
     user: AuthUser,
     body: Later<ApiJson<ChangePasswordRequest>>,
 ) -> Result<Json<Ended>> {
-    Ok(Json(account::change_password(&st, &user, body.json()).await?))
+    Ok(Json(
+        account::change_password(&st, &user, body.json()).await?,
+    ))
 }
 
 #[utoipa::path(post, path = "/api/auth/password/set", tag = "auth", request_body = SetPasswordRequest,
@@ -148,7 +150,9 @@ pub async fn admin_revoke_sessions(
     admin: AuthUser,
     Path(id): Path<Uuid>,
 ) -> Result<Json<Ended>> {
-    Ok(Json(account::admin_revoke_sessions(&st, Some(&admin), id).await?))
+    Ok(Json(
+        account::admin_revoke_sessions(&st, Some(&admin), id).await?,
+    ))
 }
 
 #[utoipa::path(delete, path = "/api/users/{id}/mfa", tag = "users", security(("bearer" = [])),

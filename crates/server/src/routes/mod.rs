@@ -2,9 +2,9 @@
 //! The rules live in [`crate::services`]; the `utoipa` annotations here are
 //! the OpenAPI document.
 
+pub mod account;
 pub mod ai;
 pub mod audit;
-pub mod account;
 pub mod auth;
 pub mod labs;
 pub mod notes;

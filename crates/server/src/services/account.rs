@@ -215,17 +215,16 @@ pub async fn change_password(
         ev.resource_type = Some("user".into());
         ev.resource_id = Some(user.id);
         crate::services::record_durably(st, ev).await?;
-        return Err(AppError::Validation(vec![domain::account::FieldError::new(
-            "currentPassword",
-            "is not your current password",
-        )]));
+        return Err(AppError::Validation(vec![
+            domain::account::FieldError::new("currentPassword", "is not your current password"),
+        ]));
     }
     let new = password_field("newPassword", &req.new_password)?;
     let hash = st.hasher.hash(new.expose()).await?;
     let mut tx = st.db.begin().await?;
     store::identity::set_password(&mut tx, user.id, &hash).await?;
-    let n = store::identity::revoke_others(&mut tx, user.id, user.session, "password_changed")
-        .await?;
+    let n =
+        store::identity::revoke_others(&mut tx, user.id, user.session, "password_changed").await?;
     let mut ev = audit_event(Some(user), AuditAction::AuthPasswordChange, "success");
     ev.resource_type = Some("user".into());
     ev.resource_id = Some(user.id);

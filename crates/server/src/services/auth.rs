@@ -187,8 +187,7 @@ pub(crate) async fn open_session(st: &AppState, user: store::users::UserRow) -> 
     let (agent, ip) = crate::context::current()
         .map(|c| (c.user_agent(), Some(c.client_ip.to_string())))
         .unwrap_or((None, None));
-    store::identity::set_session_client(&mut tx, session, agent.as_deref(), ip.as_deref())
-        .await?;
+    store::identity::set_session_client(&mut tx, session, agent.as_deref(), ip.as_deref()).await?;
     store::sessions::add_refresh_token(&mut tx, session, &refresh_hash, expires).await?;
     let mut ev = audit_event(None, AuditAction::AuthSignin, "success");
     ev.actor_id = Some(user.id);

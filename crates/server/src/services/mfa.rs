@@ -316,7 +316,9 @@ async fn accept_code(
     if code.len() == 6 && code.chars().all(|c| c.is_ascii_digit()) {
         let t = totp(open(st, user, &mfa.secret_enc)?)?;
         return match matching_step(&t, &code, now_secs()) {
-            Some(step) if store::identity::mfa_accept_step(tx, user, step).await? => Ok(Some("totp")),
+            Some(step) if store::identity::mfa_accept_step(tx, user, step).await? => {
+                Ok(Some("totp"))
+            }
             _ => Ok(None),
         };
     }
@@ -483,7 +485,10 @@ pub async fn confirm(st: &AppState, who: Enrolling<'_>, code: &str) -> Result<Mf
         return Err(AppError::conflict("The second factor is already set up."));
     }
     let code = normalise(code);
-    let ok = code.len() == 6 && accept_code(st, &mut tx, user.id, &pending, &code).await?.is_some();
+    let ok = code.len() == 6
+        && accept_code(st, &mut tx, user.id, &pending, &code)
+            .await?
+            .is_some();
     if !ok {
         drop(tx);
         record_failure(st, &user, "enrolment_code").await?;

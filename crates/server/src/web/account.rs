@@ -288,7 +288,14 @@ pub async fn account(
     s: WebSession,
     Query(q): Query<AccountQuery>,
 ) -> Response {
-    render_account(&st, &s, FormState::none(), StatusCode::OK, q.done.as_deref()).await
+    render_account(
+        &st,
+        &s,
+        FormState::none(),
+        StatusCode::OK,
+        q.done.as_deref(),
+    )
+    .await
 }
 
 pub async fn end_session(

@@ -29,7 +29,11 @@ pub struct LoginQuery {
 }
 
 /// The nonce of the pre-session CSRF cookie, creating one when needed.
-pub fn login_nonce(st: &AppState, headers: &axum::http::HeaderMap, out: &session::Outgoing) -> String {
+pub fn login_nonce(
+    st: &AppState,
+    headers: &axum::http::HeaderMap,
+    out: &session::Outgoing,
+) -> String {
     match session::jar(st, headers).get(session::LOGIN_CSRF) {
         Some(n) if session::plausible_nonce(n) => n.clone(),
         _ => {

@@ -63,7 +63,10 @@ pub fn router(state: AppState) -> Router<AppState> {
             "/admin/users/{id}/sessions/end",
             post(account::admin_end_sessions),
         )
-        .route("/admin/users/{id}/mfa/reset", post(account::admin_reset_mfa))
+        .route(
+            "/admin/users/{id}/mfa/reset",
+            post(account::admin_reset_mfa),
+        )
         .route(
             "/admin/users/{id}/password-reset",
             post(account::admin_reset_password),
