@@ -166,6 +166,15 @@ pub struct Settings {
         hide_env_values = true
     )]
     pub metrics_token: Option<String>,
+    /// Who must use a second factor: required-for-clinical (production default), required, optional (development default)
+    #[arg(long, env = "AMAL_MFA", global = true)]
+    pub mfa: Option<String>,
+    /// Drop a client that has not sent a whole request head (or an idle keep-alive connection) after this long, e.g. 10s (default 10s)
+    #[arg(long, env = "AMAL_HEADER_READ_TIMEOUT", global = true)]
+    pub header_read_timeout: Option<String>,
+    /// Allow development mode (generated or weak secrets) on a non-loopback address; for throw-away tests only, refused in production
+    #[arg(long, env = "AMAL_INSECURE_DEV", global = true)]
+    pub insecure_dev: bool,
 }
 
 impl Settings {
@@ -208,6 +217,9 @@ impl Settings {
             hl7_mllp_user: self.hl7_mllp_user.clone(),
             hl7_mllp_max_bytes: self.hl7_mllp_max_bytes.clone(),
             hl7_mllp_idle_timeout: self.hl7_mllp_idle_timeout.clone(),
+            mfa: self.mfa.clone(),
+            header_read_timeout: self.header_read_timeout.clone(),
+            insecure_dev: self.insecure_dev,
         }
     }
 }
@@ -348,6 +360,16 @@ pub enum UserAction {
         /// Read the password from standard input instead of prompting
         #[arg(long)]
         password_stdin: bool,
+    },
+    /// Remove an account's second factor (lost phone); ends its sessions. Audited
+    ResetMfa {
+        #[arg(long)]
+        email: String,
+    },
+    /// Replace an account's password with a one-time set-password link (printed, valid 24 h); ends its sessions. Audited
+    ResetPassword {
+        #[arg(long)]
+        email: String,
     },
 }
 

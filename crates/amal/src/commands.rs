@@ -264,12 +264,16 @@ async fn migrate(cfg: server::Config, action: MigrateAction) -> anyhow::Result<E
 }
 
 async fn user(cfg: server::Config, action: UserAction) -> anyhow::Result<ExitCode> {
-    let UserAction::Create {
-        email,
-        role,
-        name,
-        password_stdin,
-    } = action;
+    let (email, role, name, password_stdin) = match action {
+        UserAction::Create {
+            email,
+            role,
+            name,
+            password_stdin,
+        } => (email, role, name, password_stdin),
+        UserAction::ResetMfa { email } => return user_recovery(cfg, &email, false).await,
+        UserAction::ResetPassword { email } => return user_recovery(cfg, &email, true).await,
+    };
     let email = Email::parse(&email).map_err(|e| anyhow::anyhow!("{e}"))?;
     let role = Role::parse(&role)
         .ok_or_else(|| anyhow::anyhow!("--role must be admin, provider, nurse or staff"))?;
@@ -341,6 +345,47 @@ async fn user(cfg: server::Config, action: UserAction) -> anyhow::Result<ExitCod
         created.email,
         created.id
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `amal user reset-mfa` / `reset-password`: the administrator's recovery
+/// tools of the web UI and API (the same service functions, audited with
+/// `via: cli`).
+async fn user_recovery(
+    cfg: server::Config,
+    email: &str,
+    password: bool,
+) -> anyhow::Result<ExitCode> {
+    let email = Email::parse(email).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let db = connect(&cfg).await?;
+    store::migrate::up(&db).await?;
+    let user = store::users::by_email(&db, email.as_str())
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no account has this e-mail"))?;
+    let state = server::AppState::new(db, cfg)?;
+    let outcome = if password {
+        server::services::account::admin_reset_password(&state, None, user.id)
+            .await
+            .map(|link| {
+                println!(
+                    "password of {} reset; its sessions have ended. Set-password link (once, until {}):\n{}",
+                    user.email,
+                    link.expires_at.to_rfc3339(),
+                    link.path
+                );
+            })
+    } else {
+        server::services::account::admin_reset_mfa(&state, None, user.id)
+            .await
+            .map(|n| {
+                println!(
+                    "second factor of {} removed; {} sessions ended",
+                    user.email, n.ended
+                );
+            })
+    };
+    state.db.close().await;
+    outcome.map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(ExitCode::SUCCESS)
 }
 

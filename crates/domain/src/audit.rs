@@ -73,10 +73,24 @@ pub enum AuditAction {
     AccountFlagged,
     /// An admin reviewed (and with the two-person rule approved) a flagged account.
     AccountReview,
+    /// A TOTP second factor enrolled (started or confirmed).
+    AuthMfaEnrol,
+    /// A second-factor code checked at sign-in (success or failure).
+    AuthMfaVerify,
+    /// An administrator removed a user's second factor.
+    AuthMfaReset,
+    /// A user changed their own password.
+    AuthPasswordChange,
+    /// An administrator issued a set-password link.
+    AuthPasswordReset,
+    /// A password set through a set-password link.
+    AuthPasswordSet,
+    /// Sessions ended from the session list or by an administrator.
+    AuthSessionRevoke,
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 55] = [
+    pub const ALL: [AuditAction; 62] = [
         AuditAction::AuthSignup,
         AuditAction::AuthSignin,
         AuditAction::AuthRefresh,
@@ -132,6 +146,13 @@ impl AuditAction {
         AuditAction::BreakGlassReview,
         AuditAction::AccountFlagged,
         AuditAction::AccountReview,
+        AuditAction::AuthMfaEnrol,
+        AuditAction::AuthMfaVerify,
+        AuditAction::AuthMfaReset,
+        AuditAction::AuthPasswordChange,
+        AuditAction::AuthPasswordReset,
+        AuditAction::AuthPasswordSet,
+        AuditAction::AuthSessionRevoke,
     ];
 
     /// The name stored in the audit trail and used in `?action=` filters.
@@ -192,6 +213,13 @@ impl AuditAction {
             AuditAction::BreakGlassReview => "break_glass.review",
             AuditAction::AccountFlagged => "account.flagged",
             AuditAction::AccountReview => "account.review",
+            AuditAction::AuthMfaEnrol => "auth.mfa.enrol",
+            AuditAction::AuthMfaVerify => "auth.mfa.verify",
+            AuditAction::AuthMfaReset => "auth.mfa.reset",
+            AuditAction::AuthPasswordChange => "auth.password.change",
+            AuditAction::AuthPasswordReset => "auth.password.reset",
+            AuditAction::AuthPasswordSet => "auth.password.set",
+            AuditAction::AuthSessionRevoke => "auth.session.revoke",
         }
     }
 

@@ -63,6 +63,12 @@ pub fn classify(method: &Method, path: &str) -> Class {
         ("auth", Some("signin")) if method == Method::POST => return Class::Auth("signin"),
         ("auth", Some("signup")) if method == Method::POST => return Class::Auth("signup"),
         ("auth", Some("refresh")) if method == Method::POST => return Class::Auth("refresh"),
+        // Second-factor codes and set-password links are guesses to count
+        // like passwords.
+        ("auth", Some("mfa")) if method == Method::POST => return Class::Auth("mfa"),
+        ("auth", Some("password")) if method == Method::POST && segs.get(3) == Some(&"set") => {
+            return Class::Auth("password_set")
+        }
         ("ai", op) => return Class::Ai(op.unwrap_or("other").replace('-', "_")),
         ("overview", _) if method == Method::GET => return Class::Read("overview".into()),
         _ => {}
@@ -101,6 +107,12 @@ pub fn classify_web(method: &Method, path: &str) -> Class {
             ))
         }
         _ => {}
+    }
+    if path.starts_with("/login/mfa") && method == Method::POST {
+        return Class::Auth("mfa");
+    }
+    if path == "/set-password" && method == Method::POST {
+        return Class::Auth("password_set");
     }
     let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let first = segs.first().copied().unwrap_or("");

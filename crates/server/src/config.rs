@@ -63,7 +63,59 @@ pub struct RawConfig {
     /// `AMAL_IDLE_TIMEOUT` (default `15m`): a session with no request for
     /// this long ends (web pages and refresh tokens).
     pub idle_timeout: Option<String>,
+    /// `AMAL_MFA`: `required-for-clinical`, `required` or `optional`.
+    pub mfa: Option<String>,
+    /// `AMAL_HEADER_READ_TIMEOUT` (default `10s`): a client that has not sent
+    /// a whole request head in this time (also an idle keep-alive connection
+    /// waiting for its next request) is disconnected.
+    pub header_read_timeout: Option<String>,
+    /// `--insecure-dev` / `AMAL_INSECURE_DEV`: allow a non-loopback bind in
+    /// development (with development or weak secrets). Never in production.
+    pub insecure_dev: bool,
 }
+
+/// Who must use a second factor (`AMAL_MFA`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MfaPolicy {
+    /// Anyone may enrol; nobody must.
+    Optional,
+    /// Administrators and providers must enrol at their first sign-in.
+    RequiredForClinical,
+    /// Every account must enrol at its first sign-in.
+    Required,
+}
+
+impl MfaPolicy {
+    pub fn parse(s: &str) -> Option<MfaPolicy> {
+        match s.trim() {
+            "optional" => Some(MfaPolicy::Optional),
+            "required-for-clinical" => Some(MfaPolicy::RequiredForClinical),
+            "required" => Some(MfaPolicy::Required),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MfaPolicy::Optional => "optional",
+            MfaPolicy::RequiredForClinical => "required-for-clinical",
+            MfaPolicy::Required => "required",
+        }
+    }
+
+    /// Whether an account of `role` must have a second factor.
+    pub fn requires(self, role: domain::roles::Role) -> bool {
+        use domain::roles::Role;
+        match self {
+            MfaPolicy::Optional => false,
+            MfaPolicy::RequiredForClinical => matches!(role, Role::Admin | Role::Provider),
+            MfaPolicy::Required => true,
+        }
+    }
+}
+
+/// Default `AMAL_HEADER_READ_TIMEOUT`.
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Environment {
@@ -189,6 +241,13 @@ pub struct Config {
     pub hl7_mllp: Option<crate::settings::MllpSettings>,
     /// Inactivity limit of a session (`AMAL_IDLE_TIMEOUT`).
     pub idle_timeout: Duration,
+    /// Who must use a second factor.
+    pub mfa: MfaPolicy,
+    /// How long a client may take to send a request head (and how long an
+    /// idle keep-alive connection is kept).
+    pub header_read_timeout: Duration,
+    /// Development on a non-loopback address was explicitly allowed.
+    pub insecure_dev: bool,
 }
 
 /// PEM certificate chain and private key (`AMAL_TLS_CERT`, `AMAL_TLS_KEY`).
@@ -276,11 +335,11 @@ impl Config {
             .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("amal.db").display()));
         match store::db::engine_of(&database_url) {
             Err(e) => problem("DATABASE_URL", e.to_string()),
-            // The host libpq really reaches decides, `host=` parameter included.
+            // The connection sqlx really opens decides (its parsed options:
+            // `host=`/`hostaddr=` parameters, `ssl-mode=`, repeated ones).
             Ok(store::Engine::Postgres)
                 if env == Environment::Production
-                    && !store::pgurl::PgUrl::parse(&database_url)
-                        .is_some_and(|u| u.is_local() || u.requires_tls()) =>
+                    && !store::pgurl::local_or_tls(&database_url) =>
             {
                 problem(
                     "DATABASE_URL",
@@ -291,12 +350,52 @@ impl Config {
         }
 
         let bind = raw.bind.unwrap_or_else(|| "127.0.0.1:8080".into());
-        if bind.parse::<std::net::SocketAddr>().is_err() {
-            problem(
+        match bind.parse::<std::net::SocketAddr>() {
+            Err(_) => problem(
                 "AMAL_BIND",
                 "must be an address and port such as 127.0.0.1:8080".into(),
+            ),
+            // Development secrets (generated, or any short one someone chose)
+            // are for this machine only.
+            Ok(a) if !a.ip().is_loopback() && env == Environment::Development => {
+                if !raw.insecure_dev {
+                    problem(
+                        "AMAL_BIND",
+                        "is not a loopback address, which needs AMAL_ENV=production with generated secrets (or --insecure-dev for a throw-away test)".into(),
+                    )
+                }
+            }
+            Ok(_) => {}
+        }
+        if raw.insecure_dev && env == Environment::Production {
+            problem(
+                "AMAL_INSECURE_DEV",
+                "cannot be used with AMAL_ENV=production".into(),
             );
         }
+        let mfa = match raw.mfa.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+            None if env == Environment::Production => MfaPolicy::RequiredForClinical,
+            None => MfaPolicy::Optional,
+            Some(s) => MfaPolicy::parse(s).unwrap_or_else(|| {
+                problem(
+                    "AMAL_MFA",
+                    "must be `required-for-clinical`, `required` or `optional`".into(),
+                );
+                MfaPolicy::Required
+            }),
+        };
+        let header_read_timeout = match raw.header_read_timeout.as_deref().map(str::trim) {
+            None | Some("") => DEFAULT_HEADER_READ_TIMEOUT,
+            Some(s) => crate::settings::duration(s)
+                .filter(|d| (Duration::from_millis(100)..=Duration::from_secs(300)).contains(d))
+                .unwrap_or_else(|| {
+                    problem(
+                        "AMAL_HEADER_READ_TIMEOUT",
+                        "must be a duration from 100ms to 5m such as `10s`".into(),
+                    );
+                    DEFAULT_HEADER_READ_TIMEOUT
+                }),
+        };
 
         let signup = match raw.signup.as_deref().map(SignupPolicy::parse) {
             None => SignupPolicy::Invite,
@@ -568,6 +667,9 @@ impl Config {
                 two_person_rule,
                 hl7_mllp,
                 idle_timeout,
+                mfa,
+                header_read_timeout,
+                insecure_dev: raw.insecure_dev,
             }),
             _ => Err(problems),
         }
@@ -678,12 +780,68 @@ mod tests {
         let mut r = prod();
         r.database_url = Some("postgres://db.example.net/amal".into());
         assert_eq!(settings(r), ["DATABASE_URL"]);
+        // A `host=` parameter or a second, weaker sslmode cannot slip past.
+        for url in [
+            "postgres://localhost/amal?host=db.example.net",
+            "postgres://localhost/amal?hostaddr=192.0.2.7&host=db.example.net",
+            "postgres://db.example.net/amal?sslmode=require&ssl-mode=disable",
+            "postgres://db.example.net/amal?sslmode=require&sslmode=prefer",
+        ] {
+            let mut r = prod();
+            r.database_url = Some(url.into());
+            assert_eq!(settings(r), ["DATABASE_URL"], "{url}");
+        }
+        let mut r = prod();
+        r.database_url = Some("postgres://db.example.net/amal?host=/run/postgresql".into());
+        assert!(Config::resolve(r).is_ok(), "a Unix socket is local");
         let mut r = prod();
         r.database_url = Some("mysql://x/y".into());
         assert_eq!(settings(r), ["DATABASE_URL"]);
         let mut r = prod();
         r.rate_limit_auth = Some("lots".into());
         assert_eq!(settings(r), ["AMAL_RATE_LIMIT_AUTH"]);
+    }
+
+    #[test]
+    fn unsafe_defaults_are_refused() {
+        // Development (generated or weak secrets) on a non-loopback address.
+        let dir = std::env::temp_dir().join(format!("amal-cfg-{}", uuid::Uuid::new_v4()));
+        let dev = RawConfig {
+            data_dir: Some(dir.clone()),
+            bind: Some("0.0.0.0:8080".into()),
+            jwt_secret: Some(SecretString::from("secret".to_string())),
+            ..Default::default()
+        };
+        assert_eq!(settings(dev.clone()), ["AMAL_BIND"]);
+        let mut allowed = dev.clone();
+        allowed.insecure_dev = true;
+        assert!(Config::resolve(allowed).is_ok(), "--insecure-dev allows it");
+        let mut local = dev;
+        local.bind = Some("127.0.0.1:8080".into());
+        assert!(Config::resolve(local).is_ok(), "loopback stays allowed");
+        // Production with known-weak secrets, and --insecure-dev there.
+        let mut r = prod();
+        r.bind = Some("0.0.0.0:8080".into());
+        r.jwt_secret = Some(SecretString::from("secret".to_string()));
+        assert_eq!(settings(r), ["JWT_SECRET"]);
+        let mut r = prod();
+        r.insecure_dev = true;
+        assert_eq!(settings(r), ["AMAL_INSECURE_DEV"]);
+        let mut r = prod();
+        r.bind = Some("0.0.0.0:8080".into());
+        assert!(Config::resolve(r).is_ok(), "production with proper secrets");
+        // MFA defaults by environment, and the setting's grammar.
+        assert_eq!(
+            Config::resolve(prod()).map(|c| c.mfa).ok(),
+            Some(MfaPolicy::RequiredForClinical)
+        );
+        let mut r = prod();
+        r.mfa = Some("sometimes".into());
+        assert_eq!(settings(r), ["AMAL_MFA"]);
+        let mut r = prod();
+        r.header_read_timeout = Some("0s".into());
+        assert_eq!(settings(r), ["AMAL_HEADER_READ_TIMEOUT"]);
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]

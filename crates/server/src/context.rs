@@ -19,6 +19,8 @@ pub struct RequestCtx {
     /// Set when the request met a database fault (kind, whether in the audit
     /// trail), so the request layer counts it as a fault, not as a bug.
     db_fault: Mutex<Option<(store::FaultKind, bool)>>,
+    /// The `User-Agent` header (cut to 200 characters), for the session list.
+    user_agent: Mutex<Option<String>>,
 }
 
 impl RequestCtx {
@@ -29,7 +31,18 @@ impl RequestCtx {
             user: Mutex::new(None),
             class: Mutex::new(None),
             db_fault: Mutex::new(None),
+            user_agent: Mutex::new(None),
         })
+    }
+
+    pub fn set_user_agent(&self, agent: &str) {
+        if let Ok(mut g) = self.user_agent.lock() {
+            *g = Some(agent.chars().take(200).collect());
+        }
+    }
+
+    pub fn user_agent(&self) -> Option<String> {
+        self.user_agent.lock().ok().and_then(|g| g.clone())
     }
 
     pub fn set_user(&self, id: Uuid, role: Role) {

@@ -87,6 +87,13 @@ pub async fn request_layer(
         sane_request_id(req.headers()).unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
     let ip = client_ip(&state, peer.ip(), req.headers());
     let ctx = RequestCtx::new(request_id.clone(), ip);
+    if let Some(agent) = req
+        .headers()
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+    {
+        ctx.set_user_agent(agent);
+    }
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let route = route_template(&path);

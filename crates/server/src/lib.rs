@@ -8,6 +8,7 @@ pub mod auth;
 pub mod backup_schedule;
 pub mod class;
 pub mod config;
+pub mod conn;
 pub mod context;
 pub mod error;
 pub mod extract;
@@ -28,7 +29,6 @@ pub mod tls;
 pub mod traffic;
 pub mod web;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
@@ -78,6 +78,20 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(routes::auth::refresh))
         .routes(routes!(routes::auth::logout))
         .routes(routes!(routes::auth::me))
+        .routes(routes!(routes::account::mfa_status))
+        .routes(routes!(routes::account::mfa_setup))
+        .routes(routes!(routes::account::mfa_confirm))
+        .routes(routes!(routes::account::mfa_verify))
+        .routes(routes!(
+            routes::account::list_sessions,
+            routes::account::revoke_all_sessions
+        ))
+        .routes(routes!(routes::account::revoke_session))
+        .routes(routes!(routes::account::change_password))
+        .routes(routes!(routes::account::set_password))
+        .routes(routes!(routes::account::admin_revoke_sessions))
+        .routes(routes!(routes::account::admin_reset_mfa))
+        .routes(routes!(routes::account::admin_reset_password))
         .routes(routes!(
             routes::users::list_users,
             routes::users::create_user
@@ -204,6 +218,15 @@ pub fn check_storage(config: &Config) -> anyhow::Result<()> {
     }
     if sqlite {
         store::db::preflight_sqlite(&config.database_url).map_err(|m| anyhow::anyhow!(m))?;
+        if let Some(file) = store::db::sqlite_file(&config.database_url) {
+            store::db::private_sqlite_files(&file).map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot make {} private (mode 0600): {}",
+                    file.display(),
+                    store::db::io_cause(&e)
+                )
+            })?;
+        }
     }
     Ok(())
 }
@@ -305,12 +328,7 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let app = router(state.clone());
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await?;
+    conn::serve_connections(listener, app, state.config.header_read_timeout, shutdown).await;
     state.db.close().await;
     Ok(())
 }

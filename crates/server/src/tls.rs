@@ -14,7 +14,6 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use axum::http::{header, HeaderValue};
-use axum::serve::ListenerExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Semaphore};
 use tokio_rustls::rustls::{self, server::ClientHello, sign::CertifiedKey};
@@ -167,12 +166,7 @@ pub async fn serve_tls(
         HeaderValue::from_static(HSTS),
     ));
     let tls = TlsListener::new(listener, acceptor(certs)?)?;
-    axum::serve(
-        tls.tap_io(|_| {}),
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await?;
+    crate::conn::serve_connections(tls, app, state.config.header_read_timeout, shutdown).await;
     state.db.close().await;
     Ok(())
 }

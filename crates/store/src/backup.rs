@@ -364,6 +364,8 @@ pub async fn sqlite_replace(target: &Path, image: &Path) -> anyhow::Result<()> {
             let _ = std::fs::set_permissions(image, meta.permissions());
         }
     }
+    // Never more open than owner-only (a new database is created 0600).
+    crate::db::private_sqlite_files(image)?;
     let image = image.to_path_buf();
     let target = target.to_path_buf();
     tokio::task::spawn_blocking(move || -> anyhow::Result<()> {

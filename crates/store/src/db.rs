@@ -563,6 +563,38 @@ pub fn sqlite_file(url: &str) -> Option<PathBuf> {
     (!s.is_empty() && !s.starts_with("file:") && s != ":memory:").then(|| file.to_path_buf())
 }
 
+/// Make the SQLite database file and its `-wal`/`-shm`/`-journal` files
+/// readable by their owner only (mode 0600), creating the database file
+/// empty when missing so SQLite never creates it with the umask's mode
+/// (SQLite gives its side files the mode of the database file).
+pub fn private_sqlite_files(db: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        if !db.exists() {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o600)
+                .open(db)?;
+        }
+        for suffix in ["", "-wal", "-shm", "-journal"] {
+            let mut name = db.as_os_str().to_owned();
+            name.push(suffix);
+            let p = PathBuf::from(name);
+            if let Ok(meta) = std::fs::metadata(&p) {
+                if meta.permissions().mode() & 0o077 != 0 {
+                    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600))?;
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = db;
+    Ok(())
+}
+
 /// A plain-words cause for a file-system error (the path is named by the caller).
 pub fn io_cause(e: &std::io::Error) -> String {
     match e.raw_os_error() {

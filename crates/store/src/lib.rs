@@ -14,6 +14,7 @@ pub mod db;
 pub mod export;
 pub mod fhir;
 pub mod hl7;
+pub mod identity;
 pub mod labs;
 pub mod migrate;
 pub mod notes;

@@ -8,6 +8,33 @@ use url::Url;
 /// Query parameters sqlx understands and libpq tools refuse.
 const SQLX_ONLY: [&str; 1] = ["statement-cache-capacity"];
 
+/// Whether the connection sqlx will really open for `url` stays on this
+/// machine (a Unix socket, `localhost`, a loopback address) or demands TLS
+/// (`sslmode` require, verify-ca or verify-full). Read from sqlx's own
+/// parsed connection options, so every spelling it accepts counts: `host=`
+/// and `hostaddr=` parameters, `ssl-mode=`, a repeated parameter (the last
+/// one wins), and the `PGHOST`/`PGSSLMODE` environment it falls back to.
+pub fn local_or_tls(url: &str) -> bool {
+    use sqlx::postgres::{PgConnectOptions, PgSslMode};
+    use std::str::FromStr;
+    let Ok(o) = PgConnectOptions::from_str(url.trim()) else {
+        return false;
+    };
+    let host = o.get_host();
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let local = o.get_socket().is_some()
+        || host.starts_with('/')
+        || bare.eq_ignore_ascii_case("localhost")
+        || bare
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    local
+        || matches!(
+            o.get_ssl_mode(),
+            PgSslMode::Require | PgSslMode::VerifyCa | PgSslMode::VerifyFull
+        )
+}
+
 /// A parsed `postgres://` or `postgresql://` URL.
 #[derive(Clone)]
 pub struct PgUrl(Url);

@@ -651,18 +651,17 @@ async fn config_check_names_bad_backup_settings() {
     assert!(ok, "{out}{err}");
 }
 
-/// The newest schema version shipped (the number of up migrations), so these
-/// tests need no edit when a migration is added.
+/// The newest schema version shipped (the highest up migration's number;
+/// numbers may have gaps), so these tests need no edit when one is added.
 fn latest_schema() -> usize {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../migrations/sqlite");
     std::fs::read_dir(dir)
         .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .file_name()
-                .to_string_lossy()
-                .ends_with(".up.sql")
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().to_string_lossy().to_string();
+            name.strip_suffix(".up.sql")
+                .and_then(|n| n.split('_').next().and_then(|v| v.parse().ok()))
         })
-        .count()
+        .max()
+        .unwrap_or(0)
 }

@@ -22,6 +22,7 @@ mod fhir_demo_export;
 mod fhir_vitals;
 mod helpers;
 mod hl7;
+mod identity;
 mod input;
 mod medication;
 mod mllp;

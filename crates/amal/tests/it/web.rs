@@ -1299,7 +1299,12 @@ async fn web_cookies_are_secure_in_production() {
     let app = TestApp::spawn_with(|r| r.env = Some("production".into())).await;
     let w = Web::new(&app);
     let form = w.get("/login").await;
-    assert!(form.set_cookie("amal_csrf").unwrap().contains("; Secure"));
+    // Secure cookies carry the `__Host-` prefix; the plain names are not set.
+    assert!(form
+        .set_cookie("__Host-amal_csrf")
+        .unwrap()
+        .contains("; Secure"));
+    assert!(form.set_cookie("amal_csrf").is_none());
     let u = app.create_user("nurse").await;
     let r = w
         .post(
@@ -1312,9 +1317,10 @@ async fn web_cookies_are_secure_in_production() {
         )
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
-    for name in ["amal_access", "amal_refresh"] {
+    for name in ["__Host-amal_access", "__Host-amal_refresh"] {
         let c = r.set_cookie(name).unwrap();
         assert!(c.contains("; Secure") && c.contains("HttpOnly"), "{c}");
+        assert!(c.contains("Path=/") && !c.contains("Domain"), "{c}");
     }
 }
 

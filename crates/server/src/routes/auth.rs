@@ -8,7 +8,7 @@ use crate::auth::AuthUser;
 use crate::error::Result;
 use crate::extract::ApiJson;
 use crate::services::auth::{
-    self, RefreshRequest, SigninRequest, SignupRequest, TokenPair, UserEnvelope,
+    self, RefreshRequest, SigninRequest, SigninResult, SignupRequest, TokenPair, UserEnvelope,
 };
 use crate::state::AppState;
 
@@ -24,12 +24,12 @@ pub async fn signup(
 }
 
 #[utoipa::path(post, path = "/api/auth/signin", tag = "auth", request_body = SigninRequest,
-    responses((status = 200, body = TokenPair), (status = 401, description = "Wrong e-mail or password"),
+    responses((status = 200, body = SigninResult, description = "Tokens, or the second step (`mfa_required` / `mfa_enrolment_required`) with a challenge token"), (status = 401, description = "Wrong e-mail or password"),
               (status = 403, description = "Account pending or disabled"), (status = 429, description = "Rate limited")))]
 pub async fn signin(
     State(st): State<AppState>,
     ApiJson(req): ApiJson<SigninRequest>,
-) -> Result<Json<TokenPair>> {
+) -> Result<Json<SigninResult>> {
     Ok(Json(auth::signin(&st, req).await?))
 }
 

@@ -3,6 +3,7 @@
 //! the OpenAPI document.
 
 pub mod access;
+pub mod account;
 pub mod ai;
 pub mod audit;
 pub mod auth;

@@ -179,12 +179,25 @@ async fn record_signin(st: &AppState, user: Option<(Uuid, &str)>, outcome: &str)
     record_durably(st, ev).await
 }
 
+/// What sign-in answers: tokens, or the second step it still needs
+/// ([`crate::services::mfa`]).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum SigninResult {
+    Tokens(TokenPair),
+    SecondFactor(crate::services::mfa::MfaStep),
+}
+
 /// Open a session and issue its first token pair.
-async fn open_session(st: &AppState, user: store::users::UserRow) -> Result<TokenPair> {
+pub(crate) async fn open_session(st: &AppState, user: store::users::UserRow) -> Result<TokenPair> {
     let (refresh, refresh_hash) = st.keys.new_refresh();
     let expires = refresh_expiry();
     let mut tx = st.db.begin().await?;
     let session = store::sessions::create(&mut tx, user.id, expires).await?;
+    let (agent, ip) = crate::context::current()
+        .map(|c| (c.user_agent(), Some(c.client_ip.to_string())))
+        .unwrap_or((None, None));
+    store::identity::set_session_client(&mut tx, session, agent.as_deref(), ip.as_deref()).await?;
     store::sessions::add_refresh_token(&mut tx, session, &refresh_hash, expires).await?;
     let mut ev = audit_event(None, AuditAction::AuthSignin, "success");
     ev.actor_id = Some(user.id);
@@ -203,8 +216,9 @@ async fn open_session(st: &AppState, user: store::users::UserRow) -> Result<Toke
     })
 }
 
-/// Check an e-mail and password and open a session.
-pub async fn signin(st: &AppState, req: SigninRequest) -> Result<TokenPair> {
+/// Check an e-mail and password and open a session (or ask for the second
+/// factor).
+pub async fn signin(st: &AppState, req: SigninRequest) -> Result<SigninResult> {
     let wrong = || AppError::Unauthorized("Incorrect e-mail or password.");
     let email = req.email.trim().to_lowercase();
     if email.is_empty() || req.password.is_empty() {
@@ -281,10 +295,15 @@ pub async fn signin(st: &AppState, req: SigninRequest) -> Result<TokenPair> {
         record_signin(st, Some((user.id, user.role.as_str())), "awaiting_approval").await?;
         return Err(e);
     }
+    if let Some(step) = crate::services::mfa::second_step(st, &user).await? {
+        record_signin(st, Some((user.id, user.role.as_str())), step.step).await?;
+        st.metrics.incr("auth.signin.mfa_step");
+        return Ok(SigninResult::SecondFactor(step));
+    }
     let pair = open_session(st, user).await?;
     st.metrics.incr("auth.signin.success");
     tracing::info!(userId = %pair.user.id, role = %pair.user.role, "auth signin success");
-    Ok(pair)
+    Ok(SigninResult::Tokens(pair))
 }
 
 /// Rotate a refresh token; a reused one ends its whole session.
@@ -344,6 +363,7 @@ pub async fn refresh(st: &AppState, req: RefreshRequest) -> Result<TokenPair> {
         found.session_expires_at,
     )
     .await?;
+    store::identity::touch_session(&mut tx, found.session_id).await?;
     tx.commit().await?;
     let user = store::users::by_id(&st.db, found.user_id)
         .await?

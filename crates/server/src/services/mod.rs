@@ -13,6 +13,7 @@
 //! authorize, validate). The web UI passes `Ok(form)`.
 
 pub mod access;
+pub mod account;
 pub mod ai;
 pub mod audit;
 pub mod auth;
@@ -20,6 +21,7 @@ pub mod export;
 pub mod fhir;
 pub mod hl7;
 pub mod labs;
+pub mod mfa;
 pub mod notes;
 pub mod ops;
 pub mod overview;

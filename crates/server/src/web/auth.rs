@@ -31,12 +31,12 @@ pub struct LoginQuery {
 }
 
 /// The nonce of the pre-session CSRF cookie, creating one when needed.
-pub(crate) fn login_nonce(
+pub fn login_nonce(
     st: &AppState,
     headers: &axum::http::HeaderMap,
     out: &session::Outgoing,
 ) -> String {
-    match session::cookies(headers).get(session::LOGIN_CSRF) {
+    match session::jar(st, headers).get(session::LOGIN_CSRF) {
         Some(n) if session::plausible_nonce(n) => n.clone(),
         _ => {
             let n = session::new_nonce();
@@ -91,17 +91,21 @@ pub async fn login_page(
     .await
 }
 
-/// A form sent before there is a session (sign-in, sign-up, first-run
-/// setup): its fields and nonce, once the pre-session CSRF pair and the
-/// origin check out.
+/// A form posted before there is a session (sign-in, its second step,
+/// sign-up, first-run setup, set-password), checked against the
+/// pre-session CSRF cookie and the origin.
+pub struct AnonForm {
+    pub f: session::Fields,
+    pub nonce: String,
+    pub out: session::Outgoing,
+}
+
 // The error is the 403 page itself, returned at once.
 #[allow(clippy::result_large_err)]
-pub(crate) async fn anon_form(
-    st: &AppState,
-    req: Request,
-) -> Result<(session::Fields, String), Response> {
+pub async fn anon_form(st: &AppState, req: Request) -> Result<AnonForm, Response> {
     let headers = req.headers().clone();
-    let jar = session::cookies(&headers);
+    let out = session::outgoing(req.extensions());
+    let jar = session::jar(st, &headers);
     let f = session::read_fields(req, st).await?;
     let nonce = jar
         .get(session::LOGIN_CSRF)
@@ -111,38 +115,49 @@ pub(crate) async fn anon_form(
     if !session::origin_ok(&headers) || !token_ok {
         return Err(view::csrf_refused(None));
     }
-    Ok((f, nonce.cloned().unwrap_or_default()))
+    Ok(AnonForm {
+        f,
+        nonce: nonce.cloned().unwrap_or_default(),
+        out,
+    })
 }
 
-/// Sign in after a sign-up or the first run's setup: the session cookies,
+/// Sign in (after the sign-in form, a sign-up or the first run's setup):
+/// the second-factor page when one is needed, else the session cookies,
 /// the pre-session nonce cleared, and on to `to`.
 pub(crate) async fn sign_in_and_go(
     st: &AppState,
     out: &session::Outgoing,
+    nonce: &str,
     email: String,
     password: String,
     to: &str,
 ) -> Result<Response, AppError> {
-    let pair = auth::signin(st, auth::SigninRequest { email, password }).await?;
-    session::store_tokens(st, out, &pair.access_token, &pair.refresh_token);
-    if let Some(c) = session::clear_cookie(st, session::LOGIN_CSRF) {
-        out.push(c);
+    match auth::signin(st, auth::SigninRequest { email, password }).await? {
+        auth::SigninResult::SecondFactor(step) => {
+            Ok(crate::web::account::second_step_page(st, nonce, &step, to).await)
+        }
+        auth::SigninResult::Tokens(pair) => {
+            session::store_tokens(st, out, &pair.access_token, &pair.refresh_token);
+            if let Some(c) = session::clear_cookie(st, session::LOGIN_CSRF) {
+                out.push(c);
+            }
+            Ok(view::redirect(to))
+        }
     }
-    Ok(view::redirect(to))
 }
 
 /// `POST /login`: counted in the API's `auth:signin` bucket by the
 /// rate-limit layer, checked against the pre-session CSRF cookie, then
 /// handed to the API's sign-in handler.
 pub async fn login(State(st): State<AppState>, req: Request) -> Response {
-    let out = session::outgoing(req.extensions());
-    let (f, nonce) = match anon_form(&st, req).await {
-        Ok(x) => x,
+    let AnonForm { f, nonce, out } = match anon_form(&st, req).await {
+        Ok(a) => a,
         Err(r) => return r,
     };
     let next = f.get("next");
     let (email, password) = (f.get("email"), f.get("password"));
-    match sign_in_and_go(&st, &out, email, password, view::safe_next(&next)).await {
+    match sign_in_and_go(&st, &out, &nonce, email, password, view::safe_next(&next)).await {
         Ok(r) => r,
         Err(e) => {
             let status = e.status();
@@ -170,7 +185,7 @@ pub async fn login(State(st): State<AppState>, req: Request) -> Response {
 /// clears the cookies.
 pub async fn logout(State(st): State<AppState>, req: Request) -> Response {
     let out = session::outgoing(req.extensions());
-    let jar = session::cookies(req.headers());
+    let jar = session::jar(&st, req.headers());
     let WebForm { .. } =
         match <WebForm as axum::extract::FromRequest<AppState>>::from_request(req, &st).await {
             Ok(f) => f,

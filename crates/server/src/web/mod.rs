@@ -7,6 +7,7 @@
 //! See `docs/WEB_UI.md`.
 
 mod access;
+mod account;
 mod admin;
 mod ai;
 pub mod assets;
@@ -47,6 +48,32 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/setup", get(signup::setup_page).post(signup::setup))
         .route("/signup", get(signup::signup_page).post(signup::signup))
         .route("/session/alive", post(session::alive))
+        .route("/login/mfa", post(account::login_mfa))
+        .route("/login/mfa/confirm", post(account::login_mfa_confirm))
+        .route(
+            "/set-password",
+            get(account::set_password_page).post(account::set_password),
+        )
+        .route("/account", get(account::account))
+        .route("/account/password", post(account::change_password))
+        .route(
+            "/account/mfa",
+            get(account::mfa_setup).post(account::mfa_confirm),
+        )
+        .route("/account/sessions/end-all", post(account::end_all_sessions))
+        .route("/account/sessions/{id}/end", post(account::end_session))
+        .route(
+            "/admin/users/{id}/sessions/end",
+            post(account::admin_end_sessions),
+        )
+        .route(
+            "/admin/users/{id}/mfa/reset",
+            post(account::admin_reset_mfa),
+        )
+        .route(
+            "/admin/users/{id}/password-reset",
+            post(account::admin_reset_password),
+        )
         // Demographics (staff, nurses, providers)
         .route("/patients", get(patients::search).post(patients::create))
         .route("/patients/new", get(patients::new_form))

@@ -293,6 +293,9 @@ pub fn notice(done: Option<&str>) -> Option<&'static str> {
         "first_admin" => "The administrator account is ready and you are signed in. Invite your colleagues below: each gets a one-time code and a sign-up link.",
         "invite" => "Invitation created. Give the code or the sign-up link below to your colleague.",
         "invite_revoked" => "Invitation revoked: its code no longer works.",
+        "password_set" => "Your password is set. Sign in with it.",
+        "sessions_ended" => "The user's sessions have ended.",
+        "mfa_reset" => "The user's two-step sign-in was reset and their sessions have ended.",
         _ => return None,
     })
 }

@@ -103,10 +103,38 @@ fn secure(st: &AppState) -> bool {
     st.config.env == Environment::Production || st.config.tls.is_some()
 }
 
+/// The prefix of every cookie name when cookies are `Secure` (HTTPS, or
+/// production behind a TLS proxy): a `__Host-` cookie is accepted by a
+/// browser only from a secure origin, with `Path=/` and no `Domain`, so a
+/// sibling subdomain or a plain-HTTP attacker cannot plant one.
+const HOST_PREFIX: &str = "__Host-";
+
+fn wire_name(st: &AppState, name: &str) -> String {
+    if secure(st) {
+        format!("{HOST_PREFIX}{name}")
+    } else {
+        name.to_string()
+    }
+}
+
+/// The request's cookies under their plain names (`amal_access`…): over
+/// TLS only the `__Host-` ones count, elsewhere only the unprefixed ones.
+pub fn jar(st: &AppState, headers: &HeaderMap) -> HashMap<String, String> {
+    let want_prefix = secure(st);
+    cookies(headers)
+        .into_iter()
+        .filter_map(|(k, v)| match k.strip_prefix(HOST_PREFIX) {
+            Some(plain) if want_prefix => Some((plain.to_string(), v)),
+            None if !want_prefix => Some((k, v)),
+            _ => None,
+        })
+        .collect()
+}
+
 /// A session cookie: host-only, script-proof, same-site only, and with no
 /// `Max-Age`, so it ends with the browser session.
 fn session_cookie(st: &AppState, name: &str, value: &str) -> Cookie<'static> {
-    Cookie::build((name.to_string(), value.to_string()))
+    Cookie::build((wire_name(st, name), value.to_string()))
         .path("/")
         .http_only(true)
         .same_site(SameSite::Strict)
@@ -256,7 +284,7 @@ pub struct WebSession {
 /// Authenticate from the cookies; refresh once when the access token is no
 /// longer valid. `Ok(None)`: not signed in (stale cookies are cleared).
 async fn resolve(parts: &Parts, st: &AppState) -> Result<Option<WebSession>, AppError> {
-    let jar = cookies(&parts.headers);
+    let jar = jar(st, &parts.headers);
     let out = outgoing(&parts.extensions);
     let mut user = None;
     if let Some(t) = jar.get(ACCESS).filter(|t| !t.is_empty()) {

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use crate::error::AppError;
 use crate::services::{auth, users};
 use crate::state::AppState;
-use crate::web::auth::{anon_form, login_nonce, sign_in_and_go};
+use crate::web::auth::{anon_form, login_nonce, sign_in_and_go, AnonForm};
 use crate::web::session::{self, MaybeSession};
 use crate::web::view::{self, FormState, Layout};
 
@@ -113,9 +113,8 @@ fn refused(st: &AppState, nonce: &str, setup: bool, f: &session::Fields, e: &App
 
 /// `POST /setup`: the first administrator, then signed in on the user list.
 pub async fn setup(State(st): State<AppState>, req: Request) -> Response {
-    let out = session::outgoing(req.extensions());
-    let (f, nonce) = match anon_form(&st, req).await {
-        Ok(x) => x,
+    let AnonForm { f, nonce, out } = match anon_form(&st, req).await {
+        Ok(a) => a,
         Err(r) => return r,
     };
     let made = users::first_admin(
@@ -132,6 +131,7 @@ pub async fn setup(State(st): State<AppState>, req: Request) -> Response {
         Ok(u) => match sign_in_and_go(
             &st,
             &out,
+            &nonce,
             u.email,
             f.get("password"),
             "/admin/users?done=first_admin",
@@ -148,9 +148,8 @@ pub async fn setup(State(st): State<AppState>, req: Request) -> Response {
 /// `POST /signup`: the API's sign-up; an active account (an invitation) is
 /// signed in at once, a pending one is told to wait for an administrator.
 pub async fn signup(State(st): State<AppState>, req: Request) -> Response {
-    let out = session::outgoing(req.extensions());
-    let (f, nonce) = match anon_form(&st, req).await {
-        Ok(x) => x,
+    let AnonForm { f, nonce, out } = match anon_form(&st, req).await {
+        Ok(a) => a,
         Err(r) => return r,
     };
     let made = auth::signup(
@@ -165,7 +164,7 @@ pub async fn signup(State(st): State<AppState>, req: Request) -> Response {
     .await;
     match made {
         Ok(u) if u.status == "active" => {
-            match sign_in_and_go(&st, &out, u.email, f.get("password"), "/?done=signed_up").await {
+            match sign_in_and_go(&st, &out, &nonce, u.email, f.get("password"), "/?done=signed_up").await {
                 Ok(r) => r,
                 Err(e) => view::error_page(None, &e),
             }
