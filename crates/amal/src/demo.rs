@@ -457,6 +457,7 @@ async fn one_patient(
     store::notes::finalize(
         tx,
         note.id,
+        note.version,
         provider,
         &server::services::notes::signed_hash(&note, provider),
     )

@@ -22,6 +22,7 @@ mod hl7;
 mod input;
 mod medication;
 mod ratelimit;
+mod signing;
 mod smoke;
 mod tls;
 mod web;
