@@ -323,3 +323,39 @@ async fn web_signs_only_what_the_page_showed() {
     assert!(sealed);
     assert_eq!(row.version, 3, "saved (2) then signed (3)");
 }
+
+/// Issue 11 item 4 (part): a refused access to a note by its own id is
+/// audited with the note's patient (the old code audited only paths under
+/// `/patients/{id}`).
+#[tokio::test]
+async fn a_refused_access_to_a_note_by_id_is_audited_with_its_patient() {
+    let app = TestApp::spawn().await;
+    let prov = app.signed_in("provider").await.access;
+    let nurse = app.signed_in("nurse").await;
+    let pid = sid(&app.create_patient(&prov, "Ada", "Audit").await);
+    let note = app
+        .json_ok(
+            app.post(
+                &format!("/api/patients/{pid}/notes"),
+                Some(&prov),
+                json!({"title": "Visit"}),
+            )
+            .await,
+            201,
+        )
+        .await;
+    let id = sid(&note);
+    assert_problem(
+        finalize_at(&app, &nurse.access, &id, Some(1)).await,
+        403,
+        "forbidden",
+    )
+    .await;
+    let events = crate::helpers::audit_events(&app).await;
+    let refused = events
+        .iter()
+        .find(|e| e.action == "access.refused" && e.actor_id == Some(nurse.user_id))
+        .expect("the refusal is audited");
+    assert_eq!(refused.outcome, "forbidden");
+    assert_eq!(refused.patient_id, Some(pid.parse().unwrap()));
+}
