@@ -55,6 +55,15 @@ pub struct Settings {
     /// Rate limit for clinical reads per user (default 100/60s)
     #[arg(long, env = "AMAL_RATE_LIMIT_READ", global = true)]
     pub rate_limit_read: Option<String>,
+    /// Failed sign-ins per account from all IPs before further attempts from unknown IPs wait a growing delay (default 100/1h)
+    #[arg(long, env = "AMAL_RATE_LIMIT_ACCOUNT_FAILURES", global = true)]
+    pub rate_limit_account_failures: Option<String>,
+    /// Failed sign-ins per (account, client IP) (default 10/15m)
+    #[arg(long, env = "AMAL_RATE_LIMIT_ACCOUNT_IP_FAILURES", global = true)]
+    pub rate_limit_account_ip_failures: Option<String>,
+    /// Failed sign-ins per client IP over all accounts (default 50/1h)
+    #[arg(long, env = "AMAL_RATE_LIMIT_IP_FAILURES", global = true)]
+    pub rate_limit_ip_failures: Option<String>,
     /// Comma-separated proxy IPs/CIDRs whose X-Forwarded-For is believed
     #[arg(long, env = "AMAL_TRUSTED_PROXIES", global = true)]
     pub trusted_proxies: Option<String>,
@@ -196,6 +205,9 @@ impl Settings {
             rate_limit_write: self.rate_limit_write.clone(),
             rate_limit_ai: self.rate_limit_ai.clone(),
             rate_limit_read: self.rate_limit_read.clone(),
+            rate_limit_account_failures: self.rate_limit_account_failures.clone(),
+            rate_limit_account_ip_failures: self.rate_limit_account_ip_failures.clone(),
+            rate_limit_ip_failures: self.rate_limit_ip_failures.clone(),
             trusted_proxies: self.trusted_proxies.clone(),
             request_timeout_secs: self.request_timeout,
             db_acquire_timeout: self.db_acquire_timeout.clone(),

@@ -460,6 +460,7 @@ async fn one_patient(
     store::notes::finalize(
         tx,
         note.id,
+        note.version,
         provider,
         &server::services::notes::signed_hash(&note, provider),
     )

@@ -229,3 +229,34 @@ mod tests {
         );
     }
 }
+
+/// The longest a run of failed sign-ins makes an account wait (15 min).
+pub const SIGNIN_DELAY_CAP_SECS: u64 = 900;
+
+/// How long an account waits after its last failed sign-in before the next
+/// attempt from an IP it has not signed in from: nothing while it has had
+/// fewer than `free` failures in the window, then 1 s, doubling with each
+/// further failure, at most `cap_secs`. A growing delay, never a lockout.
+pub fn signin_delay_secs(failures: u32, free: u32, cap_secs: u64) -> u64 {
+    match failures.checked_sub(free) {
+        None => 0,
+        Some(over) => 1u64.checked_shl(over).unwrap_or(u64::MAX).min(cap_secs),
+    }
+}
+
+#[cfg(test)]
+mod signin_delay_tests {
+    use super::*;
+
+    #[test]
+    fn the_delay_grows_with_each_failure_past_the_free_ones_and_stops_at_the_cap() {
+        assert_eq!(signin_delay_secs(0, 5, 900), 0);
+        assert_eq!(signin_delay_secs(4, 5, 900), 0);
+        assert_eq!(signin_delay_secs(5, 5, 900), 1);
+        assert_eq!(signin_delay_secs(6, 5, 900), 2);
+        assert_eq!(signin_delay_secs(7, 5, 900), 4);
+        assert_eq!(signin_delay_secs(14, 5, 900), 512);
+        assert_eq!(signin_delay_secs(15, 5, 900), 900);
+        assert_eq!(signin_delay_secs(u32::MAX, 0, 900), 900);
+    }
+}

@@ -29,6 +29,13 @@ pub struct RawConfig {
     pub rate_limit_write: Option<String>,
     pub rate_limit_ai: Option<String>,
     pub rate_limit_read: Option<String>,
+    /// `AMAL_RATE_LIMIT_ACCOUNT_FAILURES`: failed sign-ins per account (all
+    /// IPs) before each further attempt from an unknown IP waits a growing delay.
+    pub rate_limit_account_failures: Option<String>,
+    /// `AMAL_RATE_LIMIT_ACCOUNT_IP_FAILURES`: failed sign-ins per (account, IP).
+    pub rate_limit_account_ip_failures: Option<String>,
+    /// `AMAL_RATE_LIMIT_IP_FAILURES`: failed sign-ins per IP (all accounts).
+    pub rate_limit_ip_failures: Option<String>,
     pub trusted_proxies: Option<String>,
     pub request_timeout_secs: Option<u64>,
     /// `AMAL_DB_ACQUIRE_TIMEOUT`: how long a request waits for a database
@@ -161,8 +168,14 @@ pub struct RateLimits {
     pub write: Rate,
     pub ai: Rate,
     pub read: Rate,
-    /// Failed sign-ins per account (ASVS: at most 100 an hour).
+    /// Failed sign-ins per account from all IPs (ASVS: at most 100 an
+    /// hour) before the account is slowed down (a growing delay, see
+    /// `domain::account::signin_delay_secs`), never locked.
     pub account_failures: Rate,
+    /// Failed sign-ins per (account, IP): past it that IP waits out the window.
+    pub account_ip_failures: Rate,
+    /// Failed sign-ins per IP over all accounts (credential stuffing).
+    pub ip_failures: Rate,
 }
 
 impl Default for RateLimits {
@@ -174,6 +187,14 @@ impl Default for RateLimits {
             read: Rate::per_minute(100),
             account_failures: Rate {
                 limit: 100,
+                period: Duration::from_secs(3600),
+            },
+            account_ip_failures: Rate {
+                limit: 10,
+                period: Duration::from_secs(900),
+            },
+            ip_failures: Rate {
+                limit: 50,
                 period: Duration::from_secs(3600),
             },
         }
@@ -434,6 +455,21 @@ impl Config {
                 "AMAL_RATE_LIMIT_READ",
                 &raw.rate_limit_read,
                 &mut limits.read,
+            ),
+            (
+                "AMAL_RATE_LIMIT_ACCOUNT_FAILURES",
+                &raw.rate_limit_account_failures,
+                &mut limits.account_failures,
+            ),
+            (
+                "AMAL_RATE_LIMIT_ACCOUNT_IP_FAILURES",
+                &raw.rate_limit_account_ip_failures,
+                &mut limits.account_ip_failures,
+            ),
+            (
+                "AMAL_RATE_LIMIT_IP_FAILURES",
+                &raw.rate_limit_ip_failures,
+                &mut limits.ip_failures,
             ),
         ] {
             if let Some(s) = given {

@@ -139,6 +139,15 @@ pub async fn request_layer(
             audit_refusal(&state, &ctx, &route, status, patient).await;
         }
     }
+    // A refused (403) or hidden (404) access by a signed-in user to an
+    // existing note, lab or prescription is audited with its patient.
+    if matches!(status, StatusCode::FORBIDDEN | StatusCode::NOT_FOUND) && ctx.user().is_some() {
+        if let Some((kind, id)) = scoped_in_path(&path) {
+            if let Ok(Some(patient)) = store::patients::owner_of(&state.db, kind, id).await {
+                audit_refusal(&state, &ctx, &route, status, Some(patient)).await;
+            }
+        }
+    }
 
     let elapsed = started.elapsed();
     let m = &state.metrics;
@@ -314,6 +323,22 @@ fn patient_in_path(path: &str) -> Option<Option<uuid::Uuid>> {
     Some(uuid::Uuid::parse_str(id).ok())
 }
 
+/// The patient-scoped row a path addresses by its own id, API or web.
+fn scoped_in_path(path: &str) -> Option<(store::patients::Scoped, uuid::Uuid)> {
+    use store::patients::Scoped;
+    let path = path.strip_prefix("/api").unwrap_or(path);
+    [
+        ("/notes/", Scoped::Note),
+        ("/labs/", Scoped::Lab),
+        ("/prescriptions/", Scoped::Prescription),
+    ]
+    .into_iter()
+    .find_map(|(prefix, kind)| {
+        let id = path.strip_prefix(prefix)?.split('/').next()?;
+        uuid::Uuid::parse_str(id).ok().map(|u| (kind, u))
+    })
+}
+
 async fn audit_refusal(
     state: &AppState,
     ctx: &RequestCtx,
@@ -323,10 +348,10 @@ async fn audit_refusal(
 ) {
     let mut ev = store::audit::AuditEvent::new(
         "access.refused",
-        if status == StatusCode::UNAUTHORIZED {
-            "unauthorized"
-        } else {
-            "forbidden"
+        match status {
+            StatusCode::UNAUTHORIZED => "unauthorized",
+            StatusCode::NOT_FOUND => "not_found",
+            _ => "forbidden",
         },
     );
     if let Some((u, r)) = ctx.user() {

@@ -69,3 +69,104 @@ pub fn add_headers(resp: &mut axum::response::Response, d: &Decision) {
     h.insert("x-ratelimit-remaining", HeaderValue::from(d.remaining));
     h.insert("x-ratelimit-reset", HeaderValue::from(d.reset_secs));
 }
+
+/// Failed sign-in limits (SPEC §5): per (account, IP) and per IP a plain
+/// limit; per account (all IPs) a growing delay after the free failures
+/// instead of a lockout, which an IP the account signed in from before
+/// ("known", see [`crate::ratelimit::KNOWN_IP`]) skips — so failures from
+/// other IPs never stop the owner signing in from their usual place.
+pub struct SigninGuard {
+    account: String,
+    last: String,
+    pair: String,
+    ip: String,
+    known: String,
+}
+
+impl SigninGuard {
+    /// The counters of a sign-in to `email` from the request's client IP
+    /// (the e-mail only as a hash).
+    pub fn new(email: &str) -> SigninGuard {
+        use sha2::{Digest, Sha256};
+        let h = hex::encode(Sha256::digest(email.as_bytes()));
+        let ip = crate::context::current()
+            .map(|c| c.client_ip.to_string())
+            .unwrap_or_default();
+        SigninGuard {
+            account: format!("signin-fail:{h}"),
+            last: format!("signin-last:{h}"),
+            pair: format!("signin-fail:{h}:{ip}"),
+            ip: format!("signin-fail-ip:{ip}"),
+            known: format!("{}{h}:{ip}", store::ratelimit::LONG_LIVED),
+        }
+    }
+
+    /// Before the password is checked: 429 with `Retry-After` when this IP
+    /// has failed too often (for the account or overall), or the account
+    /// is slowed down and this IP is not known to it.
+    pub async fn check(&self, st: &AppState) -> Result<(), AppError> {
+        let limits = st.config.rate_limits;
+        let l = &st.limiter;
+        let refuse = |secs: u64| {
+            st.metrics.incr("auth.signin.locked");
+            Err(AppError::RateLimited {
+                retry_after: secs.max(1),
+            })
+        };
+        for (key, rate) in [
+            (&self.pair, limits.account_ip_failures),
+            (&self.ip, limits.ip_failures),
+        ] {
+            let d = l.peek(key, rate).await?;
+            if !d.allowed {
+                return refuse(d.reset_secs);
+            }
+        }
+        let fails = l.peek(&self.account, limits.account_failures).await?;
+        let delay = domain::account::signin_delay_secs(
+            fails.used,
+            limits.account_failures.limit,
+            domain::account::SIGNIN_DELAY_CAP_SECS,
+        );
+        if delay == 0 {
+            return Ok(());
+        }
+        let Some(last) = l.stamped(&self.last, limits.account_failures).await? else {
+            return Ok(());
+        };
+        let delay_ms = crate::num::cap_i64(u128::from(delay) * 1000);
+        let wait_ms = last.saturating_add(delay_ms) - chrono::Utc::now().timestamp_millis();
+        if wait_ms <= 0 || self.known_ip(st).await? {
+            return Ok(());
+        }
+        refuse(u64::try_from((wait_ms + 999) / 1000).unwrap_or(1))
+    }
+
+    async fn known_ip(&self, st: &AppState) -> Result<bool, AppError> {
+        // Any success in this window or the previous one makes it known.
+        let d = st
+            .limiter
+            .peek(&self.known, crate::ratelimit::KNOWN_IP)
+            .await?;
+        Ok(d.remaining < d.limit)
+    }
+
+    /// A wrong password (or unknown account): count it everywhere.
+    pub async fn failed(&self, st: &AppState) -> Result<(), AppError> {
+        let limits = st.config.rate_limits;
+        let l = &st.limiter;
+        l.hit(&self.pair, limits.account_ip_failures).await?;
+        l.hit(&self.ip, limits.ip_failures).await?;
+        l.hit(&self.account, limits.account_failures).await?;
+        l.stamp(&self.last, limits.account_failures).await?;
+        Ok(())
+    }
+
+    /// The right password: this IP is now known to the account.
+    pub async fn succeeded(&self, st: &AppState) -> Result<(), AppError> {
+        st.limiter
+            .hit(&self.known, crate::ratelimit::KNOWN_IP)
+            .await?;
+        Ok(())
+    }
+}

@@ -136,18 +136,54 @@ pub async fn update_draft(
     }
 }
 
-/// Sign a draft: status final, signer, time and content hash.
-pub async fn finalize(tx: &mut Tx, id: Uuid, signer: Uuid, content_hash: &str) -> Result<NoteRow> {
+/// Sign a draft at exactly version `expected`: status final, signer, time
+/// and content hash. The update is conditional on id + version + draft, so
+/// a hash computed from the row as read at `expected` (see
+/// [`get_for_update`]) always covers the stored content: a concurrent edit
+/// either lands first (this is a 409) or finds the note final.
+pub async fn finalize(
+    tx: &mut Tx,
+    id: Uuid,
+    expected: i64,
+    signer: Uuid,
+    content_hash: &str,
+) -> Result<NoteRow> {
     let now = crate::now();
     let sql = "UPDATE notes SET status = 'final', signed_by = $1, signed_at = $2, content_hash = $3, version = version + 1, updated_at = $2 \
-               WHERE id = $4 AND status = 'draft'";
-    let n = on_tx!(tx, c => sqlx::query(sql).bind(signer).bind(now).bind(content_hash).bind(id)
+               WHERE id = $4 AND version = $5 AND status = 'draft'";
+    let n = on_tx!(tx, c => sqlx::query(sql).bind(signer).bind(now).bind(content_hash).bind(id).bind(expected)
         .execute(&mut *c).await.map(|r| r.rows_affected()))?;
     let row = get_tx(tx, id).await?.ok_or(StoreError::NotFound)?;
-    if n == 1 {
-        Ok(row)
-    } else {
-        Err(StoreError::Conflict("the note is no longer a draft".into()))
+    match n {
+        1 => Ok(row),
+        _ if row.status != domain::states::NoteStatus::Draft => {
+            Err(StoreError::Conflict("the note is no longer a draft".into()))
+        }
+        _ => Err(version_conflict(row.version)),
+    }
+}
+
+/// Read a note inside a transaction and lock its row until the transaction
+/// ends (PostgreSQL `FOR UPDATE`; SQLite's `BEGIN IMMEDIATE` write
+/// transaction already excludes every other writer).
+pub async fn get_for_update(tx: &mut Tx, id: Uuid) -> Result<Option<NoteRow>> {
+    match tx {
+        Tx::Sqlite(t) => {
+            let c: &mut sqlx::SqliteConnection = &mut *t;
+            let sql = format!("SELECT {COLS} FROM notes WHERE id = $1");
+            Ok(sqlx::query_as(&sql)
+                .bind(id)
+                .fetch_optional(&mut *c)
+                .await?)
+        }
+        Tx::Postgres(t) => {
+            let c: &mut sqlx::PgConnection = &mut *t;
+            let sql = format!("SELECT {COLS} FROM notes WHERE id = $1 FOR UPDATE");
+            Ok(sqlx::query_as(&sql)
+                .bind(id)
+                .fetch_optional(&mut *c)
+                .await?)
+        }
     }
 }
 

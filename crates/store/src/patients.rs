@@ -427,3 +427,25 @@ pub async fn id_by_mrn(db: &Db, mrn: &str) -> Result<Option<Uuid>> {
         .await)?;
     Ok(row.map(|r| r.0))
 }
+
+/// A table whose rows belong to one patient and are addressed by their own
+/// id (`/api/notes/{id}`, `/api/labs/{id}`, `/api/prescriptions/{id}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scoped {
+    Note,
+    Lab,
+    Prescription,
+}
+
+/// The patient the `kind` row `id` belongs to, when the row exists (for
+/// auditing a refused access to it with its patient).
+pub async fn owner_of(db: &Db, kind: Scoped, id: Uuid) -> Result<Option<Uuid>> {
+    let sql = match kind {
+        Scoped::Note => "SELECT patient_id FROM notes WHERE id = $1",
+        Scoped::Lab => "SELECT patient_id FROM labs WHERE id = $1",
+        Scoped::Prescription => "SELECT patient_id FROM prescriptions WHERE id = $1",
+    };
+    let row: Option<(Uuid,)> =
+        on_read!(db, c => sqlx::query_as(sql).bind(id).fetch_optional(c).await)?;
+    Ok(row.map(|r| r.0))
+}

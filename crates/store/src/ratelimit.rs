@@ -83,9 +83,26 @@ pub async fn peek(db: &Db, key: &str, window_start: i64, window_len: i64) -> Res
     Ok((get(window_start), get(window_start - window_len)))
 }
 
-/// Drop windows that can no longer matter.
-pub async fn prune(db: &Db, older_than: i64) -> Result<u64> {
-    let sql = "DELETE FROM rate_limit_counters WHERE window_start < $1";
-    let done = on_write!(db, c => sqlx::query(sql).bind(older_than).execute(c).await.map(|r| r.rows_affected()))?;
+/// Set `key`'s value in the window starting at `window_start` (last write
+/// wins: used for time stamps such as an account's last failed sign-in).
+pub async fn set(db: &Db, key: &str, window_start: i64, value: i64) -> Result<()> {
+    let sql = "INSERT INTO rate_limit_counters (key, window_start, count) VALUES ($1, $2, $3) \
+               ON CONFLICT (key, window_start) DO UPDATE SET count = excluded.count";
+    on_write!(db, c => sqlx::query(sql).bind(key).bind(window_start).bind(value).execute(c).await.map(|r| r.rows_affected()))?;
+    Ok(())
+}
+
+/// The key prefix of long-lived entries (an account's known sign-in IPs),
+/// kept until `keep_long_before` instead of `older_than`.
+pub const LONG_LIVED: &str = "signin-known:";
+
+/// Drop windows that can no longer matter: everything older than
+/// `older_than`, and long-lived entries ([`LONG_LIVED`]) older than
+/// `long_older_than`.
+pub async fn prune(db: &Db, older_than: i64, long_older_than: i64) -> Result<u64> {
+    let sql = "DELETE FROM rate_limit_counters WHERE window_start < $1 \
+               AND (substr(key, 1, 13) <> $2 OR window_start < $3)";
+    let done = on_write!(db, c => sqlx::query(sql).bind(older_than).bind(LONG_LIVED).bind(long_older_than)
+        .execute(c).await.map(|r| r.rows_affected()))?;
     Ok(done)
 }

@@ -639,8 +639,12 @@ async fn note_state_machine() {
     .await;
     let signed = app
         .json_ok(
-            app.post(&format!("/api/notes/{id}/finalize"), Some(&prov), json!({}))
-                .await,
+            app.post(
+                &format!("/api/notes/{id}/finalize"),
+                Some(&prov),
+                json!({"version": 2}),
+            )
+            .await,
             200,
         )
         .await;
@@ -740,7 +744,7 @@ async fn note_state_machine() {
             app.post(
                 &format!("/api/notes/{nurse_note}/finalize"),
                 Some(&other_provider),
-                json!({}),
+                json!({"version": 1}),
             )
             .await,
             200,
@@ -1276,7 +1280,7 @@ async fn each_phi_endpoint_leaves_exactly_the_expected_audit_event() {
         (
             Method::POST,
             format!("/api/notes/{}/finalize", c.note),
-            None,
+            Some(json!({"version": 2})),
             "note.finalize",
         ),
         (

@@ -27,6 +27,7 @@ mod input;
 mod medication;
 mod mllp;
 mod ratelimit;
+mod signing;
 mod smoke;
 mod tls;
 mod web;

@@ -121,31 +121,161 @@ async fn spoofed_forwarded_for_is_ignored_unless_trusted() {
     }
 }
 
+/// Sign in to `email` as if from `ip` (the app trusts the loopback proxy).
+async fn signin_from(app: &TestApp, ip: &str, email: &str, password: &str) -> reqwest::Response {
+    app.client
+        .post(app.url("/api/auth/signin"))
+        .header("X-Forwarded-For", ip)
+        .json(&json!({"email": email, "password": password}))
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn behind_proxy(tweak: impl FnOnce(&mut server::RawConfig)) -> TestApp {
+    TestApp::spawn_with(|r| {
+        r.trusted_proxies = Some("127.0.0.1".into());
+        tweak(r);
+    })
+    .await
+}
+
+fn retry_after(r: &reqwest::Response) -> u64 {
+    header(r, "retry-after").unwrap().parse().unwrap()
+}
+
+/// The old per-account lockout let anyone lock a clinician out for an hour
+/// by failing 100 sign-ins from 100 IPs. Now the owner, from an IP they
+/// signed in from before, is never stopped by other IPs' failures.
 #[tokio::test]
-async fn failed_signins_are_limited_per_account() {
-    let app = TestApp::spawn().await;
+async fn a_hundred_failures_from_a_hundred_ips_do_not_stop_the_owner_from_a_known_ip() {
+    let app = behind_proxy(|_| {}).await;
     let user = app.create_user("nurse").await;
-    // Pre-load 100 failures for this account, as if from many IPs.
-    let key = format!("signin-fail:{}", {
-        use sha2::Digest;
-        hex::encode(sha2::Sha256::digest(user.email.as_bytes()))
-    });
-    for _ in 0..100 {
-        app.state
-            .limiter
-            .hit(&key, app.state.config.rate_limits.account_failures)
-            .await
-            .unwrap();
-    }
-    // Even the right password is now refused until the hour passes.
-    let r = app
-        .post(
-            "/api/auth/signin",
-            None,
-            json!({"email": user.email, "password": user.password}),
+    let home = "198.51.100.7";
+    let r = signin_from(&app, home, &user.email, &user.password).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    for i in 0..100 {
+        let r = signin_from(
+            &app,
+            &format!("203.0.113.{i}"),
+            &user.email,
+            "wrong-password-1",
         )
         .await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "attempt {i}");
+    }
+    // Past 100 failures (the default per hour) the account is slowed: each
+    // further failure doubles the wait of an unknown IP, so one is soon
+    // told to wait ...
+    let mut slowed = None;
+    for i in 0..20 {
+        let r = signin_from(
+            &app,
+            &format!("192.0.2.{i}"),
+            &user.email,
+            "wrong-password-1",
+        )
+        .await;
+        if r.status() == StatusCode::TOO_MANY_REQUESTS {
+            slowed = Some(retry_after(&r));
+            break;
+        }
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    }
+    assert!(slowed.is_some_and(|s| s >= 1), "the account is slowed down");
+    // ... but the owner from their known IP signs in at once.
+    let r = signin_from(&app, home, &user.email, &user.password).await;
+    assert_eq!(r.status(), StatusCode::OK, "the owner is not locked out");
+}
+
+#[tokio::test]
+async fn failed_signins_are_limited_per_account_and_ip() {
+    let app = behind_proxy(|r| r.rate_limit_account_ip_failures = Some("3/15m".into())).await;
+    let user = app.create_user("nurse").await;
+    for _ in 0..3 {
+        let r = signin_from(&app, "203.0.113.9", &user.email, "wrong-password-1").await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    }
+    // That IP is refused for this account, even with the right password ...
+    let r = signin_from(&app, "203.0.113.9", &user.email, &user.password).await;
+    assert!(retry_after(&r) >= 1);
     assert_problem(r, 429, "rate_limited").await;
+    // ... another account from the same IP is not ...
+    let other = app.create_user("nurse").await;
+    let r = signin_from(&app, "203.0.113.9", &other.email, &other.password).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    // ... nor the same account from another IP.
+    let r = signin_from(&app, "198.51.100.1", &user.email, &user.password).await;
+    assert_eq!(r.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn failed_signins_are_limited_per_ip_over_all_accounts() {
+    let app = behind_proxy(|r| r.rate_limit_ip_failures = Some("4/1h".into())).await;
+    for i in 0..4 {
+        let r = signin_from(
+            &app,
+            "203.0.113.20",
+            &format!("nobody{i}@clinic.test"),
+            "wrong-password-1",
+        )
+        .await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    }
+    let user = app.create_user("nurse").await;
+    let r = signin_from(&app, "203.0.113.20", &user.email, &user.password).await;
+    assert_problem(r, 429, "rate_limited").await;
+    let r = signin_from(&app, "203.0.113.21", &user.email, &user.password).await;
+    assert_eq!(r.status(), StatusCode::OK);
+}
+
+/// Past the free failures each further failure doubles the wait of an
+/// unknown IP: the `Retry-After` seen after each allowed attempt grows.
+#[tokio::test]
+async fn account_failures_slow_the_account_down_with_a_growing_delay() {
+    let app = behind_proxy(|r| r.rate_limit_account_failures = Some("3/1h".into())).await;
+    let user = app.create_user("nurse").await;
+    for i in 0..3 {
+        let r = signin_from(
+            &app,
+            &format!("203.0.113.{i}"),
+            &user.email,
+            "wrong-password-1",
+        )
+        .await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    }
+    let mut waits = Vec::new();
+    for i in 10..13 {
+        let ip = format!("203.0.113.{i}");
+        let r = signin_from(&app, &ip, &user.email, "wrong-password-1").await;
+        assert_eq!(
+            r.status(),
+            StatusCode::TOO_MANY_REQUESTS,
+            "slowed, not counted"
+        );
+        let wait = retry_after(&r);
+        waits.push(wait);
+        // Wait it out, then fail once more: the next wait is longer.
+        tokio::time::sleep(std::time::Duration::from_secs(wait)).await;
+        let mut r = signin_from(&app, &ip, &user.email, "wrong-password-1").await;
+        while r.status() == StatusCode::TOO_MANY_REQUESTS {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            r = signin_from(&app, &ip, &user.email, "wrong-password-1").await;
+        }
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    }
+    assert!(waits.windows(2).all(|w| w[1] > w[0]), "growing: {waits:?}");
+    // The owner, once the delay has passed, signs in: slowed, not locked.
+    let r = signin_from(&app, "192.0.2.1", &user.email, &user.password).await;
+    let wait = if r.status() == StatusCode::TOO_MANY_REQUESTS {
+        retry_after(&r)
+    } else {
+        0
+    };
+    tokio::time::sleep(std::time::Duration::from_secs(wait)).await;
+    let r = signin_from(&app, "192.0.2.1", &user.email, &user.password).await;
+    assert_eq!(r.status(), StatusCode::OK);
 }
 
 #[tokio::test]

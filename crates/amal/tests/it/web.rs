@@ -457,8 +457,12 @@ async fn web_nurse_sees_no_finalize_button_and_a_forced_post_gets_the_403_page()
     let page = pw.get(&format!("/notes/{nid}")).await;
     assert!(page.body.contains("Finalize and sign"));
     let ptoken = page.csrf();
+    assert!(page.body.contains(r#"name="version" value="1""#));
     let r = pw
-        .post(&format!("/notes/{nid}/finalize"), &[("_csrf", &ptoken)])
+        .post(
+            &format!("/notes/{nid}/finalize"),
+            &[("_csrf", &ptoken), ("version", "1")],
+        )
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     let page = pw.get(&r.location()).await;

@@ -7,8 +7,10 @@ use uuid::Uuid;
 
 use crate::auth::AuthUser;
 use crate::error::Result;
-use crate::extract::{if_match, ApiJson, Later, PageQuery};
-use crate::services::notes::{self, AddendumInput, NoteInput, NotePage, NotePatch, NoteView};
+use crate::extract::{if_match, ApiJson, Later, OptionalJson, PageQuery};
+use crate::services::notes::{
+    self, AddendumInput, FinalizeInput, NoteInput, NotePage, NotePatch, NoteView,
+};
 use crate::state::AppState;
 
 #[utoipa::path(post, path = "/api/patients/{id}/notes", tag = "notes", security(("bearer" = [])), request_body = NoteInput, params(("id" = Uuid, Path)),
@@ -58,14 +60,18 @@ pub async fn update(
     Ok(Json(n))
 }
 
-#[utoipa::path(post, path = "/api/notes/{id}/finalize", tag = "notes", security(("bearer" = [])), params(("id" = Uuid, Path)),
-    responses((status = 200, body = NoteView), (status = 401), (status = 403, description = "Not a provider, or another provider's draft"), (status = 404), (status = 409, description = "Already final")))]
+#[utoipa::path(post, path = "/api/notes/{id}/finalize", tag = "notes", security(("bearer" = [])), request_body(content = Option<FinalizeInput>, description = "Optional: the version, when If-Match cannot be sent"),
+    params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header, description = "The version the signer read: the signature covers exactly that version")),
+    responses((status = 200, body = NoteView), (status = 401), (status = 403, description = "Not a provider, or another provider's draft"), (status = 404), (status = 409, description = "Already final, or changed since the signer read it"), (status = 422), (status = 428, description = "No If-Match (or body version)")))]
 pub async fn finalize(
     State(st): State<AppState>,
     user: AuthUser,
     Path(id): Path<Uuid>,
+    headers: HeaderMap,
+    body: Later<OptionalJson<FinalizeInput>>,
 ) -> Result<Json<NoteView>> {
-    Ok(Json(notes::finalize(&st, &user, id).await?))
+    let n = notes::finalize(&st, &user, id, if_match(&headers), body.json()).await?;
+    Ok(Json(n))
 }
 
 #[utoipa::path(post, path = "/api/notes/{id}/addenda", tag = "notes", security(("bearer" = [])), request_body = AddendumInput, params(("id" = Uuid, Path)),

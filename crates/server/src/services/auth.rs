@@ -84,14 +84,6 @@ pub fn invite_hash(code: &str) -> String {
     hex::encode(Sha256::digest(code.trim().as_bytes()))
 }
 
-/// Key for the per-account failed sign-in counter (no e-mail in clear).
-fn account_key(email: &str) -> String {
-    format!(
-        "signin-fail:{}",
-        hex::encode(Sha256::digest(email.as_bytes()))
-    )
-}
-
 /// Self-service sign-up, as the clinic's sign-up policy allows.
 pub async fn signup(st: &AppState, req: SignupRequest) -> Result<UserView> {
     let (email, password, name) = parse_account(&req.email, &req.password, &req.name)?;
@@ -233,17 +225,8 @@ pub async fn signin(st: &AppState, req: SigninRequest) -> Result<SigninResult> {
             .collect(),
         ));
     }
-    let key = account_key(&email);
-    let fails = st
-        .limiter
-        .peek(&key, st.config.rate_limits.account_failures)
-        .await?;
-    if !fails.allowed {
-        st.metrics.incr("auth.signin.locked");
-        return Err(AppError::RateLimited {
-            retry_after: fails.reset_secs.max(1),
-        });
-    }
+    let guard = crate::traffic::SigninGuard::new(&email);
+    guard.check(st).await?;
     let user = if email.len() <= 254 {
         store::users::by_email(&st.db, &email).await?
     } else {
@@ -262,9 +245,7 @@ pub async fn signin(st: &AppState, req: SigninRequest) -> Result<SigninResult> {
     let user = match user {
         Some(u) if ok => u,
         known => {
-            st.limiter
-                .hit(&key, st.config.rate_limits.account_failures)
-                .await?;
+            guard.failed(st).await?;
             st.metrics.incr("auth.signin.failure");
             record_signin(
                 st,
@@ -276,6 +257,7 @@ pub async fn signin(st: &AppState, req: SigninRequest) -> Result<SigninResult> {
             return Err(wrong());
         }
     };
+    guard.succeeded(st).await?;
     if user.status != UserStatus::Active.as_str() {
         st.metrics.incr("auth.signin.failure");
         record_signin(

@@ -299,11 +299,31 @@ pub async fn update(
     Ok(NoteView::new(updated, None))
 }
 
-/// Sign a draft: the author, or a provider co-signing a nurse's draft.
-pub async fn finalize(st: &AppState, user: &AuthUser, id: Uuid) -> Result<NoteView> {
+/// What a signer may send with a finalize: the version they read, when
+/// they cannot send `If-Match` (the header wins when both are present).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FinalizeInput {
+    pub version: Option<i64>,
+}
+
+/// Sign a draft: the author, or a provider co-signing a nurse's draft, at
+/// exactly the version they read (`if_match`, else the body's `version`;
+/// neither → 428, another version → 409). The row is locked and read in
+/// the signing transaction, the hash is computed from that stored content,
+/// and the update is conditional on id + version + draft, so what is
+/// sealed is always what the signer saw.
+pub async fn finalize(
+    st: &AppState,
+    user: &AuthUser,
+    id: Uuid,
+    if_match: Result<Option<i64>>,
+    body: Body<FinalizeInput>,
+) -> Result<NoteView> {
     user.require(Action::FinalizeNote)?;
+    let req = body?;
     let mut tx = st.db.begin().await?;
-    let note = store::notes::get_tx(&mut tx, id)
+    let note = store::notes::get_for_update(&mut tx, id)
         .await?
         .ok_or(AppError::NotFound)?;
     require_patient(st, user, note.patient_id).await?;
@@ -315,9 +335,14 @@ pub async fn finalize(st: &AppState, user: &AuthUser, id: Uuid) -> Result<NoteVi
         author.as_ref().and_then(|a| Role::parse(&a.role))
     };
     let signing = domain::notes::signing(note.author_id, author_role, user.id).map_err(refused)?;
+    let version = expected_version(if_match?, req.version)?;
     let hash = signed_hash(&note, user.id);
-    let signed = store::notes::finalize(&mut tx, id, user.id, &hash).await?;
-    let detail = serde_json::json!({ "cosigned": signing == Signing::Cosign, "aiGenerated": note.ai_generated });
+    let signed = store::notes::finalize(&mut tx, id, version, user.id, &hash).await?;
+    let detail = serde_json::json!({
+        "cosigned": signing == Signing::Cosign,
+        "aiGenerated": note.ai_generated,
+        "signedVersion": version,
+    });
     audit_change(
         &mut tx,
         user,

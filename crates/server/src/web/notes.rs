@@ -11,10 +11,10 @@ use uuid::Uuid;
 
 use crate::error::AppError;
 use crate::extract::PageQuery;
-use crate::services::notes::{self, AddendumInput, NoteInput, NotePatch, NoteView};
+use crate::services::notes::{self, AddendumInput, FinalizeInput, NoteInput, NotePatch, NoteView};
 use crate::state::AppState;
 use crate::web::models::{self, next_link, notice, Banner, Done, NoteRow};
-use crate::web::session::{WebForm, WebSession};
+use crate::web::session::{Fields, WebForm, WebSession};
 use crate::web::view::{self, after_form, dt, opt_dt, FormState, Layout, OrPage, Page, WebId};
 
 #[derive(Template)]
@@ -122,6 +122,7 @@ pub struct NoteDetail {
     pub created: String,
     pub updated: String,
     pub content_hash: String,
+    pub version: i64,
 }
 
 pub struct AddendumLine {
@@ -221,6 +222,7 @@ async fn render_note(
             created: dt(&n.created_at),
             updated: dt(&n.updated_at),
             content_hash: n.content_hash.clone().unwrap_or_default(),
+            version: n.version,
         },
         addenda,
     };
@@ -251,30 +253,62 @@ async fn finish<T>(
     after_form(s, r, form, values, ok, again).await
 }
 
-pub async fn update(
-    State(st): State<AppState>,
-    WebId(id): WebId,
-    WebForm { s, f }: WebForm,
-) -> Page {
-    let patch = NotePatch {
+/// The editor's fields as a patch at the version the page was drawn with.
+fn editor_patch(f: &Fields) -> NotePatch {
+    NotePatch {
         title: Some(f.get("title")),
         subjective: Some(f.get("subjective")),
         objective: Some(f.get("objective")),
         assessment: Some(f.get("assessment")),
         plan: Some(f.get("plan")),
-        version: f.get("version").trim().parse().ok(),
-    };
-    let r = notes::update(&st, &s.user, id, Ok(None), Ok(patch)).await;
+        version: rendered_version(f),
+    }
+}
+
+/// The note version the page showed (a hidden field of each form).
+fn rendered_version(f: &Fields) -> Option<i64> {
+    f.get("version").trim().parse().ok()
+}
+
+pub async fn update(
+    State(st): State<AppState>,
+    WebId(id): WebId,
+    WebForm { s, f }: WebForm,
+) -> Page {
+    let r = notes::update(&st, &s.user, id, Ok(None), Ok(editor_patch(&f))).await;
     finish(&st, &s, id, "note", f.values(), r, "note_saved").await
 }
 
+/// Sign exactly what the page showed. From the read-only view the form
+/// carries the version drawn; from the editor ("Save and sign") it carries
+/// the editor's text too, which is saved at the version drawn and then
+/// signed at the version that save produced, so a signature never covers
+/// anything but what was on screen. Any change in between is a 409 shown
+/// next to the form, with the clinician's text kept.
 pub async fn finalize(
     State(st): State<AppState>,
     WebId(id): WebId,
     WebForm { s, f }: WebForm,
 ) -> Page {
-    let r = notes::finalize(&st, &s.user, id).await;
-    finish(&st, &s, id, "finalize", f.values(), r, "finalized").await
+    let from_editor = f.opt("sign").is_some();
+    let r = if from_editor {
+        match notes::update(&st, &s.user, id, Ok(None), Ok(editor_patch(&f))).await {
+            Ok(saved) => {
+                let at = FinalizeInput {
+                    version: Some(saved.version),
+                };
+                notes::finalize(&st, &s.user, id, Ok(None), Ok(at)).await
+            }
+            Err(e) => Err(e),
+        }
+    } else {
+        let at = FinalizeInput {
+            version: rendered_version(&f),
+        };
+        notes::finalize(&st, &s.user, id, Ok(None), Ok(at)).await
+    };
+    let form = if from_editor { "note" } else { "finalize" };
+    finish(&st, &s, id, form, f.values(), r, "finalized").await
 }
 
 pub async fn add_addendum(
