@@ -43,6 +43,8 @@ enum Cmd {
 enum Scenario {
     /// GET /api/health
     Health,
+    /// GET of an unknown /api path (404, no database)
+    NotFound,
     /// POST /api/auth/signin (argon2id on every request)
     Signin,
     /// GET /api/auth/me (token check + session lookup)
@@ -123,6 +125,7 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
     }
     let op = match a.scenario {
         Scenario::Health => Op::Health,
+        Scenario::NotFound => Op::NotFound,
         Scenario::Signin => Op::Signin,
         Scenario::Me => Op::Me,
         Scenario::Read => Op::Read,
