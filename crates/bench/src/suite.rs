@@ -501,7 +501,7 @@ async fn measure(a: &SuiteArgs, engine: Engine, server: &Server) -> anyhow::Resu
             let row = Row {
                 engine,
                 workload: name.clone(),
-                label: *label,
+                label,
                 clients,
                 requests: s.requests(),
                 per_sec: s.hist.len() as f64 / out.seconds,
