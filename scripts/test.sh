@@ -81,8 +81,14 @@ step "integration tests on PostgreSQL"
 # AMAL_REQUIRE_POSTGRES: a PostgreSQL-only test that finds no PostgreSQL fails.
 AMAL_TEST_DATABASE_URL="$PG_ADMIN_URL" AMAL_REQUIRE_POSTGRES=1 run_tests -p amal
 
-step "systemd unit: systemd-analyze verify"
+step "contract fuzzing: schemathesis (PyPI, in a virtualenv) on SQLite and PostgreSQL"
+# Zero 5xx, zero response-schema violations, zero undocumented status codes
+# or content types, signed in as a provider and as an admin.
 cargo build -q -p amal
+AMAL_TEST_PG_ADMIN_URL="$PG_ADMIN_URL" scripts/contract-fuzz.sh "${CARGO_TARGET_DIR:-target}/debug/amal" sqlite
+AMAL_TEST_PG_ADMIN_URL="$PG_ADMIN_URL" scripts/contract-fuzz.sh "${CARGO_TARGET_DIR:-target}/debug/amal" postgres
+
+step "systemd unit: systemd-analyze verify"
 ./ops/systemd/verify.sh "${CARGO_TARGET_DIR:-target}/debug/amal"
 
 step "all tests passed on SQLite and PostgreSQL"

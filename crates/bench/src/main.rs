@@ -1,48 +1,73 @@
-//! `amal-bench`: drive a running `amal` server with concurrent clients and
-//! report throughput and latency percentiles. Start the server with raised
-//! rate limits (see docs/BENCHMARKS.md), then for example:
+//! `amal-bench`: benchmarks of the `amal` server, as programs (never timed
+//! tests).
 //!
 //! ```sh
-//! amal-bench --url http://127.0.0.1:8080 --scenario patient --concurrency 32 --duration 15
+//! cargo build --release -p amal -p bench
+//! # the whole suite: a fresh demo clinic per engine, W1-W6, one table
+//! target/release/amal-bench suite --patients 100000 --engine both
+//! # one scenario against a server you started yourself
+//! AMAL_DEMO_PASSWORD=... target/release/amal-bench run --url http://127.0.0.1:8080 --scenario read
 //! ```
+//!
+//! See docs/BENCHMARKS.md for the workloads, the latest table and the
+//! machine it was taken on.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+mod load;
+mod suite;
+
+use std::sync::Arc;
 
 use anyhow::{bail, Context};
-use clap::{Parser, ValueEnum};
-use hdrhistogram::Histogram;
-use rand::Rng;
+use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::{json, Value};
+
+use load::{Group, Op, Probe, Target};
+
+#[derive(Parser, Debug)]
+#[command(name = "amal-bench", about = "Benchmarks of the amal server")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Start a release server on a fresh demo clinic per engine, run W1-W6
+    /// and the health ceiling, print a table
+    Suite(suite::SuiteArgs),
+    /// Drive one scenario against a server that is already running
+    Run(RunArgs),
+}
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
 enum Scenario {
+    /// GET /api/health
+    Health,
+    /// GET of an unknown /api path (404, no database)
+    NotFound,
     /// POST /api/auth/signin (argon2id on every request)
     Signin,
     /// GET /api/auth/me (token check + session lookup)
     Me,
     /// GET /api/patients/{id} (audited read)
-    Patient,
-    /// GET /api/patients/{id}/overview (audited chart overview)
+    Read,
+    /// GET /api/patients/{id}/overview of the first listed patient
     Overview,
     /// GET /api/patients?q=<prefix> (audited name-prefix search)
     Search,
+    /// Note draft + finalize, or a lab result
+    Write,
 }
 
-#[derive(Parser, Debug)]
-#[command(
-    name = "amal-bench",
-    about = "Load generator for a running amal server"
-)]
-struct Args {
+#[derive(clap::Args, Debug)]
+struct RunArgs {
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     url: String,
     #[arg(long, default_value = "provider@demo.amal.test")]
     email: String,
     #[arg(long, env = "AMAL_DEMO_PASSWORD")]
     password: String,
-    #[arg(long, value_enum, default_value = "patient")]
+    #[arg(long, value_enum, default_value = "read")]
     scenario: Scenario,
     /// Concurrent clients
     #[arg(long, default_value_t = 32)]
@@ -55,22 +80,13 @@ struct Args {
     warmup: u64,
 }
 
-struct Shared {
-    hist: Mutex<Histogram<u64>>,
-    ok: AtomicU64,
-    errors: Mutex<std::collections::BTreeMap<u16, u64>>,
-    measuring: std::sync::atomic::AtomicBool,
+struct NoProbe;
+impl Probe for NoProbe {
+    fn start(&mut self) {}
+    fn stop(&mut self) {}
 }
 
-/// Name prefixes that exist in the demo clinic (folded, 3 letters).
-const PREFIXES: &[&str] = &[
-    "zar", "quo", "ilv", "mar", "tes", "orv", "yul", "bre", "sel", "dum", "que", "van", "pel",
-    "gri", "dun", "fai", "kes", "mor", "ash", "bri",
-];
-
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let a = Args::parse();
+async fn run(a: RunArgs) -> anyhow::Result<()> {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(a.concurrency * 2)
         .build()?;
@@ -87,132 +103,76 @@ async fn main() -> anyhow::Result<()> {
         .as_str()
         .unwrap_or_default()
         .to_string();
-    let ids: Vec<String> = match a.scenario {
-        Scenario::Patient | Scenario::Overview => {
-            let v: Value = client
-                .get(format!("{}/api/patients?limit=200", a.url))
-                .bearer_auth(&token)
-                .send()
-                .await?
-                .json()
-                .await?;
-            v["items"]
-                .as_array()
-                .map(|xs| {
-                    xs.iter()
-                        .filter_map(|p| p["id"].as_str().map(str::to_string))
-                        .collect()
-                })
-                .unwrap_or_default()
-        }
-        _ => vec![],
-    };
-    if matches!(a.scenario, Scenario::Patient | Scenario::Overview) && ids.is_empty() {
+    let v: Value = client
+        .get(format!("{}/api/patients?limit=200", a.url))
+        .bearer_auth(&token)
+        .send()
+        .await?
+        .json()
+        .await?;
+    let ids: Vec<String> = v["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p["id"].as_str().map(str::to_string))
+        .collect();
+    let needs_ids = matches!(
+        a.scenario,
+        Scenario::Read | Scenario::Overview | Scenario::Write
+    );
+    if needs_ids && ids.is_empty() {
         bail!("no patients to read; start `amal demo` first");
     }
-    let shared = Arc::new(Shared {
-        hist: Mutex::new(Histogram::new_with_bounds(1, 60_000_000, 3)?),
-        ok: AtomicU64::new(0),
-        errors: Mutex::new(Default::default()),
-        measuring: false.into(),
-    });
-    let deadline = Instant::now() + Duration::from_secs(a.warmup + a.duration);
-    let ids = Arc::new(ids);
-    let mut tasks = Vec::new();
-    for _ in 0..a.concurrency {
-        let (client, shared, ids, token) =
-            (client.clone(), shared.clone(), ids.clone(), token.clone());
-        let (url, scenario, email, password) = (
-            a.url.clone(),
-            a.scenario,
-            a.email.clone(),
-            a.password.clone(),
-        );
-        tasks.push(tokio::spawn(async move {
-            while Instant::now() < deadline {
-                let req = {
-                    let mut rng = rand::thread_rng();
-                    match scenario {
-                        Scenario::Signin => client
-                            .post(format!("{url}/api/auth/signin"))
-                            .json(&json!({"email": email, "password": password})),
-                        Scenario::Me => {
-                            client.get(format!("{url}/api/auth/me")).bearer_auth(&token)
-                        }
-                        Scenario::Patient => client
-                            .get(format!(
-                                "{url}/api/patients/{}",
-                                ids[rng.gen_range(0..ids.len())]
-                            ))
-                            .bearer_auth(&token),
-                        Scenario::Overview => client
-                            .get(format!(
-                                "{url}/api/patients/{}/overview",
-                                ids[rng.gen_range(0..ids.len())]
-                            ))
-                            .bearer_auth(&token),
-                        Scenario::Search => client
-                            .get(format!(
-                                "{url}/api/patients?q={}&limit=20",
-                                PREFIXES[rng.gen_range(0..PREFIXES.len())]
-                            ))
-                            .bearer_auth(&token),
-                    }
-                };
-                let started = Instant::now();
-                let status = match req.send().await {
-                    Ok(r) => {
-                        let s = r.status().as_u16();
-                        let _ = r.bytes().await;
-                        s
-                    }
-                    Err(_) => 0,
-                };
-                if !shared.measuring.load(Ordering::Relaxed) {
-                    continue;
-                }
-                if (200..300).contains(&status) {
-                    shared.ok.fetch_add(1, Ordering::Relaxed);
-                    if let Ok(mut h) = shared.hist.lock() {
-                        let _ = h.record(
-                            u64::try_from(started.elapsed().as_micros().max(1)).unwrap_or(u64::MAX),
-                        );
-                    }
-                } else if let Ok(mut e) = shared.errors.lock() {
-                    *e.entry(status).or_insert(0) += 1;
-                }
-            }
-        }));
-    }
+    let op = match a.scenario {
+        Scenario::Health => Op::Health,
+        Scenario::NotFound => Op::NotFound,
+        Scenario::Signin => Op::Signin,
+        Scenario::Me => Op::Me,
+        Scenario::Read => Op::Read,
+        Scenario::Overview => Op::Overview,
+        Scenario::Search => Op::Search,
+        Scenario::Write => Op::Write,
+    };
+    let t = Target {
+        client,
+        base: a.url.clone(),
+        token,
+        email: a.email.clone(),
+        password: a.password.clone(),
+        heavy: ids.first().cloned().unwrap_or_default(),
+        ids: Arc::new(ids),
+    };
     eprintln!(
         "{:?}: {} clients, warm-up {}s, measuring {}s against {}",
         a.scenario, a.concurrency, a.warmup, a.duration, a.url
     );
-    tokio::time::sleep(Duration::from_secs(a.warmup)).await;
-    shared.measuring.store(true, Ordering::Relaxed);
-    let start = Instant::now();
-    for s in 1..=a.duration {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let done = shared.ok.load(Ordering::Relaxed);
-        eprintln!(
-            "  {s:>3}s  {done:>9} ok  {:>9.0} req/s",
-            done as f64 / start.elapsed().as_secs_f64()
+    let groups = [Group {
+        clients: a.concurrency,
+        mix: vec![(op, 1)],
+    }];
+    let out = load::run(&t, &groups, a.warmup, a.duration, &mut NoProbe).await?;
+    for (label, s) in &out.labels {
+        let ms = |q: f64| s.hist.value_at_quantile(q) as f64 / 1000.0;
+        println!(
+            "scenario={:?} request={label} clients={} ok={} errors={:?} throughput={:.0}/s p50={:.2}ms p95={:.2}ms p99={:.2}ms max={:.2}ms",
+            a.scenario,
+            a.concurrency,
+            s.hist.len(),
+            s.errors,
+            s.hist.len() as f64 / out.seconds,
+            ms(0.5),
+            ms(0.95),
+            ms(0.99),
+            s.hist.max() as f64 / 1000.0
         );
     }
-    for t in tasks {
-        let _ = t.await;
-    }
-    let secs = start.elapsed().as_secs_f64();
-    let ok = shared.ok.load(Ordering::Relaxed);
-    let h = shared
-        .hist
-        .lock()
-        .map_err(|_| anyhow::anyhow!("histogram poisoned"))?;
-    let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
-    let errors = shared.errors.lock().map(|e| e.clone()).unwrap_or_default();
-    println!(
-        "scenario={:?} clients={} requests={} errors={:?} throughput={:.0}/s p50={:.2}ms p90={:.2}ms p99={:.2}ms max={:.2}ms",
-        a.scenario, a.concurrency, ok, errors, ok as f64 / secs, ms(0.5), ms(0.9), ms(0.99), h.max() as f64 / 1000.0
-    );
     Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().cmd {
+        Cmd::Suite(a) => suite::suite(a).await,
+        Cmd::Run(a) => run(a).await,
+    }
 }

@@ -68,6 +68,11 @@ fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
         Err(e) if e.inner().is_data() => {
             return Err(data_error(&e.path().to_string(), &e.inner().to_string()))
         }
+        // serde_json reports some shape errors as syntax errors (an enum
+        // given `{}`): well-formed JSON is a 422 naming the field all the same.
+        Err(e) if serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok() => {
+            return Err(data_error(&e.path().to_string(), &e.inner().to_string()))
+        }
         Err(_) => return Err(not_json()),
     };
     // Trailing bytes after the value are malformed JSON too.

@@ -165,12 +165,66 @@ fn api() -> OpenApiRouter<AppState> {
 
 /// The OpenAPI 3.1 document.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    api().split_for_parts().1
+    with_common_responses(api().split_for_parts().1)
+}
+
+/// Answers every operation can give, added to each operation that does not
+/// list them itself (the contract fuzzing found them undocumented): 400 for
+/// a malformed path, query or body, 503 with `Retry-After` for a database
+/// fault; and for an operation with a request body 415 (not JSON) and 422
+/// (well-formed JSON of the wrong shape), 413 (too large).
+fn with_common_responses(mut spec: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    use utoipa::openapi::ResponseBuilder;
+    let problem = |d: &str| ResponseBuilder::new().description(d).build();
+    for item in spec.paths.paths.values_mut() {
+        for op in [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let mut common = vec![
+                (
+                    "400",
+                    "`bad_request`: a malformed path, query string or body",
+                ),
+                (
+                    "503",
+                    "`service_unavailable`: the database is unavailable, with Retry-After",
+                ),
+            ];
+            if op.request_body.is_some() {
+                common.extend([
+                    ("413", "`payload_too_large`: the body is above 1 MiB"),
+                    (
+                        "415",
+                        "`unsupported_media_type`: the body is not application/json",
+                    ),
+                    (
+                        "422",
+                        "`validation_failed`: well-formed JSON with bad fields",
+                    ),
+                ]);
+            }
+            for (status, description) in common {
+                op.responses
+                    .responses
+                    .entry(status.to_string())
+                    .or_insert_with(|| problem(description).into());
+            }
+        }
+    }
+    spec
 }
 
 /// The complete application router.
 pub fn router(state: AppState) -> Router {
     let (api_router, spec) = api().split_for_parts();
+    let spec = with_common_responses(spec);
     let spec_json = spec.to_pretty_json().unwrap_or_default();
     api_router
         .route(

@@ -161,11 +161,19 @@ pub async fn search(
     let keyset = "($1 = 0 OR search_fg > $2 OR (search_fg = $2 AND id > $3))";
     match q {
         PatientQuery::NamePrefix(p) => {
-            // Two index range scans (one per key order), merged and paged.
+            // Two index range scans (one per key order), each ordered by
+            // the page order and limited on its own from a covering index,
+            // merged, and only the page's rows read from the table. An `OR`
+            // of the two ranges read and sorted every match (issue 9, W2).
             let upper = format!("{p}{}", char::MAX);
             let sql = format!(
-                "SELECT {COLS} FROM patients WHERE {keyset} AND ((search_fg >= $4 AND search_fg < $5) OR (search_gf >= $4 AND search_gf < $5)) \
-                 ORDER BY search_fg, id LIMIT $6"
+                "SELECT {COLS} FROM patients JOIN (\
+                 SELECT k, pid FROM (SELECT search_fg AS k, id AS pid FROM patients \
+                   WHERE {keyset} AND search_fg >= $4 AND search_fg < $5 ORDER BY search_fg, id LIMIT $6) a \
+                 UNION \
+                 SELECT k, pid FROM (SELECT search_fg AS k, id AS pid FROM patients \
+                   WHERE {keyset} AND search_gf >= $4 AND search_gf < $5 ORDER BY search_fg, id LIMIT $6) b\
+                 ) m ON patients.id = m.pid ORDER BY m.k, m.pid LIMIT $6"
             );
             Ok(
                 on_read!(db, c => sqlx::query_as(&sql).bind(has_cursor).bind(&ck).bind(cid).bind(p).bind(&upper).bind(limit).fetch_all(c).await)?,

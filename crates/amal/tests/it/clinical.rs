@@ -464,6 +464,47 @@ async fn search_by_name_prefix_mrn_and_birth_date() {
     assert_eq!(names(&get("").await).len(), 4);
 }
 
+/// A name prefix matches by family name or by given name; the pages merge
+/// both in (family, given) order, every match exactly once (W2's search is
+/// two separately limited index scans, issue 9).
+#[tokio::test]
+async fn name_prefix_pages_merge_family_and_given_matches_in_order() {
+    let app = TestApp::spawn().await;
+    let n = app.signed_in("nurse").await;
+    let mut want = Vec::new();
+    for i in 0..7 {
+        // Family matches, given matches, and both.
+        let (g, f) = match i % 3 {
+            0 => (format!("Zed{i}"), format!("Kalo{i}")),
+            1 => (format!("Kami{i}"), format!("Abel{i}")),
+            _ => (format!("Kato{i}"), format!("Kane{i}")),
+        };
+        app.create_patient(&n.access, &g, &f).await;
+        want.push(format!("{} {}", f.to_lowercase(), g.to_lowercase()));
+        app.create_patient(&n.access, &format!("Other{i}"), "Nomatch")
+            .await;
+    }
+    want.sort();
+    let mut got = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let url = format!("/api/patients?q=ka&limit=3{cursor}");
+        let v = app.json_ok(app.get(&url, Some(&n.access)).await, 200).await;
+        for p in v["items"].as_array().unwrap() {
+            got.push(format!(
+                "{} {}",
+                p["familyName"].as_str().unwrap().to_lowercase(),
+                p["givenName"].as_str().unwrap().to_lowercase()
+            ));
+        }
+        match v["nextCursor"].as_str() {
+            Some(c) => cursor = format!("&cursor={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(got, want);
+}
+
 fn urlencode(s: &str) -> String {
     s.bytes()
         .map(|b| {

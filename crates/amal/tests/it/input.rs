@@ -174,3 +174,34 @@ async fn unknown_routes_and_methods_are_problems() {
     let r = app.get("/api/users/not-a-uuid", None).await;
     assert!(r.status().is_client_error());
 }
+
+/// Well-formed JSON of the wrong shape is a 422 naming the field even where
+/// serde_json calls it a syntax error (an enum given an object), per SPEC §4;
+/// malformed JSON stays a 400.
+#[tokio::test]
+async fn an_object_where_an_enum_belongs_is_a_validation_problem() {
+    let app = TestApp::spawn().await;
+    let s = app.signed_in("provider").await;
+    for body in [
+        json!({"audience": {}}),
+        json!({"labId": uuid::Uuid::nil(), "audience": {"patient": 1}}),
+    ] {
+        let v = assert_problem(
+            app.post("/api/ai/explain", Some(&s.access), body).await,
+            422,
+            "validation_failed",
+        )
+        .await;
+        assert_eq!(v["errors"][0]["field"], "audience", "{v}");
+    }
+    let r = app
+        .client
+        .post(app.url("/api/ai/explain"))
+        .bearer_auth(&s.access)
+        .header("content-type", "application/json")
+        .body(r#"{"audience": {"#)
+        .send()
+        .await
+        .unwrap();
+    assert_problem(r, 400, "bad_request").await;
+}
