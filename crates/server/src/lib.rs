@@ -3,6 +3,7 @@
 //! source (`utoipa-axum`), so the published spec cannot drift from the router.
 
 pub mod alert_task;
+pub mod audit_checkpoint;
 pub mod alerts;
 pub mod auth;
 pub mod backup_schedule;
@@ -255,6 +256,7 @@ pub async fn prepare(config: Config, migrate: bool) -> anyhow::Result<AppState> 
     let state = AppState::new(db, config)?;
     spawn_housekeeping(state.clone());
     alert_task::spawn(state.clone());
+    audit_checkpoint::spawn(state.clone());
     Ok(state)
 }
 

@@ -9,6 +9,7 @@
 
 pub mod audit;
 pub mod backup;
+pub mod checkpoint;
 pub mod db;
 pub mod export;
 pub mod fhir;

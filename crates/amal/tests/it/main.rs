@@ -19,6 +19,7 @@ mod faults;
 mod fhir;
 mod helpers;
 mod hl7;
+mod integrity;
 mod input;
 mod medication;
 mod ratelimit;
