@@ -261,7 +261,11 @@ impl Config {
                 Environment::Production
             }
         };
-        let data_dir = raw.data_dir.unwrap_or_else(|| PathBuf::from("amal-data"));
+        let data_dir = raw
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("amal-data"));
+        let audit = resolve_audit(&raw, env, &data_dir, &mut problem);
         let database_url = raw
             .database_url
             .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("amal.db").display()));
@@ -438,8 +442,6 @@ impl Config {
                 );
             }
         }
-
-        let audit = resolve_audit(&raw, env, &data_dir, &mut problem);
 
         // Secrets.
         let (mut jwt, mut refresh) = (raw.jwt_secret, raw.jwt_refresh_secret);

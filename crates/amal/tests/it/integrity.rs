@@ -12,10 +12,13 @@ use crate::helpers::*;
 /// Raw SQL as the database owner.
 async fn exec(app: &TestApp, sql: &str) -> u64 {
     let r = match &app.state.db {
-        store::Db::Sqlite(s) => sqlx::query(sql).execute(&s.write).await,
-        store::Db::Postgres(p) => sqlx::query(sql).execute(p).await,
+        store::Db::Sqlite(s) => sqlx::query(sql)
+            .execute(&s.write)
+            .await
+            .map(|r| r.rows_affected()),
+        store::Db::Postgres(p) => sqlx::query(sql).execute(p).await.map(|r| r.rows_affected()),
     };
-    r.unwrap_or_else(|e| panic!("{sql}: {e}")).rows_affected()
+    r.unwrap_or_else(|e| panic!("{sql}: {e}"))
 }
 
 /// What an attacker with the owner's rights does first.
@@ -381,4 +384,59 @@ async fn a_rotated_key_keeps_old_events_verifying() {
     let (ok, out) = cli_verify_with(&app, &[("AUDIT_KEY", new.as_str())]);
     assert!(!ok, "without the previous key the old events do not verify: {out}");
     assert!(out.contains("unknown key"), "{out}");
+}
+
+/// PostgreSQL deployment with a restricted runtime role: migrations run as
+/// the owner, `serve` connects as a role that may only SELECT and INSERT on
+/// the audit table, so it cannot UPDATE, DELETE, TRUNCATE or disable the
+/// triggers even if the server itself is taken over.
+#[tokio::test]
+async fn postgres_runtime_role_may_only_insert_and_select_audit_rows() {
+    if !postgres_only("roles and grants are PostgreSQL's") {
+        return;
+    }
+    let app = TestApp::spawn().await;
+    let owner_url = app.raw.database_url.clone().unwrap();
+    let role = format!("amal_app_{}", uuid::Uuid::new_v4().simple());
+    let dbname = owner_url.rsplit('/').next().unwrap().to_string();
+    for sql in [
+        format!("CREATE ROLE {role} LOGIN"),
+        format!("GRANT CONNECT ON DATABASE {dbname} TO {role}"),
+        format!("GRANT USAGE ON SCHEMA public TO {role}"),
+        format!("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}"),
+        format!("GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {role}"),
+        format!("REVOKE UPDATE, DELETE, TRUNCATE ON audit_events FROM {role}"),
+    ] {
+        exec(&app, &sql).await;
+    }
+    let runtime_url = owner_url.replacen("postgres@", &format!("{role}@"), 1);
+    assert_ne!(runtime_url, owner_url);
+    // `serve --no-migrate` as the runtime role (the owner migrated).
+    let mut raw = app.raw.clone();
+    raw.database_url = Some(runtime_url.clone());
+    let cfg = server::Config::resolve(raw).unwrap();
+    let state = server::prepare(cfg, false).await.unwrap();
+    let db = state.db.clone();
+    store::audit::append_now(&db, &[AuditEvent::new("patient.read", "success")])
+        .await
+        .unwrap();
+    assert!(store::audit::verify(&db).await.unwrap().valid);
+    let store::Db::Postgres(pool) = &db else {
+        unreachable!()
+    };
+    for sql in [
+        "UPDATE audit_events SET outcome = 'failure'",
+        "DELETE FROM audit_events",
+        "TRUNCATE audit_events",
+        "ALTER TABLE audit_events DISABLE TRIGGER USER",
+        "DROP TRIGGER audit_events_no_update ON audit_events",
+    ] {
+        let e = sqlx::query(sql).execute(pool).await.unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.contains("permission denied") || msg.contains("must be owner"),
+            "{sql}: {msg}"
+        );
+    }
+    db.close().await;
 }
