@@ -82,7 +82,10 @@ async fn audit(cfg: server::Config, action: AuditAction) -> anyhow::Result<ExitC
             use std::io::Write;
             writeln!(f, "{}", store::checkpoint::generate_signing_key())?;
             f.sync_all()?;
-            println!("checkpoint signing key written to {} (mode 0600)", file.display());
+            println!(
+                "checkpoint signing key written to {} (mode 0600)",
+                file.display()
+            );
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -58,11 +58,21 @@ pub fn spawn(state: AppState) {
                     state.metrics.incr("audit.checkpoint.written");
                     if let (Some(client), Some(url)) = (&client, &audit.webhook_url) {
                         let body = serde_json::to_value(&c).unwrap_or_default();
-                        if crate::alert_task::post_with_retries(client, url, &body, "audit checkpoint").await {
+                        if crate::alert_task::post_with_retries(
+                            client,
+                            url,
+                            &body,
+                            "audit checkpoint",
+                        )
+                        .await
+                        {
                             state.metrics.incr("audit.checkpoint.webhook.sent");
                         } else {
                             state.metrics.incr("audit.checkpoint.webhook.failure");
-                            tracing::error!(seq = c.seq, "audit checkpoint webhook delivery failed");
+                            tracing::error!(
+                                seq = c.seq,
+                                "audit checkpoint webhook delivery failed"
+                            );
                         }
                     }
                 }

@@ -508,27 +508,27 @@ impl Config {
                 // verifies with these keys.
                 audit.install();
                 Ok(Config {
-                database_url,
-                data_dir,
-                bind,
-                env,
-                jwt_secret,
-                jwt_secret_previous: raw.jwt_secret_previous,
-                jwt_refresh_secret,
-                signup,
-                log_level,
-                metrics_token: raw.metrics_token,
-                rate_limits: limits,
-                trusted_proxies,
-                request_timeout,
-                db_acquire_timeout,
-                backup,
-                ai,
-                tls,
-                alert_interval,
-                alert_webhook_url: raw.alert_webhook_url,
-                audit,
-            })
+                    database_url,
+                    data_dir,
+                    bind,
+                    env,
+                    jwt_secret,
+                    jwt_secret_previous: raw.jwt_secret_previous,
+                    jwt_refresh_secret,
+                    signup,
+                    log_level,
+                    metrics_token: raw.metrics_token,
+                    rate_limits: limits,
+                    trusted_proxies,
+                    request_timeout,
+                    db_acquire_timeout,
+                    backup,
+                    ai,
+                    tls,
+                    alert_interval,
+                    alert_webhook_url: raw.alert_webhook_url,
+                    audit,
+                })
             }
             _ => Err(problems),
         }
@@ -571,7 +571,10 @@ fn resolve_audit(
         None => match dev_file(&data_dir.join("audit.key"), generate_secret) {
             Ok(k) => Some(SecretString::from(k)),
             Err(e) => {
-                problem("AMAL_DATA_DIR", format!("cannot keep the development AUDIT_KEY: {e}"));
+                problem(
+                    "AMAL_DATA_DIR",
+                    format!("cannot keep the development AUDIT_KEY: {e}"),
+                );
                 None
             }
         },

@@ -3,8 +3,8 @@
 //! source (`utoipa-axum`), so the published spec cannot drift from the router.
 
 pub mod alert_task;
-pub mod audit_checkpoint;
 pub mod alerts;
+pub mod audit_checkpoint;
 pub mod auth;
 pub mod backup_schedule;
 pub mod class;

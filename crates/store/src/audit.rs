@@ -230,7 +230,9 @@ fn canonical(seq: i64, e: &AuditEvent, prev_hash: &str, key_id: Option<&str>) ->
 /// The legacy hash: plain SHA-256 (hex) of the canonical encoding, as
 /// written before keyed hashing. Verified only as the chain's prefix.
 pub fn legacy_hash(seq: i64, e: &AuditEvent, prev_hash: &str) -> String {
-    hex::encode(Sha256::digest(canonical(seq, e, prev_hash, None).as_bytes()))
+    hex::encode(Sha256::digest(
+        canonical(seq, e, prev_hash, None).as_bytes(),
+    ))
 }
 
 /// The keyed hash: HMAC-SHA256 (hex) under `key` of the canonical encoding.
@@ -449,11 +451,9 @@ impl ChainCheck {
             None => legacy_hash(row.seq, &row.event(), self.prev()),
             Some(id) => match known_key(id) {
                 Some(k) => keyed_hash(&k, row.seq, &row.event(), self.prev()),
-                None => {
-                    return Some(format!(
-                        "hashed with an unknown key `{id}` (neither AUDIT_KEY nor AUDIT_KEY_PREVIOUS)"
-                    ))
-                }
+                None => return Some(format!(
+                    "hashed with an unknown key `{id}` (neither AUDIT_KEY nor AUDIT_KEY_PREVIOUS)"
+                )),
             },
         };
         if expected != row.hash {

@@ -141,7 +141,11 @@ async fn new_events_carry_a_keyed_hash_that_verifies_with_the_key_only() {
     }
     // The development key and checkpoint key live outside the database, 0600.
     #[cfg(unix)]
-    for f in ["audit.key", "audit-signing.key", "audit-checkpoints/audit-checkpoints.jsonl"] {
+    for f in [
+        "audit.key",
+        "audit-signing.key",
+        "audit-checkpoints/audit-checkpoints.jsonl",
+    ] {
         use std::os::unix::fs::PermissionsExt;
         let p = app.raw.data_dir.as_ref().unwrap().join(f);
         let mode = std::fs::metadata(&p).unwrap().permissions().mode();
@@ -214,7 +218,10 @@ async fn editing_an_event_and_recomputing_with_a_guessed_key_is_detected() {
     let real = store::audit::current_key_id().unwrap();
     exec(
         &app,
-        &format!("UPDATE audit_events SET key_id = '{real}' WHERE key_id = '{}'", guess.id()),
+        &format!(
+            "UPDATE audit_events SET key_id = '{real}' WHERE key_id = '{}'",
+            guess.id()
+        ),
     )
     .await;
     let why = assert_detected(&app, &admin).await;
@@ -240,11 +247,7 @@ async fn deleting_an_event_and_renumbering_is_detected() {
         ),
     )
     .await;
-    exec(
-        &app,
-        "UPDATE audit_events SET seq = -seq - 1 WHERE seq < 0",
-    )
-    .await;
+    exec(&app, "UPDATE audit_events SET seq = -seq - 1 WHERE seq < 0").await;
     recompute(&app, victim.seq, None).await;
     assert_detected(&app, &admin).await;
     recompute(&app, 1, None).await;
@@ -357,13 +360,24 @@ async fn a_rotated_key_keeps_old_events_verifying() {
     // A second process (the CLI) after the rotation: new events under the
     // new key, old ones verify with AUDIT_KEY_PREVIOUS only.
     let new = server::config::generate_secret();
-    let rotated = [("AUDIT_KEY", new.as_str()), ("AUDIT_KEY_PREVIOUS", old.as_str())];
+    let rotated = [
+        ("AUDIT_KEY", new.as_str()),
+        ("AUDIT_KEY_PREVIOUS", old.as_str()),
+    ];
     let mut child = Command::new(env!("CARGO_BIN_EXE_amal"))
         .env_clear()
         .env("DATABASE_URL", app.raw.database_url.as_ref().unwrap())
         .env("AMAL_DATA_DIR", app.raw.data_dir.as_ref().unwrap())
         .envs(rotated)
-        .args(["user", "create", "--email", "rotated@example.org", "--role", "admin", "--password-stdin"])
+        .args([
+            "user",
+            "create",
+            "--email",
+            "rotated@example.org",
+            "--role",
+            "admin",
+            "--password-stdin",
+        ])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -375,14 +389,21 @@ async fn a_rotated_key_keeps_old_events_verifying() {
         stdin.write_all(b"a long enough passphrase 42\n").unwrap();
     }
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let ids: std::collections::BTreeSet<Option<String>> =
         chain(&app).await.into_iter().map(|e| e.key_id).collect();
     assert_eq!(ids.len(), 2, "events under both keys: {ids:?}");
     let (ok, out) = cli_verify_with(&app, &rotated);
     assert!(ok, "{out}");
     let (ok, out) = cli_verify_with(&app, &[("AUDIT_KEY", new.as_str())]);
-    assert!(!ok, "without the previous key the old events do not verify: {out}");
+    assert!(
+        !ok,
+        "without the previous key the old events do not verify: {out}"
+    );
     assert!(out.contains("unknown key"), "{out}");
 }
 
