@@ -744,14 +744,41 @@ mod tests {
         SecretString::from(generate_secret())
     }
 
+    /// A checkpoint signing key file, 0600, in a fresh folder.
+    fn signing_key_file() -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("amal-cfg-{}", uuid::Uuid::new_v4().simple()));
+        let _ = std::fs::create_dir_all(&dir);
+        let f = dir.join("audit-signing.key");
+        let _ = write_private(&f, store::checkpoint::generate_signing_key().as_bytes());
+        f
+    }
+
     fn prod() -> RawConfig {
         RawConfig {
             env: Some("production".into()),
             database_url: Some("postgres://db.internal/amal?sslmode=require".into()),
             jwt_secret: Some(good()),
             jwt_refresh_secret: Some(good()),
+            audit_key: Some(good()),
+            audit_signing_key_file: Some(signing_key_file()),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn production_requires_the_audit_keys() {
+        let mut r = prod();
+        r.audit_key = None;
+        r.audit_signing_key_file = None;
+        let s = settings(r);
+        assert!(s.contains(&"AUDIT_KEY"), "{s:?}");
+        assert!(s.contains(&"AMAL_AUDIT_SIGNING_KEY_FILE"), "{s:?}");
+        let mut r = prod();
+        r.audit_key = Some(SecretString::from("short".to_string()));
+        r.audit_checkpoint_every = Some("0".into());
+        let s = settings(r);
+        assert!(s.contains(&"AUDIT_KEY"), "{s:?}");
+        assert!(s.contains(&"AMAL_AUDIT_CHECKPOINT_EVERY"), "{s:?}");
     }
 
     fn settings(r: RawConfig) -> Vec<&'static str> {
