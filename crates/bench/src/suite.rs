@@ -178,8 +178,8 @@ fn psql(url: &str, sql: &str) -> anyhow::Result<()> {
 fn with_database(url: &str, db: &str) -> String {
     let (head, query) = url.split_once('?').unwrap_or((url, ""));
     let scheme_end = head.find("://").map(|i| i + 3).unwrap_or(0);
-    let base = match head[scheme_end..].find('/') {
-        Some(i) => &head[..scheme_end + i],
+    let base = match head.get(scheme_end..).and_then(|rest| rest.find('/')) {
+        Some(i) => head.get(..scheme_end + i).unwrap_or(head),
         None => head,
     };
     if query.is_empty() {

@@ -143,7 +143,9 @@ async fn deliver(state: AppState, url: SecretString, mut rx: mpsc::Receiver<Valu
             .to_string();
         let tries = post_with_retries(&client, &url, &body, &alert).await;
         let delivered = tries.is_ok();
-        state.alerts.delivered(&alert, delivered, tries.unwrap_or_else(|t| t));
+        state
+            .alerts
+            .delivered(&alert, delivered, tries.unwrap_or_else(|t| t));
         if delivered {
             state.metrics.incr("alerts.webhook.sent");
         } else {

@@ -441,21 +441,22 @@ impl ChainCheck {
         if row.prev_hash != self.prev() {
             return Some("its link to the previous event's hash is wrong".into());
         }
-        let expected = match row.key_id.as_deref() {
-            None if self.keyed_seen => {
-                return Some(
+        let expected =
+            match row.key_id.as_deref() {
+                None if self.keyed_seen => return Some(
                     "an unkeyed (plain SHA-256) event after keyed ones: the chain was recomputed"
                         .into(),
-                )
-            }
-            None => legacy_hash(row.seq, &row.event(), self.prev()),
-            Some(id) => match known_key(id) {
-                Some(k) => keyed_hash(&k, row.seq, &row.event(), self.prev()),
-                None => return Some(format!(
+                ),
+                None => legacy_hash(row.seq, &row.event(), self.prev()),
+                Some(id) => match known_key(id) {
+                    Some(k) => keyed_hash(&k, row.seq, &row.event(), self.prev()),
+                    None => {
+                        return Some(format!(
                     "hashed with an unknown key `{id}` (neither AUDIT_KEY nor AUDIT_KEY_PREVIOUS)"
-                )),
-            },
-        };
+                ))
+                    }
+                },
+            };
         if expected != row.hash {
             return Some("its hash does not match its content (the event was edited)".into());
         }

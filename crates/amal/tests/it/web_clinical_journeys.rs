@@ -515,7 +515,7 @@ async fn web_browser_clinical_journeys_worklist_vitals_overrides_and_duplicates(
         eprintln!(
             "browser step {:?} failed at {url}:\n{}",
             step.get(),
-            &src[..src.len().min(4000)]
+            &src.get(..src.len().min(4000)).unwrap_or_default()
         );
     }
     let _ = c.clone().close().await;

@@ -248,7 +248,7 @@ impl Browser {
                 "{}: step {:?} failed at {url}:\n{}",
                 self.journey,
                 step.get(),
-                &src[..src.len().min(3000)]
+                &src.get(..src.len().min(3000)).unwrap_or_default()
             );
         }
         let _ = self.c.clone().close().await;

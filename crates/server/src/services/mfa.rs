@@ -214,7 +214,9 @@ fn new_recovery_code() -> String {
         .iter()
         .map(|b| char::from(ALPHABET[usize::from(*b) % ALPHABET.len()]))
         .collect();
-    format!("{}-{}", &s[..5], &s[5..])
+    // The alphabet is ASCII, so byte 5 is a character boundary.
+    let (head, tail) = s.split_at(5);
+    format!("{head}-{tail}")
 }
 
 // --- Policy -----------------------------------------------------------------

@@ -127,9 +127,8 @@ async fn render_users(
         .or_page(s)?;
     let mut names = HashMap::new();
     for i in &pending.items {
-        if !names.contains_key(&i.created_by) {
-            let n = services::users::display_name(st, i.created_by).await;
-            names.insert(i.created_by, n);
+        if let std::collections::hash_map::Entry::Vacant(v) = names.entry(i.created_by) {
+            v.insert(services::users::display_name(st, i.created_by).await);
         }
     }
     let invites = pending
@@ -440,8 +439,8 @@ async fn audit_lines(st: &AppState, items: &[store::audit::StoredEvent]) -> Vec<
     for e in items {
         let actor_name = match e.actor_id {
             Some(id) => {
-                if !names.contains_key(&id) {
-                    names.insert(id, services::users::display_name(st, id).await);
+                if let std::collections::hash_map::Entry::Vacant(v) = names.entry(id) {
+                    v.insert(services::users::display_name(st, id).await);
                 }
                 names.get(&id).cloned().unwrap_or_default()
             }

@@ -29,7 +29,10 @@ struct Asset {
 fn asset(stem: &str, ext: &str, content_type: &'static str, body: &'static str) -> Asset {
     let digest = hex::encode(Sha256::digest(body.as_bytes()));
     Asset {
-        url: format!("/static/{stem}.{}.{ext}", &digest[..12]),
+        url: format!(
+            "/static/{stem}.{}.{ext}",
+            digest.get(..12).unwrap_or(&digest)
+        ),
         plain: if ext == "css" {
             "/static/app.css"
         } else {

@@ -164,7 +164,16 @@ pub async fn signup(State(st): State<AppState>, req: Request) -> Response {
     .await;
     match made {
         Ok(u) if u.status == "active" => {
-            match sign_in_and_go(&st, &out, &nonce, u.email, f.get("password"), "/?done=signed_up").await {
+            match sign_in_and_go(
+                &st,
+                &out,
+                &nonce,
+                u.email,
+                f.get("password"),
+                "/?done=signed_up",
+            )
+            .await
+            {
                 Ok(r) => r,
                 Err(e) => view::error_page(None, &e),
             }
