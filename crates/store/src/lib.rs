@@ -10,7 +10,6 @@
 pub mod audit;
 pub mod backup;
 pub mod care;
-pub mod checkpoint;
 pub mod db;
 pub mod export;
 pub mod fhir;

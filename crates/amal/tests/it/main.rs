@@ -24,7 +24,6 @@ mod helpers;
 mod hl7;
 mod identity;
 mod input;
-mod integrity;
 mod medication;
 mod mllp;
 mod ratelimit;
