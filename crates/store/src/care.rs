@@ -239,10 +239,12 @@ pub async fn start_break_glass(
     patient: Uuid,
     reason_code: &str,
     reason_text: &str,
-    expires_at: DateTime<Utc>,
+    time_box: chrono::TimeDelta,
 ) -> Result<BreakGlassRow> {
     let id = Uuid::now_v7();
+    // One clock reading: the time box is exactly as long as configured.
     let now = crate::now();
+    let expires_at = now + time_box;
     let sql = "INSERT INTO break_glass (id, user_id, patient_id, reason_code, reason_text, started_at, expires_at) \
                VALUES ($1, $2, $3, $4, $5, $6, $7)";
     on_tx!(tx, c => sqlx::query(sql).bind(id).bind(user).bind(patient).bind(reason_code)

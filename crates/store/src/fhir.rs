@@ -219,11 +219,15 @@ pub async fn vitals(
     if !any_of.is_empty() {
         let clause = any_of
             .iter()
-            .filter(|c| c.chars().all(|ch| ch.is_ascii_lowercase() || ch == '_'))
+            // Column names only (`spo2`, `weight_kg`): never text from a request.
+            .filter(|c| {
+                c.chars()
+                    .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '_')
+            })
             .map(|c| format!("{c} IS NOT NULL"))
             .collect::<Vec<_>>()
             .join(" OR ");
-        q.and(&clause, vec![]);
+        q.and(&format!("({clause})"), vec![]);
     }
     fetch(db, q.common(s, "entered_at", Some("patient_id"))).await
 }

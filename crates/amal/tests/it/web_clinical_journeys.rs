@@ -421,16 +421,19 @@ async fn web_browser_clinical_journeys_worklist_vitals_overrides_and_duplicates(
                 .await?
                 .contains("recorded"));
         }
-        c.wait().for_element(css("polyline.spark-line")).await?;
-        let captions = c.find_all(css("figure.spark-figure figcaption")).await?;
+        // The trend chart (server-drawn SVG) says what it shows.
+        c.wait()
+            .for_element(css("figure.chart polyline.chart-line"))
+            .await?;
+        let charts = c.find_all(css("figure.chart svg.trend-chart")).await?;
         let mut trend = Vec::new();
-        for f in captions {
-            trend.push(f.text().await?);
+        for f in charts {
+            trend.push(f.attr("aria-label").await?.unwrap_or_default());
         }
         assert!(
             trend
                 .iter()
-                .any(|t| t.starts_with("Systolic BP") && t.contains("128 → 182")),
+                .any(|t| t.starts_with("Systolic") && t.contains("from 128 to 182")),
             "{trend:?}"
         );
         let critical = c.find(css("table.flowsheet .flag-critical")).await?;

@@ -185,8 +185,10 @@ impl Browser {
     /// Whether the element is entirely inside the visible part of the page.
     async fn in_view(&self, sel: &str) -> Res<bool> {
         let script = format!(
+            // On screen: the element (which may be taller than a phone's
+            // viewport) overlaps the visible area.
             "var r = document.querySelector({}).getBoundingClientRect(); \
-             return r.top >= 0 && r.left >= 0 && r.bottom <= window.innerHeight && r.right <= window.innerWidth && r.width > 0;",
+             return r.width > 0 && r.bottom > 0 && r.right > 0 && r.top < window.innerHeight && r.left < window.innerWidth;",
             json!(sel)
         );
         Ok(self.js(&script).await? == json!(true))

@@ -300,9 +300,7 @@ pub async fn break_glass(
     let ttl = chrono::Duration::from_std(st.config.break_glass_duration)
         .unwrap_or(chrono::Duration::hours(1));
     let mut tx = st.db.begin().await?;
-    let bg =
-        store::care::start_break_glass(&mut tx, user.id, patient, code, text, store::now() + ttl)
-            .await?;
+    let bg = store::care::start_break_glass(&mut tx, user.id, patient, code, text, ttl).await?;
     audit_change(
         &mut tx,
         user,
