@@ -200,7 +200,8 @@ async fn serve(raw: server::RawConfig, no_migrate: bool) -> anyhow::Result<ExitC
             addr.to_string()
         };
         let url = server::first_run::setup_url(&format!("{scheme}://{host}"), &code);
-        println!(
+        // On stderr: stdout carries the JSON log lines, one object each.
+        eprintln!(
             "\nFirst run: no account exists yet. Open this link in a browser to create the administrator\n(it works once; restarting prints a new one):\n\n    {url}\n"
         );
         tracing::warn!(setupUrl = %url, "first run: open the setup link to create the administrator");
