@@ -11,7 +11,7 @@ use uuid::Uuid;
 use crate::auth::tokens::{refresh_expiry, ACCESS_TTL_SECS};
 use crate::auth::AuthUser;
 use crate::error::{AppError, Result};
-use crate::services::{audit_event, parse_account, record_durably};
+use crate::services::{audit_event, own_event, parse_account, record_durably};
 use crate::state::AppState;
 
 /// A user as the API shows it.
@@ -148,11 +148,14 @@ pub async fn signup(st: &AppState, req: SignupRequest) -> Result<UserView> {
         crate::services::access::flag_new_account(&mut tx, st, Some(created_by), &user, "invite")
             .await?;
     }
-    let mut ev = audit_event(None, AuditAction::AuthSignup, "success");
-    ev.actor_id = Some(user.id);
-    ev.actor_role = Some(user.role.clone());
-    ev.resource_type = Some("user".into());
-    ev.resource_id = Some(user.id);
+    let ev = own_event(
+        AuditAction::AuthSignup,
+        "success",
+        user.id,
+        &user.role,
+        "user",
+        user.id,
+    );
     store::audit::append(&mut tx, &[ev]).await?;
     tx.commit().await?;
     st.metrics.incr("auth.signup.success");
@@ -191,11 +194,14 @@ pub(crate) async fn open_session(st: &AppState, user: store::users::UserRow) -> 
         .unwrap_or((None, None));
     store::identity::set_session_client(&mut tx, session, agent.as_deref(), ip.as_deref()).await?;
     store::sessions::add_refresh_token(&mut tx, session, &refresh_hash, expires).await?;
-    let mut ev = audit_event(None, AuditAction::AuthSignin, "success");
-    ev.actor_id = Some(user.id);
-    ev.actor_role = Some(user.role.clone());
-    ev.resource_type = Some("user".into());
-    ev.resource_id = Some(user.id);
+    let ev = own_event(
+        AuditAction::AuthSignin,
+        "success",
+        user.id,
+        &user.role,
+        "user",
+        user.id,
+    );
     store::audit::append(&mut tx, &[ev]).await?;
     tx.commit().await?;
     let access = st.keys.issue_access(user.id, &user.role, session)?;
@@ -304,11 +310,14 @@ pub async fn refresh(st: &AppState, req: RefreshRequest) -> Result<TokenPair> {
         // Idle past AMAL_IDLE_TIMEOUT: the session ends here for good (the
         // token is not consumed; the revoked session refuses it from now on).
         store::sessions::revoke(&mut tx, found.session_id, "idle").await?;
-        let mut ev = audit_event(None, AuditAction::AuthRefresh, "idle_timeout");
-        ev.actor_id = Some(found.user_id);
-        ev.actor_role = Some(found.role.clone());
-        ev.resource_type = Some("session".into());
-        ev.resource_id = Some(found.session_id);
+        let ev = own_event(
+            AuditAction::AuthRefresh,
+            "idle_timeout",
+            found.user_id,
+            &found.role,
+            "session",
+            found.session_id,
+        );
         store::audit::append(&mut tx, &[ev]).await?;
         tx.commit().await?;
         st.metrics.incr("auth.refresh.idle");
@@ -318,11 +327,14 @@ pub async fn refresh(st: &AppState, req: RefreshRequest) -> Result<TokenPair> {
     if found.used_at.is_some() || !store::sessions::mark_used(&mut tx, found.token_id).await? {
         // A rotated token came back: someone holds a copy. End the family.
         store::sessions::revoke(&mut tx, found.session_id, "refresh_reuse").await?;
-        let mut ev = audit_event(None, AuditAction::AuthRefresh, "reuse_detected");
-        ev.actor_id = Some(found.user_id);
-        ev.actor_role = Some(found.role.clone());
-        ev.resource_type = Some("session".into());
-        ev.resource_id = Some(found.session_id);
+        let ev = own_event(
+            AuditAction::AuthRefresh,
+            "reuse_detected",
+            found.user_id,
+            &found.role,
+            "session",
+            found.session_id,
+        );
         store::audit::append(&mut tx, &[ev]).await?;
         tx.commit().await?;
         st.metrics.incr("auth.refresh.reuse_detected");
@@ -369,11 +381,14 @@ pub async fn logout(st: &AppState, req: RefreshRequest) -> Result<()> {
     let mut tx = st.db.begin().await?;
     if let Some(found) = store::sessions::find_refresh(&mut tx, &hash).await? {
         store::sessions::revoke(&mut tx, found.session_id, "logout").await?;
-        let mut ev = audit_event(None, AuditAction::AuthLogout, "success");
-        ev.actor_id = Some(found.user_id);
-        ev.actor_role = Some(found.role.clone());
-        ev.resource_type = Some("session".into());
-        ev.resource_id = Some(found.session_id);
+        let ev = own_event(
+            AuditAction::AuthLogout,
+            "success",
+            found.user_id,
+            &found.role,
+            "session",
+            found.session_id,
+        );
         store::audit::append(&mut tx, &[ev]).await?;
     }
     tx.commit().await?;

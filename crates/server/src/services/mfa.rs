@@ -32,7 +32,7 @@ use crate::auth::tokens::{keyed_hash, same_secret};
 use crate::auth::AuthUser;
 use crate::error::{AppError, Result};
 use crate::services::auth::{open_session, TokenPair};
-use crate::services::{audit_event, record_durably};
+use crate::services::{own_event, record_durably};
 use crate::state::AppState;
 
 /// Seconds a challenge token is valid.
@@ -283,11 +283,14 @@ async fn record_failure(st: &AppState, user: &store::users::UserRow, why: &str) 
         .hit(&fail_key(user.id), st.config.rate_limits.account_failures)
         .await?;
     st.metrics.incr("auth.mfa.failure");
-    let mut ev = audit_event(None, AuditAction::AuthMfaVerify, "failure");
-    ev.actor_id = Some(user.id);
-    ev.actor_role = Some(user.role.clone());
-    ev.resource_type = Some("user".into());
-    ev.resource_id = Some(user.id);
+    let mut ev = own_event(
+        AuditAction::AuthMfaVerify,
+        "failure",
+        user.id,
+        &user.role,
+        "user",
+        user.id,
+    );
     ev.detail = Some(serde_json::json!({ "reason": why }).to_string());
     record_durably(st, ev).await
 }
@@ -350,11 +353,14 @@ pub async fn verify(st: &AppState, req: MfaVerifyRequest) -> Result<TokenPair> {
         record_failure(st, &user, "wrong_or_replayed").await?;
         return Err(wrong_code());
     };
-    let mut ev = audit_event(None, AuditAction::AuthMfaVerify, "success");
-    ev.actor_id = Some(uid);
-    ev.actor_role = Some(user.role.clone());
-    ev.resource_type = Some("user".into());
-    ev.resource_id = Some(uid);
+    let mut ev = own_event(
+        AuditAction::AuthMfaVerify,
+        "success",
+        uid,
+        &user.role,
+        "user",
+        uid,
+    );
     ev.detail = Some(serde_json::json!({ "method": kind }).to_string());
     store::audit::append(&mut tx, &[ev]).await?;
     tx.commit().await?;
@@ -459,11 +465,14 @@ pub async fn setup(st: &AppState, who: Enrolling<'_>) -> Result<MfaSetup> {
     let sealed = seal(st, user.id, &raw)?;
     let mut tx = st.db.begin().await?;
     store::identity::mfa_begin(&mut tx, user.id, &sealed).await?;
-    let mut ev = audit_event(None, AuditAction::AuthMfaEnrol, "started");
-    ev.actor_id = Some(user.id);
-    ev.actor_role = Some(user.role.clone());
-    ev.resource_type = Some("user".into());
-    ev.resource_id = Some(user.id);
+    let ev = own_event(
+        AuditAction::AuthMfaEnrol,
+        "started",
+        user.id,
+        &user.role,
+        "user",
+        user.id,
+    );
     store::audit::append(&mut tx, &[ev]).await?;
     tx.commit().await?;
     let uri = otpauth_uri(&secret, &user.email);
@@ -502,11 +511,14 @@ pub async fn confirm(st: &AppState, who: Enrolling<'_>, code: &str) -> Result<Mf
         .map(|c| recovery_hash(st, user.id, c))
         .collect();
     store::identity::replace_recovery_codes(&mut tx, user.id, &hashes).await?;
-    let mut ev = audit_event(None, AuditAction::AuthMfaEnrol, "success");
-    ev.actor_id = Some(user.id);
-    ev.actor_role = Some(user.role.clone());
-    ev.resource_type = Some("user".into());
-    ev.resource_id = Some(user.id);
+    let ev = own_event(
+        AuditAction::AuthMfaEnrol,
+        "success",
+        user.id,
+        &user.role,
+        "user",
+        user.id,
+    );
     store::audit::append(&mut tx, &[ev]).await?;
     tx.commit().await?;
     st.metrics.incr("auth.mfa.enrolled");

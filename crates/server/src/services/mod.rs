@@ -68,6 +68,24 @@ pub fn illegal(resource: &str, current: &str, e: domain::states::IllegalTransiti
 }
 
 /// Audit event pre-filled with the request's actor, request id and IP.
+/// An event of a user's own sign-in, refresh or second factor, written
+/// before (or without) an access token: actor and resource named at once.
+pub fn own_event(
+    action: AuditAction,
+    outcome: &str,
+    user: uuid::Uuid,
+    role: &str,
+    resource_type: &'static str,
+    resource_id: uuid::Uuid,
+) -> store::audit::AuditEvent {
+    let mut ev = audit_event(None, action, outcome);
+    ev.actor_id = Some(user);
+    ev.actor_role = Some(role.to_string());
+    ev.resource_type = Some(resource_type.into());
+    ev.resource_id = Some(resource_id);
+    ev
+}
+
 pub fn audit_event(
     actor: Option<&crate::auth::AuthUser>,
     action: AuditAction,

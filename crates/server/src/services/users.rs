@@ -12,7 +12,7 @@ use crate::auth::AuthUser;
 use crate::error::{AppError, Result};
 use crate::extract::{expected_version, PageQuery};
 use crate::services::auth::{invite_hash, UserView};
-use crate::services::{audit_event, page, parse_account, Body};
+use crate::services::{audit_event, own_event, page, parse_account, Body};
 use crate::state::AppState;
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -324,11 +324,14 @@ pub async fn first_admin(st: &AppState, req: FirstAdminRequest) -> Result<UserVi
         },
     )
     .await?;
-    let mut ev = audit_event(None, AuditAction::UserCreate, "success");
-    ev.actor_id = Some(user.id);
-    ev.actor_role = Some(user.role.clone());
-    ev.resource_type = Some("user".into());
-    ev.resource_id = Some(user.id);
+    let mut ev = own_event(
+        AuditAction::UserCreate,
+        "success",
+        user.id,
+        &user.role,
+        "user",
+        user.id,
+    );
     ev.detail = Some(serde_json::json!({ "role": user.role, "firstRun": true }).to_string());
     store::audit::append(&mut tx, &[ev]).await?;
     tx.commit().await?;
