@@ -15,6 +15,13 @@
 //! over the whole stream. Restore and verify check both before they use the
 //! image. The archive is written as `FILE.partial`, fsynced and renamed, so
 //! a file with the final name is always complete.
+//!
+//! Format version 2 adds authentication and encryption: the manifest is
+//! signed (Ed25519, the audit checkpoint key; `signature`), so neither the
+//! image nor the audit head it records can change unseen, and with a backup
+//! key the whole gzip stream is wrapped in an age file (X25519 recipients or
+//! a passphrase), detected by its `age-encryption.org/v1` header. Verify and
+//! restore check the signature before they extract anything.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -36,7 +43,10 @@ use crate::cli::BackupAction;
 /// `manifest.format`.
 pub const FORMAT: &str = "amal-backup";
 /// `manifest.formatVersion` written by this release (and the newest it reads).
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
+/// What the manifest signature covers: this label, then the manifest's
+/// JSON without its `signature`.
+const SIGNATURE_LABEL: &[u8] = b"amal-backup-manifest-v2\n";
 const MANIFEST: &str = "manifest.json";
 const SQLITE_IMAGE: &str = "database.sqlite";
 const PG_IMAGE: &str = "database.pgdump";
@@ -68,6 +78,115 @@ pub struct Manifest {
     pub audit: AuditHead,
     /// The database image inside the archive.
     pub database: ImageInfo,
+    /// Ed25519 signature over the rest of the manifest (format 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<ManifestSignature>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ManifestSignature {
+    /// Id of the checkpoint signing key (`store::checkpoint::key_id`).
+    pub key_id: String,
+    /// Base64 signature.
+    pub value: String,
+}
+
+/// What seals, signs and opens archives on this installation.
+#[derive(Clone)]
+pub struct ArchiveKeys {
+    /// Encryption (`AMAL_BACKUP_KEY_FILE`, `AMAL_BACKUP_PASSPHRASE`).
+    pub backup: server::backup_keys::BackupKeys,
+    /// The audit checkpoint key: signs manifests, and verifies them.
+    pub signing: server::settings::CheckpointKey,
+    /// Signed checkpoints of this installation: those at or before a
+    /// backup's head must agree with the restored chain.
+    pub checkpoint_dir: PathBuf,
+}
+
+impl ArchiveKeys {
+    pub fn of(cfg: &server::Config) -> ArchiveKeys {
+        ArchiveKeys {
+            backup: cfg.backup.keys.clone(),
+            signing: cfg.audit.signing_key.clone(),
+            checkpoint_dir: cfg.audit.checkpoint_dir.clone(),
+        }
+    }
+
+    /// The label, then the manifest as a JSON value without `signature`
+    /// (a value, so that any reader of the JSON gets the same bytes).
+    fn signed_bytes(m: &Manifest) -> anyhow::Result<Vec<u8>> {
+        let mut unsigned = serde_json::to_value(m)?;
+        if let Some(o) = unsigned.as_object_mut() {
+            o.remove("signature");
+        }
+        let mut bytes = SIGNATURE_LABEL.to_vec();
+        bytes.extend(serde_json::to_vec(&unsigned)?);
+        Ok(bytes)
+    }
+
+    /// Sign `m` in place.
+    fn sign(&self, m: &mut Manifest) -> anyhow::Result<()> {
+        let key = &self.signing.0;
+        let bytes = Self::signed_bytes(m)?;
+        m.signature = Some(ManifestSignature {
+            key_id: store::checkpoint::key_id(&key.verifying_key()),
+            value: store::checkpoint::sign_base64(key, &bytes),
+        });
+        Ok(())
+    }
+
+    /// Refuse a manifest that this installation did not sign as it is.
+    fn authenticate(&self, m: &Manifest) -> anyhow::Result<()> {
+        let key = self.signing.0.verifying_key();
+        let ours = store::checkpoint::key_id(&key);
+        let Some(sig) = &m.signature else {
+            bail!(
+                "the backup is not signed (format version {}), so nothing proves it was not \
+                 altered; this release restores signed backups only",
+                m.format_version
+            );
+        };
+        if sig.key_id != ours {
+            bail!(
+                "the backup was signed with checkpoint key {} but this installation's \
+                 AMAL_AUDIT_SIGNING_KEY_FILE is key {ours}: configure the key of the \
+                 installation that wrote it",
+                sig.key_id
+            );
+        }
+        if !store::checkpoint::verify_base64(&key, &Self::signed_bytes(m)?, &sig.value) {
+            bail!(
+                "the backup's signature does not verify: its manifest (and so the database \
+                 image or audit head it describes) was altered after it was written"
+            );
+        }
+        Ok(())
+    }
+
+    /// What the restored chain must match: the signed head of the backup,
+    /// and this installation's checkpoints taken before the backup (so a
+    /// backup whose trail was cut short after a checkpoint is caught even
+    /// when its manifest was re-signed).
+    fn anchors_for(&self, m: &Manifest) -> store::audit::Anchors {
+        let key = self.signing.0.verifying_key();
+        let mut ours = store::checkpoint::read_all(&self.checkpoint_dir).unwrap_or_default();
+        ours.retain(|c| c.at <= m.created_at);
+        let mut a = store::checkpoint::anchors(&ours, &key);
+        if m.audit.events > 0 {
+            if let Some(h) = a.heads.get(&m.audit.events) {
+                if *h != m.audit.head_hash {
+                    a.problems.push(format!(
+                        "the backup's audit head differs from this installation's signed \
+                         checkpoint at sequence {}",
+                        m.audit.events
+                    ));
+                }
+            }
+            a.heads.insert(m.audit.events, m.audit.head_hash.clone());
+        }
+        a
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -286,7 +405,13 @@ fn sha256_file(path: &Path) -> anyhow::Result<(String, u64)> {
 
 /// Write `manifest` and `image` as a `.amalbak` archive at `out` (through
 /// `out.partial`, fsynced, then renamed). Returns the archive's size.
-fn pack(manifest: &Manifest, image: &Path, out: &Path, reporter: &Reporter) -> anyhow::Result<u64> {
+fn pack(
+    manifest: &Manifest,
+    image: &Path,
+    out: &Path,
+    keys: &ArchiveKeys,
+    reporter: &Reporter,
+) -> anyhow::Result<u64> {
     let partial = with_suffix(out, ".partial");
     let guard = TempFile(partial.clone());
     let file = std::fs::OpenOptions::new()
@@ -299,12 +424,15 @@ fn pack(manifest: &Manifest, image: &Path, out: &Path, reporter: &Reporter) -> a
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o600))?;
     }
-    let gz = flate2::write::GzEncoder::new(
-        std::io::BufWriter::with_capacity(1 << 20, file),
-        flate2::Compression::new(GZIP_LEVEL),
-    );
+    let sealed = keys
+        .backup
+        .seal_writer(std::io::BufWriter::with_capacity(1 << 20, file))?;
+    let gz = flate2::write::GzEncoder::new(sealed, flate2::Compression::new(GZIP_LEVEL));
     let mut tar = tar::Builder::new(gz);
     let mtime = manifest.created_at.timestamp().max(0) as u64;
+    let mut manifest = manifest.clone();
+    keys.sign(&mut manifest)?;
+    let manifest = &manifest;
     let json = serde_json::to_vec_pretty(manifest)?;
     let mut h = tar::Header::new_gnu();
     h.set_size(json.len() as u64);
@@ -329,7 +457,7 @@ fn pack(manifest: &Manifest, image: &Path, out: &Path, reporter: &Reporter) -> a
     };
     tar.append_data(&mut h, &manifest.database.file, reader)?;
     let gz = tar.into_inner()?;
-    let buffered = gz.finish()?;
+    let buffered = gz.finish()?.finish()?;
     let file = buffered
         .into_inner()
         .map_err(|e| anyhow!("cannot write the archive: {}", e.error()))?;
@@ -353,19 +481,33 @@ fn corrupt(detail: impl std::fmt::Display) -> anyhow::Error {
     )
 }
 
-type Entries<'a> = tar::Entries<'a, flate2::read::GzDecoder<std::io::BufReader<std::fs::File>>>;
+type ArchiveStream = flate2::read::GzDecoder<Box<dyn Read + Send>>;
+type Entries<'a> = tar::Entries<'a, ArchiveStream>;
 
-fn open_archive(
-    path: &Path,
-) -> anyhow::Result<tar::Archive<flate2::read::GzDecoder<std::io::BufReader<std::fs::File>>>> {
+/// Open an archive: an age file is decrypted with the configured backup key
+/// (each chunk authenticated as it is read), a plain gzip stream read as is.
+fn open_archive(path: &Path, keys: &ArchiveKeys) -> anyhow::Result<tar::Archive<ArchiveStream>> {
+    use std::io::BufRead;
     let f = std::fs::File::open(path)
         .with_context(|| format!("cannot open the backup {}", path.display()))?;
-    Ok(tar::Archive::new(flate2::read::GzDecoder::new(
-        std::io::BufReader::with_capacity(1 << 20, f),
-    )))
+    let mut r = std::io::BufReader::with_capacity(1 << 20, f);
+    let encrypted = r
+        .fill_buf()
+        .with_context(|| format!("cannot read the backup {}", path.display()))?
+        .starts_with(server::backup_keys::AGE_MAGIC);
+    let inner: Box<dyn Read + Send> = if encrypted {
+        keys.backup
+            .open_reader(r)
+            .map_err(|m| anyhow!("the backup cannot be opened: {m}"))?
+    } else {
+        Box::new(r)
+    };
+    Ok(tar::Archive::new(flate2::read::GzDecoder::new(inner)))
 }
 
-fn next_manifest(entries: &mut Entries<'_>) -> anyhow::Result<Manifest> {
+/// Read the manifest entry and authenticate it (before anything else of
+/// the archive is used).
+fn next_manifest(entries: &mut Entries<'_>, keys: &ArchiveKeys) -> anyhow::Result<Manifest> {
     let mut entry = entries
         .next()
         .ok_or_else(|| corrupt("no manifest"))?
@@ -398,23 +540,29 @@ fn next_manifest(entries: &mut Entries<'_>) -> anyhow::Result<Manifest> {
             m.release
         );
     }
+    keys.authenticate(&m)?;
     Ok(m)
 }
 
-/// Read only the manifest of an archive.
-pub fn read_manifest(path: &Path) -> anyhow::Result<Manifest> {
-    let mut ar = open_archive(path)?;
+/// Read only the (authenticated) manifest of an archive.
+pub fn read_manifest(path: &Path, keys: &ArchiveKeys) -> anyhow::Result<Manifest> {
+    let mut ar = open_archive(path, keys)?;
     let mut entries = ar.entries().map_err(corrupt)?;
-    next_manifest(&mut entries)
+    next_manifest(&mut entries, keys)
 }
 
 /// Extract the database image of `archive` to `dest`, checking its SHA-256
 /// and size against the manifest and the gzip CRC of the whole stream.
-fn unpack(archive: &Path, dest: &Path, reporter: &Reporter) -> anyhow::Result<Manifest> {
-    let mut ar = open_archive(archive)?;
+fn unpack(
+    archive: &Path,
+    dest: &Path,
+    keys: &ArchiveKeys,
+    reporter: &Reporter,
+) -> anyhow::Result<Manifest> {
+    let mut ar = open_archive(archive, keys)?;
     let manifest = {
         let mut entries = ar.entries().map_err(corrupt)?;
-        let manifest = next_manifest(&mut entries)?;
+        let manifest = next_manifest(&mut entries, keys)?;
         let mut entry = entries
             .next()
             .ok_or_else(|| corrupt("the database image is missing"))?
@@ -525,6 +673,7 @@ pub async fn create(
     db: &Db,
     database_url: &str,
     out: &Path,
+    keys: &ArchiveKeys,
     reporter: &Reporter,
 ) -> anyhow::Result<Created> {
     let started = Instant::now();
@@ -614,9 +763,21 @@ pub async fn create(
             bytes,
             sha256,
         },
+        signature: None,
     };
-    let (m, out_path, rep) = (manifest.clone(), out.to_path_buf(), reporter.clone());
-    let archive_bytes = blocking(move || pack(&m, &image, &out_path, &rep)).await?;
+    let (m, out_path, k, rep) = (
+        manifest.clone(),
+        out.to_path_buf(),
+        keys.clone(),
+        reporter.clone(),
+    );
+    reporter.say(match keys.backup.mode() {
+        "unencrypted" => "WARNING: the archive is NOT encrypted (set AMAL_BACKUP_KEY_FILE; \
+                          required in production); it is signed"
+            .to_string(),
+        mode => format!("encrypting ({mode}) and signing the archive"),
+    });
+    let archive_bytes = blocking(move || pack(&m, &image, &out_path, &k, &rep)).await?;
     drop(work);
     reporter.say(format!(
         "compressed {} to {}",
@@ -709,111 +870,198 @@ fn compare(
     problems
 }
 
-/// Restore `archive` into a scratch database and check it: the checksum,
-/// integrity (`PRAGMA integrity_check` and `foreign_key_check` for SQLite;
-/// a clean `pg_restore`, which re-validates every constraint, for
-/// PostgreSQL), the audit chain, the schema version and the row counts
-/// against the manifest. A PostgreSQL backup is restored into a temporary
-/// database on the server of `server_url` (created and dropped here); a
-/// SQLite backup always into a temporary file.
+/// Extract `archive` into `image` (authenticated, checksummed), restore it
+/// where it can be checked — the image file itself for SQLite, a new scratch
+/// database on the server of `server_url` for PostgreSQL — and check it:
+/// integrity (`PRAGMA integrity_check` and `foreign_key_check` for SQLite; a
+/// clean `pg_restore`, which re-validates every constraint, for PostgreSQL),
+/// the audit chain against the backup's signed head and this installation's
+/// checkpoints, the audit table's append-only guards, the schema version and
+/// the row counts against the manifest. When everything holds, the name of
+/// the PostgreSQL scratch database is handed back (the caller drops it or
+/// swaps it in); otherwise it is dropped here.
+async fn restore_and_check(
+    archive: &Path,
+    image: &Path,
+    server_url: &str,
+    admin: Option<&Db>,
+    keys: &ArchiveKeys,
+    reporter: &Reporter,
+) -> anyhow::Result<(Verified, Option<String>)> {
+    let (a, i, k, r) = (
+        archive.to_path_buf(),
+        image.to_path_buf(),
+        keys.clone(),
+        reporter.clone(),
+    );
+    let manifest = blocking(move || unpack(&a, &i, &k, &r)).await?;
+    reporter.say(format!(
+        "signature and checksum ok (SHA-256 {})",
+        &manifest.database.sha256
+    ));
+    let anchors = keys.anchors_for(&manifest);
+    let mut problems = Vec::new();
+    let (found, scratch) = match manifest.engine.as_str() {
+        "sqlite" => {
+            reporter.say("PRAGMA integrity_check and foreign_key_check");
+            for p in store::backup::sqlite_integrity(image, false).await? {
+                problems.push(format!("integrity check: {p}"));
+            }
+            let db = Db::connect(&format!("sqlite://{}", image.display())).await?;
+            let out = inspect(&db, anchors, reporter).await;
+            db.close().await;
+            (out?, None)
+        }
+        "postgres" => {
+            let admin = admin.ok_or_else(|| anyhow!("a PostgreSQL check needs the server"))?;
+            store::backup::find_tool("pg_restore")?;
+            let (name, url) = store::backup::pg_create_scratch(admin, server_url).await?;
+            reporter.say(format!("pg_restore into the scratch database {name}"));
+            let result = async {
+                store::backup::pg_restore(&url, image, false).await?;
+                let db = Db::connect(&url).await?;
+                let out = inspect(&db, anchors, reporter).await;
+                db.close().await;
+                out
+            }
+            .await;
+            match result {
+                Ok(found) => (found, Some(name)),
+                Err(e) => {
+                    drop_scratch(admin, &name, reporter).await;
+                    return Err(e);
+                }
+            }
+        }
+        other => bail!("unknown engine `{other}` in the manifest"),
+    };
+    problems.extend(found.problems);
+    problems.extend(compare(
+        &manifest,
+        &found.audit,
+        found.schema_version,
+        &found.row_counts,
+    ));
+    let scratch = match (scratch, admin) {
+        (Some(name), Some(admin)) if !problems.is_empty() => {
+            drop_scratch(admin, &name, reporter).await;
+            None
+        }
+        (s, _) => s,
+    };
+    Ok((
+        Verified {
+            manifest,
+            problems,
+            audit: found.audit,
+            schema_version: found.schema_version,
+            row_counts: found.row_counts,
+        },
+        scratch,
+    ))
+}
+
+async fn drop_scratch(admin: &Db, name: &str, reporter: &Reporter) {
+    if let Err(e) = store::backup::pg_drop_database(admin, name).await {
+        reporter.say(format!(
+            "WARNING: could not drop the scratch database {name}: {e}"
+        ));
+    }
+}
+
+/// A connection to the PostgreSQL server of `url` when the backup is a
+/// PostgreSQL one (`None` for SQLite).
+async fn pg_admin(engine: &str, url: &str) -> anyhow::Result<Option<Db>> {
+    if engine != "postgres" {
+        return Ok(None);
+    }
+    if store::db::engine_of(url)? != Engine::Postgres {
+        bail!(
+            "this is a PostgreSQL backup: checking it restores it into a scratch database, so \
+             DATABASE_URL must name a PostgreSQL server"
+        );
+    }
+    Ok(Some(Db::connect(url).await.context(
+        "cannot connect to the PostgreSQL server named by DATABASE_URL",
+    )?))
+}
+
+/// Check `archive` by restoring it into a scratch copy that is then thrown
+/// away (see [`restore_and_check`]). A SQLite backup is restored into a
+/// temporary file, a PostgreSQL one into a temporary database on the server
+/// of `server_url` (`admin`, when given, is a connection to it).
 pub async fn verify(
     archive: &Path,
     server_url: &str,
     admin: Option<&Db>,
+    keys: &ArchiveKeys,
     reporter: &Reporter,
 ) -> anyhow::Result<Verified> {
     let work = WorkDir::temp()?;
-    let a = archive.to_path_buf();
-    let manifest = blocking(move || read_manifest(&a)).await?;
-    let image_name = if manifest.engine == "postgres" {
+    let (a, k) = (archive.to_path_buf(), keys.clone());
+    let manifest = blocking(move || read_manifest(&a, &k)).await?;
+    let image = work.join(if manifest.engine == "postgres" {
         PG_IMAGE
     } else {
         SQLITE_IMAGE
-    };
-    let image = work.join(image_name);
+    });
     reporter.say(format!(
-        "checking the checksum of {} ({} backup of {}, schema version {})",
+        "checking {} ({} backup of {}, schema version {})",
         archive.display(),
         manifest.engine,
         manifest.created_at.format("%Y-%m-%d %H:%M:%S UTC"),
         manifest.schema_version
     ));
-    let (a, i, r) = (archive.to_path_buf(), image.clone(), reporter.clone());
-    let manifest = blocking(move || unpack(&a, &i, &r)).await?;
-    reporter.say(format!(
-        "checksum ok (SHA-256 {})",
-        &manifest.database.sha256
-    ));
-    let mut problems = Vec::new();
-    let (audit, schema_version, row_counts) = match manifest.engine.as_str() {
-        "sqlite" => {
-            reporter.say("PRAGMA integrity_check and foreign_key_check");
-            for p in store::backup::sqlite_integrity(&image, false).await? {
-                problems.push(format!("integrity check: {p}"));
-            }
-            let db = Db::connect(&format!("sqlite://{}", image.display())).await?;
-            let out = inspect(&db, reporter).await;
-            db.close().await;
-            out?
-        }
-        "postgres" => {
-            if store::db::engine_of(server_url)? != Engine::Postgres {
-                bail!(
-                    "this is a PostgreSQL backup: verifying it restores it into a temporary \
-                     database, so DATABASE_URL must name a PostgreSQL server"
-                );
-            }
-            store::backup::find_tool("pg_restore")?;
-            let owned;
-            let admin = match admin {
-                Some(a) => a,
-                None => {
-                    owned = Db::connect(server_url)
-                        .await
-                        .context("cannot connect to the PostgreSQL server named by DATABASE_URL")?;
-                    &owned
-                }
-            };
-            let (name, url) = store::backup::pg_create_scratch(admin, server_url).await?;
-            reporter.say(format!("pg_restore into the scratch database {name}"));
-            let result = async {
-                store::backup::pg_restore(&url, &image, false).await?;
-                let db = Db::connect(&url).await?;
-                let out = inspect(&db, reporter).await;
-                db.close().await;
-                out
-            }
-            .await;
-            if let Err(e) = store::backup::pg_drop_database(admin, &name).await {
-                reporter.say(format!(
-                    "WARNING: could not drop the scratch database {name}: {e}"
-                ));
-            }
-            result?
-        }
-        other => bail!("unknown engine `{other}` in the manifest"),
+    let owned = match admin {
+        Some(_) => None,
+        None => pg_admin(&manifest.engine, server_url).await?,
     };
-    problems.extend(compare(&manifest, &audit, schema_version, &row_counts));
+    let admin = admin.or(owned.as_ref());
+    let result = restore_and_check(archive, &image, server_url, admin, keys, reporter).await;
+    if let (Ok((_, Some(name))), Some(admin)) = (&result, admin) {
+        drop_scratch(admin, name, reporter).await;
+    }
+    if let Some(db) = owned {
+        db.close().await;
+    }
     drop(work);
-    Ok(Verified {
-        manifest,
-        problems,
-        audit,
-        schema_version,
-        row_counts,
-    })
+    Ok(result?.0)
+}
+
+/// What a restored copy holds.
+struct Found {
+    audit: VerifyReport,
+    schema_version: i64,
+    row_counts: BTreeMap<String, i64>,
+    /// Missing append-only guards, and checkpoint problems.
+    problems: Vec<String>,
 }
 
 async fn inspect(
     db: &Db,
+    anchors: store::audit::Anchors,
     reporter: &Reporter,
-) -> anyhow::Result<(VerifyReport, i64, BTreeMap<String, i64>)> {
-    reporter.say("verifying the audit chain");
-    let audit = store::audit::verify(db).await?;
+) -> anyhow::Result<Found> {
+    reporter.say("verifying the audit chain against the backup's signed head");
+    let audit = store::audit::verify_with(db, anchors).await?;
+    let mut problems = Vec::new();
+    let missing = store::backup::missing_audit_guards(db).await?;
+    if !missing.is_empty() {
+        problems.push(format!(
+            "the audit table lacks its append-only triggers ({}): the trail could be edited \
+             after a restore",
+            missing.join(", ")
+        ));
+    }
     reporter.say("counting rows");
-    let counts = store::backup::row_counts(db).await?;
-    let version = store::migrate::current_version(db).await?;
-    Ok((audit, version, counts))
+    let row_counts = store::backup::row_counts(db).await?;
+    let schema_version = store::migrate::current_version(db).await?;
+    Ok(Found {
+        audit,
+        schema_version,
+        row_counts,
+        problems,
+    })
 }
 
 // --------------------------------------------------------------- commands
@@ -832,6 +1080,7 @@ pub async fn backup_command(
 ) -> anyhow::Result<ExitCode> {
     match action {
         Some(BackupAction::Verify { file }) => verify_command(&cfg, &file).await,
+        Some(BackupAction::Keygen { .. }) => unreachable!("handled without a configuration"),
         None => {
             if let Some(path) = store::backup::sqlite_path(&cfg.database_url) {
                 if !path.exists() {
@@ -841,7 +1090,8 @@ pub async fn backup_command(
             let out = to.unwrap_or_else(|| cfg.backup.dir.join(default_file_name(Utc::now())));
             let db = connect(&cfg.database_url).await?;
             let reporter = Reporter::stderr("backup");
-            let created = create(&db, &cfg.database_url, &out, &reporter).await;
+            let keys = ArchiveKeys::of(&cfg);
+            let created = create(&db, &cfg.database_url, &out, &keys, &reporter).await;
             db.close().await;
             let c = created?;
             println!(
@@ -865,7 +1115,15 @@ pub async fn backup_command(
 async fn verify_command(cfg: &server::Config, file: &Path) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let reporter = Reporter::stderr("verify");
-    match verify(file, &cfg.database_url, None, &reporter).await {
+    match verify(
+        file,
+        &cfg.database_url,
+        None,
+        &ArchiveKeys::of(cfg),
+        &reporter,
+    )
+    .await
+    {
         Ok(v) if v.problems.is_empty() => {
             let rows: i64 = v.row_counts.values().sum();
             println!(
@@ -900,7 +1158,10 @@ async fn verify_command(cfg: &server::Config, file: &Path) -> anyhow::Result<Exi
     }
 }
 
-/// `amal restore FILE [--force]`.
+/// `amal restore FILE [--force]`: authenticate the archive, restore it into
+/// a scratch copy and check everything there; only then put it in place of
+/// the live database, keeping the previous one aside. A refusal at any step
+/// leaves the live database as it was.
 pub async fn restore_command(
     cfg: server::Config,
     file: &Path,
@@ -908,31 +1169,57 @@ pub async fn restore_command(
 ) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let reporter = Reporter::stderr("restore");
+    let keys = ArchiveKeys::of(&cfg);
+    let refuse = |e: anyhow::Error| {
+        eprintln!("restore refused: {e:#}; the live database was not touched");
+        Ok(ExitCode::FAILURE)
+    };
     let target_engine = store::db::engine_of(&cfg.database_url)?;
-    let f = file.to_path_buf();
-    let manifest = match blocking(move || read_manifest(&f)).await {
+    let (f, k) = (file.to_path_buf(), keys.clone());
+    let manifest = match blocking(move || read_manifest(&f, &k)).await {
         Ok(m) => m,
-        Err(e) => {
-            eprintln!("restore refused: {e:#}");
-            return Ok(ExitCode::FAILURE);
-        }
+        Err(e) => return refuse(e),
     };
     if manifest.engine != engine_name(target_engine) {
-        eprintln!(
-            "restore refused: this is a {} backup and DATABASE_URL names a {} database; a \
-             backup restores into the engine it was taken from",
+        return refuse(anyhow!(
+            "this is a {} backup and DATABASE_URL names a {} database; a backup restores into \
+             the engine it was taken from",
             manifest.engine,
             engine_name(target_engine)
-        );
-        return Ok(ExitCode::FAILURE);
+        ));
     }
 
-    // 1. The checksum, before anything is touched.
-    reporter.say(format!("checking the checksum of {}", file.display()));
-    let work;
-    let image = match target_engine {
+    // 1. Never overwrite data without --force.
+    let sqlite_target = store::backup::sqlite_path(&cfg.database_url);
+    let exists = sqlite_target.as_ref().map(|p| p.exists()).unwrap_or(true);
+    let mut occupied = false;
+    if exists {
+        let db = connect(&cfg.database_url).await?;
+        let occ = store::backup::occupancy(&db).await;
+        db.close().await;
+        let occ = occ?;
+        occupied = !occ.is_empty();
+        if occupied && !force {
+            eprintln!(
+                "restore refused: the target database is not empty ({occ}). Restoring replaces \
+                 everything in it (the previous database is kept aside). Take a backup of it \
+                 first (`amal backup`), then run `amal restore {} --force`.",
+                file.display()
+            );
+            return Ok(ExitCode::FAILURE);
+        }
+        if occupied {
+            reporter.say(format!(
+                "--force: replacing a database holding {occ} (kept aside)"
+            ));
+        }
+    }
+    let stamp = Utc::now().format("%Y%m%d%H%M%S").to_string();
+
+    // 2. Restore into a scratch copy and check it; 3. swap it in.
+    let kept = match target_engine {
         Engine::Sqlite => {
-            let target = store::backup::sqlite_path(&cfg.database_url)
+            let target = sqlite_target
                 .ok_or_else(|| anyhow!("DATABASE_URL must name a SQLite file to restore into"))?;
             let dir = match target.parent() {
                 Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
@@ -943,77 +1230,90 @@ pub async fn restore_command(
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_else(|| "amal.db".into());
-            work = None;
-            TempFile(dir.join(format!(".{name}.restore-{}", uuid::Uuid::new_v4().simple())))
-        }
-        Engine::Postgres => {
-            store::backup::find_tool("pg_restore")?;
-            let w = WorkDir::temp()?;
-            let p = w.join(PG_IMAGE);
-            work = Some(w);
-            TempFile(p)
-        }
-    };
-    let (a, i, r) = (file.to_path_buf(), image.0.clone(), reporter.clone());
-    let manifest = match blocking(move || unpack(&a, &i, &r)).await {
-        Ok(m) => m,
-        Err(e) => {
-            eprintln!("restore refused: {e:#}");
-            return Ok(ExitCode::FAILURE);
-        }
-    };
-    reporter.say("checksum ok");
-
-    // 2. Never overwrite data without --force.
-    let sqlite_target = store::backup::sqlite_path(&cfg.database_url);
-    let exists = sqlite_target.as_ref().map(|p| p.exists()).unwrap_or(true);
-    if exists {
-        let db = connect(&cfg.database_url).await?;
-        let occ = store::backup::occupancy(&db).await;
-        db.close().await;
-        let occ = occ?;
-        if !occ.is_empty() && !force {
-            eprintln!(
-                "restore refused: the target database is not empty ({occ}). Restoring replaces \
-                 everything in it. Take a backup of it first (`amal backup`), then run \
-                 `amal restore {} --force`.",
-                file.display()
-            );
-            return Ok(ExitCode::FAILURE);
-        }
-        if !occ.is_empty() {
-            reporter.say(format!("--force: replacing a database holding {occ}"));
-        }
-    }
-
-    // 3. Restore.
-    match target_engine {
-        Engine::Sqlite => {
-            let target = sqlite_target.ok_or_else(|| anyhow!("no SQLite path"))?;
-            reporter.say("PRAGMA quick_check on the restored image");
-            let problems = store::backup::sqlite_integrity(&image.0, true).await?;
-            if !problems.is_empty() {
-                eprintln!(
-                    "restore refused: the image fails its integrity check: {}",
-                    problems.join("; ")
-                );
-                return Ok(ExitCode::FAILURE);
+            let image =
+                TempFile(dir.join(format!(".{name}.restore-{}", uuid::Uuid::new_v4().simple())));
+            let v =
+                match restore_and_check(file, &image.0, &cfg.database_url, None, &keys, &reporter)
+                    .await
+                {
+                    Ok((v, _)) => v,
+                    Err(e) => return refuse(e),
+                };
+            if !v.problems.is_empty() {
+                return refuse(anyhow!(
+                    "the backup does not verify: {}",
+                    v.problems.join("; ")
+                ));
             }
+            let aside = occupied.then(|| dir.join(format!("{name}.before-restore-{stamp}")));
             reporter.say(format!("replacing {}", target.display()));
-            store::backup::sqlite_replace(&target, &image.0).await?;
+            store::backup::sqlite_replace(&target, &image.0, aside.as_deref()).await?;
+            aside.map(|p| p.display().to_string())
         }
         Engine::Postgres => {
-            reporter.say("pg_restore --clean --if-exists --no-owner --single-transaction");
-            store::backup::pg_restore(&cfg.database_url, &image.0, true).await?;
+            let admin = connect(&cfg.database_url).await?;
+            let work = WorkDir::temp()?;
+            let checked = restore_and_check(
+                file,
+                &work.join(PG_IMAGE),
+                &cfg.database_url,
+                Some(&admin),
+                &keys,
+                &reporter,
+            )
+            .await;
+            admin.close().await;
+            drop(work);
+            let (v, scratch) = match checked {
+                Ok(c) => c,
+                Err(e) => return refuse(e),
+            };
+            if !v.problems.is_empty() {
+                return refuse(anyhow!(
+                    "the backup does not verify: {}",
+                    v.problems.join("; ")
+                ));
+            }
+            let scratch = scratch.ok_or_else(|| anyhow!("no scratch database"))?;
+            let live = store::pgurl::PgUrl::parse(&cfg.database_url)
+                .map(|u| u.database())
+                .unwrap_or_default();
+            // PostgreSQL names are at most 63 bytes; the stamp must survive.
+            let aside = format!("{}_pre{stamp}", live.chars().take(44).collect::<String>());
+            reporter.say(format!("swapping the checked copy {scratch} in for {live}"));
+            if let Err(e) =
+                store::backup::pg_swap_in(&cfg.database_url, &scratch, &aside, !occupied).await
+            {
+                if let Ok(db) = Db::connect(&cfg.database_url).await {
+                    let _ = store::backup::pg_drop_database(&db, &scratch).await;
+                    db.close().await;
+                }
+                return refuse(e);
+            }
+            occupied.then_some(aside)
         }
+    };
+
+    // The checkpoints of the replaced chain no longer describe the live
+    // one: keep them aside and start again at the restored head.
+    let file = store::checkpoint::file_in(&keys.checkpoint_dir);
+    if file.exists() {
+        let old = with_suffix(&file, &format!(".before-restore-{stamp}"));
+        std::fs::rename(&file, &old)
+            .with_context(|| format!("cannot move {} aside", file.display()))?;
+        println!(
+            "the previous audit checkpoints are kept as {}",
+            old.display()
+        );
     }
-    drop(image);
-    drop(work);
 
     // 4. What is there now.
     let db = connect(&cfg.database_url).await?;
+    if let Err(e) = store::checkpoint::take(&db, &keys.signing.0, &keys.checkpoint_dir).await {
+        eprintln!("WARNING: could not write an audit checkpoint of the restored chain: {e:#}");
+    }
     let version = store::migrate::current_version(&db).await;
-    let audit = store::audit::verify(&db).await;
+    let audit = store::audit::verify_with(&db, keys.anchors_for(&manifest)).await;
     let counts = store::backup::row_counts(&db).await;
     let known = store::migrate::latest_known(&db);
     db.close().await;
@@ -1026,6 +1326,9 @@ pub async fn restore_command(
         manifest.release,
         started.elapsed().as_secs_f64()
     );
+    if let Some(k) = &kept {
+        println!("the previous database is kept as {k} (remove it when no longer needed)");
+    }
     println!("schema version {version} (this release knows up to {known})");
     if version > known {
         println!(
@@ -1072,6 +1375,7 @@ impl server::backup_schedule::BackupJob for ScheduledJob {
                 &state.db,
                 &state.config.database_url,
                 &out,
+                &ArchiveKeys::of(&state.config),
                 &Reporter::silent(),
             )
             .await?;
@@ -1089,6 +1393,7 @@ impl server::backup_schedule::BackupJob for ScheduledJob {
                 &archive,
                 &state.config.database_url,
                 Some(&state.db),
+                &ArchiveKeys::of(&state.config),
                 &Reporter::silent(),
             )
             .await?;
@@ -1113,16 +1418,37 @@ mod tests {
         assert!(a < b);
     }
 
-    #[test]
-    fn pack_and_unpack_round_trip_and_detect_a_flipped_byte() {
+    /// Archive keys with a fresh signing key and, with `encrypted`, a fresh
+    /// age key file.
+    fn keys(encrypted: bool) -> ArchiveKeys {
         let dir = WorkDir::temp().unwrap();
-        let image = dir.join("img");
-        let body: Vec<u8> = (0..200_000u32).flat_map(|i| i.to_le_bytes()).collect();
-        std::fs::write(&image, &body).unwrap();
-        let (sha256, bytes) = sha256_file(&image).unwrap();
-        let m = Manifest {
+        let key_file = dir.join("backup.key");
+        let (id, _) = server::backup_keys::generate();
+        use secrecy::ExposeSecret;
+        std::fs::write(&key_file, id.expose_secret()).unwrap();
+        let backup = server::backup_keys::BackupKeys::resolve(
+            encrypted.then_some(key_file.as_path()),
+            None,
+            None,
+            false,
+            &mut |s, m| panic!("{s}: {m}"),
+        );
+        let signing =
+            store::checkpoint::parse_signing_key(&store::checkpoint::generate_signing_key())
+                .unwrap();
+        std::mem::forget(dir);
+        ArchiveKeys {
+            backup,
+            signing: server::settings::CheckpointKey(Arc::new(signing)),
+            checkpoint_dir: PathBuf::from("/nonexistent"),
+        }
+    }
+
+    fn manifest_of(image: &Path) -> Manifest {
+        let (sha256, bytes) = sha256_file(image).unwrap();
+        Manifest {
             format: FORMAT.into(),
-            format_version: 1,
+            format_version: FORMAT_VERSION,
             engine: "sqlite".into(),
             created_at: Utc::now(),
             release: "t".into(),
@@ -1140,19 +1466,54 @@ mod tests {
                 bytes,
                 sha256,
             },
-        };
-        let out = dir.join("a.amalbak");
-        pack(&m, &image, &out, &Reporter::silent()).unwrap();
-        let back = unpack(&out, &dir.join("back"), &Reporter::silent()).unwrap();
-        assert_eq!(back, m);
-        assert_eq!(std::fs::read(dir.join("back")).unwrap(), body);
+            signature: None,
+        }
+    }
 
-        let mut raw = std::fs::read(&out).unwrap();
-        let mid = raw.len() / 2;
-        raw[mid] ^= 0x01;
-        let bad = dir.join("bad.amalbak");
-        std::fs::write(&bad, raw).unwrap();
-        let e = unpack(&bad, &dir.join("back2"), &Reporter::silent()).unwrap_err();
-        assert!(e.to_string().contains("corrupt"), "{e}");
+    #[test]
+    fn pack_and_unpack_round_trip_and_detect_a_flipped_byte() {
+        for encrypted in [false, true] {
+            let dir = WorkDir::temp().unwrap();
+            let image = dir.join("img");
+            let body: Vec<u8> = (0..200_000u32).flat_map(|i| i.to_le_bytes()).collect();
+            std::fs::write(&image, &body).unwrap();
+            let m = manifest_of(&image);
+            let k = keys(encrypted);
+            let out = dir.join("a.amalbak");
+            pack(&m, &image, &out, &k, &Reporter::silent()).unwrap();
+            let raw = std::fs::read(&out).unwrap();
+            assert_eq!(
+                raw.starts_with(server::backup_keys::AGE_MAGIC),
+                encrypted,
+                "encrypted exactly when a key is set"
+            );
+            let back = unpack(&out, &dir.join("back"), &k, &Reporter::silent()).unwrap();
+            assert_eq!(back.signature.as_ref().map(|s| s.key_id.len()), Some(16));
+            assert_eq!(
+                Manifest {
+                    signature: None,
+                    ..back
+                },
+                m
+            );
+            assert_eq!(std::fs::read(dir.join("back")).unwrap(), body);
+
+            let mut flipped = raw.clone();
+            let mid = flipped.len() / 2;
+            flipped[mid] ^= 0x01;
+            let bad = dir.join("bad.amalbak");
+            std::fs::write(&bad, flipped).unwrap();
+            let e = unpack(&bad, &dir.join("back2"), &k, &Reporter::silent()).unwrap_err();
+            assert!(e.to_string().contains("corrupt"), "{e}");
+
+            // Another installation's keys open nothing of it.
+            let other = keys(encrypted);
+            let e = unpack(&out, &dir.join("back3"), &other, &Reporter::silent()).unwrap_err();
+            let msg = format!("{e:#}");
+            assert!(
+                msg.contains("wrong key") || msg.contains("signed with checkpoint key"),
+                "{msg}"
+            );
+        }
     }
 }

@@ -82,6 +82,22 @@ pub struct Settings {
     /// Folder for backups (default: <data dir>/backups)
     #[arg(long, env = "AMAL_BACKUP_DIR", global = true)]
     pub backup_dir: Option<PathBuf>,
+    /// age key file (`amal backup keygen FILE`): backups are encrypted to it
+    /// and opened with it. Required in production (or a passphrase)
+    #[arg(long, env = "AMAL_BACKUP_KEY_FILE", global = true)]
+    pub backup_key_file: Option<PathBuf>,
+    /// More age public keys (`age1…`, comma-separated) that can open every backup
+    #[arg(long, env = "AMAL_BACKUP_RECIPIENTS", global = true)]
+    pub backup_recipients: Option<String>,
+    /// Passphrase that encrypts backups instead of a key file. Environment only.
+    #[arg(
+        long,
+        env = "AMAL_BACKUP_PASSPHRASE",
+        global = true,
+        hide = true,
+        hide_env_values = true
+    )]
+    pub backup_passphrase: Option<String>,
     /// Access-token signing secret (≥ 64 bytes). Environment only.
     #[arg(
         long,
@@ -253,6 +269,9 @@ impl Settings {
             backup_interval: self.backup_interval.clone(),
             backup_keep: self.backup_keep.clone(),
             backup_dir: self.backup_dir.clone(),
+            backup_key_file: self.backup_key_file.clone(),
+            backup_recipients: self.backup_recipients.clone(),
+            backup_passphrase: secret(&self.backup_passphrase),
             ai_base_url: self.ai_base_url.clone(),
             ai_model: self.ai_model.clone(),
             ai_api_key: secret(&self.ai_api_key),
@@ -461,9 +480,14 @@ pub enum AuditAction {
 
 #[derive(Subcommand, Debug)]
 pub enum BackupAction {
-    /// Restore FILE into a scratch database; check integrity, the audit chain and row counts
+    /// Restore FILE into a scratch database; check the signature, integrity, the audit chain and row counts
     Verify {
         /// The .amalbak archive to check
+        file: PathBuf,
+    },
+    /// Create an age key file (0600) that encrypts and opens backups (AMAL_BACKUP_KEY_FILE)
+    Keygen {
+        /// Where to write the key (must not exist)
         file: PathBuf,
     },
 }

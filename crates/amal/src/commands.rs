@@ -8,7 +8,8 @@ use domain::account::{Email, Password, PersonName};
 use domain::roles::Role;
 
 use crate::cli::{
-    AuditAction, Cli, Command, ConfigAction, ImportAction, MigrateAction, SecretsAction, UserAction,
+    AuditAction, BackupAction, Cli, Command, ConfigAction, ImportAction, MigrateAction,
+    SecretsAction, UserAction,
 };
 
 /// Validate the configuration or explain every problem.
@@ -68,26 +69,7 @@ async fn audit(cfg: server::Config, action: AuditAction) -> anyhow::Result<ExitC
             );
             Ok(ExitCode::SUCCESS)
         }
-        AuditAction::Keygen { file } => {
-            let mut opts = std::fs::OpenOptions::new();
-            opts.write(true).create_new(true);
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::OpenOptionsExt;
-                opts.mode(0o600);
-            }
-            let mut f = opts
-                .open(&file)
-                .with_context(|| format!("cannot create {}", file.display()))?;
-            use std::io::Write;
-            writeln!(f, "{}", store::checkpoint::generate_signing_key())?;
-            f.sync_all()?;
-            println!(
-                "checkpoint signing key written to {} (mode 0600)",
-                file.display()
-            );
-            Ok(ExitCode::SUCCESS)
-        }
+        AuditAction::Keygen { .. } => unreachable!("handled without a configuration"),
     }
 }
 
@@ -97,9 +79,58 @@ async fn connect(cfg: &server::Config) -> anyhow::Result<store::Db> {
         .context("cannot open the database named by DATABASE_URL")
 }
 
+/// Create `file` (it must not exist) readable by its owner only, holding `text`.
+fn write_new_private(file: &std::path::Path, text: &str) -> anyhow::Result<()> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts
+        .open(file)
+        .with_context(|| format!("cannot create {}", file.display()))?;
+    use std::io::Write;
+    writeln!(f, "{text}")?;
+    f.sync_all()?;
+    Ok(())
+}
+
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let raw = cli.settings.raw();
     match cli.command {
+        // Key generation needs no configuration (it comes before one is valid).
+        Command::Audit {
+            action: AuditAction::Keygen { file },
+        } => {
+            write_new_private(&file, &store::checkpoint::generate_signing_key())?;
+            println!(
+                "checkpoint signing key written to {} (mode 0600)",
+                file.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Backup {
+            action: Some(BackupAction::Keygen { file }),
+            ..
+        } => {
+            use secrecy::ExposeSecret;
+            let (identity, public) = server::backup_keys::generate();
+            let text = format!(
+                "# amal backup key; public key (recipient): {public}\n{}",
+                identity.expose_secret()
+            );
+            write_new_private(&file, &text)?;
+            println!("backup key written to {} (mode 0600)", file.display());
+            println!("public key: {public}");
+            println!(
+                "set AMAL_BACKUP_KEY_FILE={} and keep a copy of the file offline: without it \
+                 no backup can be opened",
+                file.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Serve { no_migrate } => serve(raw, no_migrate).await,
         Command::Migrate { action } => migrate(resolve(raw)?, action).await,
         Command::User { action } => user(resolve(raw)?, action).await,

@@ -45,6 +45,11 @@ pub struct RawConfig {
     pub backup_interval: Option<String>,
     pub backup_keep: Option<String>,
     pub backup_dir: Option<PathBuf>,
+    /// `AMAL_BACKUP_KEY_FILE`, `AMAL_BACKUP_RECIPIENTS`, `AMAL_BACKUP_PASSPHRASE`
+    /// (a secret): how archives are encrypted (see `backup_keys`).
+    pub backup_key_file: Option<PathBuf>,
+    pub backup_recipients: Option<String>,
+    pub backup_passphrase: Option<SecretString>,
     /// `AI_BASE_URL`, `AI_MODEL`, `AI_API_KEY`, `AI_TIMEOUT_SECONDS`.
     pub ai_base_url: Option<String>,
     pub ai_model: Option<String>,
@@ -529,11 +534,18 @@ impl Config {
                 }),
         };
 
-        let backup = crate::settings::BackupSettings::resolve(
+        let mut backup = crate::settings::BackupSettings::resolve(
             raw.backup_interval.as_deref(),
             raw.backup_keep.as_deref(),
             raw.backup_dir.clone(),
             &data_dir,
+            &mut problem,
+        );
+        backup.keys = crate::backup_keys::BackupKeys::resolve(
+            raw.backup_key_file.as_deref(),
+            raw.backup_recipients.as_deref(),
+            raw.backup_passphrase.as_ref(),
+            env == Environment::Production,
             &mut problem,
         );
 

@@ -6,6 +6,7 @@ pub mod alert_task;
 pub mod alerts;
 pub mod audit_checkpoint;
 pub mod auth;
+pub mod backup_keys;
 pub mod backup_schedule;
 pub mod class;
 pub mod config;

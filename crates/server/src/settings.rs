@@ -57,6 +57,8 @@ pub struct BackupSettings {
     pub keep: usize,
     /// Where archives go (default `<data dir>/backups`).
     pub dir: PathBuf,
+    /// How archives are encrypted and opened.
+    pub keys: crate::backup_keys::BackupKeys,
 }
 
 impl BackupSettings {
@@ -104,6 +106,7 @@ impl BackupSettings {
             interval,
             keep,
             dir,
+            keys: Default::default(),
         }
     }
 }

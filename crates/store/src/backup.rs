@@ -15,8 +15,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
 
 use crate::audit::{Anchors, ChainCheck, StoredEvent, VerifyReport, CHAIN_PAGE_SQL};
 use crate::db::{Db, Result, StoreError, Tx};
-use crate::on_tx;
 use crate::pgurl::{LibpqTarget, PgUrl};
+use crate::{on_read, on_tx};
 
 /// What a snapshot holds: schema version, rows per table and the state of
 /// the audit chain, all read from one consistent view of the database.
@@ -204,6 +204,29 @@ pub async fn occupancy(db: &Db) -> Result<Occupancy> {
     })
 }
 
+/// The append-only guards of `audit_events` that `db` lacks (or has
+/// disabled): a database image whose triggers were removed would accept
+/// edits to its trail after a restore, so verification refuses it.
+pub async fn missing_audit_guards(db: &Db) -> Result<Vec<String>> {
+    let (sql, wanted): (&str, &[&str]) = match db.engine() {
+        crate::Engine::Sqlite => (
+            "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'audit_events'",
+            &["audit_events_no_update", "audit_events_no_delete"],
+        ),
+        crate::Engine::Postgres => (
+            "SELECT tgname::text FROM pg_trigger \
+             WHERE tgrelid = 'audit_events'::regclass AND NOT tgisinternal AND tgenabled <> 'D'",
+            &["audit_events_no_update", "audit_events_no_truncate"],
+        ),
+    };
+    let present: Vec<(String,)> = on_read!(db, c => sqlx::query_as(sql).fetch_all(c).await)?;
+    Ok(wanted
+        .iter()
+        .filter(|w| !present.iter().any(|(p,)| p == *w))
+        .map(|w| w.to_string())
+        .collect())
+}
+
 // ---------------------------------------------------------------- SQLite
 
 /// The file behind a `sqlite://PATH[?…]` URL (`None` for other engines and
@@ -349,18 +372,30 @@ async fn sqlite_take_exclusive(target: &Path) -> anyhow::Result<()> {
 }
 
 /// Replace the SQLite database at `target` with `image` (a file in the same
-/// directory): refuse when another process has the database open, fsync the
-/// image, rename it over the target (atomic), remove stale `-wal`, `-shm`
-/// and `-journal` files, and fsync the directory.
-pub async fn sqlite_replace(target: &Path, image: &Path) -> anyhow::Result<()> {
+/// directory): refuse when another process has the database open, keep the
+/// old database as `aside` (a hard link, so no copy and no moment without a
+/// database at `target`) when given, fsync the image, rename it over the
+/// target (atomic), remove stale `-wal`, `-shm` and `-journal` files, and
+/// fsync the directory.
+pub async fn sqlite_replace(
+    target: &Path,
+    image: &Path,
+    aside: Option<&Path>,
+) -> anyhow::Result<()> {
     if image.parent() != target.parent() {
         bail!("the replacement image must sit next to the database it replaces");
     }
     if target.exists() {
+        // Also folds the WAL into the main file, so the kept copy is whole.
         sqlite_take_exclusive(target).await?;
         // The restored file keeps the permissions of the one it replaces.
         if let Ok(meta) = std::fs::metadata(target) {
             let _ = std::fs::set_permissions(image, meta.permissions());
+        }
+        if let Some(aside) = aside {
+            std::fs::hard_link(target, aside).with_context(|| {
+                format!("cannot keep the previous database as {}", aside.display())
+            })?;
         }
     }
     // Never more open than owner-only (a new database is created 0600).
@@ -517,6 +552,82 @@ pub async fn pg_create_scratch(db: &Db, url: &str) -> anyhow::Result<(String, St
             )
         })?;
     Ok((name.clone(), with_database(url, &name)))
+}
+
+/// Put the verified scratch database `scratch` in the place of the
+/// database named by `url`, keeping the previous one under the name
+/// `aside` (or dropping it when `drop_previous`, for an empty target).
+/// Both renames need that nobody else is connected (stop `amal serve`).
+pub async fn pg_swap_in(
+    url: &str,
+    scratch: &str,
+    aside: &str,
+    drop_previous: bool,
+) -> anyhow::Result<String> {
+    let live = PgUrl::parse(url)
+        .map(|u| u.database())
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| anyhow!("DATABASE_URL names no database to restore into"))?;
+    let ident = |n: &str| format!("\"{}\"", n.replace('"', "\"\""));
+    let in_use = |e: sqlx::Error| {
+        anyhow!(
+            "cannot swap the restored database in ({e}); stop `amal serve` and any other \
+             client of {live}, then run the restore again"
+        )
+    };
+    // Rename the live database from inside the scratch one, then the
+    // scratch one from inside the renamed one (a database cannot be renamed
+    // by a session connected to it), then drop the old one if asked.
+    let steps = [
+        (
+            scratch.to_string(),
+            format!("ALTER DATABASE {} RENAME TO {}", ident(&live), ident(aside)),
+        ),
+        (
+            aside.to_string(),
+            format!(
+                "ALTER DATABASE {} RENAME TO {}",
+                ident(scratch),
+                ident(&live)
+            ),
+        ),
+    ];
+    let drop = (live.clone(), format!("DROP DATABASE {}", ident(aside)));
+    for (i, (on, sql)) in steps
+        .iter()
+        .chain(drop_previous.then_some(&drop))
+        .enumerate()
+    {
+        if let Err(e) = pg_exec_when_free(&with_database(url, on), sql).await {
+            if i == 1 {
+                // Put the live database back under its name.
+                let back = format!("ALTER DATABASE {} RENAME TO {}", ident(aside), ident(&live));
+                let _ = pg_exec_when_free(&with_database(url, scratch), &back).await;
+            }
+            return Err(in_use(e));
+        }
+    }
+    Ok(live)
+}
+
+/// Run `sql` on a new connection to `url`, retrying for up to 5 s while
+/// PostgreSQL reports the database in use (sessions that were just closed
+/// take a moment to end; `DROP DATABASE` waits so itself, a rename does not).
+async fn pg_exec_when_free(url: &str, sql: &str) -> std::result::Result<(), sqlx::Error> {
+    use sqlx::Connection;
+    let mut tries = 0;
+    loop {
+        let mut conn = sqlx::PgConnection::connect(url).await?;
+        let r = sqlx::query(sql).execute(&mut conn).await.map(|_| ());
+        let _ = conn.close().await;
+        match r {
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("55006") && tries < 50 => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Drop a scratch database made by [`pg_create_scratch`].

@@ -65,6 +65,22 @@ pub fn generate_signing_key() -> String {
     base64::engine::general_purpose::STANDARD.encode(key.to_bytes())
 }
 
+/// Sign `bytes` with `key`: the Ed25519 signature as base64.
+pub fn sign_base64(key: &SigningKey, bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(key.sign(bytes).to_bytes())
+}
+
+/// Whether `signature` (base64) is `key`'s over `bytes`.
+pub fn verify_base64(key: &VerifyingKey, bytes: &[u8], signature: &str) -> bool {
+    let Ok(raw) = base64::engine::general_purpose::STANDARD.decode(signature) else {
+        return false;
+    };
+    let Ok(sig) = ed25519_dalek::Signature::from_slice(&raw) else {
+        return false;
+    };
+    key.verify(bytes, &sig).is_ok()
+}
+
 impl Checkpoint {
     /// The exact bytes signed: a JSON array with a fixed label and every
     /// field but the signature.
@@ -91,20 +107,14 @@ impl Checkpoint {
             signing_key_id: key_id(&key.verifying_key()),
             signature: String::new(),
         };
-        let sig = key.sign(&c.signed_bytes());
-        c.signature = base64::engine::general_purpose::STANDARD.encode(sig.to_bytes());
+        c.signature = sign_base64(key, &c.signed_bytes());
         c
     }
 
     /// Whether the signature is `key`'s over this checkpoint.
     pub fn verify(&self, key: &VerifyingKey) -> bool {
-        let Ok(raw) = base64::engine::general_purpose::STANDARD.decode(&self.signature) else {
-            return false;
-        };
-        let Ok(sig) = ed25519_dalek::Signature::from_slice(&raw) else {
-            return false;
-        };
-        self.signing_key_id == key_id(key) && key.verify(&self.signed_bytes(), &sig).is_ok()
+        self.signing_key_id == key_id(key)
+            && verify_base64(key, &self.signed_bytes(), &self.signature)
     }
 }
 

@@ -88,6 +88,15 @@ impl PgUrl {
         )
     }
 
+    /// The database name (the path without its `/`, percent-decoded).
+    pub fn database(&self) -> String {
+        let path = self.0.path();
+        let name = path.strip_prefix('/').unwrap_or(path);
+        percent_encoding::percent_decode_str(name)
+            .decode_utf8_lossy()
+            .into_owned()
+    }
+
     /// The same server with another database name.
     pub fn with_database(&self, name: &str) -> String {
         let mut u = self.0.clone();

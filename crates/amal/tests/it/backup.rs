@@ -72,9 +72,27 @@ fn unpack(archive: &Path) -> (Value, String, Vec<u8>) {
 /// Write an archive holding `manifest` (with the image's checksum and size
 /// made right) and `image`, as an attacker who also fixes checksums would.
 fn repack(manifest: &Value, name: &str, image: &[u8], out: &Path) {
+    repack_with(manifest, name, image, out, false)
+}
+
+/// [`repack`], and sign the manifest again with the clinic's checkpoint
+/// key, as an insider holding the key file would.
+fn repack_signed(manifest: &Value, name: &str, image: &[u8], out: &Path) {
+    repack_with(manifest, name, image, out, true)
+}
+
+fn repack_with(manifest: &Value, name: &str, image: &[u8], out: &Path, sign: bool) {
     let mut m = manifest.clone();
     m["database"]["sha256"] = json!(hex::encode(Sha256::digest(image)));
     m["database"]["bytes"] = json!(image.len());
+    if sign {
+        let key = store::checkpoint::parse_signing_key(&clinic_keys().1).unwrap();
+        let mut unsigned = m.clone();
+        unsigned.as_object_mut().unwrap().remove("signature");
+        let mut bytes = b"amal-backup-manifest-v2\n".to_vec();
+        bytes.extend(serde_json::to_vec(&unsigned).unwrap());
+        m["signature"]["value"] = json!(store::checkpoint::sign_base64(&key, &bytes));
+    }
     let json = serde_json::to_vec_pretty(&m).unwrap();
     let gz = flate2::write::GzEncoder::new(
         std::fs::File::create(out).unwrap(),
@@ -89,6 +107,54 @@ fn repack(manifest: &Value, name: &str, image: &[u8], out: &Path) {
         tar.append_data(&mut h, entry, body).unwrap();
     }
     tar.into_inner().unwrap().finish().unwrap().flush().unwrap();
+}
+
+/// The statement that removes the audit table's no-update trigger.
+fn drop_update_trigger() -> &'static str {
+    if is_postgres() {
+        "DROP TRIGGER audit_events_no_update ON audit_events"
+    } else {
+        "DROP TRIGGER audit_events_no_update"
+    }
+}
+
+/// The database image of `archive` (whose raw image is `image`) after
+/// running `sqls` on it, as an attacker with the file would.
+async fn tamper_image(archive: &Path, image: &[u8], sqls: &[&str]) -> Vec<u8> {
+    if is_postgres() {
+        let (sdir, surl) = fresh().await;
+        amal_ok(&sdir, &surl, &["restore", archive.to_str().unwrap()]).await;
+        let db = store::Db::connect(&surl).await.unwrap();
+        for sql in sqls {
+            execute(&db, sql).await;
+        }
+        db.close().await;
+        let dump = sdir.join("tampered.pgdump");
+        let st = Command::new("pg_dump")
+            .args([
+                "--format=custom",
+                "--compress=0",
+                &format!("--file={}", dump.display()),
+                &format!("--dbname={surl}"),
+            ])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        std::fs::read(dump).unwrap()
+    } else {
+        let path = temp_dir().join("tampered.sqlite");
+        std::fs::write(&path, image).unwrap();
+        let db = store::Db::connect(&format!("sqlite://{}", path.display()))
+            .await
+            .unwrap();
+        for sql in sqls {
+            execute(&db, sql).await;
+        }
+        // Fold the WAL into the file before reading it back.
+        execute(&db, "PRAGMA wal_checkpoint(TRUNCATE)").await;
+        db.close().await;
+        std::fs::read(&path).unwrap()
+    }
 }
 
 async fn scalar(db: &store::Db, sql: &str) -> i64 {
@@ -309,57 +375,48 @@ async fn verify_catches_a_flipped_byte_and_a_tampered_audit_row() {
     // An archive whose database has one edited audit row, re-packed with a
     // correct checksum: only the audit chain can tell.
     let (manifest, name, image) = unpack(&archive);
-    let tampered_image = if is_postgres() {
-        let (sdir, surl) = fresh().await;
-        amal_ok(&sdir, &surl, &["restore", archive.to_str().unwrap()]).await;
-        let db = store::Db::connect(&surl).await.unwrap();
-        execute(&db, "DROP TRIGGER audit_events_no_update ON audit_events").await;
-        execute(
-            &db,
+    let tampered_image = tamper_image(
+        &archive,
+        &image,
+        &[
+            drop_update_trigger(),
             "UPDATE audit_events SET outcome = 'failure' WHERE seq = 3",
-        )
-        .await;
-        db.close().await;
-        let dump = sdir.join("tampered.pgdump");
-        let st = Command::new("pg_dump")
-            .args([
-                "--format=custom",
-                "--compress=0",
-                &format!("--file={}", dump.display()),
-                &format!("--dbname={surl}"),
-            ])
-            .status()
-            .unwrap();
-        assert!(st.success());
-        std::fs::read(dump).unwrap()
-    } else {
-        let path = dir.join("tampered.sqlite");
-        std::fs::write(&path, &image).unwrap();
-        let db = store::Db::connect(&format!("sqlite://{}", path.display()))
-            .await
-            .unwrap();
-        execute(&db, "DROP TRIGGER audit_events_no_update").await;
-        execute(
-            &db,
-            "UPDATE audit_events SET outcome = 'failure' WHERE seq = 3",
-        )
-        .await;
-        // Fold the WAL into the file before reading it back.
-        execute(&db, "PRAGMA wal_checkpoint(TRUNCATE)").await;
-        db.close().await;
-        std::fs::read(&path).unwrap()
-    };
+        ],
+    )
+    .await;
+    // Without the checkpoint signing key the recomputed manifest's
+    // signature does not verify: refused before the image is looked at.
     let tampered = dir.join("tampered.amalbak");
     repack(&manifest, &name, &tampered_image, &tampered);
+    let all = amal_fails(
+        &dir,
+        &url,
+        &["backup", "verify", tampered.to_str().unwrap()],
+    )
+    .await;
+    assert!(all.contains("signature does not verify"), "{all}");
+    let (tdir, turl) = fresh().await;
+    let all = amal_fails(&tdir, &turl, &["restore", tampered.to_str().unwrap()]).await;
+    assert!(all.contains("signature does not verify"), "{all}");
+    assert!(all.contains("not touched"), "{all}");
+
+    // Even re-signed with the real key (an insider with the key file but
+    // not AUDIT_KEY), the keyed chain and the missing trigger give it away.
+    let signed = dir.join("tampered-signed.amalbak");
+    repack_signed(&manifest, &name, &tampered_image, &signed);
     let mut c = amal(&dir, &url);
-    c.args(["backup", "verify", tampered.to_str().unwrap()]);
+    c.args(["backup", "verify", signed.to_str().unwrap()]);
     let (ok, out, err) = run(c).await;
     assert!(!ok, "{out}{err}");
-    assert!(err.contains("checksum ok"), "the checksum matched: {err}");
+    assert!(
+        err.contains("signature and checksum ok"),
+        "the signature and checksum matched: {err}"
+    );
     assert!(
         err.contains("audit chain broken") && err.contains("sequence 3"),
         "names the audit chain: {err}"
     );
+    assert!(err.contains("append-only triggers"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -495,6 +552,24 @@ async fn migrate_down_then_up_keeps_users_and_a_backup_brings_clinical_data_back
 
     // The backup brings the clinical data back.
     amal_ok(&dir, &url, &["backup", "verify", archive.to_str().unwrap()]).await;
+    // A restore needs the server stopped; this one runs inside the test, so
+    // end its remaining PostgreSQL sessions (its change listener) as
+    // stopping it would.
+    if is_postgres() {
+        let admin = store::Db::connect(&std::env::var("AMAL_TEST_DATABASE_URL").unwrap())
+            .await
+            .unwrap();
+        let name = store::pgurl::PgUrl::parse(&url).unwrap().database();
+        execute(
+            &admin,
+            &format!(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE datname = '{name}' AND pid <> pg_backend_pid()"
+            ),
+        )
+        .await;
+        admin.close().await;
+    }
     amal_ok(
         &dir,
         &url,
@@ -689,4 +764,298 @@ async fn restore_without_the_clinics_audit_key_names_the_missing_key() {
     let (tdir, turl) = fresh().await;
     let out = amal_ok(&tdir, &turl, &["restore", archive.to_str().unwrap()]).await;
     assert!(out.contains("audit chain intact"), "{out}");
+}
+
+/// A target that already holds data of its own: one admin, `keeper@clinic.test`.
+async fn occupied_target() -> (PathBuf, String) {
+    let (tdir, turl) = fresh().await;
+    amal_ok(&tdir, &turl, &["migrate", "up"]).await;
+    let mut c = amal(&tdir, &turl);
+    c.args([
+        "user",
+        "create",
+        "--email",
+        "keeper@clinic.test",
+        "--role",
+        "admin",
+        "--password-stdin",
+    ])
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"a long admin passphrase\n")
+        .unwrap();
+    assert!(child.wait_with_output().unwrap().status.success());
+    (tdir, turl)
+}
+
+/// The target still holds exactly what it held before a refused restore.
+async fn assert_untouched(turl: &str) {
+    let db = store::Db::connect(turl).await.unwrap();
+    assert!(
+        store::users::by_email(&db, "keeper@clinic.test")
+            .await
+            .unwrap()
+            .is_some(),
+        "the target's own account is still there"
+    );
+    assert_eq!(scalar(&db, "SELECT count(*) FROM patients").await, 0);
+    db.close().await;
+}
+
+/// `amal` with these extra settings.
+async fn amal_env(dir: &Path, url: &str, env: &[(&str, &Path)], args: &[&str]) -> (bool, String) {
+    let mut c = amal(dir, url);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.args(args);
+    let (ok, out, err) = run(c).await;
+    (ok, format!("{out}{err}"))
+}
+
+/// With `AMAL_BACKUP_KEY_FILE` the archive is an age file that opens with
+/// that key only; a restore with the wrong key (or none) is refused and
+/// leaves the live database as it was; with the right key the restore swaps
+/// the checked copy in and keeps the previous database aside.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn encrypted_backup_opens_with_its_key_only_and_restore_keeps_the_previous_database() {
+    let app = TestApp::spawn().await;
+    let url = app.raw.database_url.clone().unwrap();
+    let dir = app.raw.data_dir.clone().unwrap();
+    let provider = app.signed_in("provider").await;
+    for i in 0..3 {
+        patient_with_note(&app, &provider.access, i).await;
+    }
+    let key = backup_key_file(&dir);
+    let with_key = [("AMAL_BACKUP_KEY_FILE", key.as_path())];
+    let archive = dir.join("sealed.amalbak");
+    let (ok, out) = amal_env(
+        &dir,
+        &url,
+        &with_key,
+        &["backup", "--to", archive.to_str().unwrap()],
+    )
+    .await;
+    assert!(ok && out.contains("encrypting (x25519)"), "{out}");
+    let bytes = std::fs::read(&archive).unwrap();
+    assert!(bytes.starts_with(b"age-encryption.org/v1"), "an age file");
+    let (ok, out) = amal_env(
+        &dir,
+        &url,
+        &with_key,
+        &["backup", "verify", archive.to_str().unwrap()],
+    )
+    .await;
+    assert!(ok && out.contains("backup verified"), "{out}");
+    // Without the key: nothing opens.
+    let all = amal_fails(&dir, &url, &["backup", "verify", archive.to_str().unwrap()]).await;
+    assert!(all.contains("AMAL_BACKUP_KEY_FILE"), "{all}");
+
+    let (tdir, turl) = occupied_target().await;
+    let wrong = backup_key_file(&tdir);
+    let (ok, out) = amal_env(
+        &tdir,
+        &turl,
+        &[("AMAL_BACKUP_KEY_FILE", wrong.as_path())],
+        &["restore", archive.to_str().unwrap(), "--force"],
+    )
+    .await;
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("wrong key") && out.contains("not touched"),
+        "{out}"
+    );
+    assert_untouched(&turl).await;
+
+    let (ok, out) = amal_env(
+        &tdir,
+        &turl,
+        &with_key,
+        &["restore", archive.to_str().unwrap(), "--force"],
+    )
+    .await;
+    assert!(ok && out.contains("audit chain intact"), "{out}");
+    let db = store::Db::connect(&turl).await.unwrap();
+    assert_eq!(scalar(&db, "SELECT count(*) FROM patients").await, 3);
+    db.close().await;
+    // The database it replaced is kept, whole.
+    let kept = out
+        .lines()
+        .find_map(|l| l.strip_prefix("the previous database is kept as "))
+        .and_then(|l| l.split_once(' '))
+        .map(|(k, _)| k.to_string())
+        .unwrap_or_else(|| panic!("names the kept database: {out}"));
+    let kept_url = if is_postgres() {
+        store::pgurl::PgUrl::parse(&turl)
+            .unwrap()
+            .with_database(&kept)
+    } else {
+        format!("sqlite://{kept}")
+    };
+    assert_untouched(&kept_url).await;
+    // The restored chain verifies against the new checkpoint.
+    let out = amal_ok(&tdir, &turl, &["audit", "verify"]).await;
+    assert!(out.contains("intact"), "{out}");
+}
+
+/// An archive from a passphrase round-trips; another passphrase is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passphrase_backup_round_trips_and_another_passphrase_is_refused() {
+    let app = TestApp::spawn().await;
+    let url = app.raw.database_url.clone().unwrap();
+    let dir = app.raw.data_dir.clone().unwrap();
+    let provider = app.signed_in("provider").await;
+    patient_with_note(&app, &provider.access, 1).await;
+    let archive = dir.join("pass.amalbak");
+    let with = |p: &'static str| {
+        let mut c = amal(&dir, &url);
+        c.env("AMAL_BACKUP_PASSPHRASE", p);
+        c
+    };
+    let mut c = with("a clinic passphrase for backups");
+    c.args(["backup", "--to", archive.to_str().unwrap()]);
+    let (ok, out, err) = run(c).await;
+    assert!(ok && err.contains("passphrase"), "{out}{err}");
+    let mut c = with("a clinic passphrase for backups");
+    c.args(["backup", "verify", archive.to_str().unwrap()]);
+    let (ok, out, err) = run(c).await;
+    assert!(ok, "{out}{err}");
+    let mut c = with("not the clinic passphrase");
+    c.args(["backup", "verify", archive.to_str().unwrap()]);
+    let (ok, out, err) = run(c).await;
+    assert!(!ok && err.contains("wrong key"), "{out}{err}");
+}
+
+/// An attacker with the database image (and even the checkpoint signing key,
+/// but not `AUDIT_KEY`) cannot make a backup that restores: a cut-short
+/// audit trail with a recomputed manifest, and an image without the
+/// append-only triggers, are each refused, and the live database is left
+/// as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tampered_archives_are_refused_and_leave_the_live_database_untouched() {
+    let app = TestApp::spawn().await;
+    let url = app.raw.database_url.clone().unwrap();
+    let dir = app.raw.data_dir.clone().unwrap();
+    let provider = app.signed_in("provider").await;
+    for i in 0..4 {
+        patient_with_note(&app, &provider.access, i).await;
+    }
+    // A checkpoint of the chain as it is, then the backup.
+    amal_ok(&dir, &url, &["audit", "checkpoint"]).await;
+    let archive = dir.join("good.amalbak");
+    amal_ok(&dir, &url, &["backup", "--to", archive.to_str().unwrap()]).await;
+    let (manifest, name, image) = unpack(&archive);
+    let events = manifest["audit"]["events"].as_i64().unwrap();
+    let keep = events - 5;
+
+    // 1. The last five events cut off, the manifest made to match.
+    let (disable, enable): (Vec<&str>, Vec<&str>) = if is_postgres() {
+        (
+            vec!["ALTER TABLE audit_events DISABLE TRIGGER audit_events_no_update"],
+            vec!["ALTER TABLE audit_events ENABLE TRIGGER audit_events_no_update"],
+        )
+    } else {
+        (
+            vec![
+                "DROP TRIGGER audit_events_no_update",
+                "DROP TRIGGER audit_events_no_delete",
+            ],
+            vec![
+                "CREATE TRIGGER audit_events_no_update BEFORE UPDATE ON audit_events \
+                 BEGIN SELECT RAISE(ABORT, 'audit_events is append-only'); END",
+                "CREATE TRIGGER audit_events_no_delete BEFORE DELETE ON audit_events \
+                 BEGIN SELECT RAISE(ABORT, 'audit_events is append-only'); END",
+            ],
+        )
+    };
+    let delete = format!("DELETE FROM audit_events WHERE seq > {keep}");
+    let mut sqls = disable.clone();
+    sqls.push(&delete);
+    sqls.extend(enable);
+    let cut = tamper_image(&archive, &image, &sqls).await;
+    let head: (String,) = {
+        let q = format!("SELECT hash FROM audit_events WHERE seq = {keep}");
+        match &app.state.db {
+            store::Db::Sqlite(s) => sqlx::query_as(&q).fetch_one(&s.read).await.unwrap(),
+            store::Db::Postgres(p) => sqlx::query_as(&q).fetch_one(p).await.unwrap(),
+        }
+    };
+    let mut m = manifest.clone();
+    m["audit"]["events"] = json!(keep);
+    m["audit"]["headHash"] = json!(head.0);
+    m["rowCounts"]["audit_events"] = json!(keep);
+    let (tdir, turl) = occupied_target().await;
+    // Someone without the signing key: the signature gives it away.
+    let outsider = dir.join("cut.amalbak");
+    repack(&m, &name, &cut, &outsider);
+    let all = amal_fails(
+        &dir,
+        &url,
+        &["backup", "verify", outsider.to_str().unwrap()],
+    )
+    .await;
+    assert!(all.contains("signature does not verify"), "{all}");
+    // Someone with it: the installation's checkpoint, taken before the
+    // backup, names events the archive no longer has.
+    let insider = dir.join("cut-signed.amalbak");
+    repack_signed(&m, &name, &cut, &insider);
+    let all = amal_fails(&dir, &url, &["backup", "verify", insider.to_str().unwrap()]).await;
+    assert!(all.contains("checkpoint"), "{all}");
+    // The restore target shares the clinic's checkpoints (same installation).
+    let ckpt = "audit-checkpoints";
+    std::fs::create_dir_all(tdir.join(ckpt)).unwrap();
+    std::fs::copy(
+        dir.join(ckpt).join("audit-checkpoints.jsonl"),
+        tdir.join(ckpt).join("audit-checkpoints.jsonl"),
+    )
+    .unwrap();
+    for bad in [&outsider, &insider] {
+        let all = amal_fails(&tdir, &turl, &["restore", bad.to_str().unwrap(), "--force"]).await;
+        assert!(all.contains("not touched"), "{all}");
+        assert_untouched(&turl).await;
+    }
+
+    // 2. The append-only triggers removed, nothing else changed.
+    let mut drop_all = disable.clone();
+    if is_postgres() {
+        drop_all = vec![
+            "DROP TRIGGER audit_events_no_update ON audit_events",
+            "DROP TRIGGER audit_events_no_truncate ON audit_events",
+        ];
+    }
+    let open = tamper_image(&archive, &image, &drop_all).await;
+    let unguarded = dir.join("unguarded.amalbak");
+    repack_signed(&manifest, &name, &open, &unguarded);
+    let all = amal_fails(
+        &dir,
+        &url,
+        &["backup", "verify", unguarded.to_str().unwrap()],
+    )
+    .await;
+    assert!(all.contains("append-only triggers"), "{all}");
+    let all = amal_fails(
+        &tdir,
+        &turl,
+        &["restore", unguarded.to_str().unwrap(), "--force"],
+    )
+    .await;
+    assert!(
+        all.contains("append-only triggers") && all.contains("not touched"),
+        "{all}"
+    );
+    assert_untouched(&turl).await;
+
+    // The untampered archive still restores.
+    amal_ok(
+        &tdir,
+        &turl,
+        &["restore", archive.to_str().unwrap(), "--force"],
+    )
+    .await;
 }

@@ -213,6 +213,15 @@ fn config_check_names_each_bad_setting_without_its_value() {
     });
     assert!(made.0, "{}{}", made.1, made.2);
     c.env("AMAL_AUDIT_SIGNING_KEY_FILE", &key_file);
+    // And backups are encrypted to a key file (`amal backup keygen`).
+    let backup_key = dir.join("backup.key");
+    let made = run({
+        let mut c = Command::new(env!("CARGO_BIN_EXE_amal"));
+        c.args(["backup", "keygen", backup_key.to_str().unwrap()]);
+        c
+    });
+    assert!(made.0 && made.1.contains("age1"), "{}{}", made.1, made.2);
+    c.env("AMAL_BACKUP_KEY_FILE", &backup_key);
     c.args(["config", "check"]);
     let (ok, out, err) = run(c);
     assert!(ok, "{out}{err}");

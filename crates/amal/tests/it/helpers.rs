@@ -60,6 +60,20 @@ pub fn production(r: &mut RawConfig) {
     r.env = Some("production".into());
     r.audit_key = Some(SecretString::from(clinic_keys().0.clone()));
     r.audit_signing_key_file = r.data_dir.as_ref().map(|d| d.join("audit-signing.key"));
+    r.backup_key_file = r.data_dir.as_ref().map(|d| backup_key_file(d));
+}
+
+/// A new age backup key file (0600) in `dir`.
+pub fn backup_key_file(dir: &std::path::Path) -> PathBuf {
+    use secrecy::ExposeSecret;
+    let f = dir.join(format!("backup-{}.key", Uuid::new_v4().simple()));
+    std::fs::write(&f, server::backup_keys::generate().0.expose_secret()).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    f
 }
 
 /// A fresh, empty database URL for the engine under test.
