@@ -7,120 +7,11 @@
 //! found by id and name only (the look of the pages may change). Each step
 //! leaves a screenshot in `target/screenshots/`.
 
-use std::path::PathBuf;
-
 use chrono::{Duration, Utc};
-use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Value};
 
+use crate::browser::{css, Browser, Res, Screen};
 use crate::helpers::*;
-
-const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
-const CHROMIUM: &str = "/usr/bin/chromium";
-
-/// chromedriver and one headless chromium session; both end on drop/close.
-pub(crate) struct Browser {
-    driver: std::process::Child,
-    pub(crate) client: Client,
-    profile: PathBuf,
-    shots: PathBuf,
-    prefix: String,
-}
-
-impl Drop for Browser {
-    fn drop(&mut self) {
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
-        let _ = std::fs::remove_dir_all(&self.profile);
-    }
-}
-
-impl Browser {
-    /// None (and a message) when chromedriver is not installed, unless
-    /// `AMAL_REQUIRE_BROWSER=1` makes that a failure.
-    pub(crate) async fn start(prefix: &str) -> Option<Browser> {
-        if !std::path::Path::new(CHROMEDRIVER).exists() {
-            assert_ne!(
-                std::env::var("AMAL_REQUIRE_BROWSER").as_deref(),
-                Ok("1"),
-                "AMAL_REQUIRE_BROWSER=1 but {CHROMEDRIVER} is missing (Debian packages chromium, chromium-driver)"
-            );
-            eprintln!("skipped: {CHROMEDRIVER} not found");
-            return None;
-        }
-        let port = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap().port()
-        };
-        let driver = std::process::Command::new(CHROMEDRIVER)
-            .arg(format!("--port={port}"))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("chromedriver starts");
-        let mut up = false;
-        for _ in 0..100 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-            {
-                up = true;
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
-        assert!(up, "chromedriver listens on {port}");
-        let profile = temp_dir();
-        let mut caps = serde_json::Map::new();
-        caps.insert("browserName".into(), json!("chrome"));
-        caps.insert(
-            "goog:chromeOptions".into(),
-            json!({
-                "binary": CHROMIUM,
-                "args": [
-                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                    "--no-first-run", "--window-size=1280,1000",
-                    format!("--user-data-dir={}", profile.display()),
-                ],
-            }),
-        );
-        let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-            .capabilities(caps)
-            .connect(&format!("http://127.0.0.1:{port}"))
-            .await
-            .expect("a chromium session");
-        let target = std::env::var("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|_| {
-                PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../target"))
-            });
-        let shots = target.join("screenshots");
-        std::fs::create_dir_all(&shots).unwrap();
-        Some(Browser {
-            driver,
-            client,
-            profile,
-            shots,
-            prefix: prefix.to_string(),
-        })
-    }
-
-    pub(crate) async fn shot(&self, name: &str) -> Result<(), fantoccini::error::CmdError> {
-        let png = self.client.screenshot().await?;
-        let db = if is_postgres() { "postgres" } else { "sqlite" };
-        std::fs::write(
-            self.shots.join(format!("{}-{db}-{name}.png", self.prefix)),
-            png,
-        )
-        .unwrap();
-        Ok(())
-    }
-}
-
-fn css(s: &str) -> Locator<'_> {
-    Locator::Css(s)
-}
 
 async fn post_ok(app: &TestApp, token: &str, path: &str, body: Value, status: u16) -> Value {
     app.json_ok(app.post(path, Some(token), body).await, status)
@@ -151,26 +42,6 @@ async fn issue_event(app: &TestApp, rx: &str) -> store::audit::StoredEvent {
         .unwrap_or_else(|| panic!("an issue event for {rx}"))
 }
 
-/// The text of `sel` once `done` holds for it (the page after a form was
-/// sent may take a moment to replace the old one), else its last text.
-async fn text_once(
-    c: &Client,
-    sel: &str,
-    done: impl Fn(&str) -> bool,
-) -> Result<String, fantoccini::error::CmdError> {
-    let mut last = String::new();
-    for _ in 0..100 {
-        if let Ok(e) = c.find(css(sel)).await {
-            last = e.text().await.unwrap_or_default();
-            if done(&last) {
-                break;
-            }
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    Ok(last)
-}
-
 const ALLERGY_REASON: &str = "Tolerated amoxicillin in 2024; reaction was to another drug";
 const INTERACTION_REASON: &str = "Short course; INR checked in 3 days";
 
@@ -184,8 +55,8 @@ async fn override_flow(
     names: &[&str],
     reason: &str,
     shot: &str,
-) -> Result<(), fantoccini::error::CmdError> {
-    let c = &b.client;
+) -> Res<()> {
+    let c = &b.c;
     let reason_field = format!("#issue-{field}");
     c.goto(url).await?;
     c.wait()
@@ -210,7 +81,7 @@ async fn override_flow(
         .click()
         .await?;
     assert_eq!(
-        text_once(c, "#rx-status", |t| t == "issued").await?,
+        b.text_once("#rx-status", |t| t == "issued").await?,
         "issued"
     );
     b.shot(&format!("{shot}-override-issued")).await
@@ -218,7 +89,7 @@ async fn override_flow(
 
 #[tokio::test]
 async fn web_browser_clinical_journeys_worklist_vitals_overrides_and_duplicates() {
-    let Some(b) = Browser::start("clinical").await else {
+    let Some(b) = Browser::start("clinical", Screen::Desktop).await else {
         return;
     };
     let app = TestApp::spawn().await;
@@ -279,9 +150,9 @@ async fn web_browser_clinical_journeys_worklist_vitals_overrides_and_duplicates(
     let existing = sid(&existing);
     let user = app.create_user("provider").await;
 
-    let c = &b.client;
+    let c = &b.c;
     let step = std::cell::Cell::new("start");
-    let run = async {
+    let outcome: Res<()> = async {
         step.set("sign in");
         c.goto(&app.url("/login")).await?;
         c.find(css("#login-email"))
@@ -311,7 +182,7 @@ async fn web_browser_clinical_journeys_worklist_vitals_overrides_and_duplicates(
         let text = row.text().await?;
         assert!(text.contains("Potassio, Kalia"), "{text}");
         assert!(text.contains("6.8"), "{text}");
-        b.shot("1-worklist-critical-first").await?;
+        b.shot("worklist-critical-first").await?;
 
         // … and in the chart's critical box until reviewed.
         step.set("chart box");
@@ -323,7 +194,7 @@ async fn web_browser_clinical_journeys_worklist_vitals_overrides_and_duplicates(
         .await?;
         let boxed = c.wait().for_element(css("#critical")).await?;
         assert!(boxed.text().await?.contains("6.8"));
-        b.shot("2-chart-critical-box").await?;
+        b.shot("chart-critical-box").await?;
         step.set("review");
         c.find(css(&format!("#critical a[href='/labs/{potassium}']")))
             .await?
@@ -342,9 +213,11 @@ async fn web_browser_clinical_journeys_worklist_vitals_overrides_and_duplicates(
             .await?
             .click()
             .await?;
-        let reviewed = text_once(c, "#lab-reviewed", |t| t.starts_with("by ")).await?;
+        let reviewed = b
+            .text_once("#lab-reviewed", |t| t.starts_with("by "))
+            .await?;
         assert!(reviewed.starts_with("by Test User"), "{reviewed}");
-        b.shot("3-result-reviewed").await?;
+        b.shot("result-reviewed").await?;
         c.goto(&app.url(&format!("/patients/{kalia}"))).await?;
         c.wait().for_element(css("#allergy")).await?;
         assert!(
@@ -438,7 +311,7 @@ async fn web_browser_clinical_journeys_worklist_vitals_overrides_and_duplicates(
         );
         let critical = c.find(css("table.flowsheet .flag-critical")).await?;
         assert_eq!(critical.text().await?, "182");
-        b.shot("4-vitals-trend").await?;
+        b.shot("vitals-trend").await?;
 
         // 3. An allergy override and an interaction override (naming both
         // drugs) each need a reason.
@@ -495,7 +368,7 @@ async fn web_browser_clinical_journeys_worklist_vitals_overrides_and_duplicates(
             .find(css(&format!("a[href^='/patients/{existing}']")))
             .await
             .is_ok());
-        b.shot("7-duplicate-warning").await?;
+        b.shot("duplicate-warning").await?;
         c.find(css("#confirm-duplicate")).await?.click().await?;
         c.wait().for_element(css("#allergy")).await?;
         let url = c.current_url().await?.to_string();
@@ -503,26 +376,11 @@ async fn web_browser_clinical_journeys_worklist_vitals_overrides_and_duplicates(
             url.contains("/patients/") && !url.contains(&existing),
             "{url}"
         );
-        b.shot("8-duplicate-registered").await?;
-        Ok::<(), fantoccini::error::CmdError>(())
-    };
-    let outcome = run.await;
-    if outcome.is_err() {
-        let url = c
-            .current_url()
-            .await
-            .map(|u| u.to_string())
-            .unwrap_or_default();
-        let src = c.source().await.unwrap_or_default();
-        let _ = b.shot("failure").await;
-        eprintln!(
-            "browser step {:?} failed at {url}:\n{}",
-            step.get(),
-            &src.get(..src.len().min(4000)).unwrap_or_default()
-        );
+        b.shot("duplicate-registered").await?;
+        Ok(())
     }
-    let _ = c.clone().close().await;
-    outcome.expect("the browser journeys");
+    .await;
+    b.finish(&step, outcome).await;
 
     // What the browser did is stored and audited.
     let review = audit_events(&app)

@@ -7,272 +7,11 @@
 //! focus on them, and the print stylesheet hiding forms. Screenshots of each
 //! step go to `target/screenshots/`.
 
-use fantoccini::{Client, ClientBuilder, Locator};
-use serde_json::{json, Value};
+use fantoccini::Locator;
+use serde_json::json;
 
+use crate::browser::{eventually, Browser, Res, Screen};
 use crate::helpers::*;
-
-const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
-const CHROMIUM: &str = "/usr/bin/chromium";
-/// The phone the journeys run on (CSS pixels).
-const PHONE_WIDTH: u32 = 375;
-
-type Res<T> = Result<T, fantoccini::error::CmdError>;
-
-struct Driver(std::process::Child);
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A chromium session on a phone-sized screen, with its driver and profile.
-struct Browser {
-    c: Client,
-    _driver: Driver,
-    profile: std::path::PathBuf,
-    journey: &'static str,
-    shots: std::cell::Cell<u32>,
-}
-
-/// `None` (the test prints "skipped") without chromedriver, unless
-/// `AMAL_REQUIRE_BROWSER=1`.
-async fn browser(journey: &'static str) -> Option<Browser> {
-    if !std::path::Path::new(CHROMEDRIVER).exists() {
-        assert!(
-            std::env::var("AMAL_REQUIRE_BROWSER").as_deref() != Ok("1"),
-            "AMAL_REQUIRE_BROWSER=1 but {CHROMEDRIVER} is missing (Debian: chromium-driver)"
-        );
-        eprintln!("skipped: {CHROMEDRIVER} not found");
-        return None;
-    }
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let driver = Driver(
-        std::process::Command::new(CHROMEDRIVER)
-            .arg(format!("--port={port}"))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("chromedriver starts"),
-    );
-    let mut up = false;
-    for _ in 0..100 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert!(up, "chromedriver listens on {port}");
-    let profile = temp_dir();
-    let mut caps = serde_json::Map::new();
-    caps.insert("browserName".into(), json!("chrome"));
-    caps.insert(
-        "goog:chromeOptions".into(),
-        json!({
-            "binary": CHROMIUM,
-            "args": [
-                "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--no-first-run", "--hide-scrollbars", format!("--user-data-dir={}", profile.display()),
-            ],
-            "mobileEmulation": {
-                "deviceMetrics": { "width": PHONE_WIDTH, "height": 740, "pixelRatio": 1.0, "mobile": true, "touch": false }
-            },
-        }),
-    );
-    let c = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-        .capabilities(caps)
-        .connect(&format!("http://127.0.0.1:{port}"))
-        .await
-        .expect("a chromium session");
-    Some(Browser {
-        c,
-        _driver: driver,
-        profile,
-        journey,
-        shots: std::cell::Cell::new(0),
-    })
-}
-
-/// A Chrome DevTools command through chromedriver (`goog/cdp/execute`).
-#[derive(Debug)]
-struct Cdp {
-    cmd: &'static str,
-    params: Value,
-}
-
-impl fantoccini::wd::WebDriverCompatibleCommand for Cdp {
-    fn endpoint(
-        &self,
-        base_url: &url::Url,
-        session_id: Option<&str>,
-    ) -> Result<url::Url, url::ParseError> {
-        base_url.join(&format!(
-            "session/{}/goog/cdp/execute",
-            session_id.unwrap_or_default()
-        ))
-    }
-
-    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
-        let body = json!({ "cmd": self.cmd, "params": self.params });
-        (http::Method::POST, Some(body.to_string()))
-    }
-}
-
-impl Browser {
-    fn css(s: &str) -> Locator<'_> {
-        Locator::Css(s)
-    }
-
-    async fn goto(&self, url: &str) -> Res<()> {
-        self.c.goto(url).await
-    }
-
-    async fn fill(&self, sel: &str, text: &str) -> Res<()> {
-        let e = self.c.find(Self::css(sel)).await?;
-        e.clear().await?;
-        e.send_keys(text).await
-    }
-
-    async fn click(&self, sel: &str) -> Res<()> {
-        self.c.find(Self::css(sel)).await?.click().await
-    }
-
-    async fn text(&self, sel: &str) -> Res<String> {
-        self.c.find(Self::css(sel)).await?.text().await
-    }
-
-    async fn wait_for(&self, sel: &str) -> Res<()> {
-        self.c.wait().for_element(Self::css(sel)).await.map(|_| ())
-    }
-
-    async fn js(&self, script: &str) -> Res<Value> {
-        self.c.execute(script, vec![]).await
-    }
-
-    async fn path(&self) -> Res<String> {
-        let u = self.c.current_url().await?;
-        Ok(match u.query() {
-            Some(q) => format!("{}?{q}", u.path()),
-            None => u.path().to_string(),
-        })
-    }
-
-    /// The page is no wider than the phone: nothing scrolls sideways.
-    async fn fits(&self) -> Res<()> {
-        let v = self
-            .js("return [document.documentElement.scrollWidth, window.innerWidth];")
-            .await?;
-        let (scroll, inner) = (v[0].as_u64().unwrap(), v[1].as_u64().unwrap());
-        let path = self.path().await?;
-        assert_eq!(inner, u64::from(PHONE_WIDTH), "phone viewport on {path}");
-        assert!(
-            scroll <= inner,
-            "{path} is {scroll} px wide on a {inner} px screen"
-        );
-        Ok(())
-    }
-
-    /// Whether the element is entirely inside the visible part of the page.
-    async fn in_view(&self, sel: &str) -> Res<bool> {
-        let script = format!(
-            // On screen: the element (which may be taller than a phone's
-            // viewport) overlaps the visible area.
-            "var r = document.querySelector({}).getBoundingClientRect(); \
-             return r.width > 0 && r.bottom > 0 && r.right > 0 && r.top < window.innerHeight && r.left < window.innerWidth;",
-            json!(sel)
-        );
-        Ok(self.js(&script).await? == json!(true))
-    }
-
-    async fn focused_id(&self) -> Res<String> {
-        Ok(self
-            .js("return document.activeElement ? document.activeElement.id : '';")
-            .await?
-            .as_str()
-            .unwrap_or_default()
-            .to_string())
-    }
-
-    /// A screenshot of the current page: target/screenshots/<journey>-NN-<step>.png.
-    async fn shot(&self, step: &str) -> Res<()> {
-        let png = self.c.screenshot().await?;
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots");
-        std::fs::create_dir_all(&dir).unwrap();
-        self.shots.set(self.shots.get() + 1);
-        let name = format!("{}-{:02}-{step}.png", self.journey, self.shots.get());
-        std::fs::write(dir.join(name), png).unwrap();
-        Ok(())
-    }
-
-    /// Emulate print media (or screen again) through DevTools.
-    async fn print_media(&self, on: bool) -> Res<()> {
-        let media = if on { "print" } else { "" };
-        self.c
-            .issue_cmd(Cdp {
-                cmd: "Emulation.setEmulatedMedia",
-                params: json!({ "media": media }),
-            })
-            .await
-            .map(|_| ())
-    }
-
-    /// Sign in through the form.
-    async fn sign_in(&self, app: &TestApp, email: &str, password: &str) -> Res<()> {
-        self.goto(&app.url("/login")).await?;
-        self.fill("#login-email", email).await?;
-        self.fill("#login-password", password).await?;
-        self.click("form[action='/login'] button[type=submit]")
-            .await?;
-        self.wait_for(".who-name").await
-    }
-
-    async fn sign_out(&self) -> Res<()> {
-        self.click("#logout button").await?;
-        self.wait_for("#login-email").await
-    }
-
-    /// Run `journey`; on failure print where it stopped. Always close.
-    async fn run(self, step: &std::cell::Cell<&'static str>, outcome: Res<()>) {
-        if outcome.is_err() {
-            let url = self.path().await.unwrap_or_default();
-            let src = self.c.source().await.unwrap_or_default();
-            eprintln!(
-                "{}: step {:?} failed at {url}:\n{}",
-                self.journey,
-                step.get(),
-                &src.get(..src.len().min(3000)).unwrap_or_default()
-            );
-        }
-        let _ = self.c.clone().close().await;
-        let _ = std::fs::remove_dir_all(&self.profile);
-        outcome.expect("the browser journey");
-    }
-}
-
-/// Poll (the browser's clock drives the page) until `cond` holds.
-async fn eventually<F, Fut>(what: &str, mut cond: F) -> Res<()>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Res<bool>>,
-{
-    for _ in 0..300 {
-        if cond().await? {
-            return Ok(());
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    panic!("never happened: {what}");
-}
 
 #[tokio::test]
 async fn web_journey_first_run_setup_invite_sign_up_and_sign_in_on_a_phone() {
@@ -282,7 +21,7 @@ async fn web_journey_first_run_setup_invite_sign_up_and_sign_in_on_a_phone() {
         .first_run
         .code()
         .expect("an empty database arms the first run");
-    let Some(b) = browser("first-run").await else {
+    let Some(b) = Browser::start("first-run", Screen::Phone).await else {
         return;
     };
     let step = std::cell::Cell::new("start");
@@ -396,7 +135,7 @@ async fn web_journey_first_run_setup_invite_sign_up_and_sign_in_on_a_phone() {
         Ok(())
     }
     .await;
-    b.run(&step, outcome).await;
+    b.finish(&step, outcome).await;
 
     // The audit trail has the first admin and the sign-up.
     let actions: Vec<String> = audit_events(&app)
@@ -418,7 +157,7 @@ async fn web_journey_idle_logoff_warns_then_clears_the_screen_and_the_server_ref
         .await;
     let pid = sid(&patient);
     let user = app.create_user("provider").await;
-    let Some(b) = browser("idle").await else {
+    let Some(b) = Browser::start("idle", Screen::Phone).await else {
         return;
     };
     let step = std::cell::Cell::new("start");
@@ -484,7 +223,7 @@ async fn web_journey_idle_logoff_warns_then_clears_the_screen_and_the_server_ref
         Ok(())
     }
     .await;
-    b.run(&step, outcome).await;
+    b.finish(&step, outcome).await;
 
     // Server side: the refresh token the browser held is refused.
     let r = app
@@ -531,7 +270,7 @@ async fn web_idle_limit_is_enforced_by_the_server_for_access_and_refresh_tokens(
 }
 
 #[tokio::test]
-#[ignore = "open (#13): after an AI refusal on the chart at 375 px the message is not on screen; the print-media step after it has never run"]
+
 async fn web_journey_phone_chart_keeps_flags_visible_errors_in_view_and_prints_without_forms() {
     let app = TestApp::spawn().await;
     let api = app.signed_in("provider").await;
@@ -555,7 +294,7 @@ async fn web_journey_phone_chart_keeps_flags_visible_errors_in_view_and_prints_w
         assert_eq!(r.status().as_u16(), 201, "{}", r.text().await.unwrap());
     }
     let user = app.create_user("provider").await;
-    let Some(b) = browser("phone").await else {
+    let Some(b) = Browser::start("phone", Screen::Phone).await else {
         return;
     };
     let step = std::cell::Cell::new("start");
@@ -647,5 +386,5 @@ async fn web_journey_phone_chart_keeps_flags_visible_errors_in_view_and_prints_w
         Ok(())
     }
     .await;
-    b.run(&step, outcome).await;
+    b.finish(&step, outcome).await;
 }
