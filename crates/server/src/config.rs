@@ -72,6 +72,9 @@ pub struct RawConfig {
     pub idle_timeout: Option<String>,
     /// `AMAL_MFA`: `required-for-clinical`, `required` or `optional`.
     pub mfa: Option<String>,
+    /// `AMAL_CLINIC_NAME`: the clinic's name on printed prescriptions,
+    /// notes and lab explanations (default [`DEFAULT_CLINIC_NAME`]).
+    pub clinic_name: Option<String>,
     /// `AMAL_HEADER_READ_TIMEOUT` (default `10s`): a client that has not sent
     /// a whole request head in this time (also an idle keep-alive connection
     /// waiting for its next request) is disconnected.
@@ -264,6 +267,8 @@ pub struct Config {
     pub idle_timeout: Duration,
     /// Who must use a second factor.
     pub mfa: MfaPolicy,
+    /// The clinic's name at the head of every print.
+    pub clinic_name: String,
     /// How long a client may take to send a request head (and how long an
     /// idle keep-alive connection is kept).
     pub header_read_timeout: Duration,
@@ -290,6 +295,9 @@ impl std::fmt::Display for ConfigProblem {
         write!(f, "{}: {}", self.setting, self.message)
     }
 }
+
+/// The clinic name printed when `AMAL_CLINIC_NAME` is not set.
+pub const DEFAULT_CLINIC_NAME: &str = "Dr Amal Clinic";
 
 /// Minimum secret length in bytes (512 bits).
 pub const MIN_SECRET_BYTES: usize = 64;
@@ -602,6 +610,17 @@ impl Config {
                 crate::settings::DEFAULT_IDLE_TIMEOUT
             }),
         };
+        let clinic_name = match raw.clinic_name.as_deref().map(str::trim) {
+            None | Some("") => DEFAULT_CLINIC_NAME.to_string(),
+            Some(n) if n.chars().count() <= 120 && !n.chars().any(char::is_control) => n.to_string(),
+            Some(_) => {
+                problem(
+                    "AMAL_CLINIC_NAME",
+                    "must be at most 120 characters on one line".into(),
+                );
+                DEFAULT_CLINIC_NAME.to_string()
+            }
+        };
         if let Some(url) = &raw.alert_webhook_url {
             if !crate::settings::webhook_url_ok(url.expose_secret()) {
                 problem(
@@ -704,6 +723,7 @@ impl Config {
                 hl7_mllp,
                 idle_timeout,
                 mfa,
+                clinic_name,
                 header_read_timeout,
                 insecure_dev: raw.insecure_dev,
             }),
