@@ -612,7 +612,9 @@ impl Config {
         };
         let clinic_name = match raw.clinic_name.as_deref().map(str::trim) {
             None | Some("") => DEFAULT_CLINIC_NAME.to_string(),
-            Some(n) if n.chars().count() <= 120 && !n.chars().any(char::is_control) => n.to_string(),
+            Some(n) if n.chars().count() <= 120 && !n.chars().any(char::is_control) => {
+                n.to_string()
+            }
             Some(_) => {
                 problem(
                     "AMAL_CLINIC_NAME",
