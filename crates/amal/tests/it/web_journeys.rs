@@ -8,7 +8,7 @@
 //! step go to `target/screenshots/`.
 
 use fantoccini::Locator;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::browser::{eventually, Browser, Res, Screen};
 use crate::helpers::*;
@@ -383,6 +383,342 @@ async fn web_journey_phone_chart_keeps_flags_visible_errors_in_view_and_prints_w
         assert_eq!(nav, json!("none"));
         b.shot("chart-print").await?;
         b.print_media(false).await?;
+        Ok(())
+    }
+    .await;
+    b.finish(&step, outcome).await;
+}
+
+/// The value of a form field (what the user typed and has not lost).
+async fn value_of(b: &Browser, sel: &str) -> Res<String> {
+    Ok(b.c
+        .find(Locator::Css(sel))
+        .await?
+        .prop("value")
+        .await?
+        .unwrap_or_default())
+}
+
+#[tokio::test]
+async fn web_journey_conflicting_edit_offers_reload_and_keeps_what_was_typed() {
+    let app = TestApp::spawn().await;
+    let other = app.signed_in("provider").await;
+    let pid = sid(&app
+        .create_patient(&other.access, "Concha", "Conflicta")
+        .await);
+    let allergy = app
+        .json_ok(
+            app.post(
+                &format!("/api/patients/{pid}/allergies"),
+                Some(&other.access),
+                json!({"substance": "Latex", "reaction": "rash", "severity": "mild"}),
+            )
+            .await,
+            201,
+        )
+        .await;
+    let aid = sid(&allergy);
+    let user = app.create_user("provider").await;
+    let mine = app.sign_in(&user).await;
+    let note = app
+        .json_ok(
+            app.post(
+                &format!("/api/patients/{pid}/notes"),
+                Some(&mine.access),
+                json!({"title": "Follow-up", "subjective": "", "objective": "", "assessment": "", "plan": "Review in a week"}),
+            )
+            .await,
+            201,
+        )
+        .await;
+    let nid = sid(&note);
+    let Some(b) = Browser::start("conflict", Screen::Phone).await else {
+        return;
+    };
+    let step = std::cell::Cell::new("start");
+    let typed_reaction = "hives and wheeze after gloves";
+    let typed_plan = "Start cetirizine; see again on Friday";
+    let outcome: Res<()> = async {
+        b.sign_in(&app, &user.email, &user.password).await?;
+
+        step.set("an allergy edited here while a colleague changes it");
+        b.goto(&app.url(&format!("/patients/{pid}"))).await?;
+        b.click("#allergy ul.allergies details summary").await?;
+        let reaction = format!("#allergy-{aid}-reaction");
+        b.fill(&reaction, typed_reaction).await?;
+        let r = app
+            .patch(
+                &format!("/api/patients/{pid}/allergies/{aid}"),
+                &other.access,
+                Some(allergy["version"].as_i64().unwrap()),
+                json!({"reaction": "urticaria (colleague)"}),
+            )
+            .await;
+        assert_eq!(r.status().as_u16(), 200, "{}", r.text().await.unwrap());
+        b.click(&format!(
+            "form[action$='/allergies/{aid}'] button[type=submit]"
+        ))
+        .await?;
+
+        step.set("the conflict: in view, focused, with the reload link and the text kept");
+        b.wait_for("#problem .reload-link").await?;
+        assert!(b.in_view("#problem").await?, "the message is on screen");
+        assert_eq!(b.focused_id().await?, "problem");
+        assert!(b
+            .text("#problem")
+            .await?
+            .contains("changed by someone else"));
+        assert_eq!(
+            b.text("#problem .reload-link").await?,
+            "Reload to see their changes"
+        );
+        assert_eq!(
+            value_of(&b, &reaction).await?,
+            typed_reaction,
+            "nothing typed is lost"
+        );
+        b.fits().await?;
+        b.shot("allergy-conflict").await?;
+        b.click("#problem .reload-link").await?;
+        b.wait_for("#allergy").await?;
+        assert!(!b.exists("#problem").await?);
+        assert!(b
+            .text("#allergy ul.allergies")
+            .await?
+            .contains("urticaria (colleague)"));
+        assert_eq!(
+            b.path().await?,
+            format!("/patients/{pid}"),
+            "the current version, read afresh"
+        );
+        b.shot("allergy-reloaded").await?;
+
+        step.set("a draft note saved from two places");
+        b.goto(&app.url(&format!("/notes/{nid}"))).await?;
+        b.wait_for("#note-plan").await?;
+        b.fill("#note-plan", typed_plan).await?;
+        let r = app
+            .patch(
+                &format!("/api/notes/{nid}"),
+                &mine.access,
+                Some(note["version"].as_i64().unwrap()),
+                json!({"title": "Follow-up (edited on the tablet)"}),
+            )
+            .await;
+        assert_eq!(r.status().as_u16(), 200, "{}", r.text().await.unwrap());
+        b.click(&format!(
+            "form[action='/notes/{nid}/edit'] button[type=submit]:not([formaction])"
+        ))
+        .await?;
+        b.wait_for("#problem .reload-link").await?;
+        assert!(b.in_view("#problem").await?);
+        assert_eq!(value_of(&b, "#note-plan").await?, typed_plan);
+        b.fits().await?;
+        b.shot("note-conflict").await?;
+        b.click("#problem .reload-link").await?;
+        b.wait_for("#note-title").await?;
+        assert_eq!(
+            value_of(&b, "#note-title").await?,
+            "Follow-up (edited on the tablet)"
+        );
+        assert_eq!(b.path().await?, format!("/notes/{nid}"));
+        Ok(())
+    }
+    .await;
+    b.finish(&step, outcome).await;
+
+    // Nothing of the refused saves was stored.
+    let n = app
+        .json_ok(
+            app.get(&format!("/api/notes/{nid}"), Some(&mine.access))
+                .await,
+            200,
+        )
+        .await;
+    assert_eq!(n["plan"], "Review in a week");
+}
+
+const CLINIC: &str = "Clínica Santa Amal";
+
+/// Under print media: the clinic's name heads the page, and no form, no
+/// navigation and no footer is printed.
+async fn prints_plainly(b: &Browser) -> Res<()> {
+    b.print_media(true).await?;
+    assert_eq!(b.shown("#print-clinic").await?, 1, "the clinic name prints");
+    assert_eq!(b.text("#print-clinic").await?, CLINIC);
+    assert_eq!(b.shown("form").await?, 0, "no form is printed");
+    assert_eq!(b.shown("header.top").await?, 0, "no navigation");
+    assert_eq!(b.shown("nav.tabs").await?, 0, "no chart tabs");
+    assert_eq!(b.shown("footer.foot").await?, 0);
+    assert_eq!(b.shown(".print-head").await?, 1);
+    // The banner prints the patient with the birth date and allergies.
+    let banner = b.text(".banner").await?;
+    assert!(banner.contains("born 1980-04-12"), "{banner}");
+    assert!(banner.contains("Latex"), "{banner}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn web_journey_prints_prescription_signed_note_and_lab_explanation_with_the_clinic_name() {
+    let app = TestApp::spawn_with(|r| r.clinic_name = Some(CLINIC.into())).await;
+    let user = app.create_user("provider").await;
+    let s = app.sign_in(&user).await;
+    let pid = sid(&app.create_patient(&s.access, "Printa", "Papiera").await);
+    let post = async |path: String, body: Value, status: u16| {
+        app.json_ok(app.post(&path, Some(&s.access), body).await, status)
+            .await
+    };
+    post(
+        format!("/api/patients/{pid}/allergies"),
+        json!({"substance": "Latex", "severity": "moderate"}),
+        201,
+    )
+    .await;
+    let rx = sid(&post(
+        format!("/api/patients/{pid}/prescriptions"),
+        json!({"medication": "Lisinopril 10 mg", "dose": "1 tablet", "route": "oral", "frequency": "once daily", "quantity": 28}),
+        201,
+    )
+    .await);
+    post(format!("/api/prescriptions/{rx}/issue"), json!({}), 200).await;
+    let note = post(
+        format!("/api/patients/{pid}/notes"),
+        json!({"title": "Hypertension review", "subjective": "No headaches.", "objective": "BP 138/86", "assessment": "Controlled", "plan": "Continue lisinopril"}),
+        201,
+    )
+    .await;
+    let nid = sid(&note);
+    post(
+        format!("/api/notes/{nid}/finalize"),
+        json!({"version": note["version"]}),
+        200,
+    )
+    .await;
+    post(
+        format!("/api/notes/{nid}/addenda"),
+        json!({"text": "Potassium to be checked next visit."}),
+        201,
+    )
+    .await;
+    let lab = sid(&post(
+        format!("/api/patients/{pid}/labs"),
+        json!({"code": "2823-3", "value": 5.6, "unit": "mmol/L", "collectedAt": "2026-03-05T08:00:00Z"}),
+        201,
+    )
+    .await);
+    let Some(b) = Browser::start("print", Screen::Desktop).await else {
+        return;
+    };
+    let step = std::cell::Cell::new("start");
+    let outcome: Res<()> = async {
+        b.sign_in(&app, &user.email, &user.password).await?;
+
+        step.set("the prescription");
+        b.goto(&app.url(&format!("/prescriptions/{rx}"))).await?;
+        b.wait_for("#rx-status").await?;
+        assert_eq!(b.shown("#print-clinic").await?, 0, "print-only on screen");
+        prints_plainly(&b).await?;
+        let head = b.text(".print-head").await?;
+        assert!(head.contains("Prescriber: Test User (provider)"), "{head}");
+        assert_eq!(b.shown(".signature-line").await?, 1);
+        assert_eq!(b.shown("#issue").await?, 0, "issued: no issue section");
+        b.shot("prescription").await?;
+        b.print_media(false).await?;
+
+        step.set("the signed note");
+        b.goto(&app.url(&format!("/notes/{nid}"))).await?;
+        b.wait_for("#note-status").await?;
+        prints_plainly(&b).await?;
+        assert_eq!(b.text("#note-status").await?, "final");
+        assert_eq!(b.text("#note-signer").await?, "Test User (provider)");
+        let byline = b.text("#note-byline").await?;
+        assert!(byline.contains(" on 20"), "signed with the time: {byline}");
+        assert!(b.text(".soap").await?.contains("Continue lisinopril"));
+        assert!(b
+            .text("#addenda")
+            .await?
+            .contains("Potassium to be checked next visit."));
+        assert!(b.text(".print-head").await?.contains("Clinical note"));
+        b.shot("note").await?;
+        b.print_media(false).await?;
+
+        step.set("the lab explanation for the patient");
+        b.goto(&app.url(&format!("/labs/{lab}"))).await?;
+        b.click("#explain form:first-of-type button[type=submit]")
+            .await?;
+        b.wait_for(".explanation").await?;
+        prints_plainly(&b).await?;
+        assert_eq!(b.shown(".explanation").await?, 1);
+        assert_eq!(b.shown("#print-explanation").await?, 0);
+        let head = b.text(".print-head").await?;
+        assert!(head.contains("explained for the patient"), "{head}");
+        b.shot("lab-explanation").await?;
+        b.print_media(false).await?;
+        Ok(())
+    }
+    .await;
+    b.finish(&step, outcome).await;
+}
+
+#[tokio::test]
+async fn web_journey_admin_alerts_and_metrics_pages_draw_their_charts() {
+    let app = TestApp::spawn().await;
+    let admin = app.create_user("admin").await;
+    // Three evaluations a minute apart, with traffic and a failed sign-in
+    // between them: two points on every chart.
+    for i in 0..3 {
+        if i > 0 {
+            app.state
+                .alerts
+                .advance_clock(std::time::Duration::from_secs(60));
+        }
+        let _ = app
+            .post(
+                "/api/auth/signin",
+                None,
+                json!({"email": admin.email, "password": "not the password"}),
+            )
+            .await;
+        server::alert_task::tick(&app.state).await;
+    }
+    let Some(b) = Browser::start("admin-charts", Screen::Desktop).await else {
+        return;
+    };
+    let step = std::cell::Cell::new("start");
+    let outcome: Res<()> = async {
+        b.sign_in(&app, &admin.email, &admin.password).await?;
+        for (page, charts, labels) in [
+            ("/admin/metrics", "#metric-charts", &["Request rate", "p95 duration", "Error rate (5xx)", "Sign-in failures", "AI refusals"][..]),
+            ("/admin/alerts", "#alert-charts", &["Alerts firing", "Alerts pending"][..]),
+        ] {
+            step.set(page);
+            b.goto(&app.url(page)).await?;
+            b.wait_for(charts).await?;
+            let figures = b.c.find_all(Locator::Css(&format!("{charts} figure.chart"))).await?;
+            let mut captions = Vec::new();
+            for f in &figures {
+                captions.push(f.find(Locator::Css("figcaption")).await?.text().await?);
+                // A drawn chart: an SVG with its line, at least two points,
+                // axis labels and a summary for screen readers.
+                let svg = f.find(Locator::Css("svg.trend-chart")).await?;
+                assert!(svg.attr("aria-label").await?.is_some_and(|l| !l.is_empty()));
+                assert!(svg.find(Locator::Css("polyline.chart-line")).await.is_ok());
+                assert!(svg.find_all(Locator::Css("circle")).await?.len() >= 2);
+                assert!(svg.find_all(Locator::Css("text.chart-label")).await?.len() >= 3);
+                let size = b
+                    .js(&format!(
+                        "var r = document.querySelectorAll({}).item({}).getBoundingClientRect(); return [r.width, r.height];",
+                        json!(format!("{charts} svg.trend-chart")),
+                        captions.len() - 1
+                    ))
+                    .await?;
+                assert!(size[0].as_f64().unwrap() > 100.0 && size[1].as_f64().unwrap() > 30.0, "drawn: {size}");
+            }
+            for l in labels {
+                assert!(captions.iter().any(|c| c.starts_with(l)), "{l} in {captions:?}");
+            }
+            b.shot(page.trim_start_matches("/admin/")).await?;
+        }
         Ok(())
     }
     .await;

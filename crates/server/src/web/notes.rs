@@ -177,7 +177,7 @@ async fn render_note(
     let n = notes::get(st, &s.user, id).await.or_page(s)?;
     let p = models::banner(st, s, n.patient_id).await.or_page(s)?;
     let me = s.user.id;
-    let mut names = HashMap::from([(me, s.name.clone())]);
+    let mut names = HashMap::new();
     let author = user_name(st, &mut names, n.author_id).await;
     let signer = match n.signed_by {
         Some(u) => user_name(st, &mut names, u).await,
