@@ -861,6 +861,25 @@ mod tests {
     }
 
     #[test]
+    fn the_clinic_name_defaults_and_must_be_one_short_line() {
+        assert_eq!(
+            Config::resolve(prod()).unwrap().clinic_name,
+            DEFAULT_CLINIC_NAME
+        );
+        let mut r = prod();
+        r.clinic_name = Some("  Clínica Santa Amal ".into());
+        assert_eq!(
+            Config::resolve(r).unwrap().clinic_name,
+            "Clínica Santa Amal"
+        );
+        for bad in ["Two\nlines".to_string(), "x".repeat(121)] {
+            let mut r = prod();
+            r.clinic_name = Some(bad);
+            assert_eq!(settings(r), ["AMAL_CLINIC_NAME"]);
+        }
+    }
+
+    #[test]
     fn unsafe_defaults_are_refused() {
         // Development (generated or weak secrets) on a non-loopback address.
         let dir = std::env::temp_dir().join(format!("amal-cfg-{}", uuid::Uuid::new_v4()));

@@ -322,7 +322,7 @@ async fn web_browser_clinical_journeys_worklist_vitals_overrides_and_duplicates(
             "overrideReason",
             &["penicillin"],
             ALLERGY_REASON,
-            "5-allergy",
+            "allergy",
         )
         .await?;
         step.set("interaction override");
@@ -332,7 +332,7 @@ async fn web_browser_clinical_journeys_worklist_vitals_overrides_and_duplicates(
             "interactionOverrideReason",
             &["warfarin", "ibuprofen"],
             INTERACTION_REASON,
-            "6-interaction",
+            "interaction",
         )
         .await?;
 

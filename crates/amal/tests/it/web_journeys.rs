@@ -622,6 +622,7 @@ async fn web_journey_prints_prescription_signed_note_and_lab_explanation_with_th
         assert!(head.contains("Prescriber: Test User (provider)"), "{head}");
         assert_eq!(b.shown(".signature-line").await?, 1);
         assert_eq!(b.shown("#issue").await?, 0, "issued: no issue section");
+        assert_eq!(b.shown("#cancel").await?, 0, "nor the cancel section");
         b.shot("prescription").await?;
         b.print_media(false).await?;
 
@@ -650,6 +651,11 @@ async fn web_journey_prints_prescription_signed_note_and_lab_explanation_with_th
         prints_plainly(&b).await?;
         assert_eq!(b.shown(".explanation").await?, 1);
         assert_eq!(b.shown("#print-explanation").await?, 0);
+        assert_eq!(
+            b.shown("#h-explain").await?,
+            0,
+            "the section's heading is for the screen"
+        );
         let head = b.text(".print-head").await?;
         assert!(head.contains("explained for the patient"), "{head}");
         b.shot("lab-explanation").await?;
