@@ -644,7 +644,7 @@ async fn web_browser_medication_safety_misspelt_brand_duplicate_unrecognised_and
         step.set("the allergy marked entered in error");
         b.goto(&app.url(&format!("/patients/{pid}"))).await?;
         let form = format!("allergy-{allergy}");
-        b.click(&format!("#allergy ul.allergies details summary")).await?;
+        b.click("#allergy ul.allergies details summary").await?;
         b.c.find(css(&format!("#{form}-status")))
             .await?
             .select_by_value("entered_in_error")
