@@ -643,6 +643,24 @@ pub struct Verified {
     pub row_counts: BTreeMap<String, i64>,
 }
 
+/// Where and why a chain breaks: "event … (sequence …): reason; n events
+/// before it verify".
+fn describe_break(audit: &VerifyReport) -> String {
+    format!(
+        "event {} (sequence {}): {}; {} events before it verify",
+        audit
+            .first_broken_id
+            .map(|i| i.to_string())
+            .unwrap_or_default(),
+        audit.first_broken_seq.unwrap_or_default(),
+        audit
+            .reason
+            .as_deref()
+            .unwrap_or("the chain does not verify"),
+        audit.events
+    )
+}
+
 /// What differs between the manifest and what a restored copy holds.
 fn compare(
     m: &Manifest,
@@ -652,15 +670,7 @@ fn compare(
 ) -> Vec<String> {
     let mut problems = Vec::new();
     if !audit.valid {
-        problems.push(format!(
-            "audit chain broken at event {} (sequence {}); {} events before it verify",
-            audit
-                .first_broken_id
-                .map(|i| i.to_string())
-                .unwrap_or_default(),
-            audit.first_broken_seq.unwrap_or_default(),
-            audit.events
-        ));
+        problems.push(format!("audit chain broken at {}", describe_break(audit)));
     } else if !m.audit.valid {
         problems.push("audit chain was already broken when the backup was taken".into());
     }
@@ -1032,15 +1042,7 @@ pub async fn restore_command(
             audit.events, audit.head_hash
         );
     } else {
-        println!(
-            "audit chain BROKEN at event {} (sequence {}); {} events before it verify",
-            audit
-                .first_broken_id
-                .map(|i| i.to_string())
-                .unwrap_or_default(),
-            audit.first_broken_seq.unwrap_or_default(),
-            audit.events
-        );
+        println!("audit chain BROKEN at {}", describe_break(&audit));
     }
     if problems.is_empty() {
         println!("row counts match the manifest");

@@ -161,6 +161,45 @@ pub struct Settings {
     /// An MLLP connection silent this long is closed, e.g. 60s (default 60s)
     #[arg(long, env = "AMAL_HL7_MLLP_IDLE_TIMEOUT", global = true)]
     pub hl7_mllp_idle_timeout: Option<String>,
+    /// Previous AUDIT_KEY, still verifying events after a rotation. Environment only.
+    #[arg(
+        long,
+        env = "AUDIT_KEY_PREVIOUS",
+        global = true,
+        hide = true,
+        hide_env_values = true
+    )]
+    pub audit_key_previous: Option<String>,
+    /// HMAC-SHA256 key of the audit chain (≥ 64 bytes). Environment only.
+    #[arg(
+        long,
+        env = "AUDIT_KEY",
+        global = true,
+        hide = true,
+        hide_env_values = true
+    )]
+    pub audit_key: Option<String>,
+    /// File holding the Ed25519 key that signs audit checkpoints (default in development: <data dir>/audit-signing.key)
+    #[arg(long, env = "AMAL_AUDIT_SIGNING_KEY_FILE", global = true)]
+    pub audit_signing_key_file: Option<PathBuf>,
+    /// Folder of the append-only audit checkpoint file (default: <data dir>/audit-checkpoints)
+    #[arg(long, env = "AMAL_AUDIT_CHECKPOINT_DIR", global = true)]
+    pub audit_checkpoint_dir: Option<PathBuf>,
+    /// `serve` writes a checkpoint after this many audit events (default 1000)
+    #[arg(long, env = "AMAL_AUDIT_CHECKPOINT_EVERY", global = true)]
+    pub audit_checkpoint_every: Option<String>,
+    /// ... and this often while events arrive, e.g. 1m (default)
+    #[arg(long, env = "AMAL_AUDIT_CHECKPOINT_INTERVAL", global = true)]
+    pub audit_checkpoint_interval: Option<String>,
+    /// URL each audit checkpoint is also posted to (JSON). Environment only.
+    #[arg(
+        long,
+        env = "AUDIT_CHECKPOINT_WEBHOOK_URL",
+        global = true,
+        hide = true,
+        hide_env_values = true
+    )]
+    pub audit_checkpoint_webhook_url: Option<String>,
     /// Bearer key for the AI server. Environment only.
     #[arg(
         long,
@@ -237,6 +276,16 @@ impl Settings {
             mfa: self.mfa.clone(),
             header_read_timeout: self.header_read_timeout.clone(),
             insecure_dev: self.insecure_dev,
+            audit_key: secret(&self.audit_key),
+            audit_key_previous: secret(&self.audit_key_previous),
+            audit_signing_key_file: self
+                .audit_signing_key_file
+                .clone()
+                .filter(|p| !p.as_os_str().is_empty()),
+            audit_checkpoint_dir: self.audit_checkpoint_dir.clone(),
+            audit_checkpoint_every: self.audit_checkpoint_every.clone(),
+            audit_checkpoint_interval: self.audit_checkpoint_interval.clone(),
+            audit_checkpoint_webhook_url: secret(&self.audit_checkpoint_webhook_url),
         }
     }
 }
@@ -404,8 +453,15 @@ pub enum ConfigAction {
 
 #[derive(Subcommand, Debug)]
 pub enum AuditAction {
-    /// Verify the hash chain; exit 1 and name the first broken event
+    /// Verify the keyed hash chain from the start and against every signed checkpoint; exit 1 and say what is broken
     Verify,
+    /// Write a signed checkpoint of the chain head now (as `serve` does every N events and every minute)
+    Checkpoint,
+    /// Create a new Ed25519 checkpoint signing key file (mode 0600) for AMAL_AUDIT_SIGNING_KEY_FILE
+    Keygen {
+        /// Where to write the key; must not exist
+        file: PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]

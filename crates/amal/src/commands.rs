@@ -19,6 +19,78 @@ fn resolve(raw: server::RawConfig) -> anyhow::Result<server::Config> {
     })
 }
 
+/// `amal audit verify|checkpoint|keygen`.
+async fn audit(cfg: server::Config, action: AuditAction) -> anyhow::Result<ExitCode> {
+    match action {
+        AuditAction::Verify => {
+            let db = connect(&cfg).await?;
+            let report = server::services::audit::verify_chain(&db, &cfg.audit).await;
+            db.close().await;
+            let report = report?;
+            if report.valid {
+                println!(
+                    "audit chain intact: {} events ({} legacy), head {}; checked against {} signed \
+                     checkpoint(s){}",
+                    report.events,
+                    report.legacy_events,
+                    report.head_hash,
+                    report.checkpoints_checked,
+                    report
+                        .latest_checkpoint_seq
+                        .map(|s| format!(", the newest at sequence {s}"))
+                        .unwrap_or_default()
+                );
+                Ok(ExitCode::SUCCESS)
+            } else {
+                println!(
+                    "audit chain BROKEN at sequence {}{}: {}; {} events before it verify",
+                    report.first_broken_seq.unwrap_or_default(),
+                    report
+                        .first_broken_id
+                        .map(|i| format!(" (event {i})"))
+                        .unwrap_or_default(),
+                    report.reason.as_deref().unwrap_or("unknown"),
+                    report.events
+                );
+                Ok(ExitCode::FAILURE)
+            }
+        }
+        AuditAction::Checkpoint => {
+            let db = connect(&cfg).await?;
+            let c = server::audit_checkpoint::take(&db, &cfg.audit).await;
+            db.close().await;
+            let c = c?;
+            println!(
+                "checkpoint written to {}: sequence {}, head {}",
+                store::checkpoint::file_in(&cfg.audit.checkpoint_dir).display(),
+                c.seq,
+                c.head_hash
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditAction::Keygen { file } => {
+            let mut opts = std::fs::OpenOptions::new();
+            opts.write(true).create_new(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::OpenOptionsExt;
+                opts.mode(0o600);
+            }
+            let mut f = opts
+                .open(&file)
+                .with_context(|| format!("cannot create {}", file.display()))?;
+            use std::io::Write;
+            writeln!(f, "{}", store::checkpoint::generate_signing_key())?;
+            f.sync_all()?;
+            println!(
+                "checkpoint signing key written to {} (mode 0600)",
+                file.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
 async fn connect(cfg: &server::Config) -> anyhow::Result<store::Db> {
     store::Db::connect(&cfg.database_url)
         .await
@@ -36,6 +108,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             println!("JWT_SECRET={}", server::config::generate_secret());
             println!("JWT_REFRESH_SECRET={}", server::config::generate_secret());
+            println!("AUDIT_KEY={}", server::config::generate_secret());
             Ok(ExitCode::SUCCESS)
         }
         Command::Config {
@@ -65,31 +138,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::FAILURE)
             }
         },
-        Command::Audit {
-            action: AuditAction::Verify,
-        } => {
-            let cfg = resolve(raw)?;
-            let db = connect(&cfg).await?;
-            let report = store::audit::verify(&db).await?;
-            if report.valid {
-                println!(
-                    "audit chain intact: {} events, head {}",
-                    report.events, report.head_hash
-                );
-                Ok(ExitCode::SUCCESS)
-            } else {
-                println!(
-                    "audit chain BROKEN at event {} (sequence {}); {} events before it verify",
-                    report
-                        .first_broken_id
-                        .map(|i| i.to_string())
-                        .unwrap_or_default(),
-                    report.first_broken_seq.unwrap_or_default(),
-                    report.events
-                );
-                Ok(ExitCode::FAILURE)
-            }
-        }
+        Command::Audit { action } => audit(resolve(raw)?, action).await,
         Command::Demo {
             patients,
             keep,

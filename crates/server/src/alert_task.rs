@@ -133,46 +133,19 @@ pub fn spawn(state: AppState) {
 /// `alerts.webhook.failure`. Errors are logged without the URL (it may
 /// carry a token).
 async fn deliver(state: AppState, url: SecretString, mut rx: mpsc::Receiver<Value>) {
-    let client = match reqwest::Client::builder()
-        .timeout(WEBHOOK_TIMEOUT)
-        .connect_timeout(Duration::from_secs(3))
-        .user_agent(concat!("amal-alerts/", env!("CARGO_PKG_VERSION")))
-        .build()
-    {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(error = %e.without_url(), "cannot build the alert webhook client");
-            return;
-        }
+    let Some(client) = webhook_client("amal-alerts") else {
+        return;
     };
     while let Some(body) = rx.recv().await {
         let alert = body["groupLabels"]["alertname"]
             .as_str()
             .unwrap_or("")
             .to_string();
-        let mut delay = WEBHOOK_BACKOFF;
-        let mut delivered = false;
-        let mut tries = 0;
-        for attempt in 1..=WEBHOOK_ATTEMPTS {
-            tries = attempt;
-            match client.post(url.expose_secret()).json(&body).send().await {
-                Ok(r) if r.status().is_success() => {
-                    delivered = true;
-                    break;
-                }
-                Ok(r) => {
-                    tracing::warn!(alert = %alert, attempt, status = r.status().as_u16(), "alert webhook answered with an error")
-                }
-                Err(e) => {
-                    tracing::warn!(alert = %alert, attempt, error = %e.without_url(), "alert webhook unreachable")
-                }
-            }
-            if attempt < WEBHOOK_ATTEMPTS {
-                tokio::time::sleep(delay).await;
-                delay *= 2;
-            }
-        }
-        state.alerts.delivered(&alert, delivered, tries);
+        let tries = post_with_retries(&client, &url, &body, &alert).await;
+        let delivered = tries.is_ok();
+        state
+            .alerts
+            .delivered(&alert, delivered, tries.unwrap_or_else(|t| t));
         if delivered {
             state.metrics.incr("alerts.webhook.sent");
         } else {
@@ -180,6 +153,50 @@ async fn deliver(state: AppState, url: SecretString, mut rx: mpsc::Receiver<Valu
             tracing::error!(alert = %alert, attempts = WEBHOOK_ATTEMPTS, "alert webhook delivery failed");
         }
     }
+}
+
+/// The HTTP client webhooks are posted with (short timeouts).
+pub(crate) fn webhook_client(agent: &str) -> Option<reqwest::Client> {
+    match reqwest::Client::builder()
+        .timeout(WEBHOOK_TIMEOUT)
+        .connect_timeout(Duration::from_secs(3))
+        .user_agent(format!("{agent}/{}", env!("CARGO_PKG_VERSION")))
+        .build()
+    {
+        Ok(c) => Some(c),
+        Err(e) => {
+            tracing::error!(error = %e.without_url(), "cannot build a webhook client");
+            None
+        }
+    }
+}
+
+/// Post `body` to `url` with up to [`WEBHOOK_ATTEMPTS`] tries and doubling
+/// back-off: `Ok(tries)` once accepted, `Err(tries)` when every try failed.
+/// Logs name `what`, never the URL.
+pub(crate) async fn post_with_retries(
+    client: &reqwest::Client,
+    url: &SecretString,
+    body: &Value,
+    what: &str,
+) -> Result<u32, u32> {
+    let mut delay = WEBHOOK_BACKOFF;
+    for attempt in 1..=WEBHOOK_ATTEMPTS {
+        match client.post(url.expose_secret()).json(body).send().await {
+            Ok(r) if r.status().is_success() => return Ok(attempt),
+            Ok(r) => {
+                tracing::warn!(what = %what, attempt, status = r.status().as_u16(), "webhook answered with an error")
+            }
+            Err(e) => {
+                tracing::warn!(what = %what, attempt, error = %e.without_url(), "webhook unreachable")
+            }
+        }
+        if attempt < WEBHOOK_ATTEMPTS {
+            tokio::time::sleep(delay).await;
+            delay *= 2;
+        }
+    }
+    Err(WEBHOOK_ATTEMPTS)
 }
 
 #[utoipa::path(get, path = "/api/alerts", tag = "ops", security(("bearer" = [])),

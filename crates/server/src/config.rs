@@ -82,6 +82,17 @@ pub struct RawConfig {
     /// `--insecure-dev` / `AMAL_INSECURE_DEV`: allow a non-loopback bind in
     /// development (with development or weak secrets). Never in production.
     pub insecure_dev: bool,
+    /// `AUDIT_KEY` and `AUDIT_KEY_PREVIOUS` (secrets): HMAC keys of the audit chain.
+    pub audit_key: Option<SecretString>,
+    pub audit_key_previous: Option<SecretString>,
+    /// `AMAL_AUDIT_SIGNING_KEY_FILE`: the Ed25519 checkpoint signing key.
+    pub audit_signing_key_file: Option<PathBuf>,
+    /// `AMAL_AUDIT_CHECKPOINT_DIR`, `AMAL_AUDIT_CHECKPOINT_EVERY`,
+    /// `AMAL_AUDIT_CHECKPOINT_INTERVAL`, `AUDIT_CHECKPOINT_WEBHOOK_URL` (a secret).
+    pub audit_checkpoint_dir: Option<PathBuf>,
+    pub audit_checkpoint_every: Option<String>,
+    pub audit_checkpoint_interval: Option<String>,
+    pub audit_checkpoint_webhook_url: Option<SecretString>,
 }
 
 /// Who must use a second factor (`AMAL_MFA`).
@@ -274,6 +285,8 @@ pub struct Config {
     pub header_read_timeout: Duration,
     /// Development on a non-loopback address was explicitly allowed.
     pub insecure_dev: bool,
+    /// The keyed audit chain and its signed checkpoints.
+    pub audit: crate::settings::AuditSettings,
 }
 
 /// PEM certificate chain and private key (`AMAL_TLS_CERT`, `AMAL_TLS_KEY`).
@@ -358,7 +371,11 @@ impl Config {
                 Environment::Production
             }
         };
-        let data_dir = raw.data_dir.unwrap_or_else(|| PathBuf::from("amal-data"));
+        let data_dir = raw
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("amal-data"));
+        let audit = resolve_audit(&raw, env, &data_dir, &mut problem);
         let database_url = raw
             .database_url
             .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("amal.db").display()));
@@ -650,7 +667,11 @@ impl Config {
                 }
                 Err(e) => problem(
                     "AMAL_DATA_DIR",
-                    format!("cannot keep development secrets: {e}"),
+                    format!(
+                        "cannot keep development secrets in {}: {}",
+                        data_dir.display(),
+                        store::db::io_cause(&e)
+                    ),
                 ),
             }
         }
@@ -699,36 +720,42 @@ impl Config {
             }
         }
 
-        match (jwt, refresh) {
-            (Some(jwt_secret), Some(jwt_refresh_secret)) if problems.is_empty() => Ok(Config {
-                database_url,
-                data_dir,
-                bind,
-                env,
-                jwt_secret,
-                jwt_secret_previous: raw.jwt_secret_previous,
-                jwt_refresh_secret,
-                signup,
-                log_level,
-                metrics_token: raw.metrics_token,
-                rate_limits: limits,
-                trusted_proxies,
-                request_timeout,
-                db_acquire_timeout,
-                backup,
-                ai,
-                tls,
-                alert_interval,
-                alert_webhook_url: raw.alert_webhook_url,
-                break_glass_duration,
-                two_person_rule,
-                hl7_mllp,
-                idle_timeout,
-                mfa,
-                clinic_name,
-                header_read_timeout,
-                insecure_dev: raw.insecure_dev,
-            }),
+        match (jwt, refresh, audit) {
+            (Some(jwt_secret), Some(jwt_refresh_secret), Some(audit)) if problems.is_empty() => {
+                // Every command that resolves a configuration appends and
+                // verifies with these keys.
+                audit.install();
+                Ok(Config {
+                    database_url,
+                    data_dir,
+                    bind,
+                    env,
+                    jwt_secret,
+                    jwt_secret_previous: raw.jwt_secret_previous,
+                    jwt_refresh_secret,
+                    signup,
+                    log_level,
+                    metrics_token: raw.metrics_token,
+                    rate_limits: limits,
+                    trusted_proxies,
+                    request_timeout,
+                    db_acquire_timeout,
+                    backup,
+                    ai,
+                    tls,
+                    alert_interval,
+                    alert_webhook_url: raw.alert_webhook_url,
+                    break_glass_duration,
+                    two_person_rule,
+                    hl7_mllp,
+                    idle_timeout,
+                    mfa,
+                    clinic_name,
+                    header_read_timeout,
+                    insecure_dev: raw.insecure_dev,
+                    audit,
+                })
+            }
             _ => Err(problems),
         }
     }
@@ -740,6 +767,164 @@ impl Config {
             .map(|a| a.ip().is_loopback())
             .unwrap_or(false)
     }
+}
+
+/// The audit settings: in development a missing `AUDIT_KEY` is generated
+/// once into `<data dir>/audit.key` and a missing checkpoint signing key
+/// into `<data dir>/audit-signing.key` (both 0600); production requires
+/// both, the key file readable by its owner only.
+fn resolve_audit(
+    raw: &RawConfig,
+    env: Environment,
+    data_dir: &Path,
+    problem: &mut impl FnMut(&'static str, String),
+) -> Option<crate::settings::AuditSettings> {
+    let strict = env == Environment::Production;
+    let key = match &raw.audit_key {
+        Some(k) => {
+            if let Some(m) = secret_problem(k.expose_secret()).filter(|_| strict) {
+                problem("AUDIT_KEY", m);
+            }
+            Some(k.clone())
+        }
+        None if strict => {
+            problem(
+                "AUDIT_KEY",
+                "is required in production; generate one with `amal secrets generate`".into(),
+            );
+            None
+        }
+        None => {
+            let f = data_dir.join("audit.key");
+            match dev_file(&f, generate_secret) {
+                Ok(k) => Some(SecretString::from(k)),
+                Err(e) => {
+                    problem(
+                        "AMAL_DATA_DIR",
+                        format!(
+                            "cannot keep the development AUDIT_KEY in {}: {}",
+                            f.display(),
+                            store::db::io_cause(&e)
+                        ),
+                    );
+                    None
+                }
+            }
+        }
+    };
+    if let (Some(p), true) = (&raw.audit_key_previous, strict) {
+        if let Some(m) = secret_problem(p.expose_secret()) {
+            problem("AUDIT_KEY_PREVIOUS", m);
+        }
+    }
+    let signing_file = match (&raw.audit_signing_key_file, strict) {
+        (Some(f), _) => Some(f.clone()),
+        (None, true) => {
+            problem(
+                "AMAL_AUDIT_SIGNING_KEY_FILE",
+                "is required in production; create one with `amal audit keygen FILE`".into(),
+            );
+            None
+        }
+        (None, false) => {
+            let f = data_dir.join("audit-signing.key");
+            if let Err(e) = dev_file(&f, store::checkpoint::generate_signing_key) {
+                problem(
+                    "AMAL_DATA_DIR",
+                    format!(
+                        "cannot keep the development checkpoint signing key in {}: {}",
+                        f.display(),
+                        store::db::io_cause(&e)
+                    ),
+                );
+                return None;
+            }
+            Some(f)
+        }
+    };
+    let signing_key = signing_file.and_then(|f| match read_signing_key(&f, strict) {
+        Ok(k) => Some(k),
+        Err(m) => {
+            problem("AMAL_AUDIT_SIGNING_KEY_FILE", m);
+            None
+        }
+    });
+    let checkpoint_every = match raw.audit_checkpoint_every.as_deref().map(str::trim) {
+        None | Some("") => crate::settings::DEFAULT_CHECKPOINT_EVERY,
+        Some(s) => crate::settings::checkpoint_every(s).unwrap_or_else(|| {
+            problem(
+                "AMAL_AUDIT_CHECKPOINT_EVERY",
+                "must be a whole number of events from 1 to 1000000".into(),
+            );
+            crate::settings::DEFAULT_CHECKPOINT_EVERY
+        }),
+    };
+    let checkpoint_interval = match raw.audit_checkpoint_interval.as_deref().map(str::trim) {
+        None | Some("") => crate::settings::DEFAULT_CHECKPOINT_INTERVAL,
+        Some(s) => crate::settings::checkpoint_interval(s).unwrap_or_else(|| {
+            problem(
+                "AMAL_AUDIT_CHECKPOINT_INTERVAL",
+                "must be a duration from 1s to 1h such as `1m`".into(),
+            );
+            crate::settings::DEFAULT_CHECKPOINT_INTERVAL
+        }),
+    };
+    if let Some(url) = &raw.audit_checkpoint_webhook_url {
+        if !crate::settings::webhook_url_ok(url.expose_secret()) {
+            problem(
+                "AUDIT_CHECKPOINT_WEBHOOK_URL",
+                "must be an http:// or https:// URL".into(),
+            );
+        }
+    }
+    let checkpoint_dir = raw
+        .audit_checkpoint_dir
+        .clone()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or_else(|| data_dir.join("audit-checkpoints"));
+    Some(crate::settings::AuditSettings {
+        key: key?,
+        key_previous: raw.audit_key_previous.clone(),
+        signing_key: crate::settings::CheckpointKey(std::sync::Arc::new(signing_key?)),
+        checkpoint_dir,
+        checkpoint_every,
+        checkpoint_interval,
+        webhook_url: raw.audit_checkpoint_webhook_url.clone(),
+    })
+}
+
+/// Read the checkpoint signing key file; in production it must be
+/// readable by its owner only.
+fn read_signing_key(path: &Path, strict: bool) -> Result<ed25519_dalek::SigningKey, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read the key file: {}", store::db::io_cause(&e)))?;
+    #[cfg(unix)]
+    if strict {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)
+            .map(|m| m.permissions().mode())
+            .unwrap_or(0);
+        if mode & 0o077 != 0 {
+            return Err("the key file must be readable by its owner only (chmod 600)".into());
+        }
+    }
+    store::checkpoint::parse_signing_key(&text)
+        .ok_or_else(|| "does not hold an Ed25519 key (32 bytes, base64 or hex)".into())
+}
+
+/// Read the one-line secret in `path`, creating it (0600) with `make` when missing.
+fn dev_file(path: &Path, make: fn() -> String) -> std::io::Result<String> {
+    if let Ok(text) = std::fs::read_to_string(path) {
+        if !text.trim().is_empty() {
+            return Ok(text.trim().to_string());
+        }
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let v = make();
+    write_private(path, format!("{v}\n").as_bytes())?;
+    Ok(v)
 }
 
 /// Generate 64 random bytes, standard base64 (for `amal secrets generate`).
@@ -797,14 +982,41 @@ mod tests {
         SecretString::from(generate_secret())
     }
 
+    /// A checkpoint signing key file, 0600, in a fresh folder.
+    fn signing_key_file() -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("amal-cfg-{}", uuid::Uuid::new_v4().simple()));
+        let _ = std::fs::create_dir_all(&dir);
+        let f = dir.join("audit-signing.key");
+        let _ = write_private(&f, store::checkpoint::generate_signing_key().as_bytes());
+        f
+    }
+
     fn prod() -> RawConfig {
         RawConfig {
             env: Some("production".into()),
             database_url: Some("postgres://db.internal/amal?sslmode=require".into()),
             jwt_secret: Some(good()),
             jwt_refresh_secret: Some(good()),
+            audit_key: Some(good()),
+            audit_signing_key_file: Some(signing_key_file()),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn production_requires_the_audit_keys() {
+        let mut r = prod();
+        r.audit_key = None;
+        r.audit_signing_key_file = None;
+        let s = settings(r);
+        assert!(s.contains(&"AUDIT_KEY"), "{s:?}");
+        assert!(s.contains(&"AMAL_AUDIT_SIGNING_KEY_FILE"), "{s:?}");
+        let mut r = prod();
+        r.audit_key = Some(SecretString::from("short".to_string()));
+        r.audit_checkpoint_every = Some("0".into());
+        let s = settings(r);
+        assert!(s.contains(&"AUDIT_KEY"), "{s:?}");
+        assert!(s.contains(&"AMAL_AUDIT_CHECKPOINT_EVERY"), "{s:?}");
     }
 
     fn settings(r: RawConfig) -> Vec<&'static str> {

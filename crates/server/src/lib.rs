@@ -4,6 +4,7 @@
 
 pub mod alert_task;
 pub mod alerts;
+pub mod audit_checkpoint;
 pub mod auth;
 pub mod backup_schedule;
 pub mod class;
@@ -357,6 +358,7 @@ pub async fn prepare(config: Config, migrate: bool) -> anyhow::Result<AppState> 
     }
     spawn_housekeeping(state.clone());
     alert_task::spawn(state.clone());
+    audit_checkpoint::spawn(state.clone());
     Ok(state)
 }
 

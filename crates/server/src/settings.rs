@@ -108,6 +108,81 @@ impl BackupSettings {
     }
 }
 
+/// Default of `AMAL_AUDIT_CHECKPOINT_EVERY`: a checkpoint at least every this many events.
+pub const DEFAULT_CHECKPOINT_EVERY: u64 = 1000;
+/// Default of `AMAL_AUDIT_CHECKPOINT_INTERVAL`: and at least this often while events arrive.
+pub const DEFAULT_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(60);
+
+/// The Ed25519 key checkpoints are signed with (never printed).
+#[derive(Clone)]
+pub struct CheckpointKey(pub std::sync::Arc<ed25519_dalek::SigningKey>);
+
+impl std::fmt::Debug for CheckpointKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "CheckpointKey({})",
+            store::checkpoint::key_id(&self.0.verifying_key())
+        )
+    }
+}
+
+/// Validated audit-chain settings: the HMAC keys, the checkpoint signing
+/// key and where and how often checkpoints are written.
+#[derive(Debug, Clone)]
+pub struct AuditSettings {
+    /// `AUDIT_KEY`: HMAC key of new events.
+    pub key: secrecy::SecretString,
+    /// `AUDIT_KEY_PREVIOUS`: the key before a rotation (still verifies).
+    pub key_previous: Option<secrecy::SecretString>,
+    /// From `AMAL_AUDIT_SIGNING_KEY_FILE`.
+    pub signing_key: CheckpointKey,
+    /// `AMAL_AUDIT_CHECKPOINT_DIR` (default `<data dir>/audit-checkpoints`).
+    pub checkpoint_dir: PathBuf,
+    /// `AMAL_AUDIT_CHECKPOINT_EVERY`.
+    pub checkpoint_every: u64,
+    /// `AMAL_AUDIT_CHECKPOINT_INTERVAL`.
+    pub checkpoint_interval: Duration,
+    /// `AUDIT_CHECKPOINT_WEBHOOK_URL`: each checkpoint is also posted there.
+    pub webhook_url: Option<secrecy::SecretString>,
+}
+
+impl AuditSettings {
+    /// Install the HMAC keys for this process's audit chain.
+    pub fn install(&self) {
+        use secrecy::ExposeSecret;
+        store::audit::install_keys(
+            store::audit::AuditKey::new(self.key.expose_secret().as_bytes()),
+            self.key_previous
+                .as_ref()
+                .map(|k| store::audit::AuditKey::new(k.expose_secret().as_bytes())),
+        );
+    }
+
+    /// The public half of the checkpoint key.
+    pub fn verifying_key(&self) -> ed25519_dalek::VerifyingKey {
+        self.signing_key.0.verifying_key()
+    }
+
+    /// The signed checkpoints the chain must match.
+    pub fn anchors(&self) -> std::io::Result<store::audit::Anchors> {
+        store::checkpoint::anchors_in(&self.checkpoint_dir, &self.verifying_key())
+    }
+}
+
+/// `AMAL_AUDIT_CHECKPOINT_EVERY`: a whole number from 1 to 1,000,000.
+pub fn checkpoint_every(s: &str) -> Option<u64> {
+    s.trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|n| (1..=1_000_000).contains(n))
+}
+
+/// `AMAL_AUDIT_CHECKPOINT_INTERVAL`: from 1 s to 1 h.
+pub fn checkpoint_interval(s: &str) -> Option<Duration> {
+    duration(s).filter(|d| (Duration::from_secs(1)..=Duration::from_secs(3600)).contains(d))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,8 +1,17 @@
 //! The tamper-evident audit trail.
 //!
-//! Every event stores the SHA-256 of its predecessor and its own hash over a
+//! Every event stores the hash of its predecessor and its own hash over a
 //! canonical encoding, so editing, deleting or inserting a row breaks the
-//! chain at that row. Appends are serialized (SQLite has one writer; on
+//! chain at that row. The hash is an HMAC-SHA256 under `AUDIT_KEY`, a secret
+//! kept outside the database ([`install_keys`]), so someone who can write the
+//! database but does not hold the key cannot recompute a rewritten chain.
+//! Each event records the id of its key (`key_id`); events written before
+//! keyed hashing (release 0.1 schemas, migration 0015) have no key id and
+//! carry the plain SHA-256 of the same encoding. Those *legacy* events verify
+//! only as a prefix of the chain: a legacy event after a keyed one is a break,
+//! so "recompute everything with plain SHA-256" is caught from the first
+//! keyed event on, and a chain rewritten as legacy throughout no longer
+//! matches the signed checkpoints (`crate::checkpoint`). Appends are serialized (SQLite has one writer; on
 //! PostgreSQL a transaction-scoped advisory lock), which keeps the chain a
 //! single line even with several `amal` instances.
 //!
@@ -11,7 +20,11 @@
 //! only once its event is durable. Changes append their events inside the
 //! change's own transaction with [`append`].
 
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
 use chrono::{DateTime, Utc};
+use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
@@ -83,6 +96,9 @@ pub struct StoredEvent {
     pub detail: Option<String>,
     pub prev_hash: String,
     pub hash: String,
+    /// The id of the `AUDIT_KEY` whose HMAC `hash` is; `None` for a legacy
+    /// (plain SHA-256) event.
+    pub key_id: Option<String>,
 }
 
 impl StoredEvent {
@@ -105,12 +121,91 @@ impl StoredEvent {
     }
 }
 
-/// SHA-256 (hex) over the canonical encoding: a JSON array of every field in
-/// a fixed order, timestamps as RFC 3339 with microseconds, then the
-/// predecessor's hash.
-pub fn chain_hash(seq: i64, e: &AuditEvent, prev_hash: &str) -> String {
+/// One `AUDIT_KEY`: the HMAC secret and its public id.
+pub struct AuditKey {
+    id: String,
+    secret: Vec<u8>,
+}
+
+impl std::fmt::Debug for AuditKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "AuditKey({})", self.id)
+    }
+}
+
+impl AuditKey {
+    /// A key from its secret. Its id is the first 16 hex digits of
+    /// SHA-256 over a fixed label and the secret: stable, public, and no
+    /// help in guessing the secret.
+    pub fn new(secret: &[u8]) -> AuditKey {
+        let mut h = Sha256::new();
+        h.update(b"amal-audit-key-id\0");
+        h.update(secret);
+        let id = hex::encode(&h.finalize()[..8]);
+        AuditKey {
+            id,
+            secret: secret.to_vec(),
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+/// The keys this process hashes with (the current one) and verifies with
+/// (every key installed, i.e. the current and previous `AUDIT_KEY`).
+#[derive(Default)]
+struct KeyRing {
+    current: Option<Arc<AuditKey>>,
+    known: BTreeMap<String, Arc<AuditKey>>,
+}
+
+static KEYS: RwLock<KeyRing> = RwLock::new(KeyRing {
+    current: None,
+    known: BTreeMap::new(),
+});
+
+/// Make `current` the key new events are hashed with; it and `previous`
+/// (the key before a rotation) verify events. Keys installed earlier in the
+/// same process stay known for verification, so a process that opens more
+/// than one database (tests, `amal backup verify`) keeps verifying them.
+pub fn install_keys(current: AuditKey, previous: Option<AuditKey>) {
+    let mut ring = KEYS.write().unwrap_or_else(|e| e.into_inner());
+    let current = Arc::new(current);
+    ring.known.insert(current.id.clone(), current.clone());
+    if let Some(p) = previous {
+        ring.known.insert(p.id.clone(), Arc::new(p));
+    }
+    ring.current = Some(current);
+}
+
+/// The id of the key new events are hashed with, if one is installed.
+pub fn current_key_id() -> Option<String> {
+    current_key().map(|k| k.id.clone())
+}
+
+fn current_key() -> Option<Arc<AuditKey>> {
+    KEYS.read()
+        .unwrap_or_else(|e| e.into_inner())
+        .current
+        .clone()
+}
+
+fn known_key(id: &str) -> Option<Arc<AuditKey>> {
+    KEYS.read()
+        .unwrap_or_else(|e| e.into_inner())
+        .known
+        .get(id)
+        .cloned()
+}
+
+/// The canonical encoding: a JSON array of every field in a fixed order,
+/// timestamps as RFC 3339 with microseconds, the predecessor's hash, and
+/// (keyed events only) the key id, so a key id cannot be swapped either.
+fn canonical(seq: i64, e: &AuditEvent, prev_hash: &str, key_id: Option<&str>) -> String {
     let uuid = |u: Option<Uuid>| u.map(|u| u.hyphenated().to_string());
-    let canonical = serde_json::json!([
+    let mut v = serde_json::json!([
         seq,
         e.id.hyphenated().to_string(),
         e.occurred_at.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
@@ -126,7 +221,29 @@ pub fn chain_hash(seq: i64, e: &AuditEvent, prev_hash: &str) -> String {
         e.detail,
         prev_hash,
     ]);
-    hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
+    if let (Some(id), Some(a)) = (key_id, v.as_array_mut()) {
+        a.push(serde_json::Value::String(id.to_string()));
+    }
+    v.to_string()
+}
+
+/// The legacy hash: plain SHA-256 (hex) of the canonical encoding, as
+/// written before keyed hashing. Verified only as the chain's prefix.
+pub fn legacy_hash(seq: i64, e: &AuditEvent, prev_hash: &str) -> String {
+    hex::encode(Sha256::digest(
+        canonical(seq, e, prev_hash, None).as_bytes(),
+    ))
+}
+
+/// The keyed hash: HMAC-SHA256 (hex) under `key` of the canonical encoding.
+pub fn keyed_hash(key: &AuditKey, seq: i64, e: &AuditEvent, prev_hash: &str) -> String {
+    // HMAC takes a key of any length.
+    let mut mac = match <Hmac<Sha256> as Mac>::new_from_slice(&key.secret) {
+        Ok(m) => m,
+        Err(_) => return String::new(),
+    };
+    mac.update(canonical(seq, e, prev_hash, Some(&key.id)).as_bytes());
+    hex::encode(mac.finalize().into_bytes())
 }
 
 /// Append `events` to the chain inside `tx`.
@@ -144,16 +261,19 @@ pub async fn append(tx: &mut Tx, events: &[AuditEvent]) -> Result<()> {
     let head_sql = "SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1";
     let head: Option<(i64, String)> =
         on_tx!(tx, c => sqlx::query_as(head_sql).fetch_optional(&mut *c).await)?;
+    let key = current_key().ok_or_else(|| {
+        StoreError::Conflict("no AUDIT_KEY is installed; the audit chain cannot be extended".into())
+    })?;
     let (mut seq, mut prev) = head.unwrap_or((0, GENESIS.to_string()));
     // One multi-row INSERT per chunk: a group commit of many reads costs one
-    // round trip, not one per event. 15 parameters a row stays far below
+    // round trip, not one per event. 16 parameters a row stays far below
     // both engines' limits at this chunk size.
-    const COLS: usize = 15;
+    const COLS: usize = 16;
     const CHUNK: usize = 500;
     let mut rows: Vec<(i64, &AuditEvent, String, String)> = Vec::with_capacity(events.len());
     for e in events {
         seq += 1;
-        let hash = chain_hash(seq, e, &prev);
+        let hash = keyed_hash(&key, seq, e, &prev);
         rows.push((seq, e, std::mem::replace(&mut prev, hash.clone()), hash));
     }
     for chunk in rows.chunks(CHUNK) {
@@ -165,7 +285,7 @@ pub async fn append(tx: &mut Tx, events: &[AuditEvent]) -> Result<()> {
             .collect();
         let sql = format!(
             "INSERT INTO audit_events (seq, id, occurred_at, actor_id, actor_role, action, resource_type, resource_id, \
-             patient_id, outcome, request_id, client_ip, detail, prev_hash, hash) VALUES {}",
+             patient_id, outcome, request_id, client_ip, detail, prev_hash, hash, key_id) VALUES {}",
             values.join(", ")
         );
         on_tx!(tx, c => {
@@ -186,12 +306,33 @@ pub async fn append(tx: &mut Tx, events: &[AuditEvent]) -> Result<()> {
                     .bind(&e.client_ip)
                     .bind(&e.detail)
                     .bind(prev_hash)
-                    .bind(hash);
+                    .bind(hash)
+                    .bind(&key.id);
             }
             q.execute(&mut *c).await.map(|r| r.rows_affected())
         })?;
     }
+    APPENDED.fetch_add(
+        u64::try_from(events.len()).unwrap_or(u64::MAX),
+        std::sync::atomic::Ordering::Relaxed,
+    );
+    APPEND_NOTIFY.notify_one();
     Ok(())
+}
+
+/// Events appended by this process (committed or not: a hint for the
+/// checkpoint writer, which reads the real head from the database).
+static APPENDED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+static APPEND_NOTIFY: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
+/// How many events this process has appended so far.
+pub fn appended_count() -> u64 {
+    APPENDED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Wait until this process appends more events.
+pub async fn appended() {
+    APPEND_NOTIFY.notified().await
 }
 
 /// Append events in their own transaction.
@@ -210,42 +351,124 @@ pub struct VerifyReport {
     pub first_broken_id: Option<Uuid>,
     pub first_broken_seq: Option<i64>,
     pub head_hash: String,
+    /// Why the chain does not verify (none when it does).
+    pub reason: Option<String>,
+    /// Events hashed with plain SHA-256 before keyed hashing (a prefix).
+    pub legacy_events: i64,
+    /// Signed checkpoints the chain was checked against.
+    pub checkpoints_checked: i64,
+    /// The newest of them (its sequence number), if any.
+    pub latest_checkpoint_seq: Option<i64>,
+}
+
+impl VerifyReport {
+    /// The report for a database without an audit table.
+    pub fn empty() -> VerifyReport {
+        VerifyReport {
+            valid: true,
+            events: 0,
+            first_broken_id: None,
+            first_broken_seq: None,
+            head_hash: GENESIS.to_string(),
+            reason: None,
+            legacy_events: 0,
+            checkpoints_checked: 0,
+            latest_checkpoint_seq: None,
+        }
+    }
 }
 
 /// One page of the chain, in order, after the `seq` bound ($1).
 pub const CHAIN_PAGE_SQL: &str =
     "SELECT seq, id, occurred_at, actor_id, actor_role, action, resource_type, resource_id, \
-     patient_id, outcome, request_id, client_ip, detail, prev_hash, hash \
+     patient_id, outcome, request_id, client_ip, detail, prev_hash, hash, key_id \
      FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT 2000";
+
+/// What the chain must contain, from outside the database: the head hash
+/// at each checkpointed sequence number (see `crate::checkpoint`), and
+/// problems with the checkpoints themselves (a bad signature).
+#[derive(Debug, Clone, Default)]
+pub struct Anchors {
+    pub heads: BTreeMap<i64, String>,
+    pub problems: Vec<String>,
+}
 
 /// The chain check itself, fed page by page by whoever reads the rows (a
 /// pool, a snapshot transaction, a backup image), so that every verifier —
 /// `amal audit verify`, the API and `backup verify` — applies one rule: each
 /// event's `seq` follows its predecessor's, it links to the predecessor's
-/// hash, and its own hash is the hash of its content and that link.
-#[derive(Debug)]
+/// hash, its own hash is the keyed hash (or, for the legacy prefix, the
+/// plain SHA-256) of its content and that link, and wherever a signed
+/// checkpoint names a sequence number the event there has the checkpointed
+/// hash — and the chain reaches the newest checkpoint.
+#[derive(Debug, Default)]
 pub struct ChainCheck {
     last_seq: i64,
-    prev: String,
+    prev: Option<String>,
     count: i64,
-    broken: Option<(Uuid, i64)>,
-}
-
-impl Default for ChainCheck {
-    fn default() -> Self {
-        ChainCheck {
-            last_seq: 0,
-            prev: GENESIS.to_string(),
-            count: 0,
-            broken: None,
-        }
-    }
+    legacy: i64,
+    keyed_seen: bool,
+    broken: Option<(Option<Uuid>, i64, String)>,
+    anchors: Anchors,
 }
 
 impl ChainCheck {
+    /// A check that also holds the chain to `anchors`.
+    pub fn with_anchors(anchors: Anchors) -> ChainCheck {
+        ChainCheck {
+            anchors,
+            ..ChainCheck::default()
+        }
+    }
+
     /// The bound for the next [`CHAIN_PAGE_SQL`] query.
     pub fn after(&self) -> i64 {
         self.last_seq
+    }
+
+    fn prev(&self) -> &str {
+        self.prev.as_deref().unwrap_or(GENESIS)
+    }
+
+    /// Why `row` does not follow the events checked so far.
+    fn fault(&self, row: &StoredEvent) -> Option<String> {
+        if row.seq != self.last_seq + 1 {
+            return Some(format!(
+                "sequence number {} follows {} (an event was deleted, inserted or renumbered)",
+                row.seq, self.last_seq
+            ));
+        }
+        if row.prev_hash != self.prev() {
+            return Some("its link to the previous event's hash is wrong".into());
+        }
+        let expected =
+            match row.key_id.as_deref() {
+                None if self.keyed_seen => return Some(
+                    "an unkeyed (plain SHA-256) event after keyed ones: the chain was recomputed"
+                        .into(),
+                ),
+                None => legacy_hash(row.seq, &row.event(), self.prev()),
+                Some(id) => match known_key(id) {
+                    Some(k) => keyed_hash(&k, row.seq, &row.event(), self.prev()),
+                    None => {
+                        return Some(format!(
+                    "hashed with an unknown key `{id}` (neither AUDIT_KEY nor AUDIT_KEY_PREVIOUS)"
+                ))
+                    }
+                },
+            };
+        if expected != row.hash {
+            return Some("its hash does not match its content (the event was edited)".into());
+        }
+        if let Some(h) = self.anchors.heads.get(&row.seq) {
+            if *h != row.hash {
+                return Some(format!(
+                    "its hash differs from the signed checkpoint at sequence {}",
+                    row.seq
+                ));
+            }
+        }
+        None
     }
 
     /// Check one page; false once the end or a broken event is reached.
@@ -254,27 +477,54 @@ impl ChainCheck {
             return false;
         }
         for row in page {
-            let ok = row.seq == self.last_seq + 1
-                && row.prev_hash == self.prev
-                && chain_hash(row.seq, &row.event(), &self.prev) == row.hash;
-            if !ok {
-                self.broken = Some((row.id, row.seq));
+            if let Some(why) = self.fault(&row) {
+                self.broken = Some((Some(row.id), row.seq, why));
                 return false;
             }
             self.count += 1;
+            if row.key_id.is_some() {
+                self.keyed_seen = true;
+            } else {
+                self.legacy += 1;
+            }
             self.last_seq = row.seq;
-            self.prev = row.hash;
+            self.prev = Some(row.hash);
         }
         true
     }
 
-    pub fn report(self) -> VerifyReport {
+    pub fn report(mut self) -> VerifyReport {
+        let latest = self.anchors.heads.keys().next_back().copied();
+        if self.broken.is_none() {
+            if let Some(p) = self.anchors.problems.first() {
+                self.broken = Some((None, self.last_seq + 1, p.clone()));
+            } else if let Some(top) = latest.filter(|s| *s > self.last_seq) {
+                self.broken = Some((
+                    None,
+                    self.last_seq + 1,
+                    format!(
+                        "the chain ends at sequence {} but a signed checkpoint records sequence                          {top}: events were deleted from the end",
+                        self.last_seq
+                    ),
+                ));
+            }
+        }
+        let checked = i64::try_from(self.anchors.heads.len()).unwrap_or(i64::MAX);
+        let head_hash = self.prev().to_string();
+        let (first_broken_id, first_broken_seq, reason) = match self.broken {
+            Some((id, seq, why)) => (id, Some(seq), Some(why)),
+            None => (None, None, None),
+        };
         VerifyReport {
-            valid: self.broken.is_none(),
+            valid: reason.is_none(),
             events: self.count,
-            first_broken_id: self.broken.map(|b| b.0),
-            first_broken_seq: self.broken.map(|b| b.1),
-            head_hash: self.prev,
+            first_broken_id,
+            first_broken_seq,
+            head_hash,
+            reason,
+            legacy_events: self.legacy,
+            checkpoints_checked: checked,
+            latest_checkpoint_seq: latest,
         }
     }
 }
@@ -282,7 +532,12 @@ impl ChainCheck {
 /// Walk the whole chain in order and report the first event whose stored
 /// hash, predecessor link or sequence number is wrong.
 pub async fn verify(db: &Db) -> Result<VerifyReport> {
-    let mut check = ChainCheck::default();
+    verify_with(db, Anchors::default()).await
+}
+
+/// [`verify`], and hold the chain to the signed checkpoints in `anchors`.
+pub async fn verify_with(db: &Db, anchors: Anchors) -> Result<VerifyReport> {
+    let mut check = ChainCheck::with_anchors(anchors);
     loop {
         let page: Vec<StoredEvent> = on_read!(db, c => sqlx::query_as(CHAIN_PAGE_SQL)
             .bind(check.after()).fetch_all(c).await)?;
@@ -290,6 +545,15 @@ pub async fn verify(db: &Db) -> Result<VerifyReport> {
             return Ok(check.report());
         }
     }
+}
+
+/// The newest event's sequence number and hash (0 and [`GENESIS`] when the
+/// chain is empty).
+pub async fn head(db: &Db) -> Result<(i64, String)> {
+    let sql = "SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1";
+    let row: Option<(i64, String)> =
+        on_read!(db, c => sqlx::query_as(sql).fetch_optional(c).await)?;
+    Ok(row.unwrap_or((0, GENESIS.to_string())))
 }
 
 /// Filters for listing the audit log; all optional.
@@ -337,7 +601,7 @@ pub async fn list(db: &Db, f: &AuditFilter, limit: i64) -> Result<Vec<StoredEven
     };
     let sql = format!(
         "SELECT seq, id, occurred_at, actor_id, actor_role, action, resource_type, resource_id, \
-         patient_id, outcome, request_id, client_ip, detail, prev_hash, hash \
+         patient_id, outcome, request_id, client_ip, detail, prev_hash, hash, key_id \
          FROM audit_events {where_sql} ORDER BY seq DESC LIMIT {limit}"
     );
     on_read!(db, c => {

@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
 
-use crate::audit::{ChainCheck, StoredEvent, VerifyReport, CHAIN_PAGE_SQL, GENESIS};
+use crate::audit::{Anchors, ChainCheck, StoredEvent, VerifyReport, CHAIN_PAGE_SQL};
 use crate::db::{Db, Result, StoreError, Tx};
 use crate::on_tx;
 use crate::pgurl::{LibpqTarget, PgUrl};
@@ -89,7 +89,12 @@ pub async fn tables_in(tx: &mut Tx) -> Result<Vec<String>> {
 /// Walk the audit chain inside `tx` with the same check as
 /// [`crate::audit::verify`], so that the head belongs to the snapshot.
 pub async fn verify_chain_in(tx: &mut Tx) -> Result<VerifyReport> {
-    let mut check = ChainCheck::default();
+    verify_chain_in_with(tx, Anchors::default()).await
+}
+
+/// [`verify_chain_in`], holding the chain to signed checkpoints.
+pub async fn verify_chain_in_with(tx: &mut Tx, anchors: Anchors) -> Result<VerifyReport> {
+    let mut check = ChainCheck::with_anchors(anchors);
     loop {
         let page: Vec<StoredEvent> = on_tx!(tx, c => sqlx::query_as(CHAIN_PAGE_SQL)
             .bind(check.after()).fetch_all(&mut *c).await)?;
@@ -125,13 +130,7 @@ pub async fn stats_in(tx: &mut Tx) -> Result<SnapshotStats> {
     let audit = if has("audit_events") {
         verify_chain_in(tx).await?
     } else {
-        VerifyReport {
-            valid: true,
-            events: 0,
-            first_broken_id: None,
-            first_broken_seq: None,
-            head_hash: GENESIS.to_string(),
-        }
+        VerifyReport::empty()
     };
     Ok(SnapshotStats {
         schema_version,

@@ -1,8 +1,6 @@
 //! The audit trail: append-only in the database, hash-chained, verified by
 //! the API and by `amal audit verify`, filterable by administrators.
 
-use std::process::Command;
-
 use crate::helpers::*;
 
 /// Run raw SQL as the database owner (the tests play the attacker here).
@@ -44,20 +42,6 @@ async fn with_history() -> (TestApp, Session, Vec<store::audit::StoredEvent>) {
     let mut events = audit_events(&app).await;
     events.reverse();
     (app, admin, events)
-}
-
-fn cli_verify(app: &TestApp) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_amal"))
-        .env_clear()
-        .env("DATABASE_URL", app.raw.database_url.as_ref().unwrap())
-        .env("AMAL_DATA_DIR", app.raw.data_dir.as_ref().unwrap())
-        .args(["audit", "verify"])
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    )
 }
 
 #[tokio::test]

@@ -665,3 +665,28 @@ fn latest_schema() -> usize {
         .max()
         .unwrap_or(0)
 }
+
+/// A backup restored where the clinic's `AUDIT_KEY` is not configured
+/// (another machine, a lost key) cannot prove its audit trail: the restore
+/// fails and says which key is missing, instead of "broken at sequence 1".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_without_the_clinics_audit_key_names_the_missing_key() {
+    let app = TestApp::spawn().await;
+    let url = app.raw.database_url.clone().unwrap();
+    let dir = app.raw.data_dir.clone().unwrap();
+    let provider = app.signed_in("provider").await;
+    patient_with_note(&app, &provider.access, 1).await;
+    let archive = dir.join("source.amalbak");
+    amal_ok(&dir, &url, &["backup", "--to", archive.to_str().unwrap()]).await;
+
+    let (tdir, turl) = fresh().await;
+    std::fs::remove_file(tdir.join("audit.key")).unwrap();
+    let all = amal_fails(&tdir, &turl, &["restore", archive.to_str().unwrap()]).await;
+    assert!(all.contains("unknown key"), "{all}");
+    assert!(all.contains("AUDIT_KEY"), "{all}");
+
+    // With the clinic's key in place the same archive restores.
+    let (tdir, turl) = fresh().await;
+    let out = amal_ok(&tdir, &turl, &["restore", archive.to_str().unwrap()]).await;
+    assert!(out.contains("audit chain intact"), "{out}");
+}

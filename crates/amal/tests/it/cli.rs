@@ -204,6 +204,15 @@ fn config_check_names_each_bad_setting_without_its_value() {
         assert!(v.len() >= 86, "64 bytes in base64");
         c.env(k, v);
     }
+    // The checkpoint signing key is a file (`amal audit keygen`), 0600.
+    let key_file = dir.join("checkpoint-signing.key");
+    let made = run({
+        let mut c = Command::new(env!("CARGO_BIN_EXE_amal"));
+        c.args(["audit", "keygen", key_file.to_str().unwrap()]);
+        c
+    });
+    assert!(made.0, "{}{}", made.1, made.2);
+    c.env("AMAL_AUDIT_SIGNING_KEY_FILE", &key_file);
     c.args(["config", "check"]);
     let (ok, out, err) = run(c);
     assert!(ok, "{out}{err}");

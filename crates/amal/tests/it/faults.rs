@@ -205,11 +205,18 @@ async fn sqlite_disk_full_answers_503_and_writes_resume_without_restart() {
         &second,
         &format!("sqlite://{}", second.join("amal.db").display()),
     );
-    let err = server::prepare(server::Config::resolve(raw).unwrap(), true)
-        .await
-        .err()
-        .expect("start on a full disk refused");
-    let msg = format!("{err:#}");
+    // Refused either while resolving the settings (the development audit
+    // key cannot be kept in the data folder) or while opening the database.
+    let msg = match server::Config::resolve(raw) {
+        Err(problems) => format!("{problems:?}"),
+        Ok(cfg) => {
+            let err = server::prepare(cfg, true)
+                .await
+                .err()
+                .expect("start on a full disk refused");
+            format!("{err:#}")
+        }
+    };
     assert!(msg.contains(&second.display().to_string()), "{msg}");
     assert!(msg.contains("disk is full"), "{msg}");
 
@@ -625,9 +632,10 @@ async fn sqlite_read_only_database_file_refused_as_unprivileged_user() {
     }
     let dir = temp_dir();
     let run_as = if is_root() {
-        // `nobody` owns the folder; it cannot bypass the file's mode.
+        // `nobody` owns the folder (and the clinic's keys seeded in it); it
+        // cannot bypass the file's mode.
         let ok = Command::new("chown")
-            .arg("65534:65534")
+            .args(["-R", "65534:65534"])
             .arg(&dir)
             .status()
             .map(|s| s.success())

@@ -25,6 +25,7 @@ mod helpers;
 mod hl7;
 mod identity;
 mod input;
+mod integrity;
 mod medication;
 mod mllp;
 mod ratelimit;

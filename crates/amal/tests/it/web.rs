@@ -1294,7 +1294,7 @@ async fn web_browser_provider_signs_in_finds_a_patient_and_finalizes_a_note() {
 
 #[tokio::test]
 async fn web_cookies_are_secure_in_production() {
-    let app = TestApp::spawn_with(|r| r.env = Some("production".into())).await;
+    let app = TestApp::spawn_with(production).await;
     let w = Web::new(&app);
     let form = w.get("/login").await;
     // Secure cookies carry the `__Host-` prefix; the plain names are not set.

@@ -69,8 +69,31 @@ pub async fn list(
     Ok(AuditPage { items, next_cursor })
 }
 
-/// Verify the whole hash chain.
+/// Verify the whole hash chain from the start and against every signed
+/// checkpoint.
 pub async fn verify(st: &AppState, user: &AuthUser) -> Result<store::audit::VerifyReport> {
     user.require(Action::ReadAudit)?;
-    Ok(store::audit::verify(&st.db).await?)
+    Ok(verify_chain(&st.db, &st.config.audit).await?)
+}
+
+/// The one chain verification of `amal audit verify` and the API: the
+/// chain rule of [`store::audit::ChainCheck`] held to the checkpoints in
+/// `AMAL_AUDIT_CHECKPOINT_DIR` (an unreadable checkpoint file is a failure).
+pub async fn verify_chain(
+    db: &store::Db,
+    audit: &crate::settings::AuditSettings,
+) -> store::db::Result<store::audit::VerifyReport> {
+    let a = audit.clone();
+    let anchors = match tokio::task::spawn_blocking(move || a.anchors()).await {
+        Ok(Ok(anchors)) => anchors,
+        Ok(Err(e)) => store::audit::Anchors {
+            problems: vec![format!("the checkpoint file cannot be read: {e}")],
+            ..Default::default()
+        },
+        Err(e) => store::audit::Anchors {
+            problems: vec![format!("the checkpoint file cannot be read: {e}")],
+            ..Default::default()
+        },
+    };
+    store::audit::verify_with(db, anchors).await
 }

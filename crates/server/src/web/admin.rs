@@ -637,6 +637,9 @@ struct VerifyPage {
     first_broken_id: String,
     first_broken_seq: String,
     head_hash: String,
+    reason: String,
+    checkpoints: i64,
+    latest_checkpoint: String,
 }
 
 pub async fn verify(State(st): State<AppState>, s: WebSession) -> Page {
@@ -651,6 +654,12 @@ pub async fn verify(State(st): State<AppState>, s: WebSession) -> Page {
             .map(|n| n.to_string())
             .unwrap_or_default(),
         head_hash: r.head_hash,
+        reason: r.reason.unwrap_or_default(),
+        checkpoints: r.checkpoints_checked,
+        latest_checkpoint: r
+            .latest_checkpoint_seq
+            .map(|n| n.to_string())
+            .unwrap_or_default(),
     }))
 }
 
