@@ -187,6 +187,24 @@ impl Browser {
         self.c.find(css(sel)).await?.click().await
     }
 
+    /// Click `sel` and wait until a new page has replaced this one (for
+    /// steps whose next page has the same elements as this one).
+    pub async fn click_and_load(&self, sel: &str) -> Res<()> {
+        self.js("window.amalOldPage = true;").await?;
+        self.click(sel).await?;
+        for _ in 0..100 {
+            // A script may fail while the page is being replaced: not yet.
+            let fresh = self
+                .js("return window.amalOldPage !== true && document.readyState === 'complete';")
+                .await;
+            if matches!(fresh, Ok(Value::Bool(true))) {
+                return Ok(());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("no new page after clicking {sel}");
+    }
+
     pub async fn text(&self, sel: &str) -> Res<String> {
         self.c.find(css(sel)).await?.text().await
     }

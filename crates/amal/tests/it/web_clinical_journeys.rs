@@ -691,8 +691,7 @@ async fn web_browser_medication_safety_misspelt_brand_duplicate_unrecognised_and
         assert_eq!(b.text("#rx-status").await?, "draft");
         b.js("document.querySelector('#issue input[name=uncheckedAcknowledged]').removeAttribute('required');")
             .await?;
-        b.click("#issue button[type=submit]").await?;
-        b.wait_for(tick).await?;
+        b.click_and_load("#issue button[type=submit]").await?;
         assert_eq!(b.text("#rx-status").await?, "draft");
         assert!(b.text("#issue").await?.to_lowercase().contains("medication not recognised"));
         b.click(tick).await?;

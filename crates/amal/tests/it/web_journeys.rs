@@ -479,8 +479,7 @@ async fn web_journey_conflicting_edit_offers_reload_and_keeps_what_was_typed() {
         );
         b.fits().await?;
         b.shot("allergy-conflict").await?;
-        b.click("#problem .reload-link").await?;
-        b.wait_for("#allergy").await?;
+        b.click_and_load("#problem .reload-link").await?;
         assert!(!b.exists("#problem").await?);
         assert!(b
             .text("#allergy ul.allergies")
@@ -515,8 +514,7 @@ async fn web_journey_conflicting_edit_offers_reload_and_keeps_what_was_typed() {
         assert_eq!(value_of(&b, "#note-plan").await?, typed_plan);
         b.fits().await?;
         b.shot("note-conflict").await?;
-        b.click("#problem .reload-link").await?;
-        b.wait_for("#note-title").await?;
+        b.click_and_load("#problem .reload-link").await?;
         assert_eq!(
             value_of(&b, "#note-title").await?,
             "Follow-up (edited on the tablet)"
