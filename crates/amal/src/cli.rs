@@ -152,6 +152,10 @@ pub struct Settings {
     /// Inactivity limit of a session (web and refresh tokens), default 15m.
     #[arg(long, env = "AMAL_IDLE_TIMEOUT", global = true)]
     pub idle_timeout: Option<String>,
+    /// The clinic's name at the head of printed prescriptions, notes and lab
+    /// explanations (default "Dr Amal Clinic")
+    #[arg(long, env = "AMAL_CLINIC_NAME", global = true)]
+    pub clinic_name: Option<String>,
     /// URL that firing and resolved alerts are posted to (JSON). Environment only.
     #[arg(
         long,
@@ -280,6 +284,7 @@ impl Settings {
             tls_key: self.tls_key.clone().filter(|p| !p.as_os_str().is_empty()),
             alert_interval: self.alert_interval.clone(),
             idle_timeout: self.idle_timeout.clone(),
+            clinic_name: self.clinic_name.clone(),
             alert_webhook_url: secret(&self.alert_webhook_url),
             break_glass_duration: self.break_glass_duration.clone(),
             two_person_rule: self.two_person_rule.clone(),

@@ -482,6 +482,9 @@ pub struct Alerts {
     pub(crate) queue_rx: Mutex<Option<mpsc::Receiver<Value>>>,
     /// The metrics over time, for the admin's charts (bounded).
     points: Mutex<VecDeque<MetricsPoint>>,
+    /// How many alerts were firing and pending at each evaluation, for the
+    /// alerts page's charts (bounded like `points`).
+    states: Mutex<VecDeque<StatePoint>>,
     /// The last webhook delivery attempt (after its retries).
     last_delivery: Mutex<Option<WebhookDelivery>>,
 }
@@ -499,6 +502,14 @@ pub struct MetricsPoint {
     pub error_ratio: Option<f64>,
     pub signin_failures: u64,
     pub ai_refusals: u64,
+}
+
+/// The alerts' states at one evaluation.
+#[derive(Debug, Clone, Copy)]
+pub struct StatePoint {
+    pub at: DateTime<Utc>,
+    pub firing: usize,
+    pub pending: usize,
 }
 
 /// The outcome of the last alert webhook delivery.
@@ -576,6 +587,7 @@ impl Alerts {
             }),
             webhook_configured,
             points: Mutex::new(VecDeque::new()),
+            states: Mutex::new(VecDeque::new()),
             last_delivery: Mutex::new(None),
             queue,
             queue_rx: Mutex::new(Some(rx)),
@@ -685,6 +697,18 @@ impl Alerts {
             }
         }
         ev.last_eval = Some(now);
+        let count = |st: AlertStatus| ev.tracks.iter().filter(|t| t.status == st).count();
+        let state = StatePoint {
+            at: self.wall(now),
+            firing: count(AlertStatus::Firing),
+            pending: count(AlertStatus::Pending),
+        };
+        if let Ok(mut states) = self.states.lock() {
+            states.push_back(state);
+            while states.len() > METRICS_POINTS {
+                states.pop_front();
+            }
+        }
         if let Some(point) = ev
             .history
             .back()
@@ -723,6 +747,15 @@ impl Alerts {
         self.points
             .lock()
             .map(|p| p.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Firing and pending counts per evaluation, oldest first (at most
+    /// [`METRICS_POINTS`]).
+    pub fn state_points(&self) -> Vec<StatePoint> {
+        self.states
+            .lock()
+            .map(|p| p.iter().copied().collect())
             .unwrap_or_default()
     }
 

@@ -77,6 +77,9 @@ pub struct RawConfig {
     pub idle_timeout: Option<String>,
     /// `AMAL_MFA`: `required-for-clinical`, `required` or `optional`.
     pub mfa: Option<String>,
+    /// `AMAL_CLINIC_NAME`: the clinic's name on printed prescriptions,
+    /// notes and lab explanations (default [`DEFAULT_CLINIC_NAME`]).
+    pub clinic_name: Option<String>,
     /// `AMAL_HEADER_READ_TIMEOUT` (default `10s`): a client that has not sent
     /// a whole request head in this time (also an idle keep-alive connection
     /// waiting for its next request) is disconnected.
@@ -280,6 +283,8 @@ pub struct Config {
     pub idle_timeout: Duration,
     /// Who must use a second factor.
     pub mfa: MfaPolicy,
+    /// The clinic's name at the head of every print.
+    pub clinic_name: String,
     /// How long a client may take to send a request head (and how long an
     /// idle keep-alive connection is kept).
     pub header_read_timeout: Duration,
@@ -308,6 +313,9 @@ impl std::fmt::Display for ConfigProblem {
         write!(f, "{}: {}", self.setting, self.message)
     }
 }
+
+/// The clinic name printed when `AMAL_CLINIC_NAME` is not set.
+pub const DEFAULT_CLINIC_NAME: &str = "Dr Amal Clinic";
 
 /// Minimum secret length in bytes (512 bits).
 pub const MIN_SECRET_BYTES: usize = 64;
@@ -631,6 +639,19 @@ impl Config {
                 crate::settings::DEFAULT_IDLE_TIMEOUT
             }),
         };
+        let clinic_name = match raw.clinic_name.as_deref().map(str::trim) {
+            None | Some("") => DEFAULT_CLINIC_NAME.to_string(),
+            Some(n) if n.chars().count() <= 120 && !n.chars().any(char::is_control) => {
+                n.to_string()
+            }
+            Some(_) => {
+                problem(
+                    "AMAL_CLINIC_NAME",
+                    "must be at most 120 characters on one line".into(),
+                );
+                DEFAULT_CLINIC_NAME.to_string()
+            }
+        };
         if let Some(url) = &raw.alert_webhook_url {
             if !crate::settings::webhook_url_ok(url.expose_secret()) {
                 problem(
@@ -741,6 +762,7 @@ impl Config {
                     hl7_mllp,
                     idle_timeout,
                     mfa,
+                    clinic_name,
                     header_read_timeout,
                     insecure_dev: raw.insecure_dev,
                     audit,
@@ -1060,6 +1082,25 @@ mod tests {
         let mut r = prod();
         r.rate_limit_auth = Some("lots".into());
         assert_eq!(settings(r), ["AMAL_RATE_LIMIT_AUTH"]);
+    }
+
+    #[test]
+    fn the_clinic_name_defaults_and_must_be_one_short_line() {
+        assert_eq!(
+            Config::resolve(prod()).unwrap().clinic_name,
+            DEFAULT_CLINIC_NAME
+        );
+        let mut r = prod();
+        r.clinic_name = Some("  Clínica Santa Amal ".into());
+        assert_eq!(
+            Config::resolve(r).unwrap().clinic_name,
+            "Clínica Santa Amal"
+        );
+        for bad in ["Two\nlines".to_string(), "x".repeat(121)] {
+            let mut r = prod();
+            r.clinic_name = Some(bad);
+            assert_eq!(settings(r), ["AMAL_CLINIC_NAME"]);
+        }
     }
 
     #[test]

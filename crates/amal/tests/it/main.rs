@@ -14,6 +14,7 @@ mod alerts;
 mod audit;
 mod auth;
 mod backup;
+mod browser;
 mod cli;
 mod clinical;
 mod faults;

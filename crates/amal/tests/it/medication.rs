@@ -361,6 +361,20 @@ async fn every_warning_is_listed_and_all_overrides_are_stored() {
         codes,
         ["allergy_conflict", "drug_interaction", "duplicate_therapy"]
     );
+    // Each warning's `finding` is its clinical sentence without the API's
+    // how-to (which names the overriding member); `detail` is both.
+    for (w, member) in v["warnings"].as_array().unwrap().iter().zip([
+        "overrideReason",
+        "interactionOverrideReason",
+        "duplicateOverrideReason",
+    ]) {
+        let (finding, detail) = (
+            w["finding"].as_str().unwrap(),
+            w["detail"].as_str().unwrap(),
+        );
+        assert!(!finding.is_empty() && detail.starts_with(finding), "{w}");
+        assert!(detail.contains(member) && !finding.contains(member), "{w}");
+    }
     let done = issue_ok(&app, &prov, &rx, json!({"overrideReason": "a", "interactionOverrideReason": "b", "duplicateOverrideReason": "c"})).await;
     assert_eq!(
         (

@@ -1175,13 +1175,15 @@ async fn web_ai_drafts_notes_and_explains_results_and_shows_refusals() {
 
 // --- The browser ---------------------------------------------------------------
 
-// The browser harness is `crate::web_clinical_journeys::Browser`.
+// The browser harness is `crate::browser::Browser`.
 
 #[tokio::test]
 async fn web_browser_provider_signs_in_finds_a_patient_and_finalizes_a_note() {
     use fantoccini::Locator;
 
-    let Some(browser) = crate::web_clinical_journeys::Browser::start("day").await else {
+    let Some(browser) =
+        crate::browser::Browser::start("day", crate::browser::Screen::Desktop).await
+    else {
         return;
     };
     let app = TestApp::spawn().await;
@@ -1190,10 +1192,10 @@ async fn web_browser_provider_signs_in_finds_a_patient_and_finalizes_a_note() {
         .await;
     let user = app.create_user("provider").await;
 
-    let c = &browser.client;
+    let c = &browser.c;
 
     let step = std::cell::Cell::new("start");
-    let run = async {
+    let outcome: crate::browser::Res<()> = async {
         let css = |s: &'static str| Locator::Css(s);
         step.set("sign in");
         c.goto(&app.url("/login")).await?;
@@ -1276,24 +1278,10 @@ async fn web_browser_provider_signs_in_finds_a_patient_and_finalizes_a_note() {
             c.find(css("#finalize")).await.is_err(),
             "no finalize button on a final note"
         );
-        Ok::<(), fantoccini::error::CmdError>(())
-    };
-    let outcome = run.await;
-    if outcome.is_err() {
-        let url = c
-            .current_url()
-            .await
-            .map(|u| u.to_string())
-            .unwrap_or_default();
-        let src = c.source().await.unwrap_or_default();
-        eprintln!(
-            "browser step {:?} failed at {url}:\n{}",
-            step.get(),
-            &src.get(..src.len().min(3000)).unwrap_or_default()
-        );
+        Ok(())
     }
-    let _ = c.clone().close().await;
-    outcome.expect("the browser walk-through");
+    .await;
+    browser.finish(&step, outcome).await;
 
     let finalized: Vec<_> = audit_events(&app)
         .await

@@ -7,120 +7,11 @@
 //! found by id and name only (the look of the pages may change). Each step
 //! leaves a screenshot in `target/screenshots/`.
 
-use std::path::PathBuf;
-
 use chrono::{Duration, Utc};
-use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Value};
 
+use crate::browser::{css, Browser, Res, Screen};
 use crate::helpers::*;
-
-const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
-const CHROMIUM: &str = "/usr/bin/chromium";
-
-/// chromedriver and one headless chromium session; both end on drop/close.
-pub(crate) struct Browser {
-    driver: std::process::Child,
-    pub(crate) client: Client,
-    profile: PathBuf,
-    shots: PathBuf,
-    prefix: String,
-}
-
-impl Drop for Browser {
-    fn drop(&mut self) {
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
-        let _ = std::fs::remove_dir_all(&self.profile);
-    }
-}
-
-impl Browser {
-    /// None (and a message) when chromedriver is not installed, unless
-    /// `AMAL_REQUIRE_BROWSER=1` makes that a failure.
-    pub(crate) async fn start(prefix: &str) -> Option<Browser> {
-        if !std::path::Path::new(CHROMEDRIVER).exists() {
-            assert_ne!(
-                std::env::var("AMAL_REQUIRE_BROWSER").as_deref(),
-                Ok("1"),
-                "AMAL_REQUIRE_BROWSER=1 but {CHROMEDRIVER} is missing (Debian packages chromium, chromium-driver)"
-            );
-            eprintln!("skipped: {CHROMEDRIVER} not found");
-            return None;
-        }
-        let port = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap().port()
-        };
-        let driver = std::process::Command::new(CHROMEDRIVER)
-            .arg(format!("--port={port}"))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("chromedriver starts");
-        let mut up = false;
-        for _ in 0..100 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-            {
-                up = true;
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
-        assert!(up, "chromedriver listens on {port}");
-        let profile = temp_dir();
-        let mut caps = serde_json::Map::new();
-        caps.insert("browserName".into(), json!("chrome"));
-        caps.insert(
-            "goog:chromeOptions".into(),
-            json!({
-                "binary": CHROMIUM,
-                "args": [
-                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                    "--no-first-run", "--window-size=1280,1000",
-                    format!("--user-data-dir={}", profile.display()),
-                ],
-            }),
-        );
-        let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-            .capabilities(caps)
-            .connect(&format!("http://127.0.0.1:{port}"))
-            .await
-            .expect("a chromium session");
-        let target = std::env::var("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|_| {
-                PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../target"))
-            });
-        let shots = target.join("screenshots");
-        std::fs::create_dir_all(&shots).unwrap();
-        Some(Browser {
-            driver,
-            client,
-            profile,
-            shots,
-            prefix: prefix.to_string(),
-        })
-    }
-
-    pub(crate) async fn shot(&self, name: &str) -> Result<(), fantoccini::error::CmdError> {
-        let png = self.client.screenshot().await?;
-        let db = if is_postgres() { "postgres" } else { "sqlite" };
-        std::fs::write(
-            self.shots.join(format!("{}-{db}-{name}.png", self.prefix)),
-            png,
-        )
-        .unwrap();
-        Ok(())
-    }
-}
-
-fn css(s: &str) -> Locator<'_> {
-    Locator::Css(s)
-}
 
 async fn post_ok(app: &TestApp, token: &str, path: &str, body: Value, status: u16) -> Value {
     app.json_ok(app.post(path, Some(token), body).await, status)
@@ -151,26 +42,6 @@ async fn issue_event(app: &TestApp, rx: &str) -> store::audit::StoredEvent {
         .unwrap_or_else(|| panic!("an issue event for {rx}"))
 }
 
-/// The text of `sel` once `done` holds for it (the page after a form was
-/// sent may take a moment to replace the old one), else its last text.
-async fn text_once(
-    c: &Client,
-    sel: &str,
-    done: impl Fn(&str) -> bool,
-) -> Result<String, fantoccini::error::CmdError> {
-    let mut last = String::new();
-    for _ in 0..100 {
-        if let Ok(e) = c.find(css(sel)).await {
-            last = e.text().await.unwrap_or_default();
-            if done(&last) {
-                break;
-            }
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    Ok(last)
-}
-
 const ALLERGY_REASON: &str = "Tolerated amoxicillin in 2024; reaction was to another drug";
 const INTERACTION_REASON: &str = "Short course; INR checked in 3 days";
 
@@ -184,8 +55,8 @@ async fn override_flow(
     names: &[&str],
     reason: &str,
     shot: &str,
-) -> Result<(), fantoccini::error::CmdError> {
-    let c = &b.client;
+) -> Res<()> {
+    let c = &b.c;
     let reason_field = format!("#issue-{field}");
     c.goto(url).await?;
     c.wait()
@@ -210,7 +81,7 @@ async fn override_flow(
         .click()
         .await?;
     assert_eq!(
-        text_once(c, "#rx-status", |t| t == "issued").await?,
+        b.text_once("#rx-status", |t| t == "issued").await?,
         "issued"
     );
     b.shot(&format!("{shot}-override-issued")).await
@@ -218,7 +89,7 @@ async fn override_flow(
 
 #[tokio::test]
 async fn web_browser_clinical_journeys_worklist_vitals_overrides_and_duplicates() {
-    let Some(b) = Browser::start("clinical").await else {
+    let Some(b) = Browser::start("clinical", Screen::Desktop).await else {
         return;
     };
     let app = TestApp::spawn().await;
@@ -279,9 +150,9 @@ async fn web_browser_clinical_journeys_worklist_vitals_overrides_and_duplicates(
     let existing = sid(&existing);
     let user = app.create_user("provider").await;
 
-    let c = &b.client;
+    let c = &b.c;
     let step = std::cell::Cell::new("start");
-    let run = async {
+    let outcome: Res<()> = async {
         step.set("sign in");
         c.goto(&app.url("/login")).await?;
         c.find(css("#login-email"))
@@ -311,7 +182,7 @@ async fn web_browser_clinical_journeys_worklist_vitals_overrides_and_duplicates(
         let text = row.text().await?;
         assert!(text.contains("Potassio, Kalia"), "{text}");
         assert!(text.contains("6.8"), "{text}");
-        b.shot("1-worklist-critical-first").await?;
+        b.shot("worklist-critical-first").await?;
 
         // … and in the chart's critical box until reviewed.
         step.set("chart box");
@@ -323,7 +194,7 @@ async fn web_browser_clinical_journeys_worklist_vitals_overrides_and_duplicates(
         .await?;
         let boxed = c.wait().for_element(css("#critical")).await?;
         assert!(boxed.text().await?.contains("6.8"));
-        b.shot("2-chart-critical-box").await?;
+        b.shot("chart-critical-box").await?;
         step.set("review");
         c.find(css(&format!("#critical a[href='/labs/{potassium}']")))
             .await?
@@ -342,9 +213,11 @@ async fn web_browser_clinical_journeys_worklist_vitals_overrides_and_duplicates(
             .await?
             .click()
             .await?;
-        let reviewed = text_once(c, "#lab-reviewed", |t| t.starts_with("by ")).await?;
+        let reviewed = b
+            .text_once("#lab-reviewed", |t| t.starts_with("by "))
+            .await?;
         assert!(reviewed.starts_with("by Test User"), "{reviewed}");
-        b.shot("3-result-reviewed").await?;
+        b.shot("result-reviewed").await?;
         c.goto(&app.url(&format!("/patients/{kalia}"))).await?;
         c.wait().for_element(css("#allergy")).await?;
         assert!(
@@ -438,7 +311,7 @@ async fn web_browser_clinical_journeys_worklist_vitals_overrides_and_duplicates(
         );
         let critical = c.find(css("table.flowsheet .flag-critical")).await?;
         assert_eq!(critical.text().await?, "182");
-        b.shot("4-vitals-trend").await?;
+        b.shot("vitals-trend").await?;
 
         // 3. An allergy override and an interaction override (naming both
         // drugs) each need a reason.
@@ -449,7 +322,7 @@ async fn web_browser_clinical_journeys_worklist_vitals_overrides_and_duplicates(
             "overrideReason",
             &["penicillin"],
             ALLERGY_REASON,
-            "5-allergy",
+            "allergy",
         )
         .await?;
         step.set("interaction override");
@@ -459,7 +332,7 @@ async fn web_browser_clinical_journeys_worklist_vitals_overrides_and_duplicates(
             "interactionOverrideReason",
             &["warfarin", "ibuprofen"],
             INTERACTION_REASON,
-            "6-interaction",
+            "interaction",
         )
         .await?;
 
@@ -495,7 +368,7 @@ async fn web_browser_clinical_journeys_worklist_vitals_overrides_and_duplicates(
             .find(css(&format!("a[href^='/patients/{existing}']")))
             .await
             .is_ok());
-        b.shot("7-duplicate-warning").await?;
+        b.shot("duplicate-warning").await?;
         c.find(css("#confirm-duplicate")).await?.click().await?;
         c.wait().for_element(css("#allergy")).await?;
         let url = c.current_url().await?.to_string();
@@ -503,26 +376,11 @@ async fn web_browser_clinical_journeys_worklist_vitals_overrides_and_duplicates(
             url.contains("/patients/") && !url.contains(&existing),
             "{url}"
         );
-        b.shot("8-duplicate-registered").await?;
-        Ok::<(), fantoccini::error::CmdError>(())
-    };
-    let outcome = run.await;
-    if outcome.is_err() {
-        let url = c
-            .current_url()
-            .await
-            .map(|u| u.to_string())
-            .unwrap_or_default();
-        let src = c.source().await.unwrap_or_default();
-        let _ = b.shot("failure").await;
-        eprintln!(
-            "browser step {:?} failed at {url}:\n{}",
-            step.get(),
-            &src.get(..src.len().min(4000)).unwrap_or_default()
-        );
+        b.shot("duplicate-registered").await?;
+        Ok(())
     }
-    let _ = c.clone().close().await;
-    outcome.expect("the browser journeys");
+    .await;
+    b.finish(&step, outcome).await;
 
     // What the browser did is stored and audited.
     let review = audit_events(&app)
@@ -577,4 +435,320 @@ async fn web_browser_clinical_journeys_worklist_vitals_overrides_and_duplicates(
         2,
         "registered twice, deliberately"
     );
+}
+
+/// The `/labs/{id}` ids linked from the day page's results list.
+async fn result_ids(b: &Browser) -> Res<Vec<String>> {
+    let mut ids = Vec::new();
+    for a in
+        b.c.find_all(css("#results tbody a[href^='/labs/']"))
+            .await?
+    {
+        let href = a.attr("href").await?.unwrap_or_default();
+        ids.push(href.trim_start_matches("/labs/").to_string());
+    }
+    Ok(ids)
+}
+
+#[tokio::test]
+async fn web_browser_day_pages_one_hundred_twenty_abnormal_results_without_loss() {
+    let Some(b) = Browser::start("worklist-paging", Screen::Desktop).await else {
+        return;
+    };
+    let app = TestApp::spawn().await;
+    let api = app.signed_in("provider").await.access;
+    // Three patients, 40 raised glucose results each (none critical), one
+    // a minute apart so the order is newest first.
+    let mut recorded = std::collections::HashSet::new();
+    for who in ["Ana", "Ben", "Cora"] {
+        let pid = sid(&app.create_patient(&api, who, "Paginata").await);
+        for i in 0..40 {
+            let at = (Utc::now() - Duration::minutes(i64::from(i) * 3 + 1)).to_rfc3339();
+            let lab = post_ok(
+                &app,
+                &api,
+                &format!("/api/patients/{pid}/labs"),
+                json!({"code": "2345-7", "value": 150.0 + f64::from(i), "unit": "mg/dL", "collectedAt": at}),
+                201,
+            )
+            .await;
+            recorded.insert(sid(&lab));
+        }
+    }
+    assert_eq!(recorded.len(), 120);
+    let user = app.create_user("provider").await;
+    let step = std::cell::Cell::new("start");
+    let outcome: Res<()> = async {
+        step.set("sign in");
+        b.sign_in(&app, &user.email, &user.password).await?;
+        b.wait_for("#results").await?;
+        let mut seen = Vec::new();
+        for page in 1.. {
+            step.set("a page of the worklist");
+            let ids = result_ids(&b).await?;
+            assert!(!ids.is_empty(), "page {page} has rows");
+            // The total is shown on every page, and that this is part of it.
+            assert_eq!(b.text("#results h2 .count").await?, "120");
+            let said = b.text("#results p.muted").await?;
+            assert_eq!(
+                said,
+                format!(
+                    "Showing {} of 120, critical first, then newest first.",
+                    ids.len()
+                )
+            );
+            // Every row names its patient with MRN.
+            for row in b.c.find_all(css("#results tbody tr")).await? {
+                let t = row.text().await?;
+                assert!(t.contains("Paginata, ") && t.contains("MRN "), "{t}");
+            }
+            seen.extend(ids);
+            b.shot(&format!("page-{page}")).await?;
+            if !b.exists("#results a.button").await? {
+                break;
+            }
+            let before = b.path().await?;
+            b.click("#results a.button").await?;
+            let mut moved = false;
+            for _ in 0..100 {
+                if b.path().await? != before {
+                    moved = true;
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            assert!(moved, "the next page opened");
+            b.wait_for("#results").await?;
+        }
+        step.set("every result once");
+        assert_eq!(seen.len(), 120, "no row lost or shown twice");
+        let unique: std::collections::HashSet<_> = seen.into_iter().collect();
+        assert_eq!(unique, recorded);
+        Ok(())
+    }
+    .await;
+    b.finish(&step, outcome).await;
+}
+
+/// Fill the prescription form of the patient's prescriptions page and save.
+async fn draft_in_form(b: &Browser, app: &TestApp, pid: &str, medication: &str) -> Res<()> {
+    b.goto(&app.url(&format!("/patients/{pid}/prescriptions")))
+        .await?;
+    b.wait_for("#rx-medication").await?;
+    for (field, value) in [
+        ("medication", medication),
+        ("dose", "1 tablet"),
+        ("route", "oral"),
+        ("frequency", "three times daily"),
+        ("quantity", "21"),
+    ] {
+        b.fill(&format!("#rx-{field}"), value).await?;
+    }
+    b.click(&format!(
+        "form[action='/patients/{pid}/prescriptions']:not([class]) button[type=submit]"
+    ))
+    .await
+}
+
+/// The id of the prescription page the browser is on, once it is there.
+async fn on_prescription(b: &Browser) -> Res<String> {
+    for _ in 0..100 {
+        let path = b.path().await?;
+        if let Some(rest) = path.strip_prefix("/prescriptions/") {
+            b.wait_for("#rx-status").await?;
+            return Ok(rest.split('?').next().unwrap_or_default().to_string());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("not on a prescription page: {}", b.path().await?);
+}
+
+/// The API's member names, which a page's message must not show.
+const API_WORDS: [&str; 5] = [
+    "overrideReason",
+    "OverrideReason",
+    "uncheckedAcknowledged",
+    "medicationConfirmed",
+    ": true",
+];
+
+fn in_clinical_words(text: &str) {
+    for w in API_WORDS {
+        assert!(!text.contains(w), "{w:?} in {text}");
+    }
+}
+
+/// Press "Issue" and return the warning section's text (lower case).
+async fn issue_warnings(b: &Browser) -> Res<String> {
+    b.click("#issue button[type=submit]").await?;
+    b.wait_for("#issue .alert-danger").await?;
+    let text = b.text("#issue").await?;
+    in_clinical_words(&text);
+    Ok(text.to_lowercase())
+}
+
+const DUPLICATE_REASON: &str = "Second course; the first is being stopped today";
+
+#[tokio::test]
+async fn web_browser_medication_safety_misspelt_brand_duplicate_unrecognised_and_allergy_in_error()
+{
+    let Some(b) = Browser::start("medication", Screen::Desktop).await else {
+        return;
+    };
+    let app = TestApp::spawn().await;
+    let api = app.signed_in("provider").await.access;
+    let pid = sid(&app.create_patient(&api, "Pen", "Allergica").await);
+    let allergy = sid(&post_ok(
+        &app,
+        &api,
+        &format!("/api/patients/{pid}/allergies"),
+        json!({"substance": "Penicillin", "reaction": "anaphylaxis", "severity": "severe"}),
+        201,
+    )
+    .await);
+    let user = app.create_user("provider").await;
+    let step = std::cell::Cell::new("start");
+    let ids = std::cell::RefCell::new(Vec::<String>::new());
+    let outcome: Res<()> = async {
+        b.sign_in(&app, &user.email, &user.password).await?;
+
+        step.set("a misspelt amoxicilin asks to confirm amoxicillin");
+        draft_in_form(&b, &app, &pid, "amoxicilin 500 mg").await?;
+        b.wait_for("#rx-suggest").await?;
+        assert!(b.in_view("#rx-suggest").await?);
+        in_clinical_words(&b.text("#problem").await?);
+        assert!(b.text("#problem").await?.contains("Did you mean amoxicillin?"));
+        let yes = b.text("#rx-suggest button").await?;
+        assert_eq!(yes, "Yes, amoxicillin");
+        b.shot("misspelt-suggestion").await?;
+        b.click("#rx-suggest button").await?;
+        let amox = on_prescription(&b).await?;
+        assert_eq!(b.text("#h-rx").await?, "amoxicillin 500 mg 1 tablet");
+        assert_eq!(b.text("#rx-check").await?, "amoxicillin");
+
+        step.set("then the penicillin allergy is caught on issue");
+        let w = issue_warnings(&b).await?;
+        assert!(w.contains("allergy conflict") && w.contains("penicillin"), "{w}");
+        assert!(b.exists("#issue-overrideReason").await?);
+        b.shot("misspelt-allergy-warning").await?;
+
+        step.set("the brand Augmentin is amoxicillin: the allergy is caught");
+        draft_in_form(&b, &app, &pid, "Augmentin 625 mg").await?;
+        let augmentin = on_prescription(&b).await?;
+        assert!(!b.exists("#rx-suggest").await?);
+        assert!(b.text("#rx-check").await?.contains("amoxicillin"));
+        let w = issue_warnings(&b).await?;
+        assert!(w.contains("penicillin"), "{w}");
+        b.shot("brand-allergy-warning").await?;
+
+        step.set("the allergy marked entered in error");
+        b.goto(&app.url(&format!("/patients/{pid}"))).await?;
+        let form = format!("allergy-{allergy}");
+        b.click("#allergy ul.allergies details summary").await?;
+        b.c.find(css(&format!("#{form}-status")))
+            .await?
+            .select_by_value("entered_in_error")
+            .await?;
+        b.click(&format!("form[action$='/allergies/{allergy}'] button[type=submit]"))
+            .await?;
+        let struck = b
+            .text_once("#allergy-history del", |t| t.contains("Penicillin"))
+            .await?;
+        assert!(struck.contains("Penicillin"), "struck through: {struck}");
+        let history = b.text("#allergy-history").await?;
+        assert!(history.contains("entered in error"), "{history}");
+        assert!(!b.exists("#allergy ul.allergies").await?, "no active allergy");
+        assert!(!b.text("#banner-allergies").await?.contains("Penicillin"));
+        b.shot("allergy-entered-in-error").await?;
+
+        step.set("it no longer blocks the amoxicillin");
+        b.goto(&app.url(&format!("/prescriptions/{amox}"))).await?;
+        b.click("#issue button[type=submit]").await?;
+        assert_eq!(b.text_once("#rx-status", |t| t == "issued").await?, "issued");
+
+        step.set("Augmentin now duplicates the active amoxicillin");
+        let url = app.url(&format!("/prescriptions/{augmentin}"));
+        b.goto(&url).await?;
+        let w = issue_warnings(&b).await?;
+        assert!(w.contains("duplicate therapy") && w.contains("amoxicillin"), "{w}");
+        assert!(!w.contains("penicillin"), "{w}");
+        assert!(!b.exists("#issue-overrideReason").await?);
+        override_flow(&b, &url, "duplicateOverrideReason", &["amoxicillin"], DUPLICATE_REASON, "duplicate")
+            .await?;
+
+        step.set("an unrecognised medication needs the acknowledgement");
+        draft_in_form(&b, &app, &pid, "Zyxorbital 10 mg").await?;
+        let unknown = on_prescription(&b).await?;
+        assert!(b.text("#rx-check").await?.contains("not recognised"));
+        let w = issue_warnings(&b).await?;
+        assert!(w.contains("medication not recognised"), "{w}");
+        let tick = "#issue input[type=checkbox][name=uncheckedAcknowledged]";
+        assert!(b.exists(tick).await?);
+        b.shot("unrecognised-warning").await?;
+        // The browser will not send the form without the tick; the server
+        // refuses it too (the check lifted here).
+        b.click("#issue button[type=submit]").await?;
+        assert_eq!(b.text("#rx-status").await?, "draft");
+        b.js("document.querySelector('#issue input[name=uncheckedAcknowledged]').removeAttribute('required');")
+            .await?;
+        b.click_and_load("#issue button[type=submit]").await?;
+        assert_eq!(b.text("#rx-status").await?, "draft");
+        assert!(b.text("#issue").await?.to_lowercase().contains("medication not recognised"));
+        b.click(tick).await?;
+        b.click("#issue button[type=submit]").await?;
+        assert_eq!(b.text_once("#rx-status", |t| t == "issued").await?, "issued");
+        assert!(b.text("dl.pairs").await?.contains("Issued without the dictionary checks"));
+        b.shot("unrecognised-issued").await?;
+        ids.borrow_mut().extend([amox, augmentin, unknown]);
+        Ok(())
+    }
+    .await;
+    b.finish(&step, outcome).await;
+
+    // Stored and audited as the API would.
+    let ids = ids.into_inner();
+    let rx = |i: usize| {
+        let id = ids[i].clone();
+        let (app, api) = (&app, &api);
+        async move {
+            app.json_ok(
+                app.get(&format!("/api/prescriptions/{id}"), Some(api))
+                    .await,
+                200,
+            )
+            .await
+        }
+    };
+    let amox = rx(0).await;
+    assert_eq!(amox["status"], "issued");
+    assert_eq!(amox["medication"], "amoxicillin 500 mg");
+    assert!(
+        amox["overrideReason"].is_null(),
+        "no allergy left to override"
+    );
+    let augmentin = rx(1).await;
+    assert_eq!(augmentin["duplicateOverrideReason"], DUPLICATE_REASON);
+    let unknown = rx(2).await;
+    assert_eq!(unknown["uncheckedAcknowledged"], true);
+    let e = issue_event(&app, &ids[2]).await;
+    assert_eq!(e.actor_id, Some(user.id));
+    assert!(e
+        .detail
+        .as_deref()
+        .is_some_and(|d| d.contains("\"uncheckedAcknowledged\":true")));
+    let o = app
+        .json_ok(
+            app.get(&format!("/api/patients/{pid}/overview"), Some(&api))
+                .await,
+            200,
+        )
+        .await;
+    assert_eq!(o["allergies"], json!([]));
+    let entry = o["allergyHistory"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["id"] == allergy.as_str())
+        .expect("kept, never deleted");
+    assert_eq!(entry["status"], "entered_in_error");
 }

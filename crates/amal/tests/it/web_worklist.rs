@@ -405,3 +405,126 @@ async fn web_lab_unit_that_does_not_fit_asks_did_you_mean() {
     let page = w.get(&r.location()).await;
     assert!(page.body.contains("differs from reference unit"));
 }
+
+/// A problem and a patient's details changed by someone else since the
+/// form was drawn: 409, nothing stored, "Reload to see their changes"
+/// pointing at the page with the current version, and the typed text kept.
+#[tokio::test]
+async fn web_conflicting_problem_and_patient_edits_offer_the_reload_link() {
+    let app = TestApp::spawn().await;
+    let api = app.signed_in("provider").await.access;
+    let patient = app.create_patient(&api, "Ria", "Reloada").await;
+    let pid = sid(&patient);
+    let problem = app
+        .json_ok(
+            app.post(
+                &format!("/api/patients/{pid}/problems"),
+                Some(&api),
+                json!({"description": "Asthma"}),
+            )
+            .await,
+            201,
+        )
+        .await;
+    let prid = sid(&problem);
+    let (w, _) = Web::signed_in(&app, "provider").await;
+    let chart = w.get(&format!("/patients/{pid}")).await;
+    // A colleague changes both first.
+    let r = app
+        .patch(
+            &format!("/api/patients/{pid}/problems/{prid}"),
+            &api,
+            Some(1),
+            json!({"description": "Asthma, moderate persistent"}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = app
+        .patch(
+            &format!("/api/patients/{pid}"),
+            &api,
+            Some(patient["version"].as_i64().unwrap()),
+            json!({"phone": "+44 20 7946 0000"}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+
+    let typed = "Asthma, mild intermittent";
+    let r = w
+        .post(
+            &format!("/patients/{pid}/problems/{prid}"),
+            &[
+                ("_csrf", &chart.csrf()),
+                ("version", "1"),
+                ("description", typed),
+                ("code", ""),
+                ("status", "active"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    assert!(r.body.contains(&format!(
+        "<a class=\"reload-link\" href=\"/patients/{pid}#problem\">Reload to see their changes</a>"
+    )));
+    assert!(
+        r.body.contains(&format!("value=\"{typed}\"")),
+        "typed text kept"
+    );
+
+    let edit = w.get(&format!("/patients/{pid}/edit")).await;
+    let stale = patient["version"].as_i64().unwrap().to_string();
+    let r = w
+        .post(
+            &format!("/patients/{pid}/edit"),
+            &[
+                ("_csrf", &edit.csrf()),
+                ("version", &stale),
+                ("givenName", "Ria"),
+                ("familyName", "Reloada-Smith"),
+                ("birthDate", "1980-04-12"),
+                ("sex", "female"),
+                ("phone", ""),
+                ("email", ""),
+                ("address", ""),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.body);
+    assert!(r.body.contains(&format!(
+        "href=\"/patients/{pid}/edit\">Reload to see their changes"
+    )));
+    assert!(r.body.contains("value=\"Reloada-Smith\""));
+    // Any other refusal has no reload link.
+    let r = w
+        .post(
+            &format!("/patients/{pid}/problems/{prid}"),
+            &[
+                ("_csrf", &chart.csrf()),
+                ("version", "2"),
+                ("description", ""),
+                ("status", "active"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(!r.body.contains("reload-link"));
+    // Nothing of the refused saves was stored.
+    let o = app
+        .json_ok(
+            app.get(&format!("/api/patients/{pid}/overview"), Some(&api))
+                .await,
+            200,
+        )
+        .await;
+    assert_eq!(
+        o["activeProblems"][0]["description"],
+        "Asthma, moderate persistent"
+    );
+    let p = app
+        .json_ok(
+            app.get(&format!("/api/patients/{pid}"), Some(&api)).await,
+            200,
+        )
+        .await;
+    assert_eq!(p["familyName"], "Reloada");
+}

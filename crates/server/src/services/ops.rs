@@ -25,3 +25,10 @@ pub fn metrics_history(st: &AppState, user: &AuthUser) -> Result<Vec<crate::aler
     user.require(Action::ReadMetrics)?;
     Ok(st.alerts.points())
 }
+
+/// How many alerts were firing and pending at each evaluation, oldest
+/// first (the same bounded, in-memory ring as [`metrics_history`]).
+pub fn alert_history(st: &AppState, user: &AuthUser) -> Result<Vec<crate::alerts::StatePoint>> {
+    user.require(Action::ReadMetrics)?;
+    Ok(st.alerts.state_points())
+}

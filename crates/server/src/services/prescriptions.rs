@@ -388,26 +388,41 @@ impl Findings {
         self.resolved.status() != medication::MatchStatus::Exact
     }
 
-    /// Every finding as `{code, detail, resolved}`, most serious first.
-    fn warnings(&self, r: &Reasons) -> Vec<(&'static str, String, bool)> {
+    /// Every finding as `(code, finding, how to override in the API,
+    /// resolved)`, most serious first. The finding is the clinical sentence
+    /// alone, for screens that say their own way of overriding.
+    fn warnings(&self, r: &Reasons) -> Vec<(&'static str, String, &'static str, bool)> {
         let mut out = Vec::new();
         if let Some((c, _)) = &self.allergy {
-            out.push(("allergy_conflict", format!("{} conflicts with the recorded allergy to {}: {}. Issue with an overrideReason only if the benefit outweighs the risk.", c.medication, c.allergy, c.explanation), r.allergy.is_some()));
+            out.push((
+                "allergy_conflict",
+                format!(
+                    "{} conflicts with the recorded allergy to {}: {}.",
+                    c.medication, c.allergy, c.explanation
+                ),
+                "Issue with an overrideReason only if the benefit outweighs the risk.",
+                r.allergy.is_some(),
+            ));
         }
         if !self.interactions.is_empty() {
             let what: Vec<String> = self.interactions.iter().map(|i| i.explanation()).collect();
-            out.push(("drug_interaction", format!("Drug interaction: {}. Issue with an interactionOverrideReason only if the benefit outweighs the risk.", what.join(". Also ")), r.interaction.is_some()));
+            out.push((
+                "drug_interaction",
+                format!("Drug interaction: {}.", what.join(". Also ")),
+                "Issue with an interactionOverrideReason only if the benefit outweighs the risk.",
+                r.interaction.is_some(),
+            ));
         }
         if !self.duplicates.is_empty() {
             let what: Vec<String> = self.duplicates.iter().map(|d| d.explanation()).collect();
-            out.push(("duplicate_therapy", format!("Duplicate therapy: {}. Cancel the other prescription, or issue with a duplicateOverrideReason if both are intended.", what.join("; ")), r.duplicate.is_some()));
+            out.push(("duplicate_therapy", format!("Duplicate therapy: {}.", what.join("; ")), "Cancel the other prescription, or issue with a duplicateOverrideReason if both are intended.", r.duplicate.is_some()));
         }
         if self.unchecked() {
             let hint = match self.resolved.alternatives().first() {
                 Some((name, _)) => format!(" (did you mean {name}?)"),
                 None => String::new(),
             };
-            out.push(("medication_unrecognised", format!("The medication is not in the medication dictionary{hint}, so the allergy, duplicate therapy and interaction checks could not fully run on it. Correct the name, or issue with uncheckedAcknowledged: true to take responsibility for the unchecked medication."), r.unchecked));
+            out.push(("medication_unrecognised", format!("The medication is not in the medication dictionary{hint}, so the allergy, duplicate therapy and interaction checks could not fully run on it."), "Correct the name, or issue with uncheckedAcknowledged: true to take responsibility for the unchecked medication.", r.unchecked));
         }
         out
     }
@@ -415,10 +430,10 @@ impl Findings {
     /// The 409 for the findings not yet overridden, if any.
     fn refusal(&self, r: &Reasons) -> Option<AppError> {
         let warnings = self.warnings(r);
-        let open: Vec<&(&'static str, String, bool)> = warnings.iter().filter(|w| !w.2).collect();
+        let open: Vec<_> = warnings.iter().filter(|w| !w.3).collect();
         let code = open.first()?.0;
         let mut extra = serde_json::json!({
-            "warnings": warnings.iter().map(|(code, detail, resolved)| serde_json::json!({ "code": code, "detail": detail, "overridden": resolved })).collect::<Vec<_>>(),
+            "warnings": warnings.iter().map(|(code, finding, how, resolved)| serde_json::json!({ "code": code, "detail": format!("{finding} {how}"), "finding": finding, "overridden": resolved })).collect::<Vec<_>>(),
             "medicationCheck": MedicationCheck::from(&self.resolved),
             "interactions": self.interactions,
             "duplicates": self.duplicates,
@@ -441,7 +456,7 @@ impl Findings {
             code,
             detail: open
                 .iter()
-                .map(|w| w.1.as_str())
+                .map(|w| format!("{} {}", w.1, w.2))
                 .collect::<Vec<_>>()
                 .join(" "),
             extra: Some(extra),

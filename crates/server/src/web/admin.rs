@@ -694,6 +694,8 @@ struct MetricsPage {
 struct AlertsPage {
     l: Layout,
     r: crate::alerts::AlertsReport,
+    /// Firing and pending alerts over time (empty before two evaluations).
+    charts: Vec<crate::web::chart::Chart>,
     evaluated: String,
     rows: Vec<AlertRow>,
     delivery: String,
@@ -751,8 +753,20 @@ pub async fn alerts(State(st): State<AppState>, s: WebSession) -> Page {
             d.attempts
         ),
     };
+    let history = services::ops::alert_history(&st, &s.user).or_page(&s)?;
+    let count = |f: fn(&crate::alerts::StatePoint) -> usize| -> Vec<_> {
+        history.iter().map(|p| (p.at, f(p) as f64, None)).collect()
+    };
+    let charts = [
+        ("Alerts firing", count(|p| p.firing)),
+        ("Alerts pending", count(|p| p.pending)),
+    ]
+    .into_iter()
+    .filter_map(|(label, s)| crate::web::chart::time_chart(label, "alerts", &s, (None, None)))
+    .collect();
     Ok(view::ok(&AlertsPage {
         l: Layout::new("Alerts", &s),
+        charts,
         evaluated: view::opt_dt(&r.evaluated_at),
         rows,
         delivery,

@@ -28,6 +28,9 @@ pub struct ChartPoint {
 pub struct Tick {
     pub x: String,
     pub label: String,
+    /// `start`, `middle` or `end`: the first and last labels stay inside
+    /// the drawing.
+    pub anchor: &'static str,
 }
 
 /// Everything the `chart` macro draws.
@@ -93,6 +96,12 @@ pub fn time_chart(
     } else {
         (top + pad, bottom - pad)
     };
+    // A quantity that is never negative (counts, rates, most results) keeps
+    // its axis at zero or above.
+    let bottom = match lo >= 0.0 && range.0.is_none_or(|l| l >= 0.0) {
+        true => bottom.max(0.0),
+        false => bottom,
+    };
     let (t0, t1) = (s[0].0, s[s.len() - 1].0);
     let span_ms = (t1 - t0).num_milliseconds().max(1) as f64;
     let plot_w = W - LEFT - RIGHT;
@@ -136,11 +145,12 @@ pub fn time_chart(
             t.format("%Y-%m-%d").to_string()
         }
     };
-    let ticks = [t0, mid, t1]
+    let ticks = [(t0, "start"), (mid, "middle"), (t1, "end")]
         .into_iter()
-        .map(|t| Tick {
+        .map(|(t, anchor)| Tick {
             x: f1(x(t)),
             label: fmt(t),
+            anchor,
         })
         .collect();
     let critical = s
@@ -210,5 +220,21 @@ mod tests {
         assert_eq!(c.ticks.last().unwrap().label, "2026-01-03");
         assert!(c.summary.contains("1 critical"));
         assert!(time_chart("K", "mmol/L", &series[..1], (None, None)).is_none());
+        assert_eq!(c.ticks.first().unwrap().anchor, "start");
+        assert_eq!(c.ticks.last().unwrap().anchor, "end");
+    }
+
+    #[test]
+    fn a_count_that_never_goes_below_zero_keeps_its_axis_at_zero() {
+        let t = |m: i64| chrono::DateTime::UNIX_EPOCH + chrono::Duration::minutes(m);
+        let flat = vec![(t(0), 0.0, None), (t(1), 0.0, None)];
+        let c = time_chart("Alerts firing", "alerts", &flat, (None, None)).unwrap();
+        assert_eq!((c.y_bottom.as_str(), c.y_top.as_str()), ("0", "1"));
+        let low = vec![(t(0), 0.0, None), (t(1), 3.0, None)];
+        let c = time_chart("Sign-in failures", "per interval", &low, (None, None)).unwrap();
+        assert_eq!(c.y_bottom, "0");
+        let negative = vec![(t(0), -2.0, None), (t(1), 3.0, None)];
+        let c = time_chart("Change", "%", &negative, (None, None)).unwrap();
+        assert!(c.y_bottom.starts_with('-'), "{}", c.y_bottom);
     }
 }

@@ -251,7 +251,10 @@ async fn after_write<T>(
 ) -> Page {
     let anchor = form.split('-').next().unwrap_or(form);
     let ok = |_| format!("/patients/{id}?done={done}#{anchor}");
-    let again = async |f, status| render_chart(st, s, id, f, status, None).await;
+    let reload = format!("/patients/{id}#{anchor}");
+    let again = async |f: FormState, status| {
+        render_chart(st, s, id, f.reload_at(reload), status, None).await
+    };
     after_form(s, result, form, values, ok, again).await
 }
 

@@ -144,11 +144,9 @@ struct NotePage {
     can_addendum: bool,
 }
 
-/// A clinician's display name, looked up once per page.
-async fn user_name(st: &AppState, cache: &mut HashMap<Uuid, String>, id: Uuid, me: Uuid) -> String {
-    if id == me {
-        return "you".into();
-    }
+/// A clinician's display name, looked up once per page (the signer's and
+/// authors' names are printed with the note, so never "you").
+async fn user_name(st: &AppState, cache: &mut HashMap<Uuid, String>, id: Uuid) -> String {
     if let Some(n) = cache.get(&id) {
         return n.clone();
     }
@@ -180,15 +178,15 @@ async fn render_note(
     let p = models::banner(st, s, n.patient_id).await.or_page(s)?;
     let me = s.user.id;
     let mut names = HashMap::new();
-    let author = user_name(st, &mut names, n.author_id, me).await;
+    let author = user_name(st, &mut names, n.author_id).await;
     let signer = match n.signed_by {
-        Some(u) => user_name(st, &mut names, u, me).await,
+        Some(u) => user_name(st, &mut names, u).await,
         None => String::new(),
     };
     let mut addenda = Vec::new();
     for a in n.addenda.iter().flatten() {
         addenda.push(AddendumLine {
-            author: user_name(st, &mut names, a.author_id, me).await,
+            author: user_name(st, &mut names, a.author_id).await,
             text: a.text.clone(),
             signed_at: dt(&a.signed_at),
         });
@@ -249,7 +247,10 @@ async fn finish<T>(
     done: &str,
 ) -> Page {
     let ok = |_| format!("/notes/{id}?done={done}");
-    let again = async |f, status| render_note(st, s, id, Some(f), status, None).await;
+    let again = async |f: FormState, status| {
+        let f = f.reload_at(format!("/notes/{id}"));
+        render_note(st, s, id, Some(f), status, None).await
+    };
     after_form(s, r, form, values, ok, again).await
 }
 

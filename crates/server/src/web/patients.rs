@@ -426,8 +426,9 @@ pub async fn update(
     let r = services::patients::update(&st, &s.user, id, Ok(None), Ok(patch)).await;
     let ok = |_| format!("/patients/{id}/edit?done=saved");
     // The form again with what was typed, and the patient's MRN.
-    let again = async |f, status| {
+    let again = async |f: FormState, status| {
         let p = crate::web::models::patient(&st, &s, id).await.or_page(&s)?;
+        let f = f.reload_at(format!("/patients/{id}/edit"));
         Ok(view::render(status, &form_page(&s, f, Some(&p), None)))
     };
     after_form(&s, r, "patient", f.values(), ok, again).await

@@ -121,7 +121,10 @@ pub async fn create(
         )),
     };
     let ok = |rx: prescriptions::PrescriptionView| format!("/prescriptions/{}?done=drafted", rx.id);
-    let again = async |f, status| render_list(&st, &s, id, None, f, status, None).await;
+    let again = async |f, status| {
+        let f = unconfirmed_in_words(f);
+        render_list(&st, &s, id, None, f, status, None).await
+    };
     after_form(&s, r, "rx", f.values(), ok, again).await
 }
 
@@ -145,19 +148,36 @@ struct Warning {
 }
 
 fn warnings(f: &FormState) -> Vec<Warning> {
-    pairs(f, "issue", "warnings", "code", "detail")
+    pairs(f, "issue", "warnings", "code", "finding")
         .into_iter()
-        .filter_map(|(code, detail)| {
-            let (title, field, label) = match code.as_str() {
-                "allergy_conflict" => ("Allergy conflict", "overrideReason", "Reason to issue despite the allergy (stored and audited)"),
-                "drug_interaction" => ("Drug interaction", "interactionOverrideReason", "Reason to issue despite the interaction (stored and audited)"),
-                "duplicate_therapy" => ("Duplicate therapy", "duplicateOverrideReason", "Reason to issue both (stored and audited)"),
-                "medication_unrecognised" => ("Medication not recognised", "uncheckedAcknowledged", "I issue this medication knowing the allergy, duplicate and interaction checks could not run on it (audited)"),
+        .filter_map(|(code, finding)| {
+            // The API's detail says which JSON member overrides; the page
+            // says what to do on it instead.
+            let (title, field, label, how) = match code.as_str() {
+                "allergy_conflict" => ("Allergy conflict", "overrideReason", "Reason to issue despite the allergy (stored and audited)", "Issue only if the benefit outweighs the risk, with the reason below."),
+                "drug_interaction" => ("Drug interaction", "interactionOverrideReason", "Reason to issue despite the interaction (stored and audited)", "Issue only if the benefit outweighs the risk, with the reason below."),
+                "duplicate_therapy" => ("Duplicate therapy", "duplicateOverrideReason", "Reason to issue both (stored and audited)", "Cancel the other prescription, or give the reason below if both are intended."),
+                "medication_unrecognised" => ("Medication not recognised", "uncheckedAcknowledged", "I issue this medication knowing the allergy, duplicate and interaction checks could not run on it (audited)", "Cancel this draft and draft it again with the correct name, or tick the box below to take responsibility for the unchecked medication."),
                 _ => return None,
             };
-            Some(Warning { title, detail, field, label })
+            Some(Warning { title, detail: format!("{finding} {how}"), field, label })
         })
         .collect()
+}
+
+/// The "did you mean …?" refusal in the page's words (the API's detail
+/// names `medicationConfirmed`); the suggestions are buttons on the page.
+fn unconfirmed_in_words(mut f: FormState) -> FormState {
+    if f.code_is("rx", "medication_unconfirmed") {
+        let question = f
+            .e("rx", "medication")
+            .unwrap_or("Check the spelling.")
+            .to_string();
+        f.detail = Some(format!(
+            "The medication is not an exact name in the medication dictionary. {question} Choose the name you mean below, or correct the medication."
+        ));
+    }
+    f
 }
 
 #[derive(Template)]

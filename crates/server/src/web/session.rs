@@ -279,6 +279,8 @@ pub struct WebSession {
     pub csrf: String,
     /// The inactivity limit in seconds, for the page's warning.
     pub idle_secs: u64,
+    /// `AMAL_CLINIC_NAME`, for the head of printed pages.
+    pub clinic: String,
 }
 
 /// Authenticate from the cookies; refresh once when the access token is no
@@ -333,6 +335,7 @@ async fn resolve(parts: &Parts, st: &AppState) -> Result<Option<WebSession>, App
         email: me.email,
         csrf: csrf_token(st, user.session),
         idle_secs: st.config.idle_timeout.as_secs(),
+        clinic: st.config.clinic_name.clone(),
     }))
 }
 

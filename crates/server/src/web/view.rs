@@ -29,6 +29,10 @@ pub struct Layout {
     pub request_id: String,
     /// Seconds of inactivity before the session ends (0: not signed in).
     pub idle_secs: u64,
+    /// The clinic's name, at the head of a printed page.
+    pub clinic: String,
+    /// When the page was drawn (UTC), for a printed page's head.
+    pub printed: String,
     /// The content-hashed stylesheet and script addresses.
     pub css: &'static str,
     pub js: &'static str,
@@ -49,6 +53,8 @@ impl Layout {
             notice: None,
             request_id: crate::context::request_id(),
             idle_secs: s.idle_secs,
+            clinic: s.clinic.clone(),
+            printed: store::now().format("%Y-%m-%d %H:%M UTC").to_string(),
             css: crate::web::assets::css_url(),
             js: crate::web::assets::js_url(),
         }
@@ -67,6 +73,8 @@ impl Layout {
             notice: None,
             request_id: crate::context::request_id(),
             idle_secs: 0,
+            clinic: String::new(),
+            printed: String::new(),
             css: crate::web::assets::css_url(),
             js: crate::web::assets::js_url(),
         }
@@ -100,6 +108,9 @@ pub struct FormState {
     pub extra: Option<serde_json::Value>,
     /// Pre-filled values of forms that were not submitted, by form.
     pub defaults: HashMap<String, HashMap<String, String>>,
+    /// Where the record's current version is shown, offered after a
+    /// conflicting edit (409) of a versioned form.
+    pub reload: Option<String>,
 }
 
 impl FormState {
@@ -141,6 +152,23 @@ impl FormState {
                 _ => None,
             },
             defaults: HashMap::new(),
+            reload: None,
+        }
+    }
+
+    /// After a conflicting edit, offer `url` (the page showing the current
+    /// version) as "reload to see their changes".
+    pub fn reload_at(mut self, url: impl Into<String>) -> FormState {
+        self.reload = Some(url.into());
+        self
+    }
+
+    /// The reload link for `form`, when it was refused because the record
+    /// changed (a 409 conflict) since the page was drawn.
+    pub fn reload_link(&self, form: &str) -> Option<&str> {
+        match self.form == form && self.code == "conflict" {
+            true => self.reload.as_deref(),
+            false => None,
         }
     }
 
