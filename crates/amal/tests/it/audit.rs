@@ -1,6 +1,8 @@
 //! The audit trail: append-only in the database, hash-chained, verified by
 //! the API and by `amal audit verify`, filterable by administrators.
 
+use serde_json::{json, Value};
+
 use crate::helpers::*;
 
 /// Run raw SQL as the database owner (the tests play the attacker here).
@@ -218,4 +220,77 @@ async fn audit_log_filters_and_pagination() {
         "bad_request",
     )
     .await;
+}
+
+/// Searches and the day's worklist record which patients they showed: an
+/// administrator asking "who saw this patient" finds them.
+#[tokio::test]
+async fn search_and_worklist_record_the_patients_they_showed() {
+    let app = TestApp::spawn().await;
+    let admin = app.signed_in("admin").await;
+    let provider = app.signed_in("provider").await;
+    let a = app
+        .create_patient(&provider.access, "Shown", "Zebedee")
+        .await;
+    let b = app
+        .create_patient(&provider.access, "Shown", "Zebedee")
+        .await;
+    let hidden = app.create_patient(&provider.access, "Other", "Quill").await;
+    let found = app
+        .json_ok(
+            app.get("/api/patients?q=zebedee", Some(&provider.access))
+                .await,
+            200,
+        )
+        .await;
+    assert_eq!(found["items"].as_array().unwrap().len(), 2);
+    let seen_by_search = |id: Value| {
+        let app = &app;
+        let admin = &admin;
+        async move {
+            let v = app
+                .json_ok(
+                    app.get(
+                        &format!(
+                            "/api/audit?patientId={}&action=patient.search",
+                            id.as_str().unwrap()
+                        ),
+                        Some(&admin.access),
+                    )
+                    .await,
+                    200,
+                )
+                .await;
+            v["items"].as_array().unwrap().len()
+        }
+    };
+    assert_eq!(seen_by_search(a["id"].clone()).await, 1);
+    assert_eq!(seen_by_search(b["id"].clone()).await, 1);
+    assert_eq!(seen_by_search(hidden["id"].clone()).await, 0);
+
+    // A draft note puts the patient on the provider's day.
+    let r = app
+        .post(
+            &format!("/api/patients/{}/notes", hidden["id"].as_str().unwrap()),
+            Some(&provider.access),
+            json!({"title": "Visit", "content": "Seen today."}),
+        )
+        .await;
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    app.json_ok(app.get("/api/overview", Some(&provider.access)).await, 200)
+        .await;
+    let v = app
+        .json_ok(
+            app.get(
+                &format!(
+                    "/api/audit?patientId={}&action=overview.day",
+                    hidden["id"].as_str().unwrap()
+                ),
+                Some(&admin.access),
+            )
+            .await,
+            200,
+        )
+        .await;
+    assert_eq!(v["items"].as_array().unwrap().len(), 1, "{v}");
 }

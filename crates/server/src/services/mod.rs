@@ -121,6 +121,32 @@ pub async fn audit_read(
     record_durably(st, ev).await
 }
 
+/// Audit a read whose answer held these patients' data: one event per
+/// distinct patient, so that "who saw this patient" finds searches and
+/// worklists too, or one event without a patient when the answer held none.
+/// The events are group-committed together.
+pub async fn audit_read_patients(
+    st: &crate::state::AppState,
+    user: &crate::auth::AuthUser,
+    action: AuditAction,
+    patients: impl IntoIterator<Item = uuid::Uuid>,
+) -> Result<(), AppError> {
+    let mut set: std::collections::BTreeSet<Option<uuid::Uuid>> =
+        patients.into_iter().map(Some).collect();
+    if set.is_empty() {
+        set.insert(None);
+    }
+    let shown = set.iter().flatten().count();
+    let events = set.into_iter().map(|patient| {
+        let mut ev = audit_event(Some(user), action, "success");
+        ev.patient_id = patient;
+        ev.detail = Some(serde_json::json!({ "patientsShown": shown }).to_string());
+        record_durably(st, ev)
+    });
+    futures::future::try_join_all(events).await?;
+    Ok(())
+}
+
 /// Queue `ev` for the group-committing writer and wait until it is durable;
 /// a failure is counted and becomes a 503, so nothing unaudited is released.
 pub async fn record_durably(

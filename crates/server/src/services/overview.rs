@@ -19,7 +19,7 @@ use crate::services::notes::NoteView;
 use crate::services::patients::{age_years, AllergyView, NkdaView, PatientView, ProblemView};
 use crate::services::prescriptions::PrescriptionView;
 use crate::services::vitals::VitalsView;
-use crate::services::{audit_read, page, time_cursor, time_key};
+use crate::services::{audit_read, audit_read_patients, page, time_cursor, time_key};
 use crate::state::AppState;
 
 /// How many recent notes the overview shows.
@@ -331,7 +331,6 @@ pub async fn day(st: &AppState, user: &AuthUser, q: &DayQuery) -> Result<DayOver
         ),
         store::patients::count(&st.db),
     )?;
-    audit_read(st, user, AuditAction::OverviewDay, None, None).await?;
     let (items, next_cursor) = page(
         results,
         limit,
@@ -377,7 +376,7 @@ pub async fn day(st: &AppState, user: &AuthUser, q: &DayQuery) -> Result<DayOver
             vitals: w.row.into(),
         },
     );
-    Ok(DayOverview {
+    let day = DayOverview {
         unreviewed_results: ResultList {
             items,
             total,
@@ -397,5 +396,30 @@ pub async fn day(st: &AppState, user: &AuthUser, q: &DayQuery) -> Result<DayOver
             next_cursor: v_next,
         },
         patient_count: count,
-    })
+    };
+    audit_read_patients(st, user, AuditAction::OverviewDay, day.patient_ids()).await?;
+    Ok(day)
+}
+
+impl DayOverview {
+    /// Every patient named on the page.
+    fn patient_ids(&self) -> Vec<Uuid> {
+        let notes = |l: &NoteList| l.items.iter().map(|n| n.patient.id).collect::<Vec<_>>();
+        let mut ids: Vec<Uuid> = self
+            .unreviewed_results
+            .items
+            .iter()
+            .map(|r| r.patient.id)
+            .collect();
+        ids.extend(notes(&self.draft_notes));
+        ids.extend(self.cosign_drafts.as_ref().map(notes).unwrap_or_default());
+        ids.extend(
+            self.prescriptions_issued_today
+                .items
+                .iter()
+                .map(|p| p.patient.id),
+        );
+        ids.extend(self.critical_vitals.items.iter().map(|v| v.patient.id));
+        ids
+    }
 }

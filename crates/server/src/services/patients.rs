@@ -15,7 +15,9 @@ use uuid::Uuid;
 use crate::auth::AuthUser;
 use crate::error::{AppError, Result};
 use crate::extract::{expected_version, PageQuery};
-use crate::services::{audit_change, audit_read, check, illegal, page, require_patient, Body};
+use crate::services::{
+    audit_change, audit_read, audit_read_patients, check, illegal, page, require_patient, Body,
+};
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -245,7 +247,13 @@ pub async fn search(
         |p| format!("{}|{}", p.id, p.search_fg),
         PatientView::from,
     );
-    audit_read(st, user, AuditAction::PatientSearch, None, None).await?;
+    audit_read_patients(
+        st,
+        user,
+        AuditAction::PatientSearch,
+        items.iter().map(|p| p.id),
+    )
+    .await?;
     Ok(PatientPage { items, next_cursor })
 }
 
