@@ -28,6 +28,10 @@ pub enum Bound {
 pub struct Search {
     pub id: Option<Uuid>,
     pub patient: Option<Uuid>,
+    /// Only rows whose patient is in this care team (a Group export). Types
+    /// without a patient (Practitioner) are not narrowed, so a Group
+    /// export does not ask for them.
+    pub team: Option<Uuid>,
     pub updated: Vec<Bound>,
     /// The last id of the previous page.
     pub after: Option<Uuid>,
@@ -90,6 +94,12 @@ impl Query {
         }
         if let (Some(p), Some(col)) = (s.patient, patient_col) {
             self.and(&format!("{col} = ?"), vec![Arg::Uuid(p)]);
+        }
+        if let (Some(t), Some(col)) = (s.team, patient_col) {
+            self.and(
+                &format!("{col} IN (SELECT patient_id FROM care_team_patients WHERE team_id = ?)"),
+                vec![Arg::Uuid(t)],
+            );
         }
         for b in &s.updated {
             match b {
