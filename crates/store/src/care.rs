@@ -218,7 +218,8 @@ pub async fn members(db: &Db, team: Uuid, kind: Membership) -> Result<Vec<Member
 /// Whether `user` is a member of `team` (break-glass does not count).
 pub async fn is_member(db: &Db, team: Uuid, user: Uuid) -> Result<bool> {
     let sql = "SELECT count(*) FROM care_team_members WHERE team_id = $1 AND user_id = $2";
-    let n: (i64,) = on_read!(db, c => sqlx::query_as(sql).bind(team).bind(user).fetch_one(c).await)?;
+    let n: (i64,) =
+        on_read!(db, c => sqlx::query_as(sql).bind(team).bind(user).fetch_one(c).await)?;
     Ok(n.0 > 0)
 }
 
@@ -226,8 +227,7 @@ pub async fn is_member(db: &Db, team: Uuid, user: Uuid) -> Result<bool> {
 /// ids only, no demographics).
 pub async fn patient_ids(db: &Db, team: Uuid) -> Result<Vec<Uuid>> {
     let sql = "SELECT patient_id FROM care_team_patients WHERE team_id = $1 ORDER BY patient_id";
-    let rows: Vec<(Uuid,)> =
-        on_read!(db, c => sqlx::query_as(sql).bind(team).fetch_all(c).await)?;
+    let rows: Vec<(Uuid,)> = on_read!(db, c => sqlx::query_as(sql).bind(team).fetch_all(c).await)?;
     Ok(rows.into_iter().map(|r| r.0).collect())
 }
 

@@ -7,7 +7,14 @@ use crate::helpers::{assert_problem, audit_events, sid, Session, TestApp};
 
 pub(crate) const DEFAULT_TEAM: &str = "00000000-0000-7000-8000-000000000001";
 
-pub(crate) async fn membership(app: &TestApp, admin: &str, team: &str, kind: &str, id: &str, present: bool) {
+pub(crate) async fn membership(
+    app: &TestApp,
+    admin: &str,
+    team: &str,
+    kind: &str,
+    id: &str,
+    present: bool,
+) {
     let r = app
         .post(
             &format!("/api/care-teams/{team}/membership"),

@@ -79,7 +79,14 @@ async fn a_care_team_is_a_group_whose_export_holds_exactly_its_patients() {
     outcome(&app, &path, Some(&staff.access), 403, "forbidden").await;
     let unknown = format!("/fhir/R4/Group/{}", uuid::Uuid::now_v7());
     outcome(&app, &unknown, Some(&member.access), 404, "not-found").await;
-    outcome(&app, "/fhir/R4/Group/ward-b", Some(&member.access), 404, "not-found").await;
+    outcome(
+        &app,
+        "/fhir/R4/Group/ward-b",
+        Some(&member.access),
+        404,
+        "not-found",
+    )
+    .await;
     outcome(&app, &path, None, 401, "login").await;
 
     // Export: refused to a provider outside the team (audited, no job), to a
@@ -227,7 +234,10 @@ async fn a_group_export_alone_fires_no_alert_and_a_removed_patient_leaves_the_gr
 
     let g = fhir_ok(&app, &format!("/fhir/R4/Group/{team}"), &prov.access).await;
     assert_eq!(g["quantity"], 1);
-    assert_eq!(g["member"][0]["entity"]["reference"], format!("Patient/{kept}"));
+    assert_eq!(
+        g["member"][0]["entity"]["reference"],
+        format!("Patient/{kept}")
+    );
 
     // A provider's group export is not an admin action: no alert.
     let r = kick_off(

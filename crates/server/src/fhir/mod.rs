@@ -174,7 +174,14 @@ async fn export_patient(
     RawQuery(q): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response> {
-    kickoff(&st, &user, export::Scope::Patient(&id), q.as_deref(), &headers).await
+    kickoff(
+        &st,
+        &user,
+        export::Scope::Patient(&id),
+        q.as_deref(),
+        &headers,
+    )
+    .await
 }
 
 async fn export_group(
@@ -184,7 +191,14 @@ async fn export_group(
     RawQuery(q): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response> {
-    kickoff(&st, &user, export::Scope::Group(&id), q.as_deref(), &headers).await
+    kickoff(
+        &st,
+        &user,
+        export::Scope::Group(&id),
+        q.as_deref(),
+        &headers,
+    )
+    .await
 }
 
 /// `GET /fhir/R4/Group/{id}`: a care team as the Group of its patients.

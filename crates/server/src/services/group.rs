@@ -51,7 +51,9 @@ pub async fn require(
         let mut ev = audit_event(Some(user), AuditAction::AccessRefused, "forbidden");
         ev.resource_type = Some("care_team".into());
         ev.resource_id = Some(id);
-        ev.detail = Some(json!({ "route": "fhir Group", "reason": "not a member of the care team" }).to_string());
+        ev.detail = Some(
+            json!({ "route": "fhir Group", "reason": "not a member of the care team" }).to_string(),
+        );
         record_durably(st, ev).await?;
         return Err(AppError::Forbidden(
             "You are not a member of this care team, so its group is not yours to read or export."
