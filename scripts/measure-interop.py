@@ -4,7 +4,8 @@
 1. a system bulk export ($export) of an `amal demo --patients N` clinic:
    time from kick-off to manifest, the server's peak resident memory during
    the export, the NDJSON size and each type's line count compared with the
-   rows the database holds;
+   rows the database holds; then the same for a Group export of the demo's
+   default care team (every patient) by the demo provider, a member;
 2. the HL7 v2 import rate: M fresh ORU^R01 messages (8 results each, one per
    demo patient, built from the corpus message 05) imported with
    `amal import hl7 FILE` into the same database after the server stops.
@@ -31,6 +32,8 @@ import time
 import urllib.request
 
 PASSWORD = "measure password 15"
+# The care team every demo patient and clinician is in (migration 0009).
+DEFAULT_TEAM = "00000000-0000-7000-8000-000000000001"
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TEMPLATE = os.path.join(ROOT, "crates/amal/tests/data/hl7/05_cmp_eight_results.hl7")
 
@@ -125,11 +128,14 @@ def start_demo(amal, patients, work, db_url):
     return child, base, data
 
 
-def measure_export(child, base, db):
+def sign_in(base, email):
     r = http("POST", base + "/api/auth/signin",
-             body=json.dumps({"email": "admin@demo.amal.test", "password": PASSWORD}).encode(),
+             body=json.dumps({"email": email, "password": PASSWORD}).encode(),
              headers={"content-type": "application/json"})
-    token = json.load(r)["accessToken"]
+    return json.load(r)["accessToken"]
+
+
+def measure_export(child, base, db, path, token):
     pid = child.pid
     rss_before = proc_kb(pid, "VmRSS")
     hwm_seed = proc_kb(pid, "VmHWM")
@@ -146,7 +152,7 @@ def measure_export(child, base, db):
 
     threading.Thread(target=sample, daemon=True).start()
     t0 = time.time()
-    r = http("GET", base + "/fhir/R4/$export", token, headers={"Prefer": "respond-async"})
+    r = http("GET", base + path, token, headers={"Prefer": "respond-async"})
     if r.status != 202:
         sys.exit("kick-off answered %d: %s" % (r.status, r.read()[:300]))
     status_url = r.headers["Content-Location"]
@@ -234,7 +240,12 @@ def main():
     child, base, data = start_demo(a.amal, a.patients, work, db_url)
     db = Db(db_url or "sqlite://%s/amal.db" % data)
     try:
-        e = measure_export(child, base, db)
+        e = measure_export(child, base, db, "/fhir/R4/$export",
+                           sign_in(base, "admin@demo.amal.test"))
+        provider = sign_in(base, "provider@demo.amal.test")
+        group = "/fhir/R4/Group/%s" % DEFAULT_TEAM
+        members = json.load(http("GET", base + group, provider))["quantity"]
+        g = measure_export(child, base, db, group + "/$export", provider)
     finally:
         child.send_signal(signal.SIGINT)
         child.wait(timeout=120)
@@ -249,6 +260,15 @@ def main():
         same = lines == want == listed
         ok &= same
         print("  %-18s %8d lines, database %8d %s" % (ty, lines, want, "=" if same else "MISMATCH"))
+    print("group export (the default team, %d patients, by a member): %d resources, %.0f MB in %.1f s; "
+          "peak %.0f MB (RSS %.0f MB before)"
+          % (members, g["lines"], g["mb"], g["seconds"], g["peak_rss_mb"], g["rss_before_mb"]))
+    for ty, lines, want, listed in g["rows"]:
+        same = lines == want == listed
+        ok &= same
+        print("  %-18s %8d lines, database %8d %s" % (ty, lines, want, "=" if same else "MISMATCH"))
+    # The database counts are whole tables: right because the team holds every patient.
+    ok &= members == e["rows"][0][2]
     print("hl7: %d messages in %.1f s = %.1f messages/s (%.0f results/s), %d results stored; CLI: %s"
           % (h["messages"], h["seconds"], h["rate"], h["rate"] * 8, h["stored"], h["summary"]))
     ok &= h["ok"] and h["stored"] == 8 * h["messages"]
