@@ -52,7 +52,7 @@ pub async fn require(
         ev.resource_type = Some("care_team".into());
         ev.resource_id = Some(id);
         ev.detail = Some(
-            json!({ "route": "fhir Group", "reason": "not a member of the care team" }).to_string(),
+            json!({ "fhirType": "Group", "reason": "not a member of the care team" }).to_string(),
         );
         record_durably(st, ev).await?;
         return Err(AppError::Forbidden(
