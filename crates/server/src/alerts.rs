@@ -269,7 +269,7 @@ pub const RULES: &[Rule] = &[
         route: "slack",
         for_secs: 0,
         expr: "increase(fhir_export_admin_total[1h]) > 0",
-        summary: "An administrator started a FHIR export of every patient's record.",
+        summary: "An administrator started a FHIR bulk export of patient records (every patient, or a care team's).",
         cond: Cond::IncreaseAbove {
             sel: Sel(&["fhir.export.admin"]),
             window: 3600,

@@ -215,6 +215,22 @@ pub async fn members(db: &Db, team: Uuid, kind: Membership) -> Result<Vec<Member
     Ok(on_read!(db, c => sqlx::query_as(sql).bind(team).fetch_all(c).await)?)
 }
 
+/// Whether `user` is a member of `team` (break-glass does not count).
+pub async fn is_member(db: &Db, team: Uuid, user: Uuid) -> Result<bool> {
+    let sql = "SELECT count(*) FROM care_team_members WHERE team_id = $1 AND user_id = $2";
+    let n: (i64,) =
+        on_read!(db, c => sqlx::query_as(sql).bind(team).bind(user).fetch_one(c).await)?;
+    Ok(n.0 > 0)
+}
+
+/// The ids of a team's patients in id order (the FHIR Group's members;
+/// ids only, no demographics).
+pub async fn patient_ids(db: &Db, team: Uuid) -> Result<Vec<Uuid>> {
+    let sql = "SELECT patient_id FROM care_team_patients WHERE team_id = $1 ORDER BY patient_id";
+    let rows: Vec<(Uuid,)> = on_read!(db, c => sqlx::query_as(sql).bind(team).fetch_all(c).await)?;
+    Ok(rows.into_iter().map(|r| r.0).collect())
+}
+
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct BreakGlassRow {
     pub id: Uuid,

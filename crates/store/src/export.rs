@@ -11,6 +11,9 @@ use crate::{on_read, on_write};
 pub struct ExportJob {
     pub id: Uuid,
     pub patient_id: Option<Uuid>,
+    /// The care team of a Group export (its patients, see
+    /// `fhir::Search::team`); with `patient_id` NULL too it is a system export.
+    pub group_id: Option<Uuid>,
     pub requested_by: Uuid,
     pub types: String,
     pub status: String,
@@ -21,12 +24,12 @@ pub struct ExportJob {
     pub expires_at: DateTime<Utc>,
 }
 
-const COLS: &str = "id, patient_id, requested_by, types, status, progress, output, created_at, completed_at, expires_at";
+const COLS: &str = "id, patient_id, group_id, requested_by, types, status, progress, output, created_at, completed_at, expires_at";
 
 pub async fn insert(tx: &mut Tx, job: &ExportJob) -> Result<()> {
-    let sql = "INSERT INTO export_jobs (id, patient_id, requested_by, types, status, progress, output, created_at, completed_at, expires_at) \
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
-    crate::on_tx!(tx, c => sqlx::query(sql).bind(job.id).bind(job.patient_id).bind(job.requested_by).bind(&job.types)
+    let sql = "INSERT INTO export_jobs (id, patient_id, group_id, requested_by, types, status, progress, output, created_at, completed_at, expires_at) \
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
+    crate::on_tx!(tx, c => sqlx::query(sql).bind(job.id).bind(job.patient_id).bind(job.group_id).bind(job.requested_by).bind(&job.types)
         .bind(&job.status).bind(&job.progress).bind(&job.output).bind(job.created_at).bind(job.completed_at).bind(job.expires_at)
         .execute(&mut *c).await.map(|r| r.rows_affected()))?;
     Ok(())

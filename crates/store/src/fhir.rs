@@ -28,6 +28,10 @@ pub enum Bound {
 pub struct Search {
     pub id: Option<Uuid>,
     pub patient: Option<Uuid>,
+    /// Only rows whose patient is in this care team (a Group export). Types
+    /// without a patient (Practitioner) are not narrowed, so a Group
+    /// export does not ask for them.
+    pub team: Option<Uuid>,
     pub updated: Vec<Bound>,
     /// The last id of the previous page.
     pub after: Option<Uuid>,
@@ -84,12 +88,22 @@ impl Query {
     }
 
     /// The filters every search shares, then keyset order and the limit.
+    /// `patient_col` is qualified by its table (`labs.patient_id`), as the
+    /// team filter names it inside a subquery.
     fn common(mut self, s: &Search, time: &str, patient_col: Option<&str>) -> Query {
         if let Some(id) = s.id {
             self.and("id = ?", vec![Arg::Uuid(id)]);
         }
         if let (Some(p), Some(col)) = (s.patient, patient_col) {
             self.and(&format!("{col} = ?"), vec![Arg::Uuid(p)]);
+        }
+        if let (Some(t), Some(col)) = (s.team, patient_col) {
+            // A primary-key probe per row: SQLite would build the whole
+            // member list again for every page of an `IN (SELECT …)`.
+            self.and(
+                &format!("EXISTS (SELECT 1 FROM care_team_patients tp WHERE tp.team_id = ? AND tp.patient_id = {col})"),
+                vec![Arg::Uuid(t)],
+            );
         }
         for b in &s.updated {
             match b {
@@ -163,7 +177,7 @@ pub async fn patients(db: &Db, s: &Search, f: &PatientFilter) -> Result<Vec<Pati
     for n in &f.given {
         q.and("search_gf >= ? AND search_gf < ?", prefix(n));
     }
-    fetch(db, q.common(s, "updated_at", Some("id"))).await
+    fetch(db, q.common(s, "updated_at", Some("patients.id"))).await
 }
 
 pub async fn allergies(db: &Db, s: &Search) -> Result<Vec<AllergyRow>> {
@@ -171,7 +185,7 @@ pub async fn allergies(db: &Db, s: &Search) -> Result<Vec<AllergyRow>> {
         "SELECT {} FROM allergies",
         crate::patients::ALLERGY_COLS
     ));
-    fetch(db, q.common(s, "recorded_at", Some("patient_id"))).await
+    fetch(db, q.common(s, "recorded_at", Some("allergies.patient_id"))).await
 }
 
 pub async fn problems(db: &Db, s: &Search) -> Result<Vec<ProblemRow>> {
@@ -179,7 +193,7 @@ pub async fn problems(db: &Db, s: &Search) -> Result<Vec<ProblemRow>> {
         "SELECT {} FROM problems",
         crate::patients::PROBLEM_COLS
     ));
-    fetch(db, q.common(s, "recorded_at", Some("patient_id"))).await
+    fetch(db, q.common(s, "recorded_at", Some("problems.patient_id"))).await
 }
 
 pub async fn prescriptions(db: &Db, s: &Search) -> Result<Vec<PrescriptionRow>> {
@@ -187,7 +201,11 @@ pub async fn prescriptions(db: &Db, s: &Search) -> Result<Vec<PrescriptionRow>> 
         "SELECT {} FROM prescriptions",
         crate::prescriptions::COLS
     ));
-    fetch(db, q.common(s, "updated_at", Some("patient_id"))).await
+    fetch(
+        db,
+        q.common(s, "updated_at", Some("prescriptions.patient_id")),
+    )
+    .await
 }
 
 /// A lab result changes when it is reviewed.
@@ -198,7 +216,7 @@ pub async fn labs(db: &Db, s: &Search, code: Option<&str>) -> Result<Vec<LabRow>
     if let Some(c) = code {
         q.and("code = ?", vec![Arg::Text(c.to_string())]);
     }
-    fetch(db, q.common(s, LAB_UPDATED, Some("patient_id"))).await
+    fetch(db, q.common(s, LAB_UPDATED, Some("labs.patient_id"))).await
 }
 
 /// Vital-sign sets (each becomes several Observations). `from` is the set
@@ -229,7 +247,7 @@ pub async fn vitals(
             .join(" OR ");
         q.and(&format!("({clause})"), vec![]);
     }
-    fetch(db, q.common(s, "entered_at", Some("patient_id"))).await
+    fetch(db, q.common(s, "entered_at", Some("vitals.patient_id"))).await
 }
 
 /// Final notes only (drafts are not part of the record); a final note
@@ -238,7 +256,7 @@ pub async fn final_notes(db: &Db, s: &Search) -> Result<Vec<NoteRow>> {
     let mut q = Query::new(format!("SELECT {} FROM notes", crate::notes::COLS));
     q.and("status = 'final'", vec![]);
     let time = "COALESCE((SELECT max(a.signed_at) FROM note_addenda a WHERE a.note_id = notes.id), updated_at)";
-    fetch(db, q.common(s, time, Some("patient_id"))).await
+    fetch(db, q.common(s, time, Some("notes.patient_id"))).await
 }
 
 /// The addenda of several notes at once, in signing order.

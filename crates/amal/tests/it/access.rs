@@ -5,9 +5,16 @@ use serde_json::{json, Value};
 
 use crate::helpers::{assert_problem, audit_events, sid, Session, TestApp};
 
-const DEFAULT_TEAM: &str = "00000000-0000-7000-8000-000000000001";
+pub(crate) const DEFAULT_TEAM: &str = "00000000-0000-7000-8000-000000000001";
 
-async fn membership(app: &TestApp, admin: &str, team: &str, kind: &str, id: &str, present: bool) {
+pub(crate) async fn membership(
+    app: &TestApp,
+    admin: &str,
+    team: &str,
+    kind: &str,
+    id: &str,
+    present: bool,
+) {
     let r = app
         .post(
             &format!("/api/care-teams/{team}/membership"),
@@ -19,7 +26,7 @@ async fn membership(app: &TestApp, admin: &str, team: &str, kind: &str, id: &str
 }
 
 /// Create a care team through the API; returns its id.
-async fn new_team(app: &TestApp, admin: &str, name: &str) -> String {
+pub(crate) async fn new_team(app: &TestApp, admin: &str, name: &str) -> String {
     let r = app
         .post("/api/care-teams", Some(admin), json!({ "name": name }))
         .await;

@@ -97,8 +97,8 @@ pub(crate) fn ids(bundle: &Value) -> Vec<String> {
 }
 
 /// A chart with one of everything (and a draft note, which FHIR does not show).
-struct Chart {
-    patient: String,
+pub(crate) struct Chart {
+    pub(crate) patient: String,
     allergy: String,
     problem: String,
     rx: [String; 3],
@@ -107,7 +107,7 @@ struct Chart {
     draft: String,
 }
 
-async fn chart(app: &TestApp, prov: &str) -> Chart {
+pub(crate) async fn chart(app: &TestApp, prov: &str) -> Chart {
     let p = app.create_patient(prov, "Amira", "Haddad").await;
     let pid = sid(&p);
     // POST and expect `status`; the answer's id.
@@ -231,9 +231,15 @@ async fn every_resource_we_emit_validates_and_says_what_the_chart_says() {
             "MedicationRequest",
             "Observation",
             "DocumentReference",
-            "Practitioner"
+            "Practitioner",
+            "Group"
         ]
     );
+    // Care teams as Groups: read and the group-level export, nothing else.
+    let group = &cs["rest"][0]["resource"][7];
+    assert_eq!(group["interaction"], json!([{ "code": "read" }]));
+    assert!(group.get("searchParam").is_none());
+    assert_eq!(group["operation"][0]["name"], "export");
     emitted.push(cs);
 
     let p = fhir_ok(&app, &format!("/fhir/R4/Patient/{}", c.patient), t).await;

@@ -20,6 +20,7 @@ mod clinical;
 mod faults;
 mod fhir;
 mod fhir_demo_export;
+mod fhir_group;
 mod fhir_vitals;
 mod helpers;
 mod hl7;

@@ -30,6 +30,8 @@ pub fn router() -> Router<AppState> {
         .route("/fhir/R4/Patient/{id}/$everything", get(everything))
         .route("/fhir/R4/$export", get(export_all))
         .route("/fhir/R4/Patient/{id}/$export", get(export_patient))
+        .route("/fhir/R4/Group/{id}", get(group))
+        .route("/fhir/R4/Group/{id}/$export", get(export_group))
         .route(
             "/fhir/R4/$export-status/{id}",
             get(export_status).delete(export_cancel),
@@ -141,12 +143,12 @@ fn prefers_async(headers: &HeaderMap) -> bool {
 async fn kickoff(
     st: &AppState,
     user: &AuthUser,
-    patient: Option<&str>,
+    scope: export::Scope<'_>,
     q: Option<&str>,
     headers: &HeaderMap,
 ) -> Result<Response> {
     let pairs = pairs(q)?;
-    let id = export::kickoff(st, user, patient, prefers_async(headers), &pairs).await?;
+    let id = export::kickoff(st, user, scope, prefers_async(headers), &pairs).await?;
     let location = format!("{}/$export-status/{id}", base_url(st, headers));
     let body = json!({ "resourceType": "OperationOutcome", "issue": [{ "severity": "information", "code": "informational", "diagnostics": "The export has started; poll the Content-Location URL." }] });
     let mut r = respond(StatusCode::ACCEPTED, &body);
@@ -162,7 +164,7 @@ async fn export_all(
     RawQuery(q): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response> {
-    kickoff(&st, &user, None, q.as_deref(), &headers).await
+    kickoff(&st, &user, export::Scope::System, q.as_deref(), &headers).await
 }
 
 async fn export_patient(
@@ -172,7 +174,41 @@ async fn export_patient(
     RawQuery(q): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response> {
-    kickoff(&st, &user, Some(&id), q.as_deref(), &headers).await
+    kickoff(
+        &st,
+        &user,
+        export::Scope::Patient(&id),
+        q.as_deref(),
+        &headers,
+    )
+    .await
+}
+
+async fn export_group(
+    State(st): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response> {
+    kickoff(
+        &st,
+        &user,
+        export::Scope::Group(&id),
+        q.as_deref(),
+        &headers,
+    )
+    .await
+}
+
+/// `GET /fhir/R4/Group/{id}`: a care team as the Group of its patients.
+async fn group(
+    State(st): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+) -> Result<Response> {
+    let v = crate::services::group::read(&st, &user, &id).await?;
+    Ok(respond(StatusCode::OK, &v))
 }
 
 async fn export_status(
@@ -240,7 +276,7 @@ async fn metadata(State(st): State<AppState>, headers: HeaderMap) -> Response {
 }
 
 pub fn capability_statement(base: &str) -> Value {
-    let resources: Vec<Value> = ResourceType::ALL
+    let mut resources: Vec<Value> = ResourceType::ALL
         .into_iter()
         .map(|t| {
             let search: Vec<Value> = params::COMMON
@@ -262,6 +298,12 @@ pub fn capability_statement(base: &str) -> Value {
             r
         })
         .collect();
+    // Care teams: read only (no search), and the group-level export.
+    resources.push(json!({
+        "type": "Group",
+        "interaction": [{ "code": "read" }],
+        "operation": [{ "name": "export", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export" }],
+    }));
     json!({
         "resourceType": "CapabilityStatement",
         "status": "active",

@@ -297,3 +297,23 @@ pub fn practitioner(u: &PractitionerRow) -> Value {
         "qualification": [{ "code": { "text": u.role } }],
     }))
 }
+
+/// A care team as a FHIR Group of its patients (`type` person, `actual`:
+/// the members are listed, not described). No `meta.lastUpdated`: removals
+/// and renames are not timed, so any value would be a guess.
+pub fn group(team: &store::care::TeamRow, patients: &[Uuid]) -> Value {
+    let member: Vec<Value> = patients
+        .iter()
+        .map(|p| json!({ "entity": reference("Patient", *p) }))
+        .collect();
+    compact(json!({
+        "resourceType": "Group",
+        "id": team.id.to_string(),
+        "active": true,
+        "type": "person",
+        "actual": true,
+        "name": team.name,
+        "quantity": patients.len(),
+        "member": if member.is_empty() { Value::Null } else { Value::Array(member) },
+    }))
+}

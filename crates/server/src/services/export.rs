@@ -3,7 +3,9 @@
 //! removed after the retention period. A system-level export (every
 //! patient) is for admins only and is audited and alerted (admins see no
 //! patient data in the app, so a clinical export by one must be noticed);
-//! one patient's export is for providers.
+//! one patient's export is for providers; a Group's (a care team's
+//! patients) for the team's providers, or admins (alerted like a system
+//! export). One code path: the scope only narrows the same queries.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -96,38 +98,97 @@ fn parse_request(system: bool, pairs: &[(String, String)]) -> Result<Request> {
     })
 }
 
-/// Start an export: of every patient (`patient` = None, admins) or of one
-/// (providers). Answers the new job's id; the work runs in the background.
-pub async fn kickoff(
-    st: &AppState,
-    user: &AuthUser,
-    patient: Option<&str>,
-    prefer_async: bool,
-    pairs: &[(String, String)],
-) -> Result<Uuid> {
-    let patient = match patient {
-        None => {
-            user.require(Action::ExportAll)?;
-            None
+/// What an export covers, as the kick-off URL names it.
+#[derive(Debug, Clone, Copy)]
+pub enum Scope<'a> {
+    /// `$export`: every patient (admins).
+    System,
+    /// `Patient/{id}/$export`: one patient (providers with access).
+    Patient(&'a str),
+    /// `Group/{id}/$export`: a care team's patients (its providers, or
+    /// admins, audited and alerted as a system export).
+    Group(&'a str),
+}
+
+/// A scope checked against the user: the ids that narrow the queries.
+struct Resolved {
+    patient: Option<Uuid>,
+    group: Option<Uuid>,
+    /// Started by an admin: alerted (admins see no patient data in the app).
+    by_admin: bool,
+}
+
+impl Resolved {
+    fn name(&self) -> &'static str {
+        match (self.patient, self.group) {
+            (Some(_), _) => "patient",
+            (None, Some(_)) => "group",
+            (None, None) => "system",
         }
-        Some(id) => {
+    }
+}
+
+async fn resolve(st: &AppState, user: &AuthUser, scope: Scope<'_>) -> Result<Resolved> {
+    Ok(match scope {
+        Scope::System => {
+            user.require(Action::ExportAll)?;
+            Resolved {
+                patient: None,
+                group: None,
+                by_admin: true,
+            }
+        }
+        Scope::Patient(id) => {
             user.require(Action::ExportPatient)?;
             let id = Uuid::parse_str(id).map_err(|_| AppError::NotFound)?;
             crate::services::require_patient(st, user, id).await?;
-            Some(id)
+            Resolved {
+                patient: Some(id),
+                group: None,
+                by_admin: false,
+            }
         }
-    };
+        Scope::Group(id) => {
+            let (team, grounds) = crate::services::group::require(
+                st,
+                user,
+                id,
+                Action::ExportPatient,
+                Action::ExportAll,
+            )
+            .await?;
+            Resolved {
+                patient: None,
+                group: Some(team.id),
+                by_admin: grounds == crate::services::group::Grounds::Admin,
+            }
+        }
+    })
+}
+
+/// Start an export of `scope`. Answers the new job's id; the work runs in
+/// the background.
+pub async fn kickoff(
+    st: &AppState,
+    user: &AuthUser,
+    scope: Scope<'_>,
+    prefer_async: bool,
+    pairs: &[(String, String)],
+) -> Result<Uuid> {
+    let scope = resolve(st, user, scope).await?;
     if !prefer_async {
         return Err(AppError::BadRequest(
             "$export is asynchronous: send `Prefer: respond-async`.".into(),
         ));
     }
-    let req = parse_request(patient.is_none(), pairs)?;
+    let system = scope.name() == "system";
+    let req = parse_request(system, pairs)?;
     let types = req.types.clone();
     let now = store::now();
     let job = ExportJob {
         id: Uuid::now_v7(),
-        patient_id: patient,
+        patient_id: scope.patient,
+        group_id: scope.group,
         requested_by: user.id,
         types: types
             .iter()
@@ -146,14 +207,14 @@ pub async fn kickoff(
     let mut ev = audit_event(Some(user), AuditAction::FhirExport, "success");
     ev.resource_type = Some("export".into());
     ev.resource_id = Some(job.id);
-    ev.patient_id = patient;
-    ev.detail = Some(json!({ "scope": if patient.is_some() { "patient" } else { "system" }, "types": job.types, "since": req.since.map(crate::fhir::resources::instant) }).to_string());
+    ev.patient_id = scope.patient;
+    ev.detail = Some(json!({ "scope": scope.name(), "groupId": scope.group, "types": job.types, "since": req.since.map(crate::fhir::resources::instant) }).to_string());
     store::audit::append(&mut tx, &[ev]).await?;
     tx.commit().await?;
-    if patient.is_none() {
+    if scope.by_admin {
         // Alerted: counted (the AdminBulkExport rule) and logged at warn.
         st.metrics.incr("fhir.export.admin");
-        tracing::warn!(exportId = %job.id, userId = %user.id, "system-level FHIR export of every patient started by an administrator");
+        tracing::warn!(exportId = %job.id, userId = %user.id, scope = scope.name(), "FHIR bulk export of clinical data started by an administrator");
     }
     st.metrics.incr("fhir.export.started");
     let st2 = st.clone();
@@ -182,6 +243,7 @@ async fn run(
         let mut file = std::io::BufWriter::new(std::fs::File::create(&path)?);
         let mut p = Parsed::default();
         p.search.patient = job.patient_id;
+        p.search.team = job.group_id;
         p.search.limit = 1000;
         p.search.updated = since
             .map(store::fhir::Bound::AtOrAfter)
@@ -258,9 +320,10 @@ pub async fn status(st: &AppState, user: &AuthUser, id: &str, base: &str) -> Res
                     json!({ "type": ty, "url": format!("{base}/$export-file/{}/{ty}.ndjson", job.id), "count": o["count"] })
                 })
                 .collect();
-            let request = match job.patient_id {
-                Some(p) => format!("{base}/Patient/{p}/$export"),
-                None => format!("{base}/$export"),
+            let request = match (job.patient_id, job.group_id) {
+                (Some(p), _) => format!("{base}/Patient/{p}/$export"),
+                (None, Some(g)) => format!("{base}/Group/{g}/$export"),
+                (None, None) => format!("{base}/$export"),
             };
             Status::Complete(json!({
                 "transactionTime": crate::fhir::resources::instant(job.created_at),

@@ -113,29 +113,44 @@ async fn observations(st: &AppState, p: &Parsed) -> Result<Vec<Found>> {
         && !matches!(vital_kind, Some(None));
     if vitals_wanted {
         let kind = vital_kind.flatten();
-        // Sets from the cursor's own set on; one more than the page, since
-        // the cursor's set may have nothing left and every other set
-        // yields at least one Observation.
+        let columns = kind.map_or(&[][..], |k| k.columns);
+        // Sets from the cursor's own set on (the rest of it may follow), in
+        // chunks until the page is full: every later set yields 1 to 8
+        // Observations, so a page needs at most `limit + 1` sets but mostly
+        // far fewer, and each set fetched beyond the page is built again on
+        // the next one (an export of 1,000 a page built every set ~8 times).
+        let chunk = s.limit / 8 + 1;
         let mut vs = s.clone();
         vs.after = None;
-        vs.limit = s.limit + 1;
-        let sets =
-            store::fhir::vitals(db, &vs, s.after, kind.map_or(&[][..], |k| k.columns)).await?;
+        vs.limit = chunk;
+        let mut from = s.after;
         let after = s.after.map(|a| (a, p.after_part));
-        for v in &sets {
-            for (part, o) in crate::fhir::vitals::observations(v) {
-                let wanted = kind.is_none_or(|k| k.part == part)
-                    && p.id_part.is_none_or(|i| i == part)
-                    && after.is_none_or(|a| (v.id, part) > a);
-                if wanted {
-                    out.push(Found {
-                        id: v.id,
-                        part,
-                        patient: Some(v.patient_id),
-                        resource: o,
-                        users: vec![v.recorded_by],
-                    });
+        let mut found = 0;
+        loop {
+            let sets = store::fhir::vitals(db, &vs, from, columns).await?;
+            for v in &sets {
+                for (part, o) in crate::fhir::vitals::observations(v) {
+                    let wanted = kind.is_none_or(|k| k.part == part)
+                        && p.id_part.is_none_or(|i| i == part)
+                        && after.is_none_or(|a| (v.id, part) > a);
+                    if wanted {
+                        found += 1;
+                        out.push(Found {
+                            id: v.id,
+                            part,
+                            patient: Some(v.patient_id),
+                            resource: o,
+                            users: vec![v.recorded_by],
+                        });
+                    }
                 }
+            }
+            match sets.last() {
+                Some(last) if found < s.limit && sets.len() as i64 == chunk => {
+                    from = None;
+                    vs.after = Some(last.id);
+                }
+                _ => break,
             }
         }
     }

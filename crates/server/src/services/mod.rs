@@ -19,6 +19,7 @@ pub mod audit;
 pub mod auth;
 pub mod export;
 pub mod fhir;
+pub mod group;
 pub mod hl7;
 pub mod labs;
 pub mod mfa;
