@@ -804,6 +804,25 @@ pub struct Verified {
     pub row_counts: BTreeMap<String, i64>,
 }
 
+/// Audit a written backup (the event lands in the live database, after
+/// the snapshot, so the archive itself does not hold it).
+async fn record_backup(db: &Db, c: &Created, keys: &ArchiveKeys, via: &str) -> anyhow::Result<()> {
+    let detail = serde_json::json!({
+        "via": via,
+        "file": c.path.file_name().map(|n| n.to_string_lossy().into_owned()),
+        "bytes": c.bytes,
+        "encryption": keys.backup.mode(),
+        "auditEvents": c.manifest.audit.events,
+    });
+    crate::commands::record_operation(
+        db,
+        domain::audit::AuditAction::BackupCreate,
+        "success",
+        detail,
+    )
+    .await
+}
+
 /// Where and why a chain breaks: "event … (sequence …): reason; n events
 /// before it verify".
 fn describe_break(audit: &VerifyReport) -> String {
@@ -1092,8 +1111,13 @@ pub async fn backup_command(
             let reporter = Reporter::stderr("backup");
             let keys = ArchiveKeys::of(&cfg);
             let created = create(&db, &cfg.database_url, &out, &keys, &reporter).await;
+            let recorded = match &created {
+                Ok(c) => record_backup(&db, c, &keys, "cli").await,
+                Err(_) => Ok(()),
+            };
             db.close().await;
             let c = created?;
+            recorded?;
             println!(
                 "backup written: {} ({}) in {:.1}s",
                 c.path.display(),
@@ -1296,11 +1320,11 @@ pub async fn restore_command(
 
     // The checkpoints of the replaced chain no longer describe the live
     // one: keep them aside and start again at the restored head.
-    let file = store::checkpoint::file_in(&keys.checkpoint_dir);
-    if file.exists() {
-        let old = with_suffix(&file, &format!(".before-restore-{stamp}"));
-        std::fs::rename(&file, &old)
-            .with_context(|| format!("cannot move {} aside", file.display()))?;
+    let ckpt = store::checkpoint::file_in(&keys.checkpoint_dir);
+    if ckpt.exists() {
+        let old = with_suffix(&ckpt, &format!(".before-restore-{stamp}"));
+        std::fs::rename(&ckpt, &old)
+            .with_context(|| format!("cannot move {} aside", ckpt.display()))?;
         println!(
             "the previous audit checkpoints are kept as {}",
             old.display()
@@ -1309,15 +1333,34 @@ pub async fn restore_command(
 
     // 4. What is there now.
     let db = connect(&cfg.database_url).await?;
-    if let Err(e) = store::checkpoint::take(&db, &keys.signing.0, &keys.checkpoint_dir).await {
-        eprintln!("WARNING: could not write an audit checkpoint of the restored chain: {e:#}");
-    }
     let version = store::migrate::current_version(&db).await;
     let audit = store::audit::verify_with(&db, keys.anchors_for(&manifest)).await;
     let counts = store::backup::row_counts(&db).await;
     let known = store::migrate::latest_known(&db);
-    db.close().await;
     let (version, audit, counts) = (version?, audit?, counts?);
+    let problems = compare(&manifest, &audit, version, &counts);
+    if problems.is_empty() {
+        // The restored trail records the restore, and a checkpoint of it
+        // starts the new checkpoint file.
+        let detail = serde_json::json!({
+            "via": "cli",
+            "file": file.file_name().map(|n| n.to_string_lossy().into_owned()),
+            "backupCreatedAt": manifest.created_at,
+            "auditEvents": manifest.audit.events,
+            "previousKeptAs": kept,
+        });
+        crate::commands::record_operation(
+            &db,
+            domain::audit::AuditAction::BackupRestore,
+            "success",
+            detail,
+        )
+        .await?;
+        if let Err(e) = store::checkpoint::take(&db, &keys.signing.0, &keys.checkpoint_dir).await {
+            eprintln!("WARNING: could not write an audit checkpoint of the restored chain: {e:#}");
+        }
+    }
+    db.close().await;
     println!(
         "restored {} ({} backup taken {}, release {}) in {:.1}s",
         file.display(),
@@ -1338,7 +1381,6 @@ pub async fn restore_command(
     } else if version < known {
         println!("  `amal serve` (or `amal migrate up`) will bring it to version {known}");
     }
-    let problems = compare(&manifest, &audit, version, &counts);
     if audit.valid {
         println!(
             "audit chain intact: {} events, head {}",
@@ -1371,14 +1413,16 @@ impl server::backup_schedule::BackupJob for ScheduledJob {
     ) -> BoxFuture<'static, anyhow::Result<(PathBuf, u64)>> {
         Box::pin(async move {
             let out = dir.join(default_file_name(Utc::now()));
+            let keys = ArchiveKeys::of(&state.config);
             let c = create(
                 &state.db,
                 &state.config.database_url,
                 &out,
-                &ArchiveKeys::of(&state.config),
+                &keys,
                 &Reporter::silent(),
             )
             .await?;
+            record_backup(&state.db, &c, &keys, "schedule").await?;
             Ok((c.path, c.bytes))
         })
     }

@@ -296,7 +296,23 @@ async fn serve(raw: server::RawConfig, no_migrate: bool) -> anyhow::Result<ExitC
     Ok(ExitCode::SUCCESS)
 }
 
+/// Append the audit event of an operator's command (no signed-in actor;
+/// `detail.via` says where it came from).
+pub(crate) async fn record_operation(
+    db: &store::Db,
+    action: domain::audit::AuditAction,
+    outcome: &str,
+    detail: serde_json::Value,
+) -> anyhow::Result<()> {
+    let mut ev = store::audit::AuditEvent::new(action.as_str(), outcome);
+    ev.detail = Some(detail.to_string());
+    store::audit::append_now(db, &[ev])
+        .await
+        .context("cannot write the audit event of this command")
+}
+
 async fn migrate(cfg: server::Config, action: MigrateAction) -> anyhow::Result<ExitCode> {
+    use domain::audit::AuditAction::SchemaMigrate;
     let db = connect(&cfg).await?;
     match action {
         MigrateAction::Status => {
@@ -318,11 +334,16 @@ async fn migrate(cfg: server::Config, action: MigrateAction) -> anyhow::Result<E
             }
         }
         MigrateAction::Up => {
+            let from = store::migrate::current_version(&db).await?;
             store::migrate::up(&db).await?;
-            println!(
-                "schema is at version {}",
-                store::migrate::current_version(&db).await?
-            );
+            let to = store::migrate::current_version(&db).await?;
+            // A new database's first schema is not an event (as in `serve`).
+            if from > 0 && to != from {
+                let detail =
+                    serde_json::json!({ "via": "cli", "direction": "up", "from": from, "to": to });
+                record_operation(&db, SchemaMigrate, "success", detail).await?;
+            }
+            println!("schema is at version {to}");
         }
         MigrateAction::Down { to } => {
             let current = store::migrate::current_version(&db).await?;
@@ -334,6 +355,11 @@ async fn migrate(cfg: server::Config, action: MigrateAction) -> anyhow::Result<E
                     applied.iter().rev().nth(1).copied().unwrap_or(0)
                 }
             };
+            // Recorded before: the rollback may remove what records it.
+            if target < current {
+                let detail = serde_json::json!({ "via": "cli", "direction": "down", "from": current, "to": target });
+                record_operation(&db, SchemaMigrate, "started", detail).await?;
+            }
             store::migrate::down(&db, target).await?;
             println!(
                 "schema rolled back from version {current} to {}",

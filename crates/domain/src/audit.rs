@@ -87,10 +87,16 @@ pub enum AuditAction {
     AuthPasswordSet,
     /// Sessions ended from the session list or by an administrator.
     AuthSessionRevoke,
+    /// A backup archive written (`amal backup` or the schedule).
+    BackupCreate,
+    /// A backup restored over the database (written into the restored one).
+    BackupRestore,
+    /// The schema migrated up or rolled back (`amal migrate`, `serve`).
+    SchemaMigrate,
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 62] = [
+    pub const ALL: [AuditAction; 65] = [
         AuditAction::AuthSignup,
         AuditAction::AuthSignin,
         AuditAction::AuthRefresh,
@@ -153,6 +159,9 @@ impl AuditAction {
         AuditAction::AuthPasswordReset,
         AuditAction::AuthPasswordSet,
         AuditAction::AuthSessionRevoke,
+        AuditAction::BackupCreate,
+        AuditAction::BackupRestore,
+        AuditAction::SchemaMigrate,
     ];
 
     /// The name stored in the audit trail and used in `?action=` filters.
@@ -220,6 +229,9 @@ impl AuditAction {
             AuditAction::AuthPasswordReset => "auth.password.reset",
             AuditAction::AuthPasswordSet => "auth.password.set",
             AuditAction::AuthSessionRevoke => "auth.session.revoke",
+            AuditAction::BackupCreate => "backup.create",
+            AuditAction::BackupRestore => "backup.restore",
+            AuditAction::SchemaMigrate => "schema.migrate",
         }
     }
 

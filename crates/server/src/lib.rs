@@ -323,12 +323,27 @@ pub async fn prepare(config: Config, migrate: bool) -> anyhow::Result<AppState> 
         .map_err(|e| open_error(&config, e))?;
     store::migrate::guard_not_newer(&db).await?;
     if migrate {
+        let from = store::migrate::current_version(&db).await.unwrap_or(0);
         if let Err(e) = store::migrate::up(&db).await {
             db.close().await;
             return Err(match e.fault() {
                 Some(_) => open_error(&config, e),
                 None => e.into(),
             });
+        }
+        let to = store::migrate::current_version(&db).await?;
+        // An upgrade is recorded; a new database's first schema is not
+        // (there was nothing to change).
+        if from > 0 && to != from {
+            let mut ev = store::audit::AuditEvent::new(
+                domain::audit::AuditAction::SchemaMigrate.as_str(),
+                "success",
+            );
+            ev.detail = Some(
+                serde_json::json!({ "via": "serve", "direction": "up", "from": from, "to": to })
+                    .to_string(),
+            );
+            store::audit::append_now(&db, &[ev]).await?;
         }
     } else {
         let (current, known) = (
