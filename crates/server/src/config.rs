@@ -1011,6 +1011,9 @@ mod tests {
             jwt_refresh_secret: Some(good()),
             audit_key: Some(good()),
             audit_signing_key_file: Some(signing_key_file()),
+            backup_passphrase: Some(SecretString::from(
+                "a long clinic backup passphrase".to_string(),
+            )),
             ..Default::default()
         }
     }

@@ -134,7 +134,22 @@ pub async fn request_layer(
     // The web router names its pages' class (a chart page is a read).
     let class = ctx.class().unwrap_or(class);
 
-    if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
+    if status == StatusCode::UNAUTHORIZED && ctx.user().is_none() {
+        // Counted per IP; the first of an IP's minute is written now, the
+        // rest as one summary when the minute ends (`anon_refusals`).
+        let patient = patient_in_path(&path).flatten();
+        let ip = ctx.client_ip.to_string();
+        let opened = state
+            .anon_refusals
+            .count(&ip, &route, patient, std::time::Instant::now());
+        if let Some(mut ev) = opened {
+            ev.request_id = Some(ctx.request_id.clone());
+            if let Err(e) = state.audit.record(ev).await {
+                state.metrics.incr("audit.write_failure");
+                tracing::error!(error = %e, "audit write failed");
+            }
+        }
+    } else if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
         if let Some(patient) = patient_in_path(&path) {
             audit_refusal(&state, &ctx, &route, status, patient).await;
         }
@@ -382,7 +397,20 @@ pub async fn rate_limit_layer(State(state): State<AppState>, req: Request, next:
                 parts.extensions.insert(u);
                 Subject::User(u.id)
             }
-            Err(e) => return e.into_response(),
+            Err(e) => {
+                // An IP that keeps failing to authenticate is slowed down.
+                let ip = crate::context::current()
+                    .map(|c| c.client_ip.to_string())
+                    .unwrap_or_default();
+                let now = std::time::Instant::now();
+                if let Some(retry_after) = state.anon_refusals.retry_after(&ip, now) {
+                    state.metrics.incr("rate_limit.hit");
+                    state.metrics.incr("rate_limit.hit.unauthenticated");
+                    state.alerts.record_rate_limit_hit(&ip);
+                    return AppError::RateLimited { retry_after }.into_response();
+                }
+                return e.into_response();
+            }
         },
     };
     let endpoint = route_template(parts.uri.path());

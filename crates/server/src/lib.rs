@@ -4,6 +4,7 @@
 
 pub mod alert_task;
 pub mod alerts;
+pub mod anon_refusals;
 pub mod audit_checkpoint;
 pub mod auth;
 pub mod backup_keys;
@@ -375,6 +376,7 @@ pub async fn prepare(config: Config, migrate: bool) -> anyhow::Result<AppState> 
     spawn_housekeeping(state.clone());
     alert_task::spawn(state.clone());
     audit_checkpoint::spawn(state.clone());
+    anon_refusals::spawn_flush(state.clone());
     Ok(state)
 }
 

@@ -27,6 +27,8 @@ pub struct Inner {
     pub alerts: crate::alerts::Alerts,
     /// The one-time setup code while the database has no account.
     pub first_run: crate::first_run::FirstRun,
+    /// Anonymous 401s per client IP (limit and aggregated audit).
+    pub anon_refusals: crate::anon_refusals::AnonymousRefusals,
 }
 
 #[derive(Clone)]
@@ -54,6 +56,7 @@ impl AppState {
                 config.alert_webhook_url.is_some(),
             ),
             first_run: crate::first_run::FirstRun::default(),
+            anon_refusals: Default::default(),
             db,
             config,
         })))

@@ -341,3 +341,46 @@ async fn two_instances_on_postgres_share_the_limit() {
         .await;
     assert_problem(r, 429, "rate_limited").await;
 }
+
+/// Unauthenticated requests are limited per IP and do not write one durable
+/// audit row each: 100 probes of a chart with a forged token get 401s up to
+/// the limit, then 429 with `Retry-After`, and leave one `access.refused`
+/// event (the summary follows when the minute ends).
+#[tokio::test]
+async fn anonymous_refusals_are_limited_per_ip_and_aggregated_in_the_audit() {
+    let app = TestApp::spawn().await;
+    let provider = app.signed_in("provider").await;
+    let p = app
+        .create_patient(&provider.access, "Probe", "Target")
+        .await;
+    let path = format!("/api/patients/{}", p["id"].as_str().unwrap());
+    let before = audit_events(&app).await.len();
+    let (mut unauthorized, mut limited) = (0, 0);
+    for _ in 0..100 {
+        let r = app.get(&path, Some("not-a-token")).await;
+        match r.status() {
+            StatusCode::UNAUTHORIZED => unauthorized += 1,
+            StatusCode::TOO_MANY_REQUESTS => {
+                assert!(header(&r, "retry-after").is_some());
+                limited += 1;
+            }
+            s => panic!("unexpected {s}"),
+        }
+    }
+    assert_eq!(unauthorized, server::anon_refusals::LIMIT);
+    assert_eq!(limited, 100 - server::anon_refusals::LIMIT);
+    let events = audit_events(&app).await;
+    let refused: Vec<_> = events[..events.len() - before]
+        .iter()
+        .filter(|e| e.action == "access.refused")
+        .collect();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(refused[0].outcome, "unauthorized");
+    assert_eq!(
+        refused[0].patient_id.map(|u| u.to_string()).as_deref(),
+        p["id"].as_str()
+    );
+    // A signed-in user from the same address is not affected.
+    let r = app.get(&path, Some(&provider.access)).await;
+    assert_eq!(r.status(), StatusCode::OK);
+}
