@@ -310,6 +310,9 @@ pub enum Command {
         /// The admin's password (prefer the environment variable)
         #[arg(long, env = "SMOKE_ADMIN_PASSWORD", hide_env_values = true)]
         admin_password: Option<String>,
+        /// The admin's base32 TOTP secret, when its account has a second factor (the suite computes the current code; prefer the environment variable)
+        #[arg(long, env = "SMOKE_TOTP_SECRET", hide_env_values = true)]
+        totp_secret: Option<String>,
         /// The deployment's METRICS_TOKEN, to read /metrics as Prometheus does (default: the admin's token)
         #[arg(long, env = "SMOKE_METRICS_TOKEN", hide_env_values = true)]
         metrics_token: Option<String>,

@@ -18,7 +18,7 @@ fn now() -> u64 {
 }
 
 /// The authenticator's code for `secret` `offset` steps from now.
-fn code(secret: &str, offset: i64) -> String {
+pub(crate) fn code(secret: &str, offset: i64) -> String {
     let t = now().saturating_add_signed(offset * 30);
     server::services::mfa::code_at(secret, t).unwrap()
 }
@@ -35,7 +35,7 @@ async fn signin_raw(app: &TestApp, u: &TestUser) -> Value {
 }
 
 /// Enrol a signed-in user; the secret and the recovery codes.
-async fn enrol(app: &TestApp, s: &Session) -> (String, Vec<String>) {
+pub(crate) async fn enrol(app: &TestApp, s: &Session) -> (String, Vec<String>) {
     let r = app
         .post("/api/auth/mfa/setup", Some(&s.access), json!({}))
         .await;
