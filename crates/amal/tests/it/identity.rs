@@ -391,7 +391,7 @@ async fn admin_reset_link_replaces_the_password_once() {
     assert_eq!(actions(&ev, "auth.password.set"), ["success"]);
 }
 
-async fn sign_in_as(app: &TestApp, u: &TestUser, agent: &str) -> Session {
+pub(crate) async fn sign_in_as(app: &TestApp, u: &TestUser, agent: &str) -> Session {
     let r = app
         .client
         .post(app.url("/api/auth/signin"))

@@ -31,6 +31,7 @@ mod signing;
 mod smoke;
 mod tls;
 mod web;
+mod web_account_journeys;
 mod web_clinical_journeys;
 mod web_journeys;
 mod web_worklist;
