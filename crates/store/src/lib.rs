@@ -10,6 +10,7 @@
 pub mod audit;
 pub mod backup;
 pub mod care;
+pub mod cipher;
 pub mod db;
 pub mod export;
 pub mod fhir;

@@ -16,6 +16,7 @@ mod auth;
 mod backup;
 mod cli;
 mod clinical;
+mod encryption;
 mod faults;
 mod fhir;
 mod fhir_demo_export;
