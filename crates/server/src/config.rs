@@ -387,14 +387,19 @@ impl Config {
             raw.disk_encrypted.as_deref(),
             &mut problem,
         );
-        let sqlite = matches!(store::db::engine_of(&database_url), Ok(store::Engine::Sqlite));
+        let sqlite = matches!(
+            store::db::engine_of(&database_url),
+            Ok(store::Engine::Sqlite)
+        );
         if db_key.is_some() && !sqlite {
             problem(
                 "AMAL_DB_KEY",
                 "applies to SQLite only; a PostgreSQL server's data is encrypted by its own storage (docs/ops/ENCRYPTION_AT_REST.md)".into(),
             );
         }
-        if env == Environment::Production && sqlite && db_key.is_none() && !disk_encrypted {
+        // A key given but refused is reported above, once.
+        let key_given = raw.db_key.is_some() || raw.db_key_file.is_some();
+        if env == Environment::Production && sqlite && !key_given && !disk_encrypted {
             problem(
                 "AMAL_DB_KEY",
                 "is required in production with SQLite (encryption at rest): set AMAL_DB_KEY or AMAL_DB_KEY_FILE, or AMAL_DISK_ENCRYPTED=true if the disk itself is encrypted (docs/ops/ENCRYPTION_AT_REST.md)".into(),

@@ -66,9 +66,19 @@ fn with_admin(dir: &Path, key: Option<&str>, email: &str) {
     let mut c = amal(
         dir,
         key,
-        &["user", "create", "--email", email, "--role", "admin", "--password-stdin"],
+        &[
+            "user",
+            "create",
+            "--email",
+            email,
+            "--role",
+            "admin",
+            "--password-stdin",
+        ],
     );
-    c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    c.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let mut child = c.spawn().unwrap();
     child
         .stdin
@@ -77,7 +87,11 @@ fn with_admin(dir: &Path, key: Option<&str>, email: &str) {
         .write_all(b"a long admin passphrase\n")
         .unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// `sqlite3 FILE SQL` with the plain SQLite CLI: (succeeded, output).
@@ -119,10 +133,19 @@ fn an_encrypted_database_cannot_be_read_without_its_key() {
     let text = fails(&dir, None, &["audit", "verify"]);
     assert!(text.contains("it is encrypted (set AMAL_DB_KEY"), "{text}");
     let text = fails(&dir, Some("not the right key at all"), &["audit", "verify"]);
-    assert!(text.contains("cannot be decrypted with the key given"), "{text}");
-    assert!(!text.contains("not the right key"), "the key is never printed: {text}");
+    assert!(
+        text.contains("cannot be decrypted with the key given"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("not the right key"),
+        "the key is never printed: {text}"
+    );
     let text = fails(&dir, Some("not the right key at all"), &["serve"]);
-    assert!(text.contains("cannot be decrypted with the key given"), "{text}");
+    assert!(
+        text.contains("cannot be decrypted with the key given"),
+        "{text}"
+    );
     // With the key (also as a raw 64-hex-digit key file for a new database).
     let text = ok(&dir, Some(KEY), &["audit", "verify"]);
     assert!(text.contains("audit chain intact"), "{text}");
@@ -162,7 +185,10 @@ fn amal_db_encrypt_turns_a_plaintext_database_into_an_encrypted_one() {
     assert!(read && before.trim() == "1", "{before}");
     // Without a key to encrypt with: refused, nothing changes.
     let text = fails(&dir, None, &["db", "encrypt"]);
-    assert!(text.contains("set AMAL_DB_KEY or AMAL_DB_KEY_FILE"), "{text}");
+    assert!(
+        text.contains("set AMAL_DB_KEY or AMAL_DB_KEY_FILE"),
+        "{text}"
+    );
     assert!(is_plain_sqlite(&db));
     // A server started with the key on the plaintext file says what to do.
     let text = fails(&dir, Some(KEY), &["audit", "verify"]);
@@ -206,9 +232,16 @@ fn a_backup_of_an_encrypted_database_is_encrypted_and_restores() {
     let dir = temp_dir();
     with_admin(&dir, Some(KEY), "keeper@clinic.test");
     let archive = dir.join("b.amalbak");
-    ok(&dir, Some(KEY), &["backup", "--to", archive.to_str().unwrap()]);
+    ok(
+        &dir,
+        Some(KEY),
+        &["backup", "--to", archive.to_str().unwrap()],
+    );
     let (_, name, image) = crate::backup::unpack(&archive);
-    assert!(!image.starts_with(b"SQLite format 3\0"), "{name} is encrypted");
+    assert!(
+        !image.starts_with(b"SQLite format 3\0"),
+        "{name} is encrypted"
+    );
     assert!(!image
         .windows(b"keeper@clinic.test".len())
         .any(|w| w == b"keeper@clinic.test"));
@@ -217,7 +250,11 @@ fn a_backup_of_an_encrypted_database_is_encrypted_and_restores() {
     std::fs::write(&img, &image).unwrap();
     let (read, text) = sqlite3(&img, "SELECT count(*) FROM users;");
     assert!(!read && text.contains("file is not a database"), "{text}");
-    ok(&dir, Some(KEY), &["backup", "verify", archive.to_str().unwrap()]);
+    ok(
+        &dir,
+        Some(KEY),
+        &["backup", "verify", archive.to_str().unwrap()],
+    );
     let text = fails(&dir, None, &["backup", "verify", archive.to_str().unwrap()]);
     assert!(text.contains("AMAL_DB_KEY"), "{text}");
 
@@ -233,9 +270,19 @@ fn a_backup_of_an_encrypted_database_is_encrypted_and_restores() {
     let mut c = amal(
         &target,
         Some(KEY),
-        &["user", "create", "--email", "keeper@clinic.test", "--role", "admin", "--password-stdin"],
+        &[
+            "user",
+            "create",
+            "--email",
+            "keeper@clinic.test",
+            "--role",
+            "admin",
+            "--password-stdin",
+        ],
     );
-    c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    c.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let mut child = c.spawn().unwrap();
     child
         .stdin
@@ -267,7 +314,8 @@ fn production_with_sqlite_needs_a_key_or_a_stated_encrypted_disk() {
     assert!(good);
     let prod = |args: &[&str], extra: &[(&str, &str)]| {
         let mut c = amal(&dir, None, args);
-        c.env("AMAL_ENV", "production").env("AMAL_BIND", "127.0.0.1:0");
+        c.env("AMAL_ENV", "production")
+            .env("AMAL_BIND", "127.0.0.1:0");
         for line in secrets.lines() {
             let (k, v) = line.split_once('=').unwrap();
             c.env(k, v);
@@ -281,7 +329,10 @@ fn production_with_sqlite_needs_a_key_or_a_stated_encrypted_disk() {
         let (good, text) = prod(args, &[]);
         assert!(!good, "{args:?}: {text}");
         assert!(text.contains("AMAL_DB_KEY"), "{args:?}: {text}");
-        assert!(text.contains("AMAL_DISK_ENCRYPTED=true"), "{args:?}: {text}");
+        assert!(
+            text.contains("AMAL_DISK_ENCRYPTED=true"),
+            "{args:?}: {text}"
+        );
     }
     assert!(!db_of(&dir).exists(), "nothing was created");
     let (good, text) = prod(&["config", "check"], &[("AMAL_DISK_ENCRYPTED", "true")]);
