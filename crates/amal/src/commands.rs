@@ -148,6 +148,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     if let Ok(v) = store::migrate::current_version(&db).await {
                         println!("schema version (database) {v}");
                     }
+                    if let store::Db::Sqlite(s) = &db {
+                        if let Some(v) = store::cipher::cipher_version(&s.read).await {
+                            println!("sqlite library SQLCipher {v}");
+                        }
+                    }
                 }
             }
             Ok(ExitCode::SUCCESS)

@@ -21,6 +21,7 @@ use std::path::Path;
 use std::sync::RwLock;
 use std::time::Duration;
 
+use sqlx::error::DatabaseError;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use sqlx::{ConnectOptions, Connection};
 
@@ -233,9 +234,12 @@ fn refused(e: sqlx::Error, what: &str) -> StoreError {
 /// or a key on a plaintext one.
 pub fn is_not_a_database(e: &sqlx::Error) -> bool {
     match e {
+        // SQLite's only: a PostgreSQL SQLSTATE is numeric-looking too.
         sqlx::Error::Database(d) => d
-            .code()
+            .try_downcast_ref::<sqlx::sqlite::SqliteError>()
+            .and_then(|s| s.code())
             .and_then(|c| c.parse::<i32>().ok())
+            // Extended result codes carry the primary code in the low byte.
             .is_some_and(|c| c & 0xff == 26),
         _ => false,
     }
@@ -268,6 +272,16 @@ pub async fn cipher_version(pool: &sqlx::SqlitePool) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_linked_sqlite_is_sqlcipher() {
+        let pool = sqlx::SqlitePool::connect("sqlite::memory:").await.unwrap();
+        let v = cipher_version(&pool).await;
+        assert!(
+            v.is_some_and(|v| v.starts_with('4')),
+            "SQLCipher 4 is linked"
+        );
+    }
 
     #[test]
     fn keys_are_checked_and_quoted() {
