@@ -17,6 +17,8 @@ command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
 command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
 # The web UI's browser test drives Debian's chromium through chromedriver.
 command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium chromium-driver)
+# The encryption-at-rest tests show the plain sqlite3 CLI cannot read a keyed database.
+command -v sqlite3 >/dev/null 2>&1 || need_apt+=(sqlite3)
 export AMAL_REQUIRE_BROWSER=1
 # The fault tests (crates/amal/tests/it/faults.rs) mount size-limited tmpfs
 # and run a private PostgreSQL cluster: as root here, so they must not skip.

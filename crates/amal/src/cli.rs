@@ -149,6 +149,21 @@ pub struct Settings {
     /// `on`: a second admin must approve a provider or nurse account an admin created (default off)
     #[arg(long, env = "AMAL_TWO_PERSON_RULE", global = true)]
     pub two_person_rule: Option<String>,
+    /// SQLCipher key of the SQLite database: a passphrase of 16+ characters or 64 hex digits (prefer AMAL_DB_KEY_FILE). Environment only.
+    #[arg(
+        long,
+        env = "AMAL_DB_KEY",
+        global = true,
+        hide = true,
+        hide_env_values = true
+    )]
+    pub db_key: Option<String>,
+    /// File holding the SQLCipher key of the SQLite database (mode 0600)
+    #[arg(long, env = "AMAL_DB_KEY_FILE", global = true, value_name = "FILE")]
+    pub db_key_file: Option<PathBuf>,
+    /// `true`: the disk under the SQLite database is encrypted, so production needs no AMAL_DB_KEY
+    #[arg(long, env = "AMAL_DISK_ENCRYPTED", global = true)]
+    pub disk_encrypted: Option<String>,
     /// Inactivity limit of a session (web and refresh tokens), default 15m.
     #[arg(long, env = "AMAL_IDLE_TIMEOUT", global = true)]
     pub idle_timeout: Option<String>,
@@ -305,6 +320,9 @@ impl Settings {
             audit_checkpoint_every: self.audit_checkpoint_every.clone(),
             audit_checkpoint_interval: self.audit_checkpoint_interval.clone(),
             audit_checkpoint_webhook_url: secret(&self.audit_checkpoint_webhook_url),
+            db_key: secret(&self.db_key),
+            db_key_file: self.db_key_file.clone(),
+            disk_encrypted: self.disk_encrypted.clone(),
         }
     }
 }
@@ -364,6 +382,11 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         to: Option<PathBuf>,
     },
+    /// The SQLite database file itself: `amal db encrypt` (stop `serve` first)
+    Db {
+        #[command(subcommand)]
+        action: DbAction,
+    },
     /// Restore a backup archive into the configured database (stop `serve` first)
     Restore {
         /// The .amalbak archive to restore
@@ -383,6 +406,9 @@ pub enum Command {
         /// The admin's password (prefer the environment variable)
         #[arg(long, env = "SMOKE_ADMIN_PASSWORD", hide_env_values = true)]
         admin_password: Option<String>,
+        /// The admin's base32 TOTP secret, when its account has a second factor (the suite computes the current code; prefer the environment variable)
+        #[arg(long, env = "SMOKE_TOTP_SECRET", hide_env_values = true)]
+        totp_secret: Option<String>,
         /// The deployment's METRICS_TOKEN, to read /metrics as Prometheus does (default: the admin's token)
         #[arg(long, env = "SMOKE_METRICS_TOKEN", hide_env_values = true)]
         metrics_token: Option<String>,
@@ -468,6 +494,12 @@ pub enum SecretsAction {
 pub enum ConfigAction {
     /// Run the start-up validation; exit 1 naming each wrong setting
     Check,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DbAction {
+    /// Encrypt a plaintext SQLite database with AMAL_DB_KEY / AMAL_DB_KEY_FILE (SQLCipher); the original is kept aside
+    Encrypt,
 }
 
 #[derive(Subcommand, Debug)]

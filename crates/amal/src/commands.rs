@@ -8,16 +8,20 @@ use domain::account::{Email, Password, PersonName};
 use domain::roles::Role;
 
 use crate::cli::{
-    AuditAction, BackupAction, Cli, Command, ConfigAction, ImportAction, MigrateAction,
+    AuditAction, BackupAction, Cli, Command, ConfigAction, DbAction, ImportAction, MigrateAction,
     SecretsAction, UserAction,
 };
 
 /// Validate the configuration or explain every problem.
+/// The configuration, with its SQLCipher key (if any) installed for every
+/// SQLite file this command opens.
 fn resolve(raw: server::RawConfig) -> anyhow::Result<server::Config> {
-    server::Config::resolve(raw).map_err(|problems| {
+    let cfg = server::Config::resolve(raw).map_err(|problems| {
         let list: Vec<String> = problems.iter().map(|p| format!("  - {p}")).collect();
         anyhow::anyhow!("the configuration is not valid:\n{}", list.join("\n"))
-    })
+    })?;
+    cfg.install_db_key();
+    Ok(cfg)
 }
 
 /// `amal audit verify|checkpoint|keygen`.
@@ -147,7 +151,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => match server::Config::resolve(raw) {
             Ok(cfg) => {
                 println!(
-                    "configuration is valid ({} mode, {} database, listening on {})",
+                    "configuration is valid ({} mode, {} database {}, listening on {})",
                     if cfg.env == server::config::Environment::Production {
                         "production"
                     } else {
@@ -157,6 +161,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         Ok(store::Engine::Postgres) => "PostgreSQL",
                         _ => "SQLite",
                     },
+                    cfg.at_rest(),
                     cfg.bind
                 );
                 Ok(ExitCode::SUCCESS)
@@ -178,6 +183,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Backup { action, to } => {
             crate::backup::backup_command(resolve(raw)?, action, to).await
         }
+        Command::Db {
+            action: DbAction::Encrypt,
+        } => crate::db_encrypt::run(resolve(raw)?).await,
         Command::Restore { file, force } => {
             crate::backup::restore_command(resolve(raw)?, &file, force).await
         }
@@ -185,6 +193,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             url,
             admin_email,
             admin_password,
+            totp_secret,
             metrics_token,
             ca_cert,
             timeout,
@@ -193,6 +202,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 url,
                 admin_email,
                 admin_password,
+                totp_secret,
                 metrics_token,
                 ca_cert,
                 timeout_secs: timeout,
@@ -212,10 +222,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("commit {}", server::routes::ops::git_commit());
             let known = store::migrate::latest_known_static();
             println!("schema version (this release) {known}");
-            if let Ok(cfg) = server::Config::resolve(raw) {
+            if let Ok(cfg) = resolve(raw) {
                 if let Ok(db) = store::Db::connect(&cfg.database_url).await {
                     if let Ok(v) = store::migrate::current_version(&db).await {
                         println!("schema version (database) {v}");
+                    }
+                    if let store::Db::Sqlite(s) = &db {
+                        if let Some(v) = store::cipher::cipher_version(&s.read).await {
+                            println!("sqlite library SQLCipher {v}");
+                        }
                     }
                 }
             }

@@ -3,6 +3,7 @@
 mod backup;
 mod cli;
 mod commands;
+mod db_encrypt;
 mod demo;
 mod import;
 mod smoke;

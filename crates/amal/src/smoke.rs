@@ -2,7 +2,8 @@
 //! a few more) against any running deployment, over HTTP(S) only.
 //!
 //! It signs in as the admin named by `SMOKE_ADMIN_EMAIL` and
-//! `SMOKE_ADMIN_PASSWORD`, creates what it needs (a provider through an
+//! `SMOKE_ADMIN_PASSWORD` (and, for an admin with a second factor, a code
+//! computed from `SMOKE_TOTP_SECRET`; see [`second_factor`]), creates what it needs (a provider through an
 //! invitation and sign-up, a staff account, one patient `Smoke-Test <run
 //! id>` and a few draft notes), checks auth, reads, writes, refusals, rate
 //! limits, injection and XSS handling, health, metrics, alerts and the audit
@@ -26,11 +27,16 @@ use rand::Rng;
 use reqwest::Method;
 use serde_json::{json, Value};
 
+mod second_factor;
+use second_factor::Account;
+
 /// What the command line gives.
 pub struct Options {
     pub url: String,
     pub admin_email: Option<String>,
     pub admin_password: Option<String>,
+    /// The admin's base32 TOTP secret, when the account has a second factor.
+    pub totp_secret: Option<String>,
     pub metrics_token: Option<String>,
     pub ca_cert: Option<PathBuf>,
     pub timeout_secs: u64,
@@ -394,6 +400,10 @@ impl Smoke {
             }
             _ => return Err(format!("admin sign-in: {}", r.brief())),
         }
+        let secret = self.opts.totp_secret.as_deref();
+        let r = self
+            .second_step(r, "the admin", Account::Operator(secret))
+            .await?;
         let session = Self::session_of(&r)?;
         if r.json["user"]["role"] != "admin" {
             return Err(format!(
@@ -484,6 +494,7 @@ impl Smoke {
         };
         let r = self.sign_in(&email, &password).await?;
         r.expect("provider sign-in", 200)?;
+        let r = self.second_step(r, "the provider", Account::Own).await?;
         let session = Self::session_of(&r)?;
         if r.json["user"]["role"] != "provider" {
             return Err(format!("role is {}, not provider", r.json["user"]["role"]));
@@ -513,6 +524,9 @@ impl Smoke {
         });
         let r = self.sign_in(&email, &password).await?;
         r.expect("staff sign-in", 200)?;
+        let r = self
+            .second_step(r, "the staff account", Account::Own)
+            .await?;
         self.staff = Some(Self::session_of(&r)?);
         Ok(None)
     }
@@ -890,7 +904,12 @@ impl Smoke {
         let r = self.get("/api/metrics", Some(&a.access)).await?;
         r.expect("GET /api/metrics", 200)?;
         let c = &r.json["metrics"]["counters"];
-        if !c["http.requests"].is_u64() || c["auth.signin.success"].as_u64().unwrap_or(0) < 1 {
+        // A sign-in completed with a second factor counts as auth.mfa.success.
+        let signins = ["auth.signin.success", "auth.mfa.success"]
+            .iter()
+            .map(|k| c[*k].as_u64().unwrap_or(0))
+            .sum::<u64>();
+        if !c["http.requests"].is_u64() || signins < 1 {
             return Err("the counters lack http.requests or a counted sign-in".into());
         }
         if !r.json["metrics"]["durations"].is_object() {

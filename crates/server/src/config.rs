@@ -98,6 +98,13 @@ pub struct RawConfig {
     pub audit_checkpoint_every: Option<String>,
     pub audit_checkpoint_interval: Option<String>,
     pub audit_checkpoint_webhook_url: Option<SecretString>,
+    /// `AMAL_DB_KEY` or `AMAL_DB_KEY_FILE`: the SQLCipher key of the SQLite
+    /// database (a passphrase of 16+ characters or 64 hex digits).
+    pub db_key: Option<SecretString>,
+    pub db_key_file: Option<PathBuf>,
+    /// `AMAL_DISK_ENCRYPTED=true`: the operator states that the disk under
+    /// the SQLite database is encrypted (production then needs no key).
+    pub disk_encrypted: Option<String>,
 }
 
 /// Who must use a second factor (`AMAL_MFA`).
@@ -292,6 +299,10 @@ pub struct Config {
     pub insecure_dev: bool,
     /// The keyed audit chain and its signed checkpoints.
     pub audit: crate::settings::AuditSettings,
+    /// The SQLCipher key of the SQLite database (`None`: plaintext file).
+    pub db_key: Option<store::cipher::SqliteKey>,
+    /// The operator stated that the disk is encrypted.
+    pub disk_encrypted: bool,
 }
 
 /// PEM certificate chain and private key (`AMAL_TLS_CERT`, `AMAL_TLS_KEY`).
@@ -398,6 +409,31 @@ impl Config {
                 )
             }
             Ok(_) => {}
+        }
+
+        let (db_key, disk_encrypted) = crate::settings::encryption_at_rest(
+            raw.db_key.as_ref().map(|k| k.expose_secret()),
+            raw.db_key_file.as_deref(),
+            raw.disk_encrypted.as_deref(),
+            &mut problem,
+        );
+        let sqlite = matches!(
+            store::db::engine_of(&database_url),
+            Ok(store::Engine::Sqlite)
+        );
+        if db_key.is_some() && !sqlite {
+            problem(
+                "AMAL_DB_KEY",
+                "applies to SQLite only; a PostgreSQL server's data is encrypted by its own storage (docs/ops/ENCRYPTION_AT_REST.md)".into(),
+            );
+        }
+        // A key given but refused is reported above, once.
+        let key_given = raw.db_key.is_some() || raw.db_key_file.is_some();
+        if env == Environment::Production && sqlite && !key_given && !disk_encrypted {
+            problem(
+                "AMAL_DB_KEY",
+                "is required in production with SQLite (encryption at rest): set AMAL_DB_KEY or AMAL_DB_KEY_FILE, or AMAL_DISK_ENCRYPTED=true if the disk itself is encrypted (docs/ops/ENCRYPTION_AT_REST.md)".into(),
+            );
         }
 
         let bind = raw.bind.unwrap_or_else(|| "127.0.0.1:8080".into());
@@ -766,9 +802,27 @@ impl Config {
                     header_read_timeout,
                     insecure_dev: raw.insecure_dev,
                     audit,
+                    db_key,
+                    disk_encrypted,
                 })
             }
             _ => Err(problems),
+        }
+    }
+
+    /// Make this configuration's SQLCipher key (or none) the key of every
+    /// SQLite file this process opens ([`store::cipher`]).
+    pub fn install_db_key(&self) {
+        store::cipher::use_key(self.db_key.clone());
+    }
+
+    /// How the database is protected at rest, in words (`config check`).
+    pub fn at_rest(&self) -> &'static str {
+        match store::db::engine_of(&self.database_url) {
+            Ok(store::Engine::Postgres) => "at rest: the PostgreSQL server's storage",
+            _ if self.db_key.is_some() => "encrypted at rest with SQLCipher",
+            _ if self.disk_encrypted => "at rest: disk encryption stated (AMAL_DISK_ENCRYPTED)",
+            _ => "NOT encrypted at rest",
         }
     }
 
@@ -1216,6 +1270,60 @@ mod tests {
                 .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn production_sqlite_needs_a_key_or_a_stated_encrypted_disk() {
+        let dir = std::env::temp_dir().join(format!("amal-key-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let sqlite = || {
+            let mut r = prod();
+            r.database_url = Some(format!("sqlite://{}/amal.db", dir.display()));
+            r
+        };
+        assert_eq!(settings(sqlite()), ["AMAL_DB_KEY"]);
+        let mut r = sqlite();
+        r.disk_encrypted = Some("true".into());
+        let c = Config::resolve(r).unwrap();
+        assert!(c.db_key.is_none() && c.at_rest().contains("disk encryption stated"));
+        let mut r = sqlite();
+        r.disk_encrypted = Some("yes".into());
+        assert!(settings(r).contains(&"AMAL_DISK_ENCRYPTED"));
+        let mut r = sqlite();
+        r.db_key = Some(SecretString::from("too short".to_string()));
+        assert_eq!(settings(r), ["AMAL_DB_KEY"]);
+        let mut r = sqlite();
+        r.db_key = Some(SecretString::from("a long enough passphrase".to_string()));
+        let c = Config::resolve(r).unwrap();
+        assert!(c.db_key.is_some());
+        assert_eq!(c.at_rest(), "encrypted at rest with SQLCipher");
+        // A key file: the owner's only, and not together with AMAL_DB_KEY.
+        let file = dir.join("db.key");
+        std::fs::write(&file, "a long enough passphrase\n").unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+            let mut r = sqlite();
+            r.db_key_file = Some(file.clone());
+            assert_eq!(settings(r), ["AMAL_DB_KEY_FILE"]);
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        let mut r = sqlite();
+        r.db_key_file = Some(file.clone());
+        assert!(Config::resolve(r).unwrap().db_key.is_some());
+        let mut r = sqlite();
+        r.db_key_file = Some(file.clone());
+        r.db_key = Some(SecretString::from("a long enough passphrase".to_string()));
+        assert_eq!(settings(r), ["AMAL_DB_KEY_FILE"]);
+        let mut r = sqlite();
+        r.db_key_file = Some(dir.join("missing.key"));
+        assert_eq!(settings(r), ["AMAL_DB_KEY_FILE"]);
+        // PostgreSQL: no SQLCipher key.
+        let mut r = prod();
+        r.db_key = Some(SecretString::from("a long enough passphrase".to_string()));
+        assert_eq!(settings(r), ["AMAL_DB_KEY"]);
         let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -295,6 +295,9 @@ fn open_error(config: &Config, e: store::StoreError) -> anyhow::Error {
         Some(f) => format!("the SQLite database {}", f.display()),
         None => "the PostgreSQL database named by DATABASE_URL".to_string(),
     };
+    if let store::StoreError::Unreadable(why) = &e {
+        return anyhow::anyhow!("cannot open {what}: {why}");
+    }
     let cause = match e.fault() {
         Some(store::FaultKind::DiskFull) => "the disk is full".to_string(),
         Some(store::FaultKind::ReadOnly) => "it is read-only".to_string(),
@@ -316,6 +319,7 @@ fn open_error(config: &Config, e: store::StoreError) -> anyhow::Error {
 /// Connect, migrate (unless told not to) and build the state.
 pub async fn prepare(config: Config, migrate: bool) -> anyhow::Result<AppState> {
     check_storage(&config)?;
+    config.install_db_key();
     let options = store::DbOptions {
         acquire_timeout: config.db_acquire_timeout,
     };

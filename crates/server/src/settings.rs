@@ -42,6 +42,67 @@ pub fn idle_timeout(s: &str) -> Option<Duration> {
 }
 
 /// Whether `ALERT_WEBHOOK_URL` is an http(s) URL with a host.
+/// `AMAL_DB_KEY` / `AMAL_DB_KEY_FILE` (one of them) and
+/// `AMAL_DISK_ENCRYPTED`: the SQLCipher key, if any, and whether the
+/// operator stated that the disk is encrypted. A key file must be the
+/// owner's alone (like the secrets file): a key others can read protects
+/// nothing.
+pub fn encryption_at_rest(
+    key: Option<&str>,
+    key_file: Option<&Path>,
+    disk_encrypted: Option<&str>,
+    problem: &mut impl FnMut(&'static str, String),
+) -> (Option<store::cipher::SqliteKey>, bool) {
+    let key_file = key_file.filter(|p| !p.as_os_str().is_empty());
+    let key = match (key.filter(|k| !k.is_empty()), key_file) {
+        (Some(_), Some(_)) => {
+            problem(
+                "AMAL_DB_KEY_FILE",
+                "cannot be used with AMAL_DB_KEY; set one of them".into(),
+            );
+            None
+        }
+        (Some(k), None) => store::cipher::SqliteKey::parse(k)
+            .map_err(|m| problem("AMAL_DB_KEY", m))
+            .ok(),
+        (None, Some(path)) => match read_key_file(path) {
+            Ok(k) => store::cipher::SqliteKey::parse(&k)
+                .map_err(|m| problem("AMAL_DB_KEY_FILE", format!("holds a key that {m}")))
+                .ok(),
+            Err(m) => {
+                problem("AMAL_DB_KEY_FILE", m);
+                None
+            }
+        },
+        (None, None) => None,
+    };
+    let disk = match disk_encrypted.map(str::trim) {
+        None | Some("") | Some("false") => false,
+        Some("true") => true,
+        Some(_) => {
+            problem("AMAL_DISK_ENCRYPTED", "must be `true` or `false`".into());
+            false
+        }
+    };
+    (key, disk)
+}
+
+fn read_key_file(path: &Path) -> Result<String, String> {
+    let cause = |e: std::io::Error| format!("cannot be read: {}", store::db::io_cause(&e));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path).map_err(cause)?.permissions().mode();
+        if mode & 0o077 != 0 {
+            return Err(format!(
+                "is readable by others (mode {:o}); make it the owner's only: chmod 600",
+                mode & 0o777
+            ));
+        }
+    }
+    std::fs::read_to_string(path).map_err(cause)
+}
+
 pub fn webhook_url_ok(s: &str) -> bool {
     url::Url::parse(s.trim())
         .map(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())

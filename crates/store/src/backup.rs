@@ -264,7 +264,7 @@ pub async fn sqlite_snapshot(db: &Db, dest: &Path) -> Result<()> {
 /// (a snapshot image or a scratch copy). Nothing here changes the journal
 /// mode, so merely reading leaves the file byte-for-byte as it was.
 pub async fn open_sqlite_file(path: &Path) -> Result<SqlitePool> {
-    let opts = SqliteConnectOptions::new()
+    let opts = crate::cipher::keyed(SqliteConnectOptions::new())
         .filename(path)
         .create_if_missing(false)
         .busy_timeout(Duration::from_secs(10));
@@ -335,7 +335,7 @@ pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
 /// file, by switching it out of WAL mode: SQLite allows that only to the
 /// sole connection, and does not wait for others.
 async fn sqlite_take_exclusive(target: &Path) -> anyhow::Result<()> {
-    let opts = SqliteConnectOptions::new()
+    let opts = crate::cipher::keyed(SqliteConnectOptions::new())
         .filename(target)
         .create_if_missing(false)
         .busy_timeout(Duration::from_millis(500));

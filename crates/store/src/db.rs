@@ -42,6 +42,10 @@ pub enum StoreError {
     /// must not be sent. `kind` is the database fault behind it, if known.
     #[error("audit trail unavailable ({kind})")]
     AuditUnavailable { kind: FaultKind },
+    /// The SQLite file cannot be read: encrypted with another key (or none),
+    /// or not a database at all (see [`crate::cipher`]).
+    #[error("{0}")]
+    Unreadable(String),
     #[error(transparent)]
     Database(sqlx::Error),
     #[error(transparent)]
@@ -62,6 +66,11 @@ impl StoreError {
 
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
+        // A wrong or missing SQLCipher key, said plainly (any file: the live
+        // database, a backup image).
+        if crate::cipher::is_not_a_database(&e) {
+            return StoreError::Unreadable(crate::cipher::unreadable_message());
+        }
         match classify(&e) {
             Some(kind) => StoreError::Unavailable {
                 kind,
@@ -452,7 +461,7 @@ impl Db {
     pub async fn connect_with(url: &str, options: DbOptions) -> Result<Db> {
         match engine_of(url)? {
             Engine::Sqlite => {
-                let opts = SqliteConnectOptions::from_str(url)?
+                let opts = crate::cipher::keyed(SqliteConnectOptions::from_str(url)?)
                     .create_if_missing(true)
                     .journal_mode(SqliteJournalMode::Wal)
                     // FULL: an acknowledged write survives power loss.

@@ -11,6 +11,7 @@ pub mod audit;
 pub mod backup;
 pub mod care;
 pub mod checkpoint;
+pub mod cipher;
 pub mod db;
 pub mod export;
 pub mod fhir;

@@ -736,3 +736,189 @@ async fn web_break_glass_page_opens_the_chart_and_the_admin_reviews_it_and_manag
     let team = aw.get(&format!("/admin/teams/{tid}")).await;
     assert!(team.body.contains("Remove"), "{}", team.body);
 }
+
+/// A patient of "Ward B" only (moved out of the default team).
+async fn ward_patient(s: &Split, given: &str) -> String {
+    let p = sid(&s
+        .app
+        .create_patient(&s.inside.access, given, "Haddad")
+        .await);
+    let admin = s.admin.access.as_str();
+    membership(&s.app, admin, DEFAULT_TEAM, "patient", &p, false).await;
+    membership(&s.app, admin, &s.ward, "patient", &p, true).await;
+    p
+}
+
+async fn break_glass_with(
+    app: &TestApp,
+    token: &str,
+    p: &str,
+    pw: &str,
+    code: Option<&str>,
+) -> reqwest::Response {
+    let mut body = json!({"reasonCode": "emergency", "reasonText": "Unconscious in the waiting room", "password": pw});
+    if let Some(c) = code {
+        body["mfaCode"] = json!(c);
+    }
+    app.post(&format!("/api/patients/{p}/break-glass"), Some(token), body)
+        .await
+}
+
+#[tokio::test]
+async fn break_glass_asks_an_enrolled_user_for_a_current_unused_second_factor() {
+    use crate::identity::{code, enrol};
+    let s = split(TestApp::spawn().await).await;
+    let app = &s.app;
+    let u = app.create_user("provider").await;
+    let me = app.sign_in(&u).await;
+    let (secret, recovery) = enrol(app, &me).await;
+    let (p1, p2, p3) = (
+        s.patient.clone(),
+        ward_patient(&s, "Noor").await,
+        ward_patient(&s, "Samir").await,
+    );
+    let pw = u.password.as_str();
+
+    // Missing, wrong: 422 on mfaCode and no access.
+    for c in [None, Some(""), Some("000000"), Some("not-a-code")] {
+        let r = break_glass_with(app, &me.access, &p1, pw, c).await;
+        let v = assert_problem(r, 422, "validation_failed").await;
+        assert_eq!(v["errors"][0]["field"], "mfaCode", "{c:?}: {v}");
+    }
+    assert_eq!(access(app, &me.access, &p1).await["basis"], "none");
+    // The password is still checked first.
+    let r = break_glass_with(
+        app,
+        &me.access,
+        &p1,
+        "not-my-password-at-all",
+        Some(&code(&secret, 1)),
+    )
+    .await;
+    let v = assert_problem(r, 422, "validation_failed").await;
+    assert_eq!(v["errors"][0]["field"], "password");
+
+    // A current code (the next step's: enrolment used this one) opens it.
+    let next = code(&secret, 1);
+    let r = break_glass_with(app, &me.access, &p1, pw, Some(&next)).await;
+    app.json_ok(r, 201).await;
+    assert_eq!(access(app, &me.access, &p1).await["basis"], "break_glass");
+    // The same code again, for another patient: a replay, refused.
+    let r = break_glass_with(app, &me.access, &p2, pw, Some(&next)).await;
+    let v = assert_problem(r, 422, "validation_failed").await;
+    assert_eq!(v["errors"][0]["field"], "mfaCode");
+    assert!(
+        v["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("already used"),
+        "{v}"
+    );
+    // A recovery code works, once.
+    let r = break_glass_with(app, &me.access, &p2, pw, Some(&recovery[0])).await;
+    app.json_ok(r, 201).await;
+    let r = break_glass_with(app, &me.access, &p3, pw, Some(&recovery[0])).await;
+    assert_problem(r, 422, "validation_failed").await;
+    assert_eq!(access(app, &me.access, &p3).await["basis"], "none");
+
+    let ev = audit_events(app).await;
+    let mine = |outcome: &str| {
+        ev.iter()
+            .filter(|e| {
+                e.action == "auth.mfa.verify" && e.actor_id == Some(u.id) && e.outcome == outcome
+            })
+            .count()
+    };
+    assert_eq!(mine("success"), 2, "one TOTP and one recovery code");
+    assert!(ev.iter().any(|e| e.action == "auth.mfa.verify"
+        && e.actor_id == Some(u.id)
+        && e.detail
+            .as_deref()
+            .is_some_and(|d| d.contains("break_glass") && d.contains("recovery_code"))));
+    // Wrong and replayed codes: 2 wrong above, 1 replay, 1 used recovery code.
+    assert_eq!(mine("failure"), 4);
+
+    // Failures count against the sign-in code limit: 429 with Retry-After.
+    let limit = app.state.config.rate_limits.account_failures.limit;
+    let mut limited = false;
+    for _ in 0..=limit {
+        let r = break_glass_with(app, &me.access, &p3, pw, Some("000000")).await;
+        if r.status() == 429 {
+            assert!(r.headers().get("retry-after").is_some());
+            limited = true;
+            break;
+        }
+        assert_eq!(r.status(), 422);
+    }
+    assert!(limited, "second-factor failures are rate-limited");
+    // And the lock is the sign-in one: the code step of sign-in is refused too.
+    let step = app
+        .post(
+            "/api/auth/signin",
+            None,
+            json!({"email": u.email, "password": u.password}),
+        )
+        .await;
+    let step = app.json_ok(step, 200).await;
+    let r = app
+        .post(
+            "/api/auth/mfa/verify",
+            None,
+            json!({"challengeToken": step["challengeToken"], "code": code(&secret, 0)}),
+        )
+        .await;
+    assert_eq!(r.status(), 429);
+}
+
+#[tokio::test]
+async fn web_break_glass_form_asks_an_enrolled_user_for_the_code() {
+    use crate::identity::{code, enrol};
+    use crate::web::Web;
+    use reqwest::StatusCode;
+    let s = split(TestApp::spawn().await).await;
+    let (app, p) = (&s.app, s.patient.as_str());
+    let (w, u) = Web::signed_in(app, "provider").await;
+    // Not enrolled: no code field.
+    let page = w.get(&format!("/patients/{p}")).await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN);
+    assert!(!page.body.contains("name=\"mfaCode\""), "{}", page.body);
+    let api = app.sign_in(&u).await;
+    let (secret, _) = enrol(app, &api).await;
+    let page = w.get(&format!("/patients/{p}")).await;
+    assert!(page.body.contains("name=\"mfaCode\""), "{}", page.body);
+    let token = page.csrf();
+    let path = format!("/patients/{p}/break-glass");
+    let reason = "Collapsed at reception, own clinician away";
+    let post = async |c: &str| {
+        w.post(
+            &path,
+            &[
+                ("_csrf", token.as_str()),
+                ("reasonCode", "emergency"),
+                ("reasonText", reason),
+                ("password", u.password.as_str()),
+                ("mfaCode", c),
+            ],
+        )
+        .await
+    };
+    let r = post("").await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    assert!(
+        r.body.contains("enter the code from your authenticator"),
+        "{}",
+        r.body
+    );
+    assert!(r.body.contains("bg-mfaCode-err"), "{}", r.body);
+    let r = post("000000").await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    assert!(r.body.contains("already used"), "{}", r.body);
+    let ok = post(&code(&secret, 1)).await;
+    assert_eq!(ok.status, StatusCode::SEE_OTHER, "{}", ok.body);
+    let chart = w.get(&ok.location()).await;
+    assert!(
+        chart.body.contains("Break-glass access is open"),
+        "{}",
+        chart.body
+    );
+}

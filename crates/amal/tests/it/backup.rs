@@ -53,7 +53,7 @@ async fn amal_fails(dir: &Path, url: &str, args: &[&str]) -> String {
 }
 
 /// The two entries of an archive: its manifest and its database image.
-fn unpack(archive: &Path) -> (Value, String, Vec<u8>) {
+pub(crate) fn unpack(archive: &Path) -> (Value, String, Vec<u8>) {
     let gz = flate2::read::GzDecoder::new(std::fs::File::open(archive).unwrap());
     let mut ar = tar::Archive::new(gz);
     let mut entries = ar.entries().unwrap();

@@ -198,7 +198,10 @@ fn config_check_names_each_bad_setting_without_its_value() {
     let mut c = Command::new(env!("CARGO_BIN_EXE_amal"));
     c.env_clear()
         .env("AMAL_DATA_DIR", &dir)
-        .env("AMAL_ENV", "production");
+        .env("AMAL_ENV", "production")
+        // SQLite in production: encryption at rest is stated (encryption.rs
+        // tests the refusal without it and the SQLCipher key).
+        .env("AMAL_DISK_ENCRYPTED", "true");
     for line in gen.1.lines() {
         let (k, v) = line.split_once('=').unwrap();
         assert!(v.len() >= 86, "64 bytes in base64");

@@ -136,6 +136,10 @@ pub fn base_raw(dir: &std::path::Path, database_url: &str) -> RawConfig {
         rate_limit_write: Some("10000/60s".into()),
         rate_limit_read: Some("10000/60s".into()),
         rate_limit_ai: Some("10000/60s".into()),
+        // Tests that run in production mode (cookies, headers) use a
+        // plaintext scratch database; the refusal of production SQLite
+        // without encryption at rest is tested on its own (encryption.rs).
+        disk_encrypted: Some("true".into()),
         ..Default::default()
     }
 }

@@ -18,7 +18,7 @@ fn now() -> u64 {
 }
 
 /// The authenticator's code for `secret` `offset` steps from now.
-fn code(secret: &str, offset: i64) -> String {
+pub(crate) fn code(secret: &str, offset: i64) -> String {
     let t = now().saturating_add_signed(offset * 30);
     server::services::mfa::code_at(secret, t).unwrap()
 }
@@ -35,7 +35,7 @@ async fn signin_raw(app: &TestApp, u: &TestUser) -> Value {
 }
 
 /// Enrol a signed-in user; the secret and the recovery codes.
-async fn enrol(app: &TestApp, s: &Session) -> (String, Vec<String>) {
+pub(crate) async fn enrol(app: &TestApp, s: &Session) -> (String, Vec<String>) {
     let r = app
         .post("/api/auth/mfa/setup", Some(&s.access), json!({}))
         .await;
@@ -391,7 +391,7 @@ async fn admin_reset_link_replaces_the_password_once() {
     assert_eq!(actions(&ev, "auth.password.set"), ["success"]);
 }
 
-async fn sign_in_as(app: &TestApp, u: &TestUser, agent: &str) -> Session {
+pub(crate) async fn sign_in_as(app: &TestApp, u: &TestUser, agent: &str) -> Session {
     let r = app
         .client
         .post(app.url("/api/auth/signin"))

@@ -197,3 +197,109 @@ async fn smoke_suite_names_missing_credentials_and_unreachable_servers() {
     );
     assert!(text.contains("SMOKE_ADMIN_EMAIL"), "{text}");
 }
+
+/// Enrol `u` (whose first sign-in the policy stops for enrolment); the
+/// base32 secret its authenticator would hold.
+async fn enrol_at_first_sign_in(app: &TestApp, u: &TestUser) -> String {
+    let r = app
+        .post(
+            "/api/auth/signin",
+            None,
+            serde_json::json!({"email": u.email, "password": u.password}),
+        )
+        .await;
+    let step = app.json_ok(r, 200).await;
+    assert_eq!(step["step"], "mfa_enrolment_required", "{step}");
+    let challenge = step["challengeToken"].clone();
+    let r = app
+        .post(
+            "/api/auth/mfa/setup",
+            None,
+            serde_json::json!({"challengeToken": challenge}),
+        )
+        .await;
+    let secret = app.json_ok(r, 200).await["secret"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = app
+        .post(
+            "/api/auth/mfa/confirm",
+            None,
+            serde_json::json!({"challengeToken": challenge, "code": crate::identity::code(&secret, 0)}),
+        )
+        .await;
+    app.json_ok(r, 200).await;
+    secret
+}
+
+#[tokio::test]
+async fn smoke_suite_completes_a_second_factor_and_names_a_missing_one() {
+    // Every account needs a factor: the admin's comes from the secret given
+    // to smoke, the provider and staff it creates are enrolled by the suite.
+    let app = TestApp::spawn_with(|r| r.mfa = Some("required".into())).await;
+    let admin = app.create_user("admin").await;
+    let secret = enrol_at_first_sign_in(&app, &admin).await;
+    let creds = [
+        ("SMOKE_ADMIN_EMAIL", admin.email.as_str()),
+        ("SMOKE_ADMIN_PASSWORD", admin.password.as_str()),
+    ];
+    let with = |extra: Option<(&'static str, &str)>| {
+        let mut v: Vec<(&str, String)> = creds.iter().map(|(k, v)| (*k, v.to_string())).collect();
+        if let Some((k, x)) = extra {
+            v.push((k, x.to_string()));
+        }
+        v
+    };
+    let smoke = async |envs: Vec<(&str, String)>| {
+        let envs: Vec<(&str, &str)> = envs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        run(
+            env!("CARGO_BIN_EXE_amal"),
+            &["smoke", "--url", &app.base],
+            &envs,
+        )
+        .await
+    };
+
+    let (out, text) = smoke(with(Some(("SMOKE_TOTP_SECRET", secret.as_str())))).await;
+    assert!(out.status.success(), "smoke failed:\n{text}");
+    assert!(
+        text.contains(&format!("Summary: all {} checks passed", CHECKS.len())),
+        "{text}"
+    );
+    assert!(!text.contains(&secret), "the secret was printed");
+    // The suite's own accounts now have a factor each.
+    let users = store::users::list(&app.state.db, None, 200).await.unwrap();
+    let own: Vec<_> = users
+        .iter()
+        .filter(|u| u.email.starts_with("smoke-"))
+        .collect();
+    assert_eq!(own.len(), 2);
+    for u in own {
+        let m = store::identity::mfa_of(&app.state.db, u.id).await.unwrap();
+        assert!(m.is_some_and(|m| m.confirmed_at.is_some()), "{}", u.email);
+    }
+
+    // Without the secret: a clear failure of the sign-in check, no crash.
+    let (out, text) = smoke(with(None)).await;
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("FAIL auth.signin: the admin has a second factor: set SMOKE_TOTP_SECRET"),
+        "{text}"
+    );
+    assert!(!text.contains("panicked"), "{text}");
+    // A secret that is not this account's, and one that is not base32.
+    let (out, text) = smoke(with(Some((
+        "SMOKE_TOTP_SECRET",
+        "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP",
+    ))))
+    .await;
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("FAIL auth.signin: the admin's second factor was refused"),
+        "{text}"
+    );
+    let (out, text) = smoke(with(Some(("SMOKE_TOTP_SECRET", "not base32 at all!")))).await;
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("is not valid base32"), "{text}");
+}

@@ -184,7 +184,8 @@ pub struct BreakGlassRequest {
     pub reason_text: String,
     /// The user's password, entered again
     pub password: String,
-    /// The second factor, once MFA exists (ignored until then)
+    /// A current authenticator code or an unused recovery code; required
+    /// when the account has a second factor
     pub mfa_code: Option<String>,
 }
 
@@ -220,13 +221,6 @@ impl From<BreakGlassRow> for BreakGlassView {
             review_note: r.review_note,
         }
     }
-}
-
-/// The second factor of a break-glass request. This release has no MFA,
-/// so there is nothing to check; when TOTP lands, verify `code` against
-/// the user's enrolment here (refusing a missing or replayed code).
-async fn second_factor(_st: &AppState, _user: &AuthUser, _code: Option<&str>) -> Result<()> {
-    Ok(())
 }
 
 /// Start emergency access to a patient outside the user's care teams:
@@ -296,7 +290,8 @@ pub async fn break_glass(
         st.limiter.hit(&key, rate).await?;
         return Err(AppError::validation("password", "is not your password"));
     }
-    second_factor(st, user, req.mfa_code.as_deref()).await?;
+    // The second factor, for an account that has one (sign-in's limits).
+    crate::services::mfa::step_up(st, &row, req.mfa_code.as_deref(), "break_glass").await?;
     let ttl = chrono::Duration::from_std(st.config.break_glass_duration)
         .unwrap_or(chrono::Duration::hours(1));
     let mut tx = st.db.begin().await?;

@@ -221,6 +221,13 @@ fn new_recovery_code() -> String {
 
 // --- Policy -----------------------------------------------------------------
 
+/// Whether `user` has a confirmed second factor.
+pub async fn enrolled(st: &AppState, user: Uuid) -> Result<bool> {
+    Ok(store::identity::mfa_of(&st.db, user)
+        .await?
+        .is_some_and(|m| m.confirmed_at.is_some()))
+}
+
 /// Whether the policy demands a second factor of `role`.
 pub fn required_for(st: &AppState, role: &str) -> bool {
     Role::parse(role).is_some_and(|r| st.config.mfa.requires(r))
@@ -228,9 +235,7 @@ pub fn required_for(st: &AppState, role: &str) -> bool {
 
 /// After a correct password: the second step this account needs, if any.
 pub async fn second_step(st: &AppState, user: &store::users::UserRow) -> Result<Option<MfaStep>> {
-    let enrolled = store::identity::mfa_of(&st.db, user.id)
-        .await?
-        .is_some_and(|m| m.confirmed_at.is_some());
+    let enrolled = enrolled(st, user.id).await?;
     let typ = if enrolled {
         TYP_VERIFY
     } else if required_for(st, &user.role) {
@@ -366,6 +371,59 @@ pub async fn verify(st: &AppState, req: MfaVerifyRequest) -> Result<TokenPair> {
     tx.commit().await?;
     st.metrics.incr("auth.mfa.success");
     open_session(st, user).await
+}
+
+/// Step-up for a sensitive act of a signed-in user (break-glass): when the
+/// account has a confirmed second factor, `code` must be a current, unused
+/// TOTP code or an unused recovery code. The same per-account failure limit
+/// and replay rule as the sign-in step apply; a failure is audited as
+/// `auth.mfa.verify` failure, a success as success with the `purpose`.
+/// Without a confirmed factor there is nothing to check (the sign-in policy,
+/// `AMAL_MFA`, decides who must have one).
+pub async fn step_up(
+    st: &AppState,
+    user: &store::users::UserRow,
+    code: Option<&str>,
+    purpose: &'static str,
+) -> Result<()> {
+    if !enrolled(st, user.id).await? {
+        return Ok(());
+    }
+    let Some(code) = code.map(str::trim).filter(|c| !c.is_empty()) else {
+        return Err(AppError::validation(
+            "mfaCode",
+            "is required: enter the code from your authenticator app (or a recovery code)",
+        ));
+    };
+    check_not_locked(st, user.id).await?;
+    let mut tx = st.db.begin().await?;
+    let accepted = match store::identity::mfa_for_update(&mut tx, user.id).await? {
+        Some(mfa) if mfa.confirmed_at.is_some() => {
+            accept_code(st, &mut tx, user.id, &mfa, code).await?
+        }
+        _ => None,
+    };
+    let Some(kind) = accepted else {
+        drop(tx);
+        record_failure(st, user, purpose).await?;
+        return Err(AppError::validation(
+            "mfaCode",
+            "is not correct (or was already used)",
+        ));
+    };
+    let mut ev = own_event(
+        AuditAction::AuthMfaVerify,
+        "success",
+        user.id,
+        &user.role,
+        "user",
+        user.id,
+    );
+    ev.detail = Some(serde_json::json!({ "method": kind, "purpose": purpose }).to_string());
+    store::audit::append(&mut tx, &[ev]).await?;
+    tx.commit().await?;
+    st.metrics.incr("auth.mfa.step_up");
+    Ok(())
 }
 
 /// A new, unconfirmed TOTP secret to add to an authenticator app.
@@ -544,11 +602,8 @@ pub struct MfaStatus {
 }
 
 pub async fn status(st: &AppState, user: &AuthUser) -> Result<MfaStatus> {
-    let enrolled = store::identity::mfa_of(&st.db, user.id)
-        .await?
-        .is_some_and(|m| m.confirmed_at.is_some());
     Ok(MfaStatus {
-        enrolled,
+        enrolled: enrolled(st, user.id).await?,
         required: st.config.mfa.requires(user.role),
         recovery_codes_left: store::identity::unused_recovery_codes(&st.db, user.id).await?,
         policy: st.config.mfa.as_str(),

@@ -28,6 +28,8 @@ struct OutsidePage {
     detail: String,
     minutes: u64,
     reasons: Vec<(&'static str, &'static str)>,
+    /// The user has a second factor: the form asks for a code too.
+    mfa: bool,
 }
 
 /// The page a clinician sees for a patient outside their care teams:
@@ -57,6 +59,7 @@ pub async fn outside(
             detail: a.detail,
             minutes: st.config.break_glass_duration.as_secs().div_ceil(60),
             reasons: services::access::REASON_CODES.to_vec(),
+            mfa: services::mfa::enrolled(st, s.user.id).await.or_page(s)?,
         },
     ))
 }

@@ -71,22 +71,32 @@ fn qr_data_uri(svg: &str) -> String {
     )
 }
 
-/// A setup page for `who` (a fresh secret each time it is shown).
+/// A setup page for `who` (a fresh secret each time it is shown), saying
+/// why when it follows a `failed` confirmation. Signed in (no `challenge`),
+/// it posts to the account page; otherwise to the sign-in's step.
 async fn setup_page(
     st: &AppState,
     l: Layout,
     csrf: String,
     who: Enrolling<'_>,
-    action: &str,
+    failed: Option<&AppError>,
     challenge: &str,
     next: &str,
 ) -> Response {
     match services::mfa::setup(st, who).await {
         Ok(s) => {
             let mut p = MfaPage::new(l, "setup", csrf);
+            if let Some(e) = failed {
+                p.f = FormState::failed("mfa", Default::default(), e);
+            }
             p.secret = s.secret;
             p.qr = qr_data_uri(&s.qr_svg);
-            p.action = action.into();
+            p.action = if challenge.is_empty() {
+                "/account/mfa"
+            } else {
+                "/login/mfa/confirm"
+            }
+            .into();
             p.challenge = challenge.into();
             p.next = next.into();
             view::render(StatusCode::OK, &p)
@@ -112,7 +122,7 @@ pub async fn second_step_page(st: &AppState, nonce: &str, step: &MfaStep, next: 
         Layout::anon("Set up two-step sign-in"),
         csrf,
         Enrolling::Challenge(&step.challenge_token),
-        "/login/mfa/confirm",
+        None,
         &step.challenge_token,
         next,
     )
@@ -198,7 +208,7 @@ pub async fn login_mfa_confirm(State(st): State<AppState>, req: Request) -> Resp
                 Layout::anon("Set up two-step sign-in"),
                 session::login_token(&st, &nonce),
                 Enrolling::Challenge(&challenge),
-                "/login/mfa/confirm",
+                Some(&e),
                 &challenge,
                 &next,
             )
@@ -343,12 +353,16 @@ pub async fn change_password(State(st): State<AppState>, WebForm { s, f }: WebFo
 
 /// `GET /account/mfa`: set up a second factor while signed in.
 pub async fn mfa_setup(State(st): State<AppState>, s: WebSession) -> Response {
+    signed_setup_page(&st, &s, None).await
+}
+
+async fn signed_setup_page(st: &AppState, s: &WebSession, failed: Option<&AppError>) -> Response {
     setup_page(
-        &st,
-        Layout::new("Set up two-step sign-in", &s),
+        st,
+        Layout::new("Set up two-step sign-in", s),
         s.csrf.clone(),
         Enrolling::Signed(&s.user),
-        "/account/mfa",
+        failed,
         "",
         "/account",
     )
@@ -364,7 +378,7 @@ pub async fn mfa_confirm(State(st): State<AppState>, WebForm { s, f }: WebForm) 
             "/account?done=mfa_enrolled",
         ),
         Err(e @ AppError::Unauthorized(_)) | Err(e @ AppError::RateLimited { .. }) => {
-            let mut resp = mfa_setup(State(st), s).await;
+            let mut resp = signed_setup_page(&st, &s, Some(&e)).await;
             *resp.status_mut() = e.status();
             with_retry(resp, &e)
         }
