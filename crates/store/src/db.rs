@@ -461,6 +461,16 @@ impl Db {
     pub async fn connect_with(url: &str, options: DbOptions) -> Result<Db> {
         match engine_of(url)? {
             Engine::Sqlite => {
+                // A new database file is created owner-only (0600) by any
+                // command, not only by `serve`; existing files keep their mode.
+                if let Some(file) = sqlite_file(url).filter(|f| !f.exists()) {
+                    if file
+                        .parent()
+                        .is_none_or(|d| d.as_os_str().is_empty() || d.is_dir())
+                    {
+                        let _ = private_sqlite_files(&file);
+                    }
+                }
                 let opts = crate::cipher::keyed(SqliteConnectOptions::from_str(url)?)
                     .create_if_missing(true)
                     .journal_mode(SqliteJournalMode::Wal)

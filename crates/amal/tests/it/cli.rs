@@ -601,3 +601,26 @@ async fn demo_starts_a_clinic_to_explore() {
         "the throw-away data is removed on exit"
     );
 }
+
+/// A SQLite database first created by a command other than `serve` (here
+/// `amal migrate up`) is owner-only too.
+#[cfg(unix)]
+#[test]
+fn a_database_created_by_the_cli_is_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    if is_postgres() {
+        eprintln!("skipped: a SQLite file");
+        return;
+    }
+    let dir = temp_dir();
+    let db = dir.join("new.db");
+    let url = format!("sqlite://{}", db.display());
+    let (ok, out, err) = run({
+        let mut c = amal(&dir, &url);
+        c.args(["migrate", "up"]);
+        c
+    });
+    assert!(ok, "{out}{err}");
+    let mode = std::fs::metadata(&db).unwrap().permissions().mode();
+    assert_eq!(mode & 0o077, 0, "mode {mode:o}");
+}
