@@ -437,29 +437,7 @@ async fn restore_refuses_a_non_empty_database_without_force() {
     amal_ok(&dir, &url, &["backup", "--to", archive.to_str().unwrap()]).await;
 
     // A target that already has a schema and an account of its own.
-    let (tdir, turl) = fresh().await;
-    amal_ok(&tdir, &turl, &["migrate", "up"]).await;
-    let mut c = amal(&tdir, &turl);
-    c.args([
-        "user",
-        "create",
-        "--email",
-        "keeper@clinic.test",
-        "--role",
-        "admin",
-        "--password-stdin",
-    ])
-    .stdin(Stdio::piped())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
-    let mut child = c.spawn().unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"a long admin passphrase\n")
-        .unwrap();
-    assert!(child.wait_with_output().unwrap().status.success());
+    let (tdir, turl) = occupied_target().await;
 
     let all = amal_fails(&tdir, &turl, &["restore", archive.to_str().unwrap()]).await;
     assert!(
