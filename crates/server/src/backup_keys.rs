@@ -38,12 +38,7 @@ pub struct BackupKeys {
 
 impl std::fmt::Debug for BackupKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mode = match &self.seal {
-            None => "unencrypted",
-            Some(Seal::Recipients(_)) => "x25519",
-            Some(Seal::Passphrase(_)) => "passphrase",
-        };
-        write!(f, "BackupKeys({mode})")
+        write!(f, "BackupKeys({})", self.mode())
     }
 }
 
@@ -241,25 +236,7 @@ pub fn generate() -> (SecretString, String) {
 /// Read an identity file: one `AGE-SECRET-KEY-1…` line (comment lines
 /// starting with `#` allowed); in production readable by its owner only.
 fn read_identity(path: &Path, strict: bool) -> Result<age::x25519::Identity, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        format!(
-            "cannot read {}: {}",
-            path.display(),
-            store::db::io_cause(&e)
-        )
-    })?;
-    #[cfg(unix)]
-    if strict {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(path)
-            .map(|m| m.permissions().mode())
-            .unwrap_or(0);
-        if mode & 0o077 != 0 {
-            return Err("the key file must be readable by its owner only (chmod 600)".into());
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = strict;
+    let text = crate::settings::read_key_file(path, strict)?;
     text.lines()
         .map(str::trim)
         .find(|l| !l.is_empty() && !l.starts_with('#'))

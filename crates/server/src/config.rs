@@ -962,18 +962,7 @@ fn resolve_audit(
 /// Read the checkpoint signing key file; in production it must be
 /// readable by its owner only.
 fn read_signing_key(path: &Path, strict: bool) -> Result<ed25519_dalek::SigningKey, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read the key file: {}", store::db::io_cause(&e)))?;
-    #[cfg(unix)]
-    if strict {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(path)
-            .map(|m| m.permissions().mode())
-            .unwrap_or(0);
-        if mode & 0o077 != 0 {
-            return Err("the key file must be readable by its owner only (chmod 600)".into());
-        }
-    }
+    let text = crate::settings::read_key_file(path, strict)?;
     store::checkpoint::parse_signing_key(&text)
         .ok_or_else(|| "does not hold an Ed25519 key (32 bytes, base64 or hex)".into())
 }

@@ -65,7 +65,7 @@ pub fn encryption_at_rest(
         (Some(k), None) => store::cipher::SqliteKey::parse(k)
             .map_err(|m| problem("AMAL_DB_KEY", m))
             .ok(),
-        (None, Some(path)) => match read_key_file(path) {
+        (None, Some(path)) => match read_key_file(path, true) {
             Ok(k) => store::cipher::SqliteKey::parse(&k)
                 .map_err(|m| problem("AMAL_DB_KEY_FILE", format!("holds a key that {m}")))
                 .ok(),
@@ -87,10 +87,14 @@ pub fn encryption_at_rest(
     (key, disk)
 }
 
-fn read_key_file(path: &Path) -> Result<String, String> {
+/// Read a key file; when `owner_only`, refuse one that others may read.
+/// (The database key, the checkpoint signing key and the backup key.)
+pub fn read_key_file(path: &Path, owner_only: bool) -> Result<String, String> {
     let cause = |e: std::io::Error| format!("cannot be read: {}", store::db::io_cause(&e));
+    #[cfg(not(unix))]
+    let _ = owner_only;
     #[cfg(unix)]
-    {
+    if owner_only {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(path).map_err(cause)?.permissions().mode();
         if mode & 0o077 != 0 {

@@ -753,27 +753,13 @@ async fn restore_without_the_clinics_audit_key_names_the_missing_key() {
 async fn occupied_target() -> (PathBuf, String) {
     let (tdir, turl) = fresh().await;
     amal_ok(&tdir, &turl, &["migrate", "up"]).await;
-    let mut c = amal(&tdir, &turl);
-    c.args([
-        "user",
-        "create",
-        "--email",
+    let out = cli_user_create(
+        amal(&tdir, &turl),
         "keeper@clinic.test",
-        "--role",
         "admin",
-        "--password-stdin",
-    ])
-    .stdin(Stdio::piped())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
-    let mut child = c.spawn().unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"a long admin passphrase\n")
-        .unwrap();
-    assert!(child.wait_with_output().unwrap().status.success());
+        "a long admin passphrase",
+    );
+    assert!(out.status.success());
     (tdir, turl)
 }
 

@@ -386,27 +386,12 @@ async fn logs_are_json_lines_without_secrets_or_canaries() {
 #[tokio::test]
 async fn user_create_bootstraps_an_admin_who_can_sign_in() {
     let (dir, url) = fresh().await;
-    let mut c = amal(&dir, &url);
-    c.args([
-        "user",
-        "create",
-        "--email",
+    let out = cli_user_create(
+        amal(&dir, &url),
         "Boss@Clinic.test",
-        "--role",
         "admin",
-        "--password-stdin",
-    ])
-    .stdin(Stdio::piped())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
-    let mut child = c.spawn().unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"a long admin passphrase\n")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+        "a long admin passphrase",
+    );
     assert!(
         out.status.success(),
         "{}",

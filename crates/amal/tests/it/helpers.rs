@@ -381,3 +381,35 @@ pub fn cli_verify_with(app: &TestApp, env: &[(&str, &str)]) -> (bool, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
     )
 }
+
+/// Run `c` (an `amal` command with its settings) as `user create --email
+/// EMAIL --role ROLE --password-stdin`, writing `password` to its stdin.
+pub fn cli_user_create(
+    mut c: std::process::Command,
+    email: &str,
+    role: &str,
+    password: &str,
+) -> std::process::Output {
+    use std::io::Write;
+    use std::process::Stdio;
+    c.args([
+        "user",
+        "create",
+        "--email",
+        email,
+        "--role",
+        role,
+        "--password-stdin",
+    ])
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{password}\n").as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
