@@ -93,10 +93,13 @@ pub enum AuditAction {
     BackupRestore,
     /// The schema migrated up or rolled back (`amal migrate`, `serve`).
     SchemaMigrate,
+    /// `serve` started with its settings: names of the settings that changed
+    /// since the previous start, non-secret values, keyed fingerprints of secrets.
+    ConfigLoaded,
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 65] = [
+    pub const ALL: [AuditAction; 66] = [
         AuditAction::AuthSignup,
         AuditAction::AuthSignin,
         AuditAction::AuthRefresh,
@@ -162,6 +165,7 @@ impl AuditAction {
         AuditAction::BackupCreate,
         AuditAction::BackupRestore,
         AuditAction::SchemaMigrate,
+        AuditAction::ConfigLoaded,
     ];
 
     /// The name stored in the audit trail and used in `?action=` filters.
@@ -232,6 +236,7 @@ impl AuditAction {
             AuditAction::BackupCreate => "backup.create",
             AuditAction::BackupRestore => "backup.restore",
             AuditAction::SchemaMigrate => "schema.migrate",
+            AuditAction::ConfigLoaded => "config.loaded",
         }
     }
 

@@ -232,6 +232,12 @@ impl Default for RateLimits {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IpNet(ipnet::IpNet);
 
+impl std::fmt::Display for IpNet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
 impl IpNet {
     pub fn parse(s: &str) -> Option<IpNet> {
         let s = s.trim();

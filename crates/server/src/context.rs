@@ -21,6 +21,9 @@ pub struct RequestCtx {
     db_fault: Mutex<Option<(store::FaultKind, bool)>>,
     /// The `User-Agent` header (cut to 200 characters), for the session list.
     user_agent: Mutex<Option<String>>,
+    /// The patient a refused request was about when no id in its path says
+    /// so (an id in the body, e.g. the AI routes), for the refusal's audit.
+    refused_patient: Mutex<Option<Uuid>>,
 }
 
 impl RequestCtx {
@@ -32,6 +35,7 @@ impl RequestCtx {
             class: Mutex::new(None),
             db_fault: Mutex::new(None),
             user_agent: Mutex::new(None),
+            refused_patient: Mutex::new(None),
         })
     }
 
@@ -71,6 +75,16 @@ impl RequestCtx {
         }
     }
 
+    pub fn set_refused_patient(&self, patient: Uuid) {
+        if let Ok(mut p) = self.refused_patient.lock() {
+            *p = Some(patient);
+        }
+    }
+
+    pub fn refused_patient(&self) -> Option<Uuid> {
+        self.refused_patient.lock().ok().and_then(|p| *p)
+    }
+
     pub fn db_fault(&self) -> Option<(store::FaultKind, bool)> {
         self.db_fault.lock().ok().and_then(|f| *f)
     }
@@ -83,6 +97,14 @@ tokio::task_local! {
 /// The current request's context, if called inside a request.
 pub fn current() -> Option<Arc<RequestCtx>> {
     CTX.try_with(Arc::clone).ok()
+}
+
+/// Note that the current request was refused access to `patient`'s data
+/// (the request layer audits the refusal with it).
+pub fn refused_patient(patient: Uuid) {
+    if let Some(c) = current() {
+        c.set_refused_patient(patient);
+    }
 }
 
 /// The current request id ("" outside a request).

@@ -221,10 +221,14 @@ impl IntoResponse for AppError {
         let extra = match &self {
             AppError::Validation(errors) => Some(json!({ "errors": field_errors(errors) })),
             AppError::Conflict { extra, .. } => extra.clone(),
-            AppError::OutsideCareTeam { patient } => Some(json!({
+            AppError::OutsideCareTeam { patient } => {
+                // Audited by the request layer, whatever carried the id.
+                crate::context::refused_patient(*patient);
+                Some(json!({
                 "patientId": patient,
                 "breakGlass": format!("/api/patients/{patient}/break-glass"),
-            })),
+                }))
+            }
             AppError::Unprocessable(u) => {
                 let mut v = u.extra.clone().unwrap_or_else(|| json!({}));
                 if let Value::Object(o) = &mut v {

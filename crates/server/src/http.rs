@@ -155,10 +155,15 @@ pub async fn request_layer(
         }
     }
     // A refused (403) or hidden (404) access by a signed-in user to an
-    // existing note, lab or prescription is audited with its patient.
+    // existing note, lab or prescription is audited with its patient; so is
+    // one whose patient came in the body (the service noted it).
     if matches!(status, StatusCode::FORBIDDEN | StatusCode::NOT_FOUND) && ctx.user().is_some() {
         if let Some((kind, id)) = scoped_in_path(&path) {
             if let Ok(Some(patient)) = store::patients::owner_of(&state.db, kind, id).await {
+                audit_refusal(&state, &ctx, &route, status, Some(patient)).await;
+            }
+        } else if patient_in_path(&path).is_none() {
+            if let Some(patient) = ctx.refused_patient() {
                 audit_refusal(&state, &ctx, &route, status, Some(patient)).await;
             }
         }

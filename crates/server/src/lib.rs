@@ -11,6 +11,7 @@ pub mod backup_keys;
 pub mod backup_schedule;
 pub mod class;
 pub mod config;
+pub mod config_audit;
 pub mod conn;
 pub mod context;
 pub mod error;
@@ -372,6 +373,16 @@ pub async fn prepare(config: Config, migrate: bool) -> anyhow::Result<AppState> 
             db.close().await;
             return Err(open_error(&config, e).context("the database does not accept writes"));
         }
+    }
+    // Configuration changes are audited: one event per start. Under
+    // `--no-migrate` a schema behind this release may not take the event;
+    // that start is then warned about, not refused (as the schema itself).
+    if let Err(e) = config_audit::record_loaded(&db, &config).await {
+        if migrate {
+            db.close().await;
+            return Err(anyhow::Error::from(e).context("cannot audit the configuration"));
+        }
+        tracing::warn!(error = %e, "the configuration could not be audited");
     }
     let state = AppState::new(db, config)?;
     if store::users::count_all(&state.db).await? == 0 {

@@ -922,3 +922,77 @@ async fn web_break_glass_form_asks_an_enrolled_user_for_the_code() {
         chart.body
     );
 }
+
+/// Issue 11 item 4: a refusal whose patient id came in the body (the AI
+/// routes) or a query (FHIR `?patient=`) is audited with that patient, for
+/// a care-team refusal and for a role refusal alike.
+#[tokio::test]
+async fn refusals_by_an_id_in_the_body_or_query_are_audited_with_the_patient() {
+    let s = split(TestApp::spawn().await).await;
+    let (app, p) = (&s.app, s.patient.as_str());
+    let staff = app.signed_in("staff").await;
+    let lab = sid(&app
+        .json_ok(
+            app.post(
+                &format!("/api/patients/{p}/labs"),
+                Some(&s.inside.access),
+                json!({"code": "2823-3", "value": 4.1, "unit": "mmol/L", "collectedAt": "2026-01-05T08:00:00Z"}),
+            )
+            .await,
+            201,
+        )
+        .await);
+    let r = app
+        .post(
+            "/api/ai/generate-note",
+            Some(&s.outside.access),
+            json!({"patientId": p, "input": "cough for three days"}),
+        )
+        .await;
+    assert_problem(r, 403, "outside_care_team").await;
+    let r = app
+        .post(
+            "/api/ai/explain",
+            Some(&s.outside.access),
+            json!({"labId": lab, "audience": "clinician"}),
+        )
+        .await;
+    assert_problem(r, 403, "outside_care_team").await;
+    let r = app
+        .post(
+            "/api/ai/explain",
+            Some(&staff.access),
+            json!({"labId": lab, "audience": "clinician"}),
+        )
+        .await;
+    assert_problem(r, 403, "forbidden").await;
+    let r = app
+        .get(
+            &format!("/fhir/R4/Observation?patient={p}"),
+            Some(&s.outside.access),
+        )
+        .await;
+    assert_eq!(r.status(), 403);
+
+    let refusals = |actor: uuid::Uuid| async move {
+        audit_events(app)
+            .await
+            .iter()
+            .filter(|e| e.action == "access.refused" && e.actor_id == Some(actor))
+            .map(|e| (e.outcome.clone(), e.patient_id.map(|u| u.to_string())))
+            .collect::<Vec<_>>()
+    };
+    let want = |n: usize, outcome: &str| vec![(outcome.to_string(), Some(p.to_string())); n];
+    assert_eq!(refusals(s.outside.user_id).await, want(3, "forbidden"));
+    assert_eq!(refusals(staff.user_id).await, want(1, "forbidden"));
+    // The team member's own AI call is not a refusal.
+    let r = app
+        .post(
+            "/api/ai/explain",
+            Some(&s.inside.access),
+            json!({"labId": lab, "audience": "clinician"}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    assert!(refusals(s.inside.user_id).await.is_empty());
+}

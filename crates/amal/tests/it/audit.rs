@@ -294,3 +294,65 @@ async fn search_and_worklist_record_the_patients_they_showed() {
         .await;
     assert_eq!(v["items"].as_array().unwrap().len(), 1, "{v}");
 }
+
+/// Issue 11 item 4: each start records its settings; a changed setting is
+/// named, a secret shows only as a keyed fingerprint, never as its value.
+#[tokio::test]
+async fn each_start_audits_its_settings_and_names_what_changed() {
+    use secrecy::ExposeSecret;
+    let app = TestApp::spawn().await;
+    let loaded = |app: &TestApp| {
+        let db = app.state.db.clone();
+        async move {
+            let f = store::audit::AuditFilter {
+                action: Some("config.loaded".into()),
+                ..Default::default()
+            };
+            let mut rows = store::audit::list(&db, &f, 100).await.unwrap();
+            rows.reverse();
+            rows.into_iter()
+                .map(|e| serde_json::from_str::<serde_json::Value>(&e.detail.unwrap()).unwrap())
+                .collect::<Vec<_>>()
+        }
+    };
+    let first = loaded(&app).await;
+    assert_eq!(first.len(), 1, "{first:?}");
+    assert_eq!(first[0]["first"], true);
+    let settings = &first[0]["settings"];
+    assert_eq!(settings["AMAL_RATE_LIMIT_READ"], "10000/60s");
+    let jwt = app
+        .raw
+        .jwt_secret
+        .as_ref()
+        .unwrap()
+        .expose_secret()
+        .to_string();
+    let text = first[0].to_string();
+    assert!(!text.contains(&jwt), "a secret's value is never audited");
+    assert!(settings["JWT_SECRET"]
+        .as_str()
+        .unwrap()
+        .starts_with("hmac:"));
+
+    // Same database, two settings changed (one of them a secret).
+    let mut raw = app.raw.clone();
+    raw.log_level = Some("debug".into());
+    raw.jwt_secret = Some(server::config::generate_secret().into());
+    let again = TestApp::spawn_raw(raw.clone()).await;
+    let events = loaded(&again).await;
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[1]["first"], false);
+    assert_eq!(
+        events[1]["changed"],
+        serde_json::json!(["JWT_SECRET", "LOG_LEVEL"])
+    );
+    assert_ne!(events[1]["settings"]["JWT_SECRET"], settings["JWT_SECRET"]);
+
+    // A restart with nothing changed names nothing.
+    let third = TestApp::spawn_raw(raw).await;
+    let events = loaded(&third).await;
+    assert_eq!(events.len(), 3);
+    assert_eq!(events[2]["changed"], serde_json::json!([]));
+    let (ok, out) = cli_verify(&third);
+    assert!(ok, "{out}");
+}

@@ -228,10 +228,18 @@ pub async fn generate_note(
     user: &AuthUser,
     body: Body<GenerateNoteRequest>,
 ) -> Result<GenerateNoteResponse> {
-    user.require(Action::UseAi)?;
+    let patient = body.as_ref().ok().map(|r| r.patient_id);
+    let refused = |e: AppError| {
+        // A role refused a patient's chart: audited with the patient.
+        if let Some(p) = patient {
+            crate::context::refused_patient(p);
+        }
+        e
+    };
+    user.require(Action::UseAi).map_err(refused)?;
     let req = body?;
     if req.save {
-        user.require(Action::WriteDraftNote)?;
+        user.require(Action::WriteDraftNote).map_err(refused)?;
     }
     if req.input.chars().count() > 20_000 {
         return Err(AppError::validation(
@@ -298,7 +306,15 @@ pub async fn explain(
     user: &AuthUser,
     body: Body<ExplainRequest>,
 ) -> Result<ExplainResponse> {
-    user.require(Action::UseAi)?;
+    if let Err(e) = user.require(Action::UseAi) {
+        // A role refused a patient's result: audited with the patient.
+        if let Ok(r) = &body {
+            if let Some(lab) = store::labs::get(&st.db, r.lab_id).await? {
+                crate::context::refused_patient(lab.patient_id);
+            }
+        }
+        return Err(e);
+    }
     let req = body?;
     let lab = store::labs::get(&st.db, req.lab_id)
         .await?
