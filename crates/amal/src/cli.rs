@@ -64,6 +64,9 @@ pub struct Settings {
     /// Failed sign-ins per client IP over all accounts (default 50/1h)
     #[arg(long, env = "AMAL_RATE_LIMIT_IP_FAILURES", global = true)]
     pub rate_limit_ip_failures: Option<String>,
+    /// Refused unauthenticated requests (401) per client IP before 429s (default 60/60s)
+    #[arg(long, env = "AMAL_RATE_LIMIT_UNAUTHENTICATED", global = true)]
+    pub rate_limit_unauthenticated: Option<String>,
     /// Comma-separated proxy IPs/CIDRs whose X-Forwarded-For is believed
     #[arg(long, env = "AMAL_TRUSTED_PROXIES", global = true)]
     pub trusted_proxies: Option<String>,
@@ -282,6 +285,7 @@ impl Settings {
             rate_limit_account_failures: self.rate_limit_account_failures.clone(),
             rate_limit_account_ip_failures: self.rate_limit_account_ip_failures.clone(),
             rate_limit_ip_failures: self.rate_limit_ip_failures.clone(),
+            rate_limit_unauthenticated: self.rate_limit_unauthenticated.clone(),
             trusted_proxies: self.trusted_proxies.clone(),
             request_timeout_secs: self.request_timeout,
             db_acquire_timeout: self.db_acquire_timeout.clone(),

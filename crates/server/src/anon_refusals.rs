@@ -2,8 +2,9 @@
 //! IP's minute starts plus one summary when it ends, not one durable row per
 //! request (3,000 unauthenticated probes used to write 3,000 rows in 8.6 s).
 //!
-//! Over [`LIMIT`] refusals in a minute, further requests from that IP that
-//! do not authenticate are answered 429 before their token is even checked.
+//! Over the limit (`AMAL_RATE_LIMIT_UNAUTHENTICATED`, default 60 a minute),
+//! further requests from that IP that do not authenticate are answered 429
+//! before their token is even checked.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -11,10 +12,6 @@ use std::time::{Duration, Instant};
 
 use store::audit::AuditEvent;
 
-/// One IP's counting window.
-pub const WINDOW: Duration = Duration::from_secs(60);
-/// Unauthenticated refusals an IP may collect in a window before 429s.
-pub const LIMIT: u32 = 60;
 /// IPs tracked at once; beyond this, refusals are counted under one key.
 const MAX_IPS: usize = 100_000;
 const OVERFLOW: &str = "(other addresses)";
@@ -27,18 +24,30 @@ struct Window {
     first_route: String,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct AnonymousRefusals {
     windows: Mutex<HashMap<String, Window>>,
+    /// Refusals an IP may collect in one window before 429s.
+    limit: u32,
+    /// One IP's counting window (also how often its summary is written).
+    window: Duration,
 }
 
 impl AnonymousRefusals {
+    pub fn new(rate: crate::config::Rate) -> AnonymousRefusals {
+        AnonymousRefusals {
+            windows: Mutex::default(),
+            limit: rate.limit,
+            window: rate.period,
+        }
+    }
+
     /// Seconds until `ip` may try again, when it is over its limit.
     pub fn retry_after(&self, ip: &str, now: Instant) -> Option<u64> {
         let map = self.windows.lock().ok()?;
         let w = map.get(ip)?;
-        let end = w.started + WINDOW;
-        (w.count >= LIMIT && now < end).then(|| end.duration_since(now).as_secs().max(1))
+        let end = w.started + self.window;
+        (w.count >= self.limit && now < end).then(|| end.duration_since(now).as_secs().max(1))
     }
 
     /// Count one anonymous 401 from `ip` on `route`. Returns the audit event
@@ -57,7 +66,7 @@ impl AnonymousRefusals {
         } else {
             ip
         };
-        let expired = map.get(key).is_some_and(|w| now >= w.started + WINDOW);
+        let expired = map.get(key).is_some_and(|w| now >= w.started + self.window);
         if expired {
             // A window that ended is summarised by `drain_ended`; a request
             // arriving first starts the next one only after that.
@@ -89,7 +98,7 @@ impl AnonymousRefusals {
         };
         let ended: Vec<String> = map
             .iter()
-            .filter(|(_, w)| now >= w.started + WINDOW)
+            .filter(|(_, w)| now >= w.started + self.window)
             .map(|(k, _)| k.clone())
             .collect();
         ended
@@ -104,7 +113,7 @@ impl AnonymousRefusals {
                             "aggregated": true,
                             "count": w.count,
                             "since": w.started_at,
-                            "limited": w.count > LIMIT,
+                            "limited": w.count > self.limit,
                         })
                         .to_string(),
                     );
@@ -143,9 +152,12 @@ pub fn spawn_flush(state: crate::state::AppState) {
 mod tests {
     use super::*;
 
+    const LIMIT: u32 = 60;
+    const WINDOW: Duration = Duration::from_secs(60);
+
     #[test]
     fn one_event_opens_a_window_one_summary_closes_it_and_the_limit_holds() {
-        let a = AnonymousRefusals::default();
+        let a = AnonymousRefusals::new(crate::config::Rate::per_minute(LIMIT));
         let t0 = Instant::now();
         let p = uuid::Uuid::now_v7();
         let first = a.count("10.0.0.1", "/api/patients/{id}", Some(p), t0);

@@ -36,6 +36,9 @@ pub struct RawConfig {
     pub rate_limit_account_ip_failures: Option<String>,
     /// `AMAL_RATE_LIMIT_IP_FAILURES`: failed sign-ins per IP (all accounts).
     pub rate_limit_ip_failures: Option<String>,
+    /// `AMAL_RATE_LIMIT_UNAUTHENTICATED`: refused unauthenticated requests
+    /// per client IP before 429s.
+    pub rate_limit_unauthenticated: Option<String>,
     pub trusted_proxies: Option<String>,
     pub request_timeout_secs: Option<u64>,
     /// `AMAL_DB_ACQUIRE_TIMEOUT`: how long a request waits for a database
@@ -202,6 +205,8 @@ pub struct RateLimits {
     pub account_ip_failures: Rate,
     /// Failed sign-ins per IP over all accounts (credential stuffing).
     pub ip_failures: Rate,
+    /// Refused unauthenticated requests (401) per client IP.
+    pub unauthenticated: Rate,
 }
 
 impl Default for RateLimits {
@@ -223,6 +228,7 @@ impl Default for RateLimits {
                 limit: 50,
                 period: Duration::from_secs(3600),
             },
+            unauthenticated: Rate::per_minute(60),
         }
     }
 }
@@ -542,6 +548,11 @@ impl Config {
                 "AMAL_RATE_LIMIT_IP_FAILURES",
                 &raw.rate_limit_ip_failures,
                 &mut limits.ip_failures,
+            ),
+            (
+                "AMAL_RATE_LIMIT_UNAUTHENTICATED",
+                &raw.rate_limit_unauthenticated,
+                &mut limits.unauthenticated,
             ),
         ] {
             if let Some(s) = given {

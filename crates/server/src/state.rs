@@ -56,7 +56,9 @@ impl AppState {
                 config.alert_webhook_url.is_some(),
             ),
             first_run: crate::first_run::FirstRun::default(),
-            anon_refusals: Default::default(),
+            anon_refusals: crate::anon_refusals::AnonymousRefusals::new(
+                config.rate_limits.unauthenticated,
+            ),
             db,
             config,
         })))

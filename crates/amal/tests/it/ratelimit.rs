@@ -367,8 +367,9 @@ async fn anonymous_refusals_are_limited_per_ip_and_aggregated_in_the_audit() {
             s => panic!("unexpected {s}"),
         }
     }
-    assert_eq!(unauthorized, server::anon_refusals::LIMIT);
-    assert_eq!(limited, 100 - server::anon_refusals::LIMIT);
+    let limit = server::config::RateLimits::default().unauthenticated.limit;
+    assert_eq!(unauthorized, limit);
+    assert_eq!(limited, 100 - limit);
     let events = audit_events(&app).await;
     let refused: Vec<_> = events[..events.len() - before]
         .iter()
