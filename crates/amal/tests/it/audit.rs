@@ -356,3 +356,36 @@ async fn each_start_audits_its_settings_and_names_what_changed() {
     let (ok, out) = cli_verify(&third);
     assert!(ok, "{out}");
 }
+
+/// One append larger than a statement's chunk (32 rows on SQLite, 500 on
+/// PostgreSQL) is stored whole, in order, and the chain verifies.
+#[tokio::test]
+async fn an_append_of_many_chunks_keeps_every_event_in_order() {
+    let app = TestApp::spawn().await;
+    let before = audit_events(&app).await.len();
+    let events: Vec<store::audit::AuditEvent> = (0..1100)
+        .map(|i| {
+            let mut e = store::audit::AuditEvent::new("patient.read", "success");
+            e.detail = Some(json!({ "n": i }).to_string());
+            e
+        })
+        .collect();
+    store::audit::append_now(&app.state.db, &events)
+        .await
+        .unwrap();
+    let all = audit_events(&app).await;
+    assert_eq!(all.len(), before + 1100);
+    // Newest first: the last appended is n = 1099, seq ascending by one.
+    let ns: Vec<i64> = all
+        .iter()
+        .take(1100)
+        .map(|e| {
+            serde_json::from_str::<Value>(e.detail.as_deref().unwrap()).unwrap()["n"]
+                .as_i64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(ns, (0..1100).rev().collect::<Vec<i64>>());
+    let (ok, out) = cli_verify(&app);
+    assert!(ok, "{out}");
+}
