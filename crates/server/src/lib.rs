@@ -214,6 +214,24 @@ fn with_common_responses(mut spec: utoipa::openapi::OpenApi) -> utoipa::openapi:
                     ),
                 ]);
             }
+            // A query or header parameter is text or absent, never JSON
+            // `null`: `Option<T>` documents it as optional, not nullable.
+            for param in op.parameters.iter_mut().flatten() {
+                if let Some(utoipa::openapi::RefOr::T(utoipa::openapi::schema::Schema::Object(o))) =
+                    param.schema.as_mut()
+                {
+                    if let utoipa::openapi::schema::SchemaType::Array(types) = &o.schema_type {
+                        let kept: Vec<_> = types
+                            .iter()
+                            .filter(|t| **t != utoipa::openapi::schema::Type::Null)
+                            .cloned()
+                            .collect();
+                        if let [only] = kept.as_slice() {
+                            o.schema_type = utoipa::openapi::schema::SchemaType::Type(only.clone());
+                        }
+                    }
+                }
+            }
             for (status, description) in common {
                 op.responses
                     .responses
