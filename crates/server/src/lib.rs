@@ -201,6 +201,17 @@ fn with_common_responses(mut spec: utoipa::openapi::OpenApi) -> utoipa::openapi:
                     "`service_unavailable`: the database is unavailable, with Retry-After",
                 ),
             ];
+            let has_query = op
+                .parameters
+                .iter()
+                .flatten()
+                .any(|p| matches!(p.parameter_in, utoipa::openapi::path::ParameterIn::Query));
+            if has_query && op.request_body.is_none() {
+                common.push((
+                    "422",
+                    "`validation_failed`: a query parameter the server refuses (e.g. a cursor it did not issue)",
+                ));
+            }
             if op.request_body.is_some() {
                 common.extend([
                     ("413", "`payload_too_large`: the body is above 1 MiB"),
