@@ -115,7 +115,10 @@ fn data_error(path: &str, msg: &str) -> AppError {
 
 /// `?limit=&cursor=` (limit defaults to 50, clamped to 1..=200).
 #[derive(Debug, Deserialize, Default, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PageQuery {
+    /// Rows per page (default 50); values below 1 are treated as 1 and
+    /// values above 200 as 200
     pub limit: Option<i64>,
     pub cursor: Option<String>,
 }
@@ -180,7 +183,9 @@ where
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let bytes = body_bytes(req, state).await?;
-        if bytes.iter().all(u8::is_ascii_whitespace) {
+        // No body, or JSON `null` (what the document's optional body
+        // allows), is the default.
+        if bytes.iter().all(u8::is_ascii_whitespace) || bytes.trim_ascii() == b"null" {
             return Ok(OptionalJson(T::default()));
         }
         parse_json(&bytes).map(OptionalJson)
@@ -215,5 +220,20 @@ impl<T> Later<OptionalJson<T>> {
     /// The body for a service call, still unopened (see `services::Body`).
     pub fn json(self) -> Result<T, AppError> {
         self.0.map(|OptionalJson(v)| v)
+    }
+}
+
+/// An integer field that also takes an integral JSON number written with a
+/// fraction (`2.0`): JSON Schema's `integer` includes it, serde's `i64` does
+/// not. A real fraction (`2.5`) or a value outside `i64` is still refused.
+pub fn json_integer<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    let n = serde_json::Number::deserialize(d)?;
+    if let Some(i) = n.as_i64() {
+        return Ok(i);
+    }
+    match n.as_f64() {
+        #[allow(clippy::cast_possible_truncation)]
+        Some(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Ok(f as i64),
+        _ => Err(serde::de::Error::custom("expected i64")),
     }
 }

@@ -201,6 +201,17 @@ fn with_common_responses(mut spec: utoipa::openapi::OpenApi) -> utoipa::openapi:
                     "`service_unavailable`: the database is unavailable, with Retry-After",
                 ),
             ];
+            let has_query = op
+                .parameters
+                .iter()
+                .flatten()
+                .any(|p| matches!(p.parameter_in, utoipa::openapi::path::ParameterIn::Query));
+            if has_query && op.request_body.is_none() {
+                common.push((
+                    "422",
+                    "`validation_failed`: a query parameter the server refuses (e.g. a cursor it did not issue)",
+                ));
+            }
             if op.request_body.is_some() {
                 common.extend([
                     ("413", "`payload_too_large`: the body is above 1 MiB"),
@@ -213,6 +224,24 @@ fn with_common_responses(mut spec: utoipa::openapi::OpenApi) -> utoipa::openapi:
                         "`validation_failed`: well-formed JSON with bad fields",
                     ),
                 ]);
+            }
+            // A query or header parameter is text or absent, never JSON
+            // `null`: `Option<T>` documents it as optional, not nullable.
+            for param in op.parameters.iter_mut().flatten() {
+                if let Some(utoipa::openapi::RefOr::T(utoipa::openapi::schema::Schema::Object(o))) =
+                    param.schema.as_mut()
+                {
+                    if let utoipa::openapi::schema::SchemaType::Array(types) = &o.schema_type {
+                        let kept: Vec<_> = types
+                            .iter()
+                            .filter(|t| **t != utoipa::openapi::schema::Type::Null)
+                            .cloned()
+                            .collect();
+                        if let [only] = kept.as_slice() {
+                            o.schema_type = utoipa::openapi::schema::SchemaType::Type(only.clone());
+                        }
+                    }
+                }
             }
             for (status, description) in common {
                 op.responses

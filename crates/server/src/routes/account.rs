@@ -48,7 +48,7 @@ async fn enrolling(
     Ok(None)
 }
 
-#[utoipa::path(post, path = "/api/auth/mfa/setup", tag = "auth", request_body = MfaSetupRequest,
+#[utoipa::path(post, path = "/api/auth/mfa/setup", tag = "auth", request_body(content = Option<MfaSetupRequest>, description = "Optional: the challenge token of a sign-in that must enrol"),
     security((), ("bearer" = [])),
     responses((status = 200, body = MfaSetup), (status = 401), (status = 409, description = "A second factor is already set up")))]
 pub async fn mfa_setup(

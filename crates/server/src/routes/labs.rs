@@ -26,9 +26,13 @@ pub async fn create(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct LabListQuery {
-    /// Only results of this LOINC code
+    /// Only results of this LOINC code (empty: every code)
+    #[param(max_length = 10, pattern = r"^([0-9]{1,8}-[0-9])?$")]
     pub code: Option<String>,
+    /// Rows per page (default 50); values below 1 are treated as 1 and
+    /// values above 200 as 200
     pub limit: Option<i64>,
     pub cursor: Option<String>,
 }
@@ -46,13 +50,22 @@ pub async fn list(
         cursor: q.cursor,
     };
     Ok(Json(
-        labs::list(&st, &user, patient, q.code.as_deref(), &page).await?,
+        labs::list(
+            &st,
+            &user,
+            patient,
+            q.code.as_deref().filter(|c| !c.is_empty()),
+            &page,
+        )
+        .await?,
     ))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct TrendQuery {
     /// The LOINC code to follow
+    #[param(max_length = 10, pattern = r"^[0-9]{1,8}-[0-9]$")]
     pub code: String,
 }
 

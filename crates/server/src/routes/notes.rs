@@ -47,7 +47,7 @@ pub async fn get(
 }
 
 #[utoipa::path(patch, path = "/api/notes/{id}", tag = "notes", security(("bearer" = [])), request_body = NotePatch,
-    params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header, description = "The note's current version")),
+    params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header, pattern = r#"^(W/)?"?[0-9]{1,18}"?$"#, description = "The note's current version")),
     responses((status = 200, body = NoteView), (status = 401), (status = 403, description = "Not the author"), (status = 404), (status = 409, description = "Not a draft, or stale version"), (status = 422), (status = 428)))]
 pub async fn update(
     State(st): State<AppState>,
@@ -61,7 +61,7 @@ pub async fn update(
 }
 
 #[utoipa::path(post, path = "/api/notes/{id}/finalize", tag = "notes", security(("bearer" = [])), request_body(content = Option<FinalizeInput>, description = "Optional: the version, when If-Match cannot be sent"),
-    params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header, description = "The version the signer read: the signature covers exactly that version")),
+    params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header, pattern = r#"^(W/)?"?[0-9]{1,18}"?$"#, description = "The version the signer read: the signature covers exactly that version")),
     responses((status = 200, body = NoteView), (status = 401), (status = 403, description = "Not a provider, or another provider's draft"), (status = 404), (status = 409, description = "Already final, or changed since the signer read it"), (status = 422), (status = 428, description = "No If-Match (or body version)")))]
 pub async fn finalize(
     State(st): State<AppState>,

@@ -33,9 +33,12 @@ pub async fn create(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct SearchQuery {
     /// Name prefix (any order of given and family name), MRN, or birth date YYYY-MM-DD
     pub q: Option<String>,
+    /// Rows per page (default 50); values below 1 are treated as 1 and
+    /// values above 200 as 200
     pub limit: Option<i64>,
     pub cursor: Option<String>,
 }
@@ -68,7 +71,7 @@ pub async fn get(
 }
 
 #[utoipa::path(patch, path = "/api/patients/{id}", tag = "patients", security(("bearer" = [])), request_body = PatientPatch,
-    params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header, description = "The patient's current version")),
+    params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header, pattern = r#"^(W/)?"?[0-9]{1,18}"?$"#, description = "The patient's current version")),
     responses((status = 200, body = PatientView), (status = 401), (status = 403), (status = 404), (status = 409), (status = 422), (status = 428)))]
 pub async fn update(
     State(st): State<AppState>,
@@ -106,7 +109,7 @@ pub async fn add_problem(
 }
 
 #[utoipa::path(patch, path = "/api/patients/{id}/allergies/{allergyId}", tag = "patients", security(("bearer" = [])), request_body = AllergyPatch,
-    params(("id" = Uuid, Path), ("allergyId" = Uuid, Path), ("If-Match" = Option<String>, Header, description = "The allergy's current version")),
+    params(("id" = Uuid, Path), ("allergyId" = Uuid, Path), ("If-Match" = Option<String>, Header, pattern = r#"^(W/)?"?[0-9]{1,18}"?$"#, description = "The allergy's current version")),
     responses((status = 200, body = AllergyView), (status = 401), (status = 403), (status = 404), (status = 409, description = "Stale version, or entered in error (final)"), (status = 422), (status = 428)))]
 pub async fn update_allergy(
     State(st): State<AppState>,
@@ -132,7 +135,7 @@ pub async fn state_no_known_allergies(
 }
 
 #[utoipa::path(patch, path = "/api/patients/{id}/problems/{problemId}", tag = "patients", security(("bearer" = [])), request_body = ProblemPatch,
-    params(("id" = Uuid, Path), ("problemId" = Uuid, Path), ("If-Match" = Option<String>, Header, description = "The problem's current version")),
+    params(("id" = Uuid, Path), ("problemId" = Uuid, Path), ("If-Match" = Option<String>, Header, pattern = r#"^(W/)?"?[0-9]{1,18}"?$"#, description = "The problem's current version")),
     responses((status = 200, body = ProblemView), (status = 401), (status = 403), (status = 404), (status = 409, description = "Stale version, or entered in error (final)"), (status = 422), (status = 428)))]
 pub async fn update_problem(
     State(st): State<AppState>,

@@ -29,9 +29,13 @@ pub async fn create(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PrescriptionListQuery {
-    /// draft, issued or cancelled
+    /// draft, issued or cancelled (empty: every status)
+    #[param(pattern = r"^(draft|issued|cancelled)?$")]
     pub status: Option<String>,
+    /// Rows per page (default 50); values below 1 are treated as 1 and
+    /// values above 200 as 200
     pub limit: Option<i64>,
     pub cursor: Option<String>,
 }
@@ -48,7 +52,14 @@ pub async fn list(
         limit: q.limit,
         cursor: q.cursor,
     };
-    let p = prescriptions::list(&st, &user, patient, q.status.as_deref(), &page).await?;
+    let p = prescriptions::list(
+        &st,
+        &user,
+        patient,
+        q.status.as_deref().filter(|s| !s.is_empty()),
+        &page,
+    )
+    .await?;
     Ok(Json(p))
 }
 

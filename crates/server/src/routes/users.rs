@@ -36,7 +36,7 @@ pub async fn create_user(
 }
 
 #[utoipa::path(patch, path = "/api/users/{id}", tag = "users", security(("bearer" = [])), request_body = UpdateUserRequest,
-    params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header, description = "The user's current version")),
+    params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header, pattern = r#"^(W/)?"?[0-9]{1,18}"?$"#, description = "The user's current version")),
     responses((status = 200, body = UserEnvelope), (status = 401), (status = 403), (status = 404), (status = 409), (status = 428)))]
 pub async fn update_user(
     State(st): State<AppState>,

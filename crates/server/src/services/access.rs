@@ -179,10 +179,13 @@ pub const REASON_CODES: &[(&str, &str)] = &[
 #[serde(rename_all = "camelCase")]
 pub struct BreakGlassRequest {
     /// One of `emergency`, `covering`, `referral`, `continuity`, `other`
+    #[schema(pattern = r"^(emergency|covering|referral|continuity|other)$")]
     pub reason_code: String,
     /// Why, in words (10–500 characters)
+    #[schema(min_length = 10, max_length = 500, pattern = r"^\S[\s\S]*\S$")]
     pub reason_text: String,
     /// The user's password, entered again
+    #[schema(min_length = 1)]
     pub password: String,
     /// A current authenticator code or an unused recovery code; required
     /// when the account has a second factor
@@ -320,6 +323,7 @@ pub struct ReviewQueue {
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ReviewQuery {
     /// `true` (default): only what still needs a review; `false`: everything
     pub open: Option<bool>,

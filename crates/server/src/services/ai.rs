@@ -59,7 +59,7 @@ pub struct GenerateNoteResponse {
 pub struct ExplainRequest {
     pub lab_id: Uuid,
     /// patient or clinician
-    #[schema(value_type = String)]
+    #[schema(value_type = String, pattern = "^(patient|clinician)$")]
     pub audience: ai::Audience,
 }
 

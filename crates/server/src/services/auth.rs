@@ -51,14 +51,28 @@ pub struct UserEnvelope {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SignupRequest {
+    #[schema(
+        max_length = 254,
+        pattern = r"^[A-Za-z0-9._%+'-]{1,64}@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$"
+    )]
     pub email: String,
+    #[schema(min_length = 12)]
     pub password: String,
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\u0000-\u0008\u000a-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u0008\u000a-\u001f\u007f-\u009f]*$"
+    )]
     pub name: String,
     pub invite_code: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct SigninRequest {
+    #[schema(
+        max_length = 254,
+        pattern = r"^[A-Za-z0-9._%+'-]{1,64}@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$"
+    )]
     pub email: String,
     pub password: String,
 }

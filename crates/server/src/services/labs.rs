@@ -22,13 +22,24 @@ use crate::state::AppState;
 #[serde(rename_all = "camelCase")]
 pub struct LabInput {
     /// LOINC code, e.g. 2345-7
+    #[schema(max_length = 10, pattern = r"^[0-9]{1,8}-[0-9]$")]
     pub code: String,
-    /// Defaults to the reference table's name for known codes
+    /// Required unless the code is in the reference table (then it
+    /// defaults to the table's name)
+    #[schema(required = true, value_type = String, min_length = 1, max_length = 200, pattern = r"^[^\u0000-\u0008\u000a-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u0008\u000a-\u001f\u007f-\u009f]*$")]
     pub name: Option<String>,
     pub value: f64,
+    #[schema(
+        min_length = 1,
+        max_length = 40,
+        pattern = r"^[^\u0000-\u0008\u000a-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u0008\u000a-\u001f\u007f-\u009f]*$"
+    )]
     pub unit: String,
     pub reference_low: Option<f64>,
     pub reference_high: Option<f64>,
+    #[schema(
+        pattern = r"^(19\d\d|20[0-2]\d)-(0[1-9]|1[0-2])-(0[1-9]|1\d|2[0-8])T([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{1,6})?(Z|[+-]0\d:00)$"
+    )]
     pub collected_at: DateTime<Utc>,
 }
 

@@ -237,8 +237,10 @@ pub struct DayOverview {
 /// Paging of the day's lists: one `limit`, one cursor per list.
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
 pub struct DayQuery {
-    /// Rows per list (default 50, at most 200)
+    /// Rows per list (default 50); values below 1 are treated as 1 and
+    /// values above 200 as 200
     pub limit: Option<i64>,
     pub results_cursor: Option<String>,
     pub drafts_cursor: Option<String>,

@@ -23,14 +23,39 @@ use crate::state::AppState;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PatientInput {
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\u0000-\u0008\u000a-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u0008\u000a-\u001f\u007f-\u009f]*$"
+    )]
     pub given_name: String,
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\u0000-\u0008\u000a-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u0008\u000a-\u001f\u007f-\u009f]*$"
+    )]
     pub family_name: String,
     /// YYYY-MM-DD
+    #[schema(
+        pattern = r"^(19\d\d|20[0-2]\d)-((0[1-9]|1[0-2])-(0[1-9]|1\d|2[0-8])|(0[13-9]|1[0-2])-(29|30)|(0[13578]|1[02])-31)$"
+    )]
     pub birth_date: String,
     /// female, male, other or unknown
+    #[schema(pattern = r"^(female|male|other|unknown)$")]
     pub sex: String,
+    #[schema(pattern = r"^\s*(([ +\-().]*[0-9]){3}[0-9 +\-().]*)?\s*$")]
+    /// Digits with spaces, + - ( ) . (at least 3 digits, at most 40
+    /// characters); blank means none
     pub phone: Option<String>,
+    #[schema(
+        max_length = 254,
+        pattern = r"^(\s*|[A-Za-z0-9._%+'-]{1,64}@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+)$"
+    )]
     pub email: Option<String>,
+    #[schema(
+        max_length = 500,
+        pattern = r"^[^\u0000-\u0008\u000a-\u001f\u007f-\u009f]*$"
+    )]
     pub address: Option<String>,
     /// Register even though a likely duplicate exists (after a 409
     /// `possible_duplicate` listed it)
@@ -41,13 +66,39 @@ pub struct PatientInput {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PatientPatch {
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\u0000-\u0008\u000a-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u0008\u000a-\u001f\u007f-\u009f]*$"
+    )]
     pub given_name: Option<String>,
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\u0000-\u0008\u000a-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u0008\u000a-\u001f\u007f-\u009f]*$"
+    )]
     pub family_name: Option<String>,
+    #[schema(
+        pattern = r"^(19\d\d|20[0-2]\d)-((0[1-9]|1[0-2])-(0[1-9]|1\d|2[0-8])|(0[13-9]|1[0-2])-(29|30)|(0[13578]|1[02])-31)$"
+    )]
     pub birth_date: Option<String>,
+    #[schema(pattern = r"^(female|male|other|unknown)$")]
     pub sex: Option<String>,
+    #[schema(pattern = r"^\s*(([ +\-().]*[0-9]){3}[0-9 +\-().]*)?\s*$")]
+    /// Digits with spaces, + - ( ) . (at least 3 digits, at most 40
+    /// characters); blank means none
     pub phone: Option<String>,
+    #[schema(
+        max_length = 254,
+        pattern = r"^(\s*|[A-Za-z0-9._%+'-]{1,64}@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+)$"
+    )]
     pub email: Option<String>,
+    #[schema(
+        max_length = 500,
+        pattern = r"^[^\u0000-\u0008\u000a-\u001f\u007f-\u009f]*$"
+    )]
     pub address: Option<String>,
+    #[schema(required = true)]
     pub version: Option<i64>,
 }
 
@@ -61,6 +112,8 @@ pub struct PatientView {
     pub family_name: String,
     pub birth_date: String,
     pub sex: String,
+    /// Digits with spaces, + - ( ) . (at least 3 digits, at most 40
+    /// characters); blank means none
     pub phone: Option<String>,
     pub email: Option<String>,
     pub address: Option<String>,
@@ -319,9 +372,19 @@ pub async fn update(
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct AllergyInput {
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\u0000-\u0008\u000a-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u0008\u000a-\u001f\u007f-\u009f]*$"
+    )]
     pub substance: String,
+    #[schema(
+        max_length = 500,
+        pattern = r"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]*$"
+    )]
     pub reaction: Option<String>,
     /// mild, moderate, severe or unknown (default)
+    #[schema(pattern = r"^(mild|moderate|severe|unknown)$")]
     pub severity: Option<String>,
 }
 
@@ -412,15 +475,27 @@ pub async fn add_allergy(
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AllergyPatch {
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\u0000-\u0008\u000a-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u0008\u000a-\u001f\u007f-\u009f]*$"
+    )]
     pub substance: Option<String>,
     /// An empty string clears it
+    #[schema(
+        max_length = 500,
+        pattern = r"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]*$"
+    )]
     pub reaction: Option<String>,
+    #[schema(pattern = r"^(mild|moderate|severe|unknown)$")]
     pub severity: Option<String>,
     /// active, inactive, resolved or entered_in_error (final: kept in the
     /// history, struck through, and no longer checked against prescriptions)
+    #[schema(pattern = r"^(active|inactive|resolved|entered_in_error)$")]
     pub status: Option<String>,
     /// YYYY-MM-DD (status resolved; defaults to today)
     pub resolved_on: Option<String>,
+    #[schema(required = true)]
     pub version: Option<i64>,
 }
 
@@ -619,10 +694,20 @@ pub async fn state_no_known_allergies(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ProblemInput {
+    #[schema(
+        min_length = 1,
+        max_length = 500,
+        pattern = r"^[^\u0000-\u0008\u000a-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u0008\u000a-\u001f\u007f-\u009f]*$"
+    )]
     pub description: String,
     /// Optional code (ICD-10, SNOMED CT…)
+    #[schema(
+        max_length = 40,
+        pattern = r"^[^\u0000-\u0008\u000a-\u001f\u007f-\u009f]*$"
+    )]
     pub code: Option<String>,
     /// active (default), inactive or resolved
+    #[schema(pattern = r"^(active|inactive|resolved)$")]
     pub status: Option<String>,
     /// YYYY-MM-DD (status resolved; defaults to today)
     pub resolved_on: Option<String>,
@@ -730,13 +815,24 @@ pub async fn add_problem(
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ProblemPatch {
+    #[schema(
+        min_length = 1,
+        max_length = 500,
+        pattern = r"^[^\u0000-\u0008\u000a-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u0008\u000a-\u001f\u007f-\u009f]*$"
+    )]
     pub description: Option<String>,
     /// An empty string clears it
+    #[schema(
+        max_length = 40,
+        pattern = r"^[^\u0000-\u0008\u000a-\u001f\u007f-\u009f]*$"
+    )]
     pub code: Option<String>,
     /// active, inactive, resolved or entered_in_error (final)
+    #[schema(pattern = r"^(active|inactive|resolved|entered_in_error)$")]
     pub status: Option<String>,
     /// YYYY-MM-DD (status resolved; defaults to today)
     pub resolved_on: Option<String>,
+    #[schema(required = true)]
     pub version: Option<i64>,
 }
 

@@ -24,20 +24,31 @@ use crate::state::AppState;
 #[serde(rename_all = "camelCase")]
 pub struct VitalsInput {
     /// mmHg
+    #[schema(minimum = 40.0, maximum = 300.0)]
     pub systolic: Option<f64>,
     /// mmHg
+    #[schema(minimum = 20.0, maximum = 200.0)]
     pub diastolic: Option<f64>,
     /// beats per minute
+    #[schema(minimum = 20.0, maximum = 300.0)]
     pub heart_rate: Option<f64>,
     /// breaths per minute
+    #[schema(minimum = 2.0, maximum = 80.0)]
     pub respiratory_rate: Option<f64>,
     /// °C
+    #[schema(minimum = 25.0, maximum = 45.0)]
     pub temperature: Option<f64>,
     /// %
+    #[schema(minimum = 50.0, maximum = 100.0)]
     pub spo2: Option<f64>,
+    #[schema(minimum = 0.3, maximum = 500.0)]
     pub weight_kg: Option<f64>,
+    #[schema(minimum = 30.0, maximum = 272.0)]
     pub height_cm: Option<f64>,
     /// When measured (default: now)
+    #[schema(
+        pattern = r"^(19\d\d|20[0-2]\d)-(0[1-9]|1[0-2])-(0[1-9]|1\d|2[0-8])T([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{1,6})?(Z|[+-]0\d:00)$"
+    )]
     pub recorded_at: Option<DateTime<Utc>>,
 }
 
