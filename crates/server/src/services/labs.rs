@@ -37,9 +37,6 @@ pub struct LabInput {
     pub unit: String,
     pub reference_low: Option<f64>,
     pub reference_high: Option<f64>,
-    #[schema(
-        pattern = r"^(19\d\d|20[0-2]\d)-(0[1-9]|1[0-2])-(0[1-9]|1\d|2[0-8])T([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{1,6})?(Z|[+-]0\d:00)$"
-    )]
     pub collected_at: DateTime<Utc>,
 }
 

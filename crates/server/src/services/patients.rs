@@ -36,9 +36,7 @@ pub struct PatientInput {
     )]
     pub family_name: String,
     /// YYYY-MM-DD
-    #[schema(
-        pattern = r"^(19\d\d|20[0-2]\d)-((0[1-9]|1[0-2])-(0[1-9]|1\d|2[0-8])|(0[13-9]|1[0-2])-(29|30)|(0[13578]|1[02])-31)$"
-    )]
+    #[schema(format = Date)]
     pub birth_date: String,
     /// female, male, other or unknown
     #[schema(pattern = r"^(female|male|other|unknown)$")]
@@ -78,9 +76,7 @@ pub struct PatientPatch {
         pattern = r"^[^\u0000-\u0008\u000a-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u0008\u000a-\u001f\u007f-\u009f]*$"
     )]
     pub family_name: Option<String>,
-    #[schema(
-        pattern = r"^(19\d\d|20[0-2]\d)-((0[1-9]|1[0-2])-(0[1-9]|1\d|2[0-8])|(0[13-9]|1[0-2])-(29|30)|(0[13578]|1[02])-31)$"
-    )]
+    #[schema(format = Date)]
     pub birth_date: Option<String>,
     #[schema(pattern = r"^(female|male|other|unknown)$")]
     pub sex: Option<String>,

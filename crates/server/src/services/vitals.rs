@@ -46,9 +46,6 @@ pub struct VitalsInput {
     #[schema(minimum = 30.0, maximum = 272.0)]
     pub height_cm: Option<f64>,
     /// When measured (default: now)
-    #[schema(
-        pattern = r"^(19\d\d|20[0-2]\d)-(0[1-9]|1[0-2])-(0[1-9]|1\d|2[0-8])T([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{1,6})?(Z|[+-]0\d:00)$"
-    )]
     pub recorded_at: Option<DateTime<Utc>>,
 }
 
