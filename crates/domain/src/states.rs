@@ -214,6 +214,35 @@ impl std::fmt::Display for PrescriptionStatus {
     }
 }
 
+/// Where a FHIR bulk-export job is: running → complete or failed (both final).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExportStatus {
+    Running,
+    Complete,
+    Failed,
+}
+
+impl ExportStatus {
+    pub const ALL: [ExportStatus; 3] = [
+        ExportStatus::Running,
+        ExportStatus::Complete,
+        ExportStatus::Failed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExportStatus::Running => "running",
+            ExportStatus::Complete => "complete",
+            ExportStatus::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ExportStatus> {
+        ExportStatus::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+}
+
 /// A stored value this release does not know (data from a newer schema?):
 /// a state, role, flag, sex or severity column holding something else.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -244,6 +273,7 @@ pub(crate) use decode_from_string;
 
 decode_from_string!(NoteStatus, "note state");
 decode_from_string!(PrescriptionStatus, "prescription state");
+decode_from_string!(ExportStatus, "export job state");
 
 #[cfg(test)]
 mod tests {
@@ -300,6 +330,12 @@ mod tests {
             EntryStatus::as_str,
             "chart entry status",
             &["entered-in-error", "Active"],
+        );
+        round_trip(
+            &ExportStatus::ALL,
+            ExportStatus::as_str,
+            "export job state",
+            &["completed", "Running"],
         );
         round_trip(&Role::ALL, Role::as_str, "role", &["doctor", "Admin", ""]);
         round_trip(

@@ -16,7 +16,7 @@ pub struct LabRow {
     pub unit: String,
     pub reference_low: Option<f64>,
     pub reference_high: Option<f64>,
-    #[sqlx(try_from = "crate::decode::NullableText")]
+    #[sqlx(try_from = "crate::decode::Nullable<domain::labs::LabFlag>")]
     pub flag: Option<domain::labs::LabFlag>,
     pub warning: Option<String>,
     pub collected_at: DateTime<Utc>,
