@@ -430,8 +430,8 @@ async fn user(cfg: server::Config, action: UserAction) -> anyhow::Result<ExitCod
         &store::users::NewUser {
             email: email.as_str(),
             name: name.as_str(),
-            role: role.as_str(),
-            status: "active",
+            role,
+            status: domain::account::UserStatus::Active,
             password_hash: &hash,
         },
     )

@@ -7,6 +7,7 @@ use std::io::Write;
 
 use anyhow::Context;
 use chrono::{Duration, Utc};
+use domain::clinical::{AllergySeverity, Sex};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use store::Db;
@@ -132,8 +133,8 @@ pub async fn create_users(db: &Db, password: &str) -> anyhow::Result<Vec<(String
             &store::users::NewUser {
                 email: &email,
                 name: &name,
-                role,
-                status: "active",
+                role: domain::roles::Role::parse(role).context("a demo role")?,
+                status: domain::account::UserStatus::Active,
                 password_hash: &hash,
             },
         )
@@ -195,7 +196,7 @@ async fn lab(
             unit: unit.into(),
             reference_low: i.reference_low,
             reference_high: i.reference_high,
-            flag: i.flag.map(|f| f.as_str().to_string()),
+            flag: i.flag,
             warning: i.warning,
             collected_at,
         },
@@ -294,8 +295,15 @@ async fn showcase(
         ..Default::default()
     };
     vitals(tx, patient, nurse, e, now - Duration::minutes(10)).await?;
-    let wrong =
-        store::patients::add_allergy(tx, patient, "Sulfa drugs", None, "mild", nurse).await?;
+    let wrong = store::patients::add_allergy(
+        tx,
+        patient,
+        "Sulfa drugs",
+        None,
+        AllergySeverity::Mild,
+        nurse,
+    )
+    .await?;
     store::patients::update_allergy(
         tx,
         wrong.id,
@@ -303,7 +311,7 @@ async fn showcase(
         &store::patients::AllergyFields {
             substance: wrong.substance.clone(),
             reaction: None,
-            severity: wrong.severity.clone(),
+            severity: wrong.severity,
             status: domain::chart::EntryStatus::EnteredInError,
             resolved_on: None,
         },
@@ -315,7 +323,7 @@ async fn showcase(
         patient,
         "Penicillin",
         Some("anaphylaxis"),
-        "severe",
+        AllergySeverity::Severe,
         nurse,
     )
     .await?;
@@ -370,7 +378,11 @@ async fn one_patient(
         given_name: given.to_string(),
         family_name: family.to_string(),
         birth_date: birth,
-        sex: ["female", "male"][rng.gen_range(0..2)].to_string(),
+        sex: if rng.gen_bool(0.5) {
+            Sex::Female
+        } else {
+            Sex::Male
+        },
         phone: Some(format!("555 01{:02}", rng.gen_range(0..100))),
         email: None,
         address: None,
@@ -384,7 +396,14 @@ async fn one_patient(
             p.id,
             s,
             Some(r),
-            ["mild", "moderate", "severe"][rng.gen_range(0..3)],
+            [
+                AllergySeverity::Mild,
+                AllergySeverity::Moderate,
+                AllergySeverity::Severe,
+            ]
+            .get(rng.gen_range(0..3))
+            .copied()
+            .unwrap_or_default(),
             nurse,
         )
         .await?;

@@ -143,6 +143,12 @@ pub enum UserStatus {
 }
 
 impl UserStatus {
+    pub const ALL: [UserStatus; 3] = [
+        UserStatus::Active,
+        UserStatus::Pending,
+        UserStatus::Disabled,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             UserStatus::Active => "active",
@@ -152,13 +158,20 @@ impl UserStatus {
     }
 
     pub fn parse(s: &str) -> Option<UserStatus> {
-        [
-            UserStatus::Active,
-            UserStatus::Pending,
-            UserStatus::Disabled,
-        ]
-        .into_iter()
-        .find(|v| v.as_str() == s)
+        UserStatus::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+
+    /// Only an active account may sign in or hold a live session.
+    pub fn is_active(self) -> bool {
+        self == UserStatus::Active
+    }
+}
+
+crate::states::decode_from_string!(UserStatus, "user status");
+
+impl std::fmt::Display for UserStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

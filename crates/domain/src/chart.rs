@@ -54,16 +54,7 @@ impl EntryStatus {
     }
 }
 
-/// Decoding at the row, as for note and prescription states.
-impl TryFrom<String> for EntryStatus {
-    type Error = crate::states::UnknownState;
-    fn try_from(value: String) -> Result<Self, Self::Error> {
-        EntryStatus::parse(&value).ok_or(crate::states::UnknownState {
-            resource: "chart entry",
-            value,
-        })
-    }
-}
+crate::states::decode_from_string!(EntryStatus, "chart entry status");
 
 /// Whether an entry in `current` may be changed at all (edited or given a
 /// new status). Only "entered in error" is final.

@@ -2,6 +2,7 @@
 //! returns the cleaned value or a [`FieldError`] naming the JSON field.
 
 use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
 
 use crate::account::FieldError;
 
@@ -68,18 +69,46 @@ pub fn birth_date(raw: &str, today: NaiveDate) -> Result<String, FieldError> {
     Ok(d.format("%Y-%m-%d").to_string())
 }
 
-pub const SEXES: [&str; 4] = ["female", "male", "other", "unknown"];
+/// Administrative sex as registered (FHIR `AdministrativeGender`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Sex {
+    Female,
+    Male,
+    Other,
+    #[default]
+    Unknown,
+}
 
-pub fn sex(raw: &str) -> Result<String, FieldError> {
-    let s = raw.trim().to_lowercase();
-    if SEXES.contains(&s.as_str()) {
-        Ok(s)
-    } else {
-        Err(FieldError::new(
-            "sex",
-            "must be one of female, male, other, unknown",
-        ))
+impl Sex {
+    pub const ALL: [Sex; 4] = [Sex::Female, Sex::Male, Sex::Other, Sex::Unknown];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Sex::Female => "female",
+            Sex::Male => "male",
+            Sex::Other => "other",
+            Sex::Unknown => "unknown",
+        }
     }
+
+    pub fn parse(s: &str) -> Option<Sex> {
+        Sex::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+}
+
+crate::states::decode_from_string!(Sex, "sex");
+
+impl std::fmt::Display for Sex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A sex as typed (any case, surrounding blanks), or the field error.
+pub fn sex(raw: &str) -> Result<Sex, FieldError> {
+    Sex::parse(&raw.trim().to_lowercase())
+        .ok_or_else(|| FieldError::new("sex", "must be one of female, male, other, unknown"))
 }
 
 /// A phone number: digits with the usual separators, 3–40 characters.
@@ -101,18 +130,57 @@ pub fn phone(raw: Option<&str>) -> Result<Option<String>, FieldError> {
     }
 }
 
-pub const SEVERITIES: [&str; 4] = ["mild", "moderate", "severe", "unknown"];
+/// How severe a recorded allergy is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AllergySeverity {
+    Mild,
+    Moderate,
+    Severe,
+    #[default]
+    Unknown,
+}
 
-pub fn severity(raw: Option<&str>) -> Result<String, FieldError> {
-    let s = raw.unwrap_or("unknown").trim().to_lowercase();
-    if SEVERITIES.contains(&s.as_str()) {
-        Ok(s)
-    } else {
-        Err(FieldError::new(
-            "severity",
-            "must be one of mild, moderate, severe, unknown",
-        ))
+impl AllergySeverity {
+    pub const ALL: [AllergySeverity; 4] = [
+        AllergySeverity::Mild,
+        AllergySeverity::Moderate,
+        AllergySeverity::Severe,
+        AllergySeverity::Unknown,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AllergySeverity::Mild => "mild",
+            AllergySeverity::Moderate => "moderate",
+            AllergySeverity::Severe => "severe",
+            AllergySeverity::Unknown => "unknown",
+        }
     }
+
+    pub fn parse(s: &str) -> Option<AllergySeverity> {
+        AllergySeverity::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+
+    /// Whether the severity is known (FHIR `reaction.severity` is then set).
+    pub fn is_known(self) -> bool {
+        self != AllergySeverity::Unknown
+    }
+}
+
+crate::states::decode_from_string!(AllergySeverity, "allergy severity");
+
+impl std::fmt::Display for AllergySeverity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A severity as typed (absent: unknown), or the field error.
+pub fn severity(raw: Option<&str>) -> Result<AllergySeverity, FieldError> {
+    AllergySeverity::parse(&raw.unwrap_or("unknown").trim().to_lowercase()).ok_or_else(|| {
+        FieldError::new("severity", "must be one of mild, moderate, severe, unknown")
+    })
 }
 
 /// Age in whole years on `today` of someone born on `birth` (YYYY-MM-DD).
@@ -178,11 +246,11 @@ mod tests {
         assert!(birth_date("1981-02-29", today).is_err());
         assert!(birth_date("2027-01-01", today).is_err());
         assert!(birth_date("1899-12-31", today).is_err());
-        assert_eq!(sex("Female").unwrap(), "female");
+        assert_eq!(sex("Female").unwrap(), Sex::Female);
         assert!(sex("x").is_err());
         assert!(phone(Some("+44 (0)20 7946-0958")).unwrap().is_some());
         assert!(phone(Some("call me")).is_err());
-        assert_eq!(severity(None).unwrap(), "unknown");
+        assert_eq!(severity(None).unwrap(), AllergySeverity::Unknown);
         assert_eq!(age_years("1980-11-26", today), Some(45));
         assert_eq!(age_years("1980-11-25", today), Some(46));
         assert_eq!(age_years("soon", today), None);

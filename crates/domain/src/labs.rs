@@ -65,6 +65,8 @@ impl LabFlag {
     }
 }
 
+crate::states::decode_from_string!(LabFlag, "lab flag");
+
 impl std::fmt::Display for LabFlag {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())

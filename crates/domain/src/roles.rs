@@ -31,11 +31,19 @@ impl Role {
         Role::ALL.into_iter().find(|r| r.as_str() == s)
     }
 
+    /// Providers and nurses: the roles that author clinical records and
+    /// belong to care teams.
+    pub fn is_clinician(self) -> bool {
+        matches!(self, Role::Provider | Role::Nurse)
+    }
+
     /// Whether this role may perform `action`.
     pub fn may(self, action: Action) -> bool {
         allowed_roles(action).contains(&self)
     }
 }
+
+crate::states::decode_from_string!(Role, "role");
 
 impl std::fmt::Display for Role {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -214,21 +214,54 @@ impl std::fmt::Display for PrescriptionStatus {
     }
 }
 
-/// A stored state this release does not know (data from a newer schema?).
+/// Where a FHIR bulk-export job is: running → complete or failed (both final).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExportStatus {
+    Running,
+    Complete,
+    Failed,
+}
+
+impl ExportStatus {
+    pub const ALL: [ExportStatus; 3] = [
+        ExportStatus::Running,
+        ExportStatus::Complete,
+        ExportStatus::Failed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExportStatus::Running => "running",
+            ExportStatus::Complete => "complete",
+            ExportStatus::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ExportStatus> {
+        ExportStatus::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+}
+
+/// A stored value this release does not know (data from a newer schema?):
+/// a state, role, flag, sex or severity column holding something else.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown {resource} state `{value}`")]
+#[error("unknown {resource} `{value}`")]
 pub struct UnknownState {
+    /// What the value should have been, e.g. "note state", "lab flag".
     pub resource: &'static str,
     pub value: String,
 }
 
 /// Decoding at the row: the store hands out enums, never state strings.
+/// `TryFrom<String>` (for sqlx's `#[sqlx(try_from = "String")]`) over the
+/// type's `parse`.
 macro_rules! decode_from_string {
     ($ty:ty, $resource:literal) => {
         impl TryFrom<String> for $ty {
-            type Error = UnknownState;
-            fn try_from(value: String) -> Result<Self, UnknownState> {
-                <$ty>::parse(&value).ok_or(UnknownState {
+            type Error = $crate::states::UnknownState;
+            fn try_from(value: String) -> Result<Self, $crate::states::UnknownState> {
+                <$ty>::parse(&value).ok_or($crate::states::UnknownState {
                     resource: $resource,
                     value,
                 })
@@ -236,13 +269,95 @@ macro_rules! decode_from_string {
         }
     };
 }
+pub(crate) use decode_from_string;
 
-decode_from_string!(NoteStatus, "note");
-decode_from_string!(PrescriptionStatus, "prescription");
+decode_from_string!(NoteStatus, "note state");
+decode_from_string!(PrescriptionStatus, "prescription state");
+decode_from_string!(ExportStatus, "export job state");
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every value of a row enum: `as_str` → `parse` and `TryFrom<String>`
+    /// give it back, serde writes the same string, and anything else is
+    /// refused with an error naming the value.
+    fn round_trip<T>(all: &[T], as_str: fn(T) -> &'static str, resource: &str, bad: &[&str])
+    where
+        T: Copy
+            + PartialEq
+            + std::fmt::Debug
+            + TryFrom<String, Error = UnknownState>
+            + serde::Serialize
+            + serde::de::DeserializeOwned,
+    {
+        for &v in all {
+            let s = as_str(v);
+            assert_eq!(T::try_from(s.to_string()), Ok(v));
+            assert_eq!(serde_json::to_value(v).unwrap(), serde_json::json!(s));
+            let back: T = serde_json::from_value(serde_json::json!(s)).unwrap();
+            assert_eq!(back, v);
+        }
+        for &b in bad {
+            let e = T::try_from(b.to_string()).unwrap_err();
+            assert_eq!(e.resource, resource);
+            assert_eq!(e.value, b);
+            assert_eq!(e.to_string(), format!("unknown {resource} `{b}`"));
+        }
+    }
+
+    #[test]
+    fn row_enums_round_trip_and_refuse_unknown_values() {
+        use crate::account::UserStatus;
+        use crate::chart::EntryStatus;
+        use crate::clinical::{AllergySeverity, Sex};
+        use crate::labs::LabFlag;
+        use crate::roles::Role;
+        round_trip(
+            &NoteStatus::ALL,
+            NoteStatus::as_str,
+            "note state",
+            &["signed", "Final", ""],
+        );
+        round_trip(
+            &PrescriptionStatus::ALL,
+            PrescriptionStatus::as_str,
+            "prescription state",
+            &["canceled", "ISSUED"],
+        );
+        round_trip(
+            &EntryStatus::ALL,
+            EntryStatus::as_str,
+            "chart entry status",
+            &["entered-in-error", "Active"],
+        );
+        round_trip(
+            &ExportStatus::ALL,
+            ExportStatus::as_str,
+            "export job state",
+            &["completed", "Running"],
+        );
+        round_trip(&Role::ALL, Role::as_str, "role", &["doctor", "Admin", ""]);
+        round_trip(
+            &UserStatus::ALL,
+            UserStatus::as_str,
+            "user status",
+            &["locked", "ACTIVE"],
+        );
+        round_trip(
+            &LabFlag::ALL,
+            LabFlag::as_str,
+            "lab flag",
+            &["H", "critical", "Normal"],
+        );
+        round_trip(&Sex::ALL, Sex::as_str, "sex", &["f", "Female", "intersex"]);
+        round_trip(
+            &AllergySeverity::ALL,
+            AllergySeverity::as_str,
+            "allergy severity",
+            &["life_threatening", "Severe", ""],
+        );
+    }
 
     #[test]
     fn note_status_round_trips() {

@@ -72,10 +72,10 @@ pub async fn tick(state: &AppState) {
     for t in transitions {
         let value = t.value.filter(|v| v.is_finite());
         if t.firing {
-            if t.rule.severity == "critical" {
+            if t.rule.severity == crate::alerts::Severity::Critical {
                 tracing::error!(
                     alert = t.rule.name,
-                    severity = t.rule.severity,
+                    severity = t.rule.severity.as_str(),
                     route = t.rule.route,
                     value = value,
                     "alert firing"
@@ -83,7 +83,7 @@ pub async fn tick(state: &AppState) {
             } else {
                 tracing::warn!(
                     alert = t.rule.name,
-                    severity = t.rule.severity,
+                    severity = t.rule.severity.as_str(),
                     route = t.rule.route,
                     value = value,
                     "alert firing"
@@ -92,7 +92,7 @@ pub async fn tick(state: &AppState) {
         } else {
             tracing::info!(
                 alert = t.rule.name,
-                severity = t.rule.severity,
+                severity = t.rule.severity.as_str(),
                 "alert resolved"
             );
         }

@@ -114,12 +114,30 @@ impl Cond {
     }
 }
 
+/// How urgent an alert is: `critical` (page), `high` (chat channel) or
+/// `low` (log only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    Critical,
+    High,
+    Low,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Critical => "critical",
+            Severity::High => "high",
+            Severity::Low => "low",
+        }
+    }
+}
+
 /// One alert rule.
 #[derive(Debug)]
 pub struct Rule {
     pub name: &'static str,
-    /// `critical` (page), `high` (chat channel) or `low` (log only).
-    pub severity: &'static str,
+    pub severity: Severity,
     /// Where it goes: `pagerduty`, `slack`, `clinical` or `log`.
     pub route: &'static str,
     /// How long the condition must hold before the alert fires.
@@ -141,7 +159,7 @@ const AI_ANSWERED: Sel = Sel(&["ai.refused", "ai.success"]);
 pub const RULES: &[Rule] = &[
     Rule {
         name: "DatabaseConnectivityLost",
-        severity: "critical",
+        severity: Severity::Critical,
         route: "pagerduty",
         for_secs: 30,
         expr: "database_up == 0",
@@ -150,7 +168,7 @@ pub const RULES: &[Rule] = &[
     },
     Rule {
         name: "AuthServerErrorsHigh",
-        severity: "critical",
+        severity: Severity::Critical,
         route: "pagerduty",
         for_secs: 120,
         expr: "sum(rate(http_auth_5xx_total[5m])) / sum(rate(http_auth_requests_total[5m])) > 0.1",
@@ -165,7 +183,7 @@ pub const RULES: &[Rule] = &[
     },
     Rule {
         name: "WritesFailing",
-        severity: "critical",
+        severity: Severity::Critical,
         route: "pagerduty",
         for_secs: 30,
         expr: "(sum(increase(write_success_total[2m])) or vector(0)) == 0 and sum(increase(write_error_total[2m])) > 0",
@@ -178,7 +196,7 @@ pub const RULES: &[Rule] = &[
     },
     Rule {
         name: "RateLimitAbuseFromOneIp",
-        severity: "high",
+        severity: Severity::High,
         route: "slack",
         for_secs: 0,
         expr: "rate_limit_hits_max_per_ip > 20",
@@ -187,7 +205,7 @@ pub const RULES: &[Rule] = &[
     },
     Rule {
         name: "AiRefusalRateHigh",
-        severity: "high",
+        severity: Severity::High,
         route: "slack",
         for_secs: 300,
         expr: "sum(rate(ai_refused_total[15m])) / (sum(rate(ai_refused_total[15m])) + sum(rate(ai_success_total[15m]))) > 0.5 and sum(increase(ai_refused_total[15m])) + sum(increase(ai_success_total[15m])) >= 5",
@@ -202,7 +220,7 @@ pub const RULES: &[Rule] = &[
     },
     Rule {
         name: "ValidationErrorRateHigh",
-        severity: "high",
+        severity: Severity::High,
         route: "slack",
         for_secs: 300,
         expr: "sum(rate(http_validation_error_total[5m])) / sum(rate(http_requests_total[5m])) > 0.25 and sum(increase(http_requests_total[5m])) >= 20",
@@ -217,7 +235,7 @@ pub const RULES: &[Rule] = &[
     },
     Rule {
         name: "SlowApiP95",
-        severity: "low",
+        severity: Severity::Low,
         route: "log",
         for_secs: 300,
         expr: "histogram_quantile(0.95, sum by (le) (rate(amal_http_request_duration_seconds_bucket[5m]))) > 2",
@@ -230,7 +248,7 @@ pub const RULES: &[Rule] = &[
     },
     Rule {
         name: "HighMemoryUsage",
-        severity: "low",
+        severity: Severity::Low,
         route: "log",
         for_secs: 600,
         expr: "process_memory_used_ratio > 0.8",
@@ -239,7 +257,7 @@ pub const RULES: &[Rule] = &[
     },
     Rule {
         name: "AuditWriteFailure",
-        severity: "critical",
+        severity: Severity::Critical,
         route: "pagerduty",
         for_secs: 0,
         expr: "increase(audit_write_failure_total[5m]) > 0",
@@ -252,7 +270,7 @@ pub const RULES: &[Rule] = &[
     },
     Rule {
         name: "DatabaseFaults",
-        severity: "high",
+        severity: Severity::High,
         route: "slack",
         for_secs: 0,
         expr: "increase(db_fault_total[5m]) > 0",
@@ -265,7 +283,7 @@ pub const RULES: &[Rule] = &[
     },
     Rule {
         name: "AdminBulkExport",
-        severity: "high",
+        severity: Severity::High,
         route: "slack",
         for_secs: 0,
         expr: "increase(fhir_export_admin_total[1h]) > 0",
@@ -278,7 +296,7 @@ pub const RULES: &[Rule] = &[
     },
     Rule {
         name: "BreakGlassInvoked",
-        severity: "high",
+        severity: Severity::High,
         route: "slack",
         for_secs: 0,
         expr: "increase(access_break_glass_total[1h]) > 0",
@@ -291,7 +309,7 @@ pub const RULES: &[Rule] = &[
     },
     Rule {
         name: "AdminCreatedClinicalAccount",
-        severity: "high",
+        severity: Severity::High,
         route: "slack",
         for_secs: 0,
         expr: "increase(users_clinical_created_by_admin_total[1h]) > 0",
@@ -304,7 +322,7 @@ pub const RULES: &[Rule] = &[
     },
     Rule {
         name: "BackupTooOld",
-        severity: "high",
+        severity: Severity::High,
         route: "slack",
         for_secs: 0,
         expr: "backup_last_success_age_seconds > 93600",
@@ -313,7 +331,7 @@ pub const RULES: &[Rule] = &[
     },
     Rule {
         name: "CriticalLabUnreviewed",
-        severity: "high",
+        severity: Severity::High,
         route: "clinical",
         for_secs: 1800,
         expr: "labs_unreviewed_critical > 0",
@@ -782,7 +800,7 @@ impl Alerts {
             .map(|(rule, t)| AlertView {
                 name: rule.name.into(),
                 state: t.status,
-                severity: rule.severity.into(),
+                severity: rule.severity.as_str().into(),
                 route: rule.route.into(),
                 summary: rule.summary.into(),
                 expr: rule.expr.into(),
@@ -812,7 +830,7 @@ impl Alerts {
         let status = if t.firing { "firing" } else { "resolved" };
         let labels = json!({
             "alertname": t.rule.name,
-            "severity": t.rule.severity,
+            "severity": t.rule.severity.as_str(),
             "route": t.rule.route,
             "service": "amal",
         });
@@ -1392,7 +1410,7 @@ mod tests {
             assert_eq!(field("for:"), Some(for_text), "{name} for");
             assert_eq!(
                 field("severity:").as_deref(),
-                Some(rule.severity),
+                Some(rule.severity.as_str()),
                 "{name} severity"
             );
             assert_eq!(field("route:").as_deref(), Some(rule.route), "{name} route");

@@ -81,8 +81,8 @@ pub async fn place_new_patient(tx: &mut Tx, patient: Uuid, created_by: Uuid) -> 
 }
 
 /// Put a provider or nurse in the default team (new account, new role).
-pub async fn place_clinician(tx: &mut Tx, user: Uuid, role: &str) -> Result<()> {
-    if role != "provider" && role != "nurse" {
+pub async fn place_clinician(tx: &mut Tx, user: Uuid, role: domain::roles::Role) -> Result<()> {
+    if !role.is_clinician() {
         return Ok(());
     }
     let sql = "INSERT INTO care_team_members (team_id, user_id, added_at) \
@@ -332,7 +332,8 @@ pub struct AccountReviewRow {
     pub user_id: Uuid,
     pub email: String,
     pub name: String,
-    pub role: String,
+    #[sqlx(try_from = "String")]
+    pub role: domain::roles::Role,
     pub created_by: Option<Uuid>,
     pub via: String,
     pub flagged_at: DateTime<Utc>,

@@ -2,6 +2,7 @@
 //! instance answers a status poll the same way.
 
 use chrono::{DateTime, Utc};
+use domain::states::ExportStatus;
 use uuid::Uuid;
 
 use crate::db::{Db, Result, Tx};
@@ -16,7 +17,8 @@ pub struct ExportJob {
     pub group_id: Option<Uuid>,
     pub requested_by: Uuid,
     pub types: String,
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: ExportStatus,
     pub progress: String,
     pub output: Option<String>,
     pub created_at: DateTime<Utc>,
@@ -30,7 +32,7 @@ pub async fn insert(tx: &mut Tx, job: &ExportJob) -> Result<()> {
     let sql = "INSERT INTO export_jobs (id, patient_id, group_id, requested_by, types, status, progress, output, created_at, completed_at, expires_at) \
                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
     crate::on_tx!(tx, c => sqlx::query(sql).bind(job.id).bind(job.patient_id).bind(job.group_id).bind(job.requested_by).bind(&job.types)
-        .bind(&job.status).bind(&job.progress).bind(&job.output).bind(job.created_at).bind(job.completed_at).bind(job.expires_at)
+        .bind(job.status.as_str()).bind(&job.progress).bind(&job.output).bind(job.created_at).bind(job.completed_at).bind(job.expires_at)
         .execute(&mut *c).await.map(|r| r.rows_affected()))?;
     Ok(())
 }
@@ -50,12 +52,12 @@ pub async fn set_progress(db: &Db, id: Uuid, progress: &str) -> Result<()> {
 pub async fn finish(
     db: &Db,
     id: Uuid,
-    status: &str,
+    status: ExportStatus,
     progress: &str,
     output: Option<&str>,
 ) -> Result<()> {
     let sql = "UPDATE export_jobs SET status = $1, progress = $2, output = $3, completed_at = $4 WHERE id = $5";
-    on_write!(db, c => sqlx::query(sql).bind(status).bind(progress).bind(output).bind(crate::now()).bind(id)
+    on_write!(db, c => sqlx::query(sql).bind(status.as_str()).bind(progress).bind(output).bind(crate::now()).bind(id)
         .execute(c).await.map(|r| r.rows_affected()))?;
     Ok(())
 }

@@ -282,8 +282,10 @@ pub struct PractitionerRow {
     pub id: Uuid,
     pub name: String,
     pub email: String,
-    pub role: String,
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub role: domain::roles::Role,
+    #[sqlx(try_from = "String")]
+    pub status: domain::account::UserStatus,
     pub updated_at: DateTime<Utc>,
 }
 

@@ -178,22 +178,11 @@ pub async fn set_session_client(
     user_agent: Option<&str>,
     client_ip: Option<&str>,
 ) -> Result<()> {
-    let sql = "UPDATE sessions SET user_agent = $1, client_ip = $2, last_active_at = created_at \
-               WHERE id = $3";
+    let sql = "UPDATE sessions SET user_agent = $1, client_ip = $2, \
+               last_seen_at = COALESCE(last_seen_at, created_at) WHERE id = $3";
     on_tx!(tx, c => sqlx::query(sql)
         .bind(user_agent)
         .bind(client_ip)
-        .bind(session_id)
-        .execute(&mut *c)
-        .await.map(|r| r.rows_affected()))?;
-    Ok(())
-}
-
-/// Note activity on a session (each token refresh).
-pub async fn touch_session(tx: &mut Tx, session_id: Uuid) -> Result<()> {
-    let sql = "UPDATE sessions SET last_active_at = $1 WHERE id = $2";
-    on_tx!(tx, c => sqlx::query(sql)
-        .bind(crate::now())
         .bind(session_id)
         .execute(&mut *c)
         .await.map(|r| r.rows_affected()))?;
@@ -206,13 +195,14 @@ pub struct SessionRow {
     pub user_agent: Option<String>,
     pub client_ip: Option<String>,
     pub created_at: DateTime<Utc>,
-    pub last_active_at: Option<DateTime<Utc>>,
+    /// The session's last request or refresh (`crate::sessions::touch`).
+    pub last_seen_at: Option<DateTime<Utc>>,
     pub expires_at: DateTime<Utc>,
 }
 
 /// A user's unrevoked, unexpired sessions, newest first.
 pub async fn live_sessions(db: &Db, user_id: Uuid) -> Result<Vec<SessionRow>> {
-    let sql = "SELECT id, user_agent, client_ip, created_at, last_active_at, expires_at \
+    let sql = "SELECT id, user_agent, client_ip, created_at, last_seen_at, expires_at \
                FROM sessions WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2 \
                ORDER BY created_at DESC, id DESC";
     Ok(on_read!(db, c => sqlx::query_as(sql)

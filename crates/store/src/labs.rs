@@ -16,7 +16,8 @@ pub struct LabRow {
     pub unit: String,
     pub reference_low: Option<f64>,
     pub reference_high: Option<f64>,
-    pub flag: Option<String>,
+    #[sqlx(try_from = "crate::decode::Nullable<domain::labs::LabFlag>")]
+    pub flag: Option<domain::labs::LabFlag>,
     pub warning: Option<String>,
     pub collected_at: DateTime<Utc>,
     pub recorded_by: Uuid,
@@ -38,7 +39,7 @@ pub struct NewLab {
     pub unit: String,
     pub reference_low: Option<f64>,
     pub reference_high: Option<f64>,
-    pub flag: Option<String>,
+    pub flag: Option<domain::labs::LabFlag>,
     pub warning: Option<String>,
     pub collected_at: DateTime<Utc>,
 }
@@ -48,7 +49,7 @@ pub async fn insert(tx: &mut Tx, patient: Uuid, by: Uuid, l: &NewLab) -> Result<
     let sql = "INSERT INTO labs (id, patient_id, code, name, value, unit, reference_low, reference_high, flag, warning, collected_at, recorded_by, recorded_at) \
                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
     on_tx!(tx, c => sqlx::query(sql).bind(id).bind(patient).bind(&l.code).bind(&l.name).bind(l.value).bind(&l.unit)
-        .bind(l.reference_low).bind(l.reference_high).bind(&l.flag).bind(&l.warning).bind(l.collected_at).bind(by).bind(crate::now())
+        .bind(l.reference_low).bind(l.reference_high).bind(l.flag.map(domain::labs::LabFlag::as_str)).bind(&l.warning).bind(l.collected_at).bind(by).bind(crate::now())
         .execute(&mut *c).await.map(|r| r.rows_affected()))?;
     get_tx(tx, id).await?.ok_or(StoreError::NotFound)
 }

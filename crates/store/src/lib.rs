@@ -13,6 +13,7 @@ pub mod care;
 pub mod checkpoint;
 pub mod cipher;
 pub mod db;
+pub mod decode;
 pub mod export;
 pub mod fhir;
 pub mod hl7;

@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use domain::chart::EntryStatus;
+use domain::clinical::{AllergySeverity, Sex};
 
 use crate::db::{is_unique_violation, Db, Result, StoreError, Tx};
 use crate::{on_read, on_tx};
@@ -18,7 +19,8 @@ pub struct PatientRow {
     #[serde(skip)]
     pub search_fg: String,
     pub birth_date: String,
-    pub sex: String,
+    #[sqlx(try_from = "String")]
+    pub sex: Sex,
     pub phone: Option<String>,
     pub email: Option<String>,
     pub address: Option<String>,
@@ -43,7 +45,7 @@ pub struct Demographics {
     pub given_name: String,
     pub family_name: String,
     pub birth_date: String,
-    pub sex: String,
+    pub sex: Sex,
     pub phone: Option<String>,
     pub email: Option<String>,
     pub address: Option<String>,
@@ -73,7 +75,7 @@ pub async fn insert(
         on_tx!(tx, c => sqlx::query("SAVEPOINT mrn").execute(&mut *c).await.map(|r| r.rows_affected()))?;
         let res = on_tx!(tx, c => sqlx::query(sql)
             .bind(id).bind(&candidate).bind(&d.given_name).bind(&d.family_name).bind(&fg).bind(&gf)
-            .bind(&d.birth_date).bind(&d.sex).bind(&d.phone).bind(&d.email).bind(&d.address)
+            .bind(&d.birth_date).bind(d.sex.as_str()).bind(&d.phone).bind(&d.email).bind(&d.address)
             .bind(created_by).bind(now).bind(phone_key(d))
             .execute(&mut *c).await.map(|r| r.rows_affected()));
         match res {
@@ -87,7 +89,7 @@ pub async fn insert(
                     family_name: d.family_name.clone(),
                     search_fg: fg,
                     birth_date: d.birth_date.clone(),
-                    sex: d.sex.clone(),
+                    sex: d.sex,
                     phone: d.phone.clone(),
                     email: d.email.clone(),
                     address: d.address.clone(),
@@ -129,7 +131,7 @@ pub async fn update(tx: &mut Tx, id: Uuid, expected: i64, d: &Demographics) -> R
     let sql = "UPDATE patients SET given_name = $1, family_name = $2, search_fg = $3, search_gf = $4, birth_date = $5, sex = $6, \
                phone = $7, email = $8, address = $9, version = version + 1, updated_at = $10, phone_key = $13 WHERE id = $11 AND version = $12";
     let n = on_tx!(tx, c => sqlx::query(sql)
-        .bind(&d.given_name).bind(&d.family_name).bind(&fg).bind(&gf).bind(&d.birth_date).bind(&d.sex)
+        .bind(&d.given_name).bind(&d.family_name).bind(&fg).bind(&gf).bind(&d.birth_date).bind(d.sex.as_str())
         .bind(&d.phone).bind(&d.email).bind(&d.address).bind(crate::now()).bind(id).bind(expected).bind(phone_key(d))
         .execute(&mut *c).await.map(|r| r.rows_affected()))?;
     let sql = format!("SELECT {COLS} FROM patients WHERE id = $1");
@@ -243,7 +245,8 @@ pub struct AllergyRow {
     pub patient_id: Uuid,
     pub substance: String,
     pub reaction: Option<String>,
-    pub severity: String,
+    #[sqlx(try_from = "String")]
+    pub severity: AllergySeverity,
     pub recorded_by: Uuid,
     pub recorded_at: DateTime<Utc>,
     #[sqlx(try_from = "String")]
@@ -262,7 +265,7 @@ pub(crate) const ALLERGY_COLS: &str = "id, patient_id, substance, reaction, seve
 pub struct AllergyFields {
     pub substance: String,
     pub reaction: Option<String>,
-    pub severity: String,
+    pub severity: AllergySeverity,
     pub status: EntryStatus,
     pub resolved_on: Option<String>,
 }
@@ -274,14 +277,14 @@ pub async fn add_allergy(
     patient: Uuid,
     substance: &str,
     reaction: Option<&str>,
-    severity: &str,
+    severity: AllergySeverity,
     by: Uuid,
 ) -> Result<AllergyRow> {
     let id = Uuid::now_v7();
     let sql = "INSERT INTO allergies (id, patient_id, substance, reaction, severity, recorded_by, recorded_at, status, version) \
                VALUES ($1, $2, $3, $4, $5, $6, $7, 'active', 1)";
     on_tx!(tx, c => sqlx::query(sql).bind(id).bind(patient).bind(substance).bind(reaction)
-        .bind(severity).bind(by).bind(crate::now()).execute(&mut *c).await.map(|r| r.rows_affected()))?;
+        .bind(severity.as_str()).bind(by).bind(crate::now()).execute(&mut *c).await.map(|r| r.rows_affected()))?;
     let clear =
         "UPDATE patients SET nkda_at = NULL, nkda_by = NULL WHERE id = $1 AND nkda_at IS NOT NULL";
     on_tx!(tx, c => sqlx::query(clear).bind(patient).execute(&mut *c).await.map(|r| r.rows_affected()))?;
@@ -322,7 +325,7 @@ pub async fn update_allergy(
 ) -> Result<AllergyRow> {
     let sql = "UPDATE allergies SET substance = $1, reaction = $2, severity = $3, status = $4, resolved_on = $5, \
                version = version + 1, updated_by = $6, updated_at = $7 WHERE id = $8 AND version = $9";
-    let n = on_tx!(tx, c => sqlx::query(sql).bind(&f.substance).bind(&f.reaction).bind(&f.severity)
+    let n = on_tx!(tx, c => sqlx::query(sql).bind(&f.substance).bind(&f.reaction).bind(f.severity.as_str())
         .bind(f.status.as_str()).bind(&f.resolved_on).bind(by).bind(crate::now()).bind(id).bind(expected)
         .execute(&mut *c).await.map(|r| r.rows_affected()))?;
     match (n, get_allergy_tx(tx, id).await?) {

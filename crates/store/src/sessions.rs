@@ -5,6 +5,8 @@
 //! stolen or replayed, so the whole session is revoked.
 
 use chrono::{DateTime, Utc};
+use domain::account::UserStatus;
+use domain::roles::Role;
 use uuid::Uuid;
 
 use crate::db::{Db, Result, Tx};
@@ -14,8 +16,10 @@ use crate::{on_read, on_tx, on_write};
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct LiveSession {
     pub user_id: Uuid,
-    pub role: String,
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub role: Role,
+    #[sqlx(try_from = "String")]
+    pub status: UserStatus,
     /// The session's last request (its sign-in before the first one).
     pub seen_at: DateTime<Utc>,
 }
@@ -106,8 +110,10 @@ pub struct RefreshLookup {
     /// The session's last request (its sign-in before the first one).
     pub session_seen_at: DateTime<Utc>,
     pub user_id: Uuid,
-    pub role: String,
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub role: Role,
+    #[sqlx(try_from = "String")]
+    pub status: UserStatus,
 }
 
 pub async fn find_refresh(tx: &mut Tx, token_hash: &str) -> Result<Option<RefreshLookup>> {

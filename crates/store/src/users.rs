@@ -1,6 +1,8 @@
 //! Accounts and invitations.
 
 use chrono::{DateTime, Utc};
+use domain::account::UserStatus;
+use domain::roles::Role;
 use uuid::Uuid;
 
 use crate::db::{is_unique_violation, Db, Result, StoreError, Tx};
@@ -11,8 +13,10 @@ pub struct UserRow {
     pub id: Uuid,
     pub email: String,
     pub name: String,
-    pub role: String,
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub role: Role,
+    #[sqlx(try_from = "String")]
+    pub status: UserStatus,
     pub password_hash: String,
     pub version: i64,
     pub created_at: DateTime<Utc>,
@@ -22,8 +26,8 @@ pub struct UserRow {
 pub struct NewUser<'a> {
     pub email: &'a str,
     pub name: &'a str,
-    pub role: &'a str,
-    pub status: &'a str,
+    pub role: Role,
+    pub status: UserStatus,
     pub password_hash: &'a str,
 }
 
@@ -40,8 +44,8 @@ pub async fn insert(tx: &mut Tx, new: &NewUser<'_>) -> Result<UserRow> {
         .bind(id)
         .bind(new.email)
         .bind(new.name)
-        .bind(new.role)
-        .bind(new.status)
+        .bind(new.role.as_str())
+        .bind(new.status.as_str())
         .bind(new.password_hash)
         .bind(now)
         .execute(&mut *c)
@@ -57,8 +61,8 @@ pub async fn insert(tx: &mut Tx, new: &NewUser<'_>) -> Result<UserRow> {
         id,
         email: new.email.to_string(),
         name: new.name.to_string(),
-        role: new.role.to_string(),
-        status: new.status.to_string(),
+        role: new.role,
+        status: new.status,
         password_hash: new.password_hash.to_string(),
         version: 1,
         created_at: now,
@@ -101,14 +105,14 @@ pub async fn update_role_status(
     tx: &mut Tx,
     id: Uuid,
     expected_version: i64,
-    role: &str,
-    status: &str,
+    role: Role,
+    status: UserStatus,
 ) -> Result<UserRow> {
     let sql = "UPDATE users SET role = $1, status = $2, version = version + 1, updated_at = $3 \
                WHERE id = $4 AND version = $5";
     let done = on_tx!(tx, c => sqlx::query(sql)
-        .bind(role)
-        .bind(status)
+        .bind(role.as_str())
+        .bind(status.as_str())
         .bind(crate::now())
         .bind(id)
         .bind(expected_version)
@@ -147,7 +151,8 @@ pub async fn set_password(tx: &mut Tx, id: Uuid, password_hash: &str) -> Result<
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct InviteRow {
     pub id: Uuid,
-    pub role: String,
+    #[sqlx(try_from = "String")]
+    pub role: Role,
     pub email: Option<String>,
     pub expires_at: DateTime<Utc>,
     pub used_at: Option<DateTime<Utc>>,
@@ -158,7 +163,7 @@ pub struct InviteRow {
 pub async fn insert_invite(
     tx: &mut Tx,
     code_hash: &str,
-    role: &str,
+    role: Role,
     email: Option<&str>,
     created_by: Uuid,
     expires_at: DateTime<Utc>,
@@ -170,7 +175,7 @@ pub async fn insert_invite(
     on_tx!(tx, c => sqlx::query(sql)
         .bind(id)
         .bind(code_hash)
-        .bind(role)
+        .bind(role.as_str())
         .bind(email)
         .bind(created_by)
         .bind(crate::now())
@@ -218,7 +223,8 @@ pub async fn count_all_tx(tx: &mut Tx) -> Result<i64> {
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct PendingInvite {
     pub id: Uuid,
-    pub role: String,
+    #[sqlx(try_from = "String")]
+    pub role: Role,
     pub email: Option<String>,
     pub created_by: Uuid,
     pub created_at: DateTime<Utc>,

@@ -23,8 +23,8 @@ pub struct PatientBrief {
     pub family_name: String,
     #[sqlx(rename = "p_birth_date")]
     pub birth_date: String,
-    #[sqlx(rename = "p_sex")]
-    pub sex: String,
+    #[sqlx(rename = "p_sex", try_from = "String")]
+    pub sex: domain::clinical::Sex,
 }
 
 const PATIENT: &str =

@@ -111,7 +111,7 @@ async fn expired_invite_is_refused() {
     store::users::insert_invite(
         &mut tx,
         &server::services::auth::invite_hash(code),
-        "nurse",
+        domain::roles::Role::Nurse,
         None,
         admin.id,
         store::now() - chrono::Duration::seconds(1),

@@ -301,9 +301,15 @@ async fn logs_are_json_lines_without_secrets_or_canaries() {
         .unwrap()
         .unwrap();
     let mut tx = db.begin().await.unwrap();
-    store::users::update_role_status(&mut tx, u.id, u.version, "nurse", "active")
-        .await
-        .unwrap();
+    store::users::update_role_status(
+        &mut tx,
+        u.id,
+        u.version,
+        domain::roles::Role::Nurse,
+        domain::account::UserStatus::Active,
+    )
+    .await
+    .unwrap();
     tx.commit().await.unwrap();
     db.close().await;
     let v: Value = client

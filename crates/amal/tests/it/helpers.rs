@@ -218,8 +218,8 @@ impl TestApp {
             &store::users::NewUser {
                 email: &email,
                 name: "Test User",
-                role,
-                status: "active",
+                role: domain::roles::Role::parse(role).expect("a role"),
+                status: domain::account::UserStatus::Active,
                 password_hash: &hash,
             },
         )

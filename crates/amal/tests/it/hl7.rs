@@ -38,7 +38,7 @@ pub(crate) async fn corpus_patients(app: &TestApp) -> Vec<uuid::Uuid> {
             given_name: given.into(),
             family_name: family.into(),
             birth_date: birth.into(),
-            sex: sex.into(),
+            sex: domain::clinical::Sex::parse(sex).unwrap(),
             phone: None,
             email: None,
             address: None,
@@ -156,16 +156,26 @@ async fn every_corpus_message_gets_its_ack_and_stores_what_it_says() {
         (k.unit.as_str(), k.reference_low, k.reference_high),
         ("mmol/L", Some(3.5), Some(5.1))
     );
-    assert_eq!(k.flag.as_deref(), Some("critical_high"));
+    assert_eq!(
+        k.flag.map(domain::labs::LabFlag::as_str),
+        Some("critical_high")
+    );
     assert_eq!(k.collected_at.to_rfc3339(), "2026-11-20T07:00:00+00:00");
     assert_eq!(k.name, "Potassium");
     let low = find("2345-7", 38.0);
-    assert_eq!(low.flag.as_deref(), Some("critical_low"));
+    assert_eq!(
+        low.flag.map(domain::labs::LabFlag::as_str),
+        Some("critical_low")
+    );
     let calcium = find("17861-6", 8.1);
-    assert_eq!(calcium.flag.as_deref(), Some("low"));
+    assert_eq!(calcium.flag.map(domain::labs::LabFlag::as_str), Some("low"));
     let crp = find("30522-7", 12.5);
     assert_eq!(
-        (crp.reference_low, crp.reference_high, crp.flag.as_deref()),
+        (
+            crp.reference_low,
+            crp.reference_high,
+            crp.flag.map(domain::labs::LabFlag::as_str)
+        ),
         (Some(0.0), Some(5.0), Some("high"))
     );
     let lh = find("10501-5", 7.2);
@@ -185,7 +195,10 @@ async fn every_corpus_message_gets_its_ack_and_stores_what_it_says() {
     // The laboratory said H, our check says normal: the more serious flag
     // is kept and the disagreement is written down.
     let disputed = find("2345-7", 95.0);
-    assert_eq!(disputed.flag.as_deref(), Some("high"));
+    assert_eq!(
+        disputed.flag.map(domain::labs::LabFlag::as_str),
+        Some("high")
+    );
     assert!(disputed
         .warning
         .as_deref()

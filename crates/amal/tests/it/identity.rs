@@ -640,3 +640,49 @@ async fn cli_resets_mfa_and_password_with_an_audit_event() {
         assert!(e.detail.as_deref().unwrap_or("").contains("cli"));
     }
 }
+
+/// Migration 0016 keeps one activity column per session: whichever of
+/// `last_active_at` and `last_seen_at` was newer survives in `last_seen_at`.
+#[tokio::test]
+async fn session_activity_columns_merge_into_the_newer_time() {
+    let app = TestApp::spawn().await;
+    let newer = app.create_user("nurse").await;
+    let older = app.create_user("staff").await;
+    app.sign_in(&newer).await;
+    app.sign_in(&older).await;
+    let db = &app.state.db;
+    let seen = |id| async move {
+        let rows = store::identity::live_sessions(db, id).await.unwrap();
+        assert_eq!(rows.len(), 1);
+        rows.first().and_then(|r| r.last_seen_at).unwrap()
+    };
+    let before = seen(older.id).await;
+    store::migrate::down(db, 15).await.unwrap();
+    let later = before + chrono::Duration::minutes(5);
+    let earlier = before - chrono::Duration::minutes(5);
+    let sql = "UPDATE sessions SET last_active_at = $1 WHERE user_id = $2";
+    for (at, id) in [(later, newer.id), (earlier, older.id)] {
+        let n = match db {
+            store::Db::Sqlite(s) => sqlx::query(sql)
+                .bind(at)
+                .bind(id)
+                .execute(&s.write)
+                .await
+                .map(|r| r.rows_affected()),
+            store::Db::Postgres(p) => sqlx::query(sql)
+                .bind(at)
+                .bind(id)
+                .execute(p)
+                .await
+                .map(|r| r.rows_affected()),
+        };
+        assert_eq!(n.unwrap(), 1);
+    }
+    store::migrate::up(db).await.unwrap();
+    assert_eq!(
+        seen(newer.id).await,
+        later,
+        "the newer last_active_at is kept"
+    );
+    assert_eq!(seen(older.id).await, before, "an older one does not win");
+}

@@ -108,7 +108,10 @@ async fn mllp_answers_every_corpus_message_like_the_api_and_stores_it_once() {
         .filter(|l| l.code == "2823-3" && (l.value - 6.8).abs() < 1e-9)
         .collect();
     assert_eq!(k.len(), 1);
-    assert_eq!(k[0].flag.as_deref(), Some("critical_high"));
+    assert_eq!(
+        k[0].flag.map(domain::labs::LabFlag::as_str),
+        Some("critical_high")
+    );
 
     // Every message was audited as an import by the listener's account.
     let imports: Vec<_> = audit_events(&app)

@@ -139,7 +139,9 @@ async fn smoke_suite_passes_against_a_fresh_server() {
         .filter(|u| u.email.starts_with(&format!("smoke-{run_id}")))
         .collect();
     assert_eq!(smoke.len(), 2, "{run_id}");
-    assert!(smoke.iter().all(|u| u.status == "disabled"));
+    assert!(smoke
+        .iter()
+        .all(|u| u.status == domain::account::UserStatus::Disabled));
     let events = audit_events(&app).await;
     assert!(events.iter().any(|e| e
         .request_id

@@ -678,7 +678,7 @@ async fn web_admin_pages_work_and_show_no_patient_data() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(nurse.role, "provider");
+    assert_eq!(nurse.role, domain::roles::Role::Provider);
     // A stale version: the API's 409, on the page.
     let r = w
         .post(

@@ -5,6 +5,7 @@
 use base64::Engine as _;
 use chrono::{DateTime, SecondsFormat, Utc};
 use domain::chart::EntryStatus;
+use domain::labs::LabFlag;
 use serde_json::{json, Map, Value};
 use store::fhir::PractitionerRow;
 use store::labs::LabRow;
@@ -96,8 +97,7 @@ fn coded(system: &str, code: Option<&str>) -> Value {
 
 pub fn allergy(a: &AllergyRow) -> Value {
     let reaction = a.reaction.as_ref().map(|r| {
-        let severity = matches!(a.severity.as_str(), "mild" | "moderate" | "severe")
-            .then(|| a.severity.clone());
+        let severity = a.severity.is_known().then(|| a.severity.as_str());
         json!([{ "manifestation": [{ "text": r }], "severity": severity }])
     });
     let (allergy_clinical, allergy_verification) = entry_statuses(a.status);
@@ -172,15 +172,14 @@ pub fn medication_request(p: &PrescriptionRow) -> Value {
 }
 
 /// Our lab flag as a v3 ObservationInterpretation code and display.
-pub fn interpretation(flag: &str) -> Option<(&'static str, &'static str)> {
-    Some(match flag {
-        "normal" => ("N", "Normal"),
-        "low" => ("L", "Low"),
-        "high" => ("H", "High"),
-        "critical_low" => ("LL", "Critical low"),
-        "critical_high" => ("HH", "Critical high"),
-        _ => return None,
-    })
+pub fn interpretation(flag: LabFlag) -> (&'static str, &'static str) {
+    match flag {
+        LabFlag::Normal => ("N", "Normal"),
+        LabFlag::Low => ("L", "Low"),
+        LabFlag::High => ("H", "High"),
+        LabFlag::CriticalLow => ("LL", "Critical low"),
+        LabFlag::CriticalHigh => ("HH", "Critical high"),
+    }
 }
 
 fn quantity(value: f64, unit: &str) -> Value {
@@ -202,7 +201,7 @@ pub fn observation(l: &LabRow) -> Value {
             "high": l.reference_high.map(|v| quantity(v, &l.unit)),
         }])
     });
-    let interp = l.flag.as_deref().and_then(interpretation).map(|(code, display)| {
+    let interp = l.flag.map(interpretation).map(|(code, display)| {
         json!([{ "coding": [{ "system": INTERPRETATION, "code": code, "display": display }] }])
     });
     compact(json!({
@@ -291,7 +290,7 @@ pub fn practitioner(u: &PractitionerRow) -> Value {
         "resourceType": "Practitioner",
         "id": u.id.to_string(),
         "meta": meta(None, u.updated_at),
-        "active": u.status == "active",
+        "active": u.status.is_active(),
         "name": [{ "text": u.name }],
         "telecom": [{ "system": "email", "value": u.email, "use": "work" }],
         "qualification": [{ "code": { "text": u.role } }],

@@ -186,7 +186,8 @@ fn measured(v: &VitalsRow, flags: &serde_json::Map<String, Value>, m: Measure) -
     if let Some((code, display)) = flags
         .get(m.key())
         .and_then(Value::as_str)
-        .and_then(interpretation)
+        .and_then(domain::labs::LabFlag::parse)
+        .map(interpretation)
     {
         out.insert(
             "interpretation".into(),

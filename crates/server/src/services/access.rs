@@ -13,7 +13,7 @@
 
 use chrono::{DateTime, Utc};
 use domain::audit::AuditAction;
-use domain::roles::{Action, Role};
+use domain::roles::Action;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -23,11 +23,6 @@ use crate::error::{AppError, Result};
 use crate::services::{audit_change, audit_event, Body};
 use crate::state::AppState;
 use store::care::{AccountReviewRow, BreakGlassRow, Membership, TeamRow};
-
-/// Whether `role` is bound by care teams.
-pub fn clinical(role: Role) -> bool {
-    matches!(role, Role::Provider | Role::Nurse)
-}
 
 /// Why a user may open a patient's chart.
 #[derive(Debug, Clone)]
@@ -62,7 +57,7 @@ pub async fn may_open(st: &AppState, user: &AuthUser, patient: Uuid) -> Result<b
 
 /// The basis, `None` when there is none; 404 for an unknown patient.
 async fn basis(st: &AppState, user: &AuthUser, patient: Uuid) -> Result<Option<Basis>> {
-    if !clinical(user.role) {
+    if !user.role.is_clinician() {
         return if store::patients::exists(&st.db, patient).await? {
             Ok(Some(Basis::NotClinical))
         } else {
@@ -386,7 +381,8 @@ pub struct AccountReviewView {
     pub user_id: Uuid,
     pub email: String,
     pub name: String,
-    pub role: String,
+    #[schema(value_type = String)]
+    pub role: domain::roles::Role,
     /// The admin who created it (absent: the command line)
     pub created_by: Option<Uuid>,
     /// `api`, `invite` or `cli`
@@ -450,7 +446,7 @@ pub async fn flag_account(
     user: &store::users::UserRow,
     via: &str,
 ) -> Result<()> {
-    if !Role::parse(&user.role).is_some_and(clinical) {
+    if !user.role.is_clinician() {
         return Ok(());
     }
     store::care::flag_account(tx, user.id, created_by, via, two_person_rule).await?;
@@ -726,7 +722,7 @@ pub async fn set_membership(
     match kind {
         Membership::Member => {
             let u = store::users::by_id(&st.db, req.id).await?;
-            if !u.is_some_and(|u| Role::parse(&u.role).is_some_and(clinical)) {
+            if !u.is_some_and(|u| u.role.is_clinician()) {
                 return Err(AppError::validation(
                     "id",
                     "is not a provider or nurse account",

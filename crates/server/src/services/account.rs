@@ -53,7 +53,7 @@ pub async fn list_sessions(st: &AppState, user: &AuthUser) -> Result<SessionList
                 user_agent: r.user_agent,
                 ip: r.client_ip,
                 started_at: r.created_at,
-                last_active_at: r.last_active_at,
+                last_active_at: r.last_seen_at,
                 expires_at: r.expires_at,
             })
             .collect(),

@@ -174,12 +174,12 @@ async fn chart_context(st: &AppState, p: &store::patients::PatientRow) -> Result
     let mut abnormal_labs: Vec<ai::AbnormalLab> = labs
         .into_iter()
         .filter_map(|l| {
-            let flag = l.flag.filter(|f| f != "normal")?;
+            let flag = l.flag.filter(|f| f.is_abnormal())?;
             Some(ai::AbnormalLab {
                 name: l.name,
                 value: l.value,
                 unit: l.unit,
-                flag,
+                flag: flag.as_str().to_string(),
             })
         })
         .collect();
@@ -188,7 +188,7 @@ async fn chart_context(st: &AppState, p: &store::patients::PatientRow) -> Result
     if let Some(v) = vitals.into_iter().next().map(VitalsView::from) {
         for m in domain::vitals::Measure::ALL {
             if let (Some(value), Some(flag)) = (v.value(m), v.flag(m)) {
-                if flag != "normal" {
+                if flag.is_abnormal() {
                     abnormal_labs.push(ai::AbnormalLab {
                         name: format!(
                             "Vital sign {} ({})",
@@ -339,7 +339,7 @@ pub async fn explain(
         name: lab.name.clone(),
         value: lab.value,
         unit: lab.unit.clone(),
-        flag: lab.flag.clone(),
+        flag: lab.flag.map(|f| f.as_str().to_string()),
         reference_low: lab.reference_low,
         reference_high: lab.reference_high,
         history: history

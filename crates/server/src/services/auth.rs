@@ -21,8 +21,10 @@ pub struct UserView {
     pub id: Uuid,
     pub email: String,
     pub name: String,
-    pub role: String,
-    pub status: String,
+    #[schema(value_type = String)]
+    pub role: Role,
+    #[schema(value_type = String)]
+    pub status: UserStatus,
     pub version: i64,
     /// When the account last signed in (the user list only).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -134,21 +136,17 @@ pub async fn signup(st: &AppState, req: SignupRequest) -> Result<UserView> {
         if inv.used_at.is_some() || inv.expires_at <= store::now() || for_other {
             return Err(bad());
         }
-        (
-            inv.role.clone(),
-            UserStatus::Active,
-            Some((inv.id, inv.created_by)),
-        )
+        (inv.role, UserStatus::Active, Some((inv.id, inv.created_by)))
     } else {
-        (Role::Staff.as_str().to_string(), UserStatus::Pending, None)
+        (Role::Staff, UserStatus::Pending, None)
     };
     let user = store::users::insert(
         &mut tx,
         &store::users::NewUser {
             email: email.as_str(),
             name: name.as_str(),
-            role: &role,
-            status: status.as_str(),
+            role,
+            status,
             password_hash: &hash,
         },
     )
@@ -166,7 +164,7 @@ pub async fn signup(st: &AppState, req: SignupRequest) -> Result<UserView> {
         AuditAction::AuthSignup,
         "success",
         user.id,
-        &user.role,
+        user.role.as_str(),
         "user",
         user.id,
     );
@@ -212,13 +210,13 @@ pub(crate) async fn open_session(st: &AppState, user: store::users::UserRow) -> 
         AuditAction::AuthSignin,
         "success",
         user.id,
-        &user.role,
+        user.role.as_str(),
         "user",
         user.id,
     );
     store::audit::append(&mut tx, &[ev]).await?;
     tx.commit().await?;
-    let access = st.keys.issue_access(user.id, &user.role, session)?;
+    let access = st.keys.issue_access(user.id, user.role.as_str(), session)?;
     Ok(TokenPair {
         access_token: access,
         token_type: "Bearer",
@@ -278,7 +276,7 @@ pub async fn signin(st: &AppState, req: SigninRequest) -> Result<SigninResult> {
         }
     };
     guard.succeeded(st).await?;
-    if user.status != UserStatus::Active.as_str() {
+    if !user.status.is_active() {
         st.metrics.incr("auth.signin.failure");
         record_signin(
             st,
@@ -286,7 +284,7 @@ pub async fn signin(st: &AppState, req: SigninRequest) -> Result<SigninResult> {
             user.status.as_str(),
         )
         .await?;
-        return Err(AppError::Forbidden(if user.status == "pending" {
+        return Err(AppError::Forbidden(if user.status == UserStatus::Pending {
             "This account is waiting for an administrator to activate it.".into()
         } else {
             "This account is disabled.".into()
@@ -328,7 +326,7 @@ pub async fn refresh(st: &AppState, req: RefreshRequest) -> Result<TokenPair> {
             AuditAction::AuthRefresh,
             "idle_timeout",
             found.user_id,
-            &found.role,
+            found.role.as_str(),
             "session",
             found.session_id,
         );
@@ -345,7 +343,7 @@ pub async fn refresh(st: &AppState, req: RefreshRequest) -> Result<TokenPair> {
             AuditAction::AuthRefresh,
             "reuse_detected",
             found.user_id,
-            &found.role,
+            found.role.as_str(),
             "session",
             found.session_id,
         );
@@ -358,7 +356,7 @@ pub async fn refresh(st: &AppState, req: RefreshRequest) -> Result<TokenPair> {
     if found.session_revoked_at.is_some()
         || found.session_expires_at <= now
         || found.expires_at <= now
-        || found.status != "active"
+        || !found.status.is_active()
     {
         return Err(refused());
     }
@@ -371,14 +369,13 @@ pub async fn refresh(st: &AppState, req: RefreshRequest) -> Result<TokenPair> {
         found.session_expires_at,
     )
     .await?;
-    store::identity::touch_session(&mut tx, found.session_id).await?;
     tx.commit().await?;
     let user = store::users::by_id(&st.db, found.user_id)
         .await?
         .ok_or_else(refused)?;
     let access = st
         .keys
-        .issue_access(user.id, &user.role, found.session_id)?;
+        .issue_access(user.id, user.role.as_str(), found.session_id)?;
     st.metrics.incr("auth.refresh.success");
     Ok(TokenPair {
         access_token: access,
@@ -399,7 +396,7 @@ pub async fn logout(st: &AppState, req: RefreshRequest) -> Result<()> {
             AuditAction::AuthLogout,
             "success",
             found.user_id,
-            &found.role,
+            found.role.as_str(),
             "session",
             found.session_id,
         );

@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use chrono::{DateTime, Utc};
 use domain::audit::AuditAction;
 use domain::roles::Action;
+use domain::states::ExportStatus;
 use serde_json::{json, Value};
 use store::export::ExportJob;
 use uuid::Uuid;
@@ -195,7 +196,7 @@ pub async fn kickoff(
             .map(|t| t.as_str())
             .collect::<Vec<_>>()
             .join(","),
-        status: "running".into(),
+        status: ExportStatus::Running,
         progress: "queued".into(),
         output: None,
         created_at: now,
@@ -222,7 +223,7 @@ pub async fn kickoff(
     tokio::spawn(async move {
         if let Err(e) = run(&st2, &job, &types, req.since).await {
             tracing::error!(exportId = %id, error = %e, "FHIR export failed");
-            let _ = store::export::finish(&st2.db, id, "failed", "failed", None).await;
+            let _ = store::export::finish(&st2.db, id, ExportStatus::Failed, "failed", None).await;
         }
     });
     Ok(id)
@@ -280,7 +281,7 @@ async fn run(
     store::export::finish(
         &st.db,
         job.id,
-        "complete",
+        ExportStatus::Complete,
         "complete",
         Some(&Value::Array(output).to_string()),
     )
@@ -308,9 +309,9 @@ pub enum Status {
 /// `GET …/$export-status/{id}`: progress, or the manifest.
 pub async fn status(st: &AppState, user: &AuthUser, id: &str, base: &str) -> Result<Status> {
     let job = job_for(st, user, id).await?;
-    Ok(match job.status.as_str() {
-        "running" => Status::Running(job.progress),
-        "complete" => {
+    Ok(match job.status {
+        ExportStatus::Running => Status::Running(job.progress),
+        ExportStatus::Complete => {
             let outputs: Vec<Value> =
                 serde_json::from_str(job.output.as_deref().unwrap_or("[]")).unwrap_or_default();
             let output: Vec<Value> = outputs
@@ -333,7 +334,7 @@ pub async fn status(st: &AppState, user: &AuthUser, id: &str, base: &str) -> Res
                 "error": [],
             }))
         }
-        _ => Status::Failed,
+        ExportStatus::Failed => Status::Failed,
     })
 }
 
@@ -345,7 +346,7 @@ pub async fn file(st: &AppState, user: &AuthUser, id: &str, name: &str) -> Resul
         .and_then(ResourceType::parse)
         .filter(|t| job.types.split(',').any(|x| x == t.as_str()))
         .ok_or(AppError::NotFound)?;
-    if job.status != "complete" {
+    if job.status != ExportStatus::Complete {
         return Err(AppError::NotFound);
     }
     let bytes = std::fs::read(job_dir(st, job.id).join(format!("{}.ndjson", ty.as_str())))

@@ -173,10 +173,10 @@ fn prepare(
         };
         at(5, ErrorCode::DataType, &why)
     })?;
-    let ours = lab.flag.as_deref().and_then(LabFlag::parse);
+    let ours = lab.flag;
     let theirs = hl7::sender_flag(&o.flags);
     let (flag, disagreement) = reconcile(ours, theirs);
-    lab.flag = flag.map(|f| f.as_str().to_string());
+    lab.flag = flag;
     let comments =
         (!o.notes.is_empty()).then(|| format!("Laboratory comment: {}", o.notes.join(" ")));
     let warning: Vec<String> = [lab.warning.take(), disagreement, range_note, comments]
@@ -247,8 +247,8 @@ pub async fn acting_user(db: &store::Db, email: &str) -> anyhow::Result<AuthUser
     let Some(u) = store::users::by_email(db, &email.trim().to_lowercase()).await? else {
         anyhow::bail!("no account has the e-mail {email}");
     };
-    let role = domain::roles::Role::parse(&u.role).unwrap_or(domain::roles::Role::Staff);
-    if u.status != "active" || !role.may(Action::ImportLabResults) {
+    let role = u.role;
+    if !u.status.is_active() || !role.may(Action::ImportLabResults) {
         anyhow::bail!("{email} must be an active provider account to import lab results");
     }
     Ok(AuthUser {

@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 use domain::audit::AuditAction;
 use domain::clinical::{self, Errors};
+use domain::labs::LabFlag;
 use domain::roles::Action;
 use serde::{Deserialize, Serialize};
 use store::labs::{LabRow, NewLab};
@@ -52,7 +53,8 @@ pub struct LabView {
     pub reference_low: Option<f64>,
     pub reference_high: Option<f64>,
     /// normal, low, high, critical_low, critical_high, or null when no range is known
-    pub flag: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub flag: Option<LabFlag>,
     /// Why the result is not flagged (e.g. a unit the table cannot convert)
     pub warning: Option<String>,
     pub collected_at: DateTime<Utc>,
@@ -163,7 +165,7 @@ pub fn parse_lab(req: &LabInput) -> Result<NewLab> {
         unit,
         reference_low: i.reference_low,
         reference_high: i.reference_high,
-        flag: i.flag.map(|f| f.as_str().to_string()),
+        flag: i.flag,
         warning: i.warning,
         collected_at: chrono::SubsecRound::trunc_subsecs(req.collected_at, 6),
     })
@@ -199,11 +201,7 @@ pub async fn create(
     )
     .await?;
     tx.commit().await?;
-    if row
-        .flag
-        .as_deref()
-        .is_some_and(|f| f.starts_with("critical"))
-    {
+    if row.flag.is_some_and(LabFlag::is_critical) {
         st.metrics.incr("lab.critical_recorded");
         tracing::warn!(labId = %row.id, patientId = %patient, "critical lab result recorded");
     }
@@ -241,7 +239,8 @@ pub struct TrendPoint {
     pub id: Uuid,
     pub value: f64,
     pub unit: String,
-    pub flag: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub flag: Option<LabFlag>,
     pub collected_at: DateTime<Utc>,
     /// The reference range the result was flagged against, when known.
     pub reference_low: Option<f64>,

@@ -229,8 +229,8 @@ pub async fn enrolled(st: &AppState, user: Uuid) -> Result<bool> {
 }
 
 /// Whether the policy demands a second factor of `role`.
-pub fn required_for(st: &AppState, role: &str) -> bool {
-    Role::parse(role).is_some_and(|r| st.config.mfa.requires(r))
+pub fn required_for(st: &AppState, role: Role) -> bool {
+    st.config.mfa.requires(role)
 }
 
 /// After a correct password: the second step this account needs, if any.
@@ -238,7 +238,7 @@ pub async fn second_step(st: &AppState, user: &store::users::UserRow) -> Result<
     let enrolled = enrolled(st, user.id).await?;
     let typ = if enrolled {
         TYP_VERIFY
-    } else if required_for(st, &user.role) {
+    } else if required_for(st, user.role) {
         TYP_ENROL
     } else {
         return Ok(None);
@@ -292,7 +292,7 @@ async fn record_failure(st: &AppState, user: &store::users::UserRow, why: &str) 
         AuditAction::AuthMfaVerify,
         "failure",
         user.id,
-        &user.role,
+        user.role.as_str(),
         "user",
         user.id,
     );
@@ -307,7 +307,7 @@ fn wrong_code() -> AppError {
 async fn active_user(st: &AppState, id: Uuid) -> Result<store::users::UserRow> {
     store::users::by_id(&st.db, id)
         .await?
-        .filter(|u| u.status == "active")
+        .filter(|u| u.status.is_active())
         .ok_or(AppError::Unauthorized(
             "The sign-in step has expired or is not valid; sign in again.",
         ))
@@ -362,7 +362,7 @@ pub async fn verify(st: &AppState, req: MfaVerifyRequest) -> Result<TokenPair> {
         AuditAction::AuthMfaVerify,
         "success",
         uid,
-        &user.role,
+        user.role.as_str(),
         "user",
         uid,
     );
@@ -415,7 +415,7 @@ pub async fn step_up(
         AuditAction::AuthMfaVerify,
         "success",
         user.id,
-        &user.role,
+        user.role.as_str(),
         "user",
         user.id,
     );
@@ -527,7 +527,7 @@ pub async fn setup(st: &AppState, who: Enrolling<'_>) -> Result<MfaSetup> {
         AuditAction::AuthMfaEnrol,
         "started",
         user.id,
-        &user.role,
+        user.role.as_str(),
         "user",
         user.id,
     );
@@ -573,7 +573,7 @@ pub async fn confirm(st: &AppState, who: Enrolling<'_>, code: &str) -> Result<Mf
         AuditAction::AuthMfaEnrol,
         "success",
         user.id,
-        &user.role,
+        user.role.as_str(),
         "user",
         user.id,
     );

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use domain::audit::AuditAction;
 use domain::clinical::{self, Errors};
 use domain::notes::{Sealed, Signing};
-use domain::roles::{Action, Role};
+use domain::roles::Action;
 use domain::states::{NoteAction, NoteStatus};
 use serde::{Deserialize, Serialize};
 use store::notes::{AddendumRow, NoteContent, NoteRow};
@@ -375,7 +375,7 @@ pub async fn finalize(
         Some(user.role)
     } else {
         let author = store::users::by_id(&st.db, note.author_id).await?;
-        author.as_ref().and_then(|a| Role::parse(&a.role))
+        author.as_ref().map(|a| a.role)
     };
     let signing = domain::notes::signing(note.author_id, author_role, user.id).map_err(refused)?;
     let version = expected_version(if_match?, req.version)?;

@@ -132,7 +132,8 @@ pub struct PatientRef {
     pub family_name: String,
     pub birth_date: String,
     pub age: Option<i64>,
-    pub sex: String,
+    #[schema(value_type = String)]
+    pub sex: domain::clinical::Sex,
 }
 
 impl PatientRef {
@@ -275,9 +276,10 @@ fn result_cursor(q: &PageQuery) -> Result<Option<(i64, DateTime<Utc>, Uuid)>> {
 }
 
 fn tier(l: &store::labs::LabRow) -> i64 {
-    match l.flag.as_deref() {
-        Some("critical_low" | "critical_high") => 0,
-        _ => 1,
+    if l.flag.is_some_and(domain::labs::LabFlag::is_critical) {
+        0
+    } else {
+        1
     }
 }
 

@@ -3,7 +3,7 @@
 use domain::account::Email;
 use domain::audit::AuditAction;
 use domain::chart::EntryStatus;
-use domain::clinical::{self, Errors};
+use domain::clinical::{self, AllergySeverity, Errors, Sex};
 use domain::roles::Action;
 use serde::{Deserialize, Serialize};
 use store::patients::{
@@ -107,7 +107,8 @@ pub struct PatientView {
     pub given_name: String,
     pub family_name: String,
     pub birth_date: String,
-    pub sex: String,
+    #[schema(value_type = String)]
+    pub sex: Sex,
     /// Digits with spaces, + - ( ) . (at least 3 digits, at most 40
     /// characters); blank means none
     pub phone: Option<String>,
@@ -346,7 +347,7 @@ pub async fn update(
         req.given_name.as_deref().unwrap_or(&cur.given_name),
         req.family_name.as_deref().unwrap_or(&cur.family_name),
         req.birth_date.as_deref().unwrap_or(&cur.birth_date),
-        req.sex.as_deref().unwrap_or(&cur.sex),
+        req.sex.as_deref().unwrap_or(cur.sex.as_str()),
         pick(&req.phone, &cur.phone).as_deref(),
         pick(&req.email, &cur.email).as_deref(),
         pick(&req.address, &cur.address).as_deref(),
@@ -391,7 +392,8 @@ pub struct AllergyView {
     pub patient_id: Uuid,
     pub substance: String,
     pub reaction: Option<String>,
-    pub severity: String,
+    #[schema(value_type = String)]
+    pub severity: AllergySeverity,
     /// active, inactive, resolved or entered_in_error
     #[schema(value_type = String, example = "active")]
     pub status: EntryStatus,
@@ -450,7 +452,7 @@ pub async fn add_allergy(
         id,
         &substance,
         reaction.as_deref(),
-        &severity,
+        severity,
         user.id,
     )
     .await?;
@@ -607,7 +609,7 @@ pub async fn update_allergy(
             false,
         )),
         severity: e.take(clinical::severity(Some(
-            req.severity.as_deref().unwrap_or(&cur.severity),
+            req.severity.as_deref().unwrap_or(cur.severity.as_str()),
         ))),
         status,
         resolved_on,
@@ -928,7 +930,7 @@ pub async fn banner(st: &AppState, user: &AuthUser, id: Uuid) -> Result<PatientB
         .filter(|a| a.status == EntryStatus::Active)
         .map(AllergyView::from)
         .collect();
-    allergies.sort_by_key(|a| a.severity != "severe");
+    allergies.sort_by_key(|a| a.severity != AllergySeverity::Severe);
     Ok(PatientBanner {
         age: age_years(&p.birth_date),
         no_known_drug_allergies: NkdaView::of(&p),

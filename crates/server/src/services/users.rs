@@ -72,8 +72,8 @@ pub async fn create_user(
         &store::users::NewUser {
             email: email.as_str(),
             name: name.as_str(),
-            role: req.role.as_str(),
-            status: UserStatus::Active.as_str(),
+            role: req.role,
+            status: UserStatus::Active,
             password_hash: &hash,
         },
     )
@@ -112,28 +112,19 @@ pub async fn update_user(
     let current = store::users::by_id(&st.db, id)
         .await?
         .ok_or(AppError::NotFound)?;
-    let role = req
-        .role
-        .map(Role::as_str)
-        .unwrap_or(&current.role)
-        .to_string();
-    let status = req
-        .status
-        .map(UserStatus::as_str)
-        .unwrap_or(&current.status)
-        .to_string();
+    let role = req.role.unwrap_or(current.role);
+    let status = req.status.unwrap_or(current.status);
     let mut tx = st.db.begin().await?;
-    let user = store::users::update_role_status(&mut tx, id, version, &role, &status).await?;
+    let user = store::users::update_role_status(&mut tx, id, version, role, status).await?;
     // Never leave the clinic without an active administrator.
     if store::users::count_active_admins(&mut tx).await? == 0 {
         return Err(AppError::conflict(
             "This change would leave no active administrator.",
         ));
     }
-    let became_clinical = |r: &str| Role::parse(r).is_some_and(crate::services::access::clinical);
-    if !became_clinical(&current.role) && became_clinical(&user.role) {
+    if !current.role.is_clinician() && user.role.is_clinician() {
         // An admin turning an account clinical is the same risk as creating one.
-        store::care::place_clinician(&mut tx, id, &user.role).await?;
+        store::care::place_clinician(&mut tx, id, user.role).await?;
         crate::services::access::flag_new_account(
             &mut tx,
             st,
@@ -198,7 +189,7 @@ pub async fn create_invite(
     let id = store::users::insert_invite(
         &mut tx,
         &invite_hash(&code),
-        req.role.as_str(),
+        req.role,
         email.as_ref().map(Email::as_str),
         admin.id,
         expires_at,
@@ -223,7 +214,8 @@ pub async fn create_invite(
 #[serde(rename_all = "camelCase")]
 pub struct PendingInviteView {
     pub id: Uuid,
-    pub role: String,
+    #[schema(value_type = String)]
+    pub role: Role,
     pub email: Option<String>,
     pub created_by: Uuid,
     pub created_at: DateTime<Utc>,
@@ -318,8 +310,8 @@ pub async fn first_admin(st: &AppState, req: FirstAdminRequest) -> Result<UserVi
         &store::users::NewUser {
             email: email.as_str(),
             name: name.as_str(),
-            role: Role::Admin.as_str(),
-            status: UserStatus::Active.as_str(),
+            role: Role::Admin,
+            status: UserStatus::Active,
             password_hash: &hash,
         },
     )
@@ -328,7 +320,7 @@ pub async fn first_admin(st: &AppState, req: FirstAdminRequest) -> Result<UserVi
         AuditAction::UserCreate,
         "success",
         user.id,
-        &user.role,
+        user.role.as_str(),
         "user",
         user.id,
     );

@@ -117,9 +117,12 @@ impl VitalsView {
         }
     }
 
-    /// The stored flag of one measure.
-    pub fn flag(&self, m: domain::vitals::Measure) -> Option<&str> {
-        self.flags.get(m.key()).map(String::as_str)
+    /// The stored flag of one measure (flags are stored as a JSON object of
+    /// lab-flag strings; one this release does not know reads as no flag).
+    pub fn flag(&self, m: domain::vitals::Measure) -> Option<domain::labs::LabFlag> {
+        self.flags
+            .get(m.key())
+            .and_then(|f| domain::labs::LabFlag::parse(f))
     }
 }
 

@@ -55,7 +55,7 @@ pub async fn outside(
             name,
             mrn: p.mrn,
             birth_date: p.birth_date,
-            sex: p.sex,
+            sex: p.sex.to_string(),
             detail: a.detail,
             minutes: st.config.break_glass_duration.as_secs().div_ceil(60),
             reasons: services::access::REASON_CODES.to_vec(),
@@ -165,9 +165,7 @@ async fn render_team(
     let candidates = users
         .items
         .into_iter()
-        .filter(|u| {
-            (u.role == "provider" || u.role == "nurse") && !t.members.iter().any(|m| m.id == u.id)
-        })
+        .filter(|u| u.role.is_clinician() && !t.members.iter().any(|m| m.id == u.id))
         .map(|u| (u.id.to_string(), format!("{} ({})", u.name, u.role)))
         .collect();
     Ok(view::render(
@@ -312,7 +310,7 @@ async fn render_reviews(
                 flagged: dt(&a.flagged_at),
                 name: a.name,
                 email: a.email,
-                role: a.role,
+                role: a.role.to_string(),
                 via: a.via,
                 state,
                 needs_approval,

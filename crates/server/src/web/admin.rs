@@ -46,8 +46,13 @@ fn options(all: &[&'static str], current: &str) -> Vec<Opt> {
         .collect()
 }
 
-const ROLES: [&str; 4] = ["admin", "provider", "nurse", "staff"];
-const STATUSES: [&str; 3] = ["active", "pending", "disabled"];
+fn role_names() -> [&'static str; 4] {
+    Role::ALL.map(Role::as_str)
+}
+
+fn status_names() -> [&'static str; 3] {
+    UserStatus::ALL.map(UserStatus::as_str)
+}
 
 pub struct UserLine {
     pub id: String,
@@ -136,7 +141,7 @@ async fn render_users(
         .iter()
         .map(|i| InviteLine {
             id: i.id.to_string(),
-            role: i.role.clone(),
+            role: i.role.to_string(),
             email: i.email.clone().unwrap_or_default(),
             created_by: names.get(&i.created_by).cloned().unwrap_or_default(),
             created: dt(&i.created_at),
@@ -162,8 +167,8 @@ async fn render_users(
                         .map(dt)
                         .unwrap_or_else(|| "never".into()),
                     version: u.version,
-                    roles: options(&ROLES, &u.role),
-                    statuses: options(&STATUSES, &u.status),
+                    roles: options(&role_names(), u.role.as_str()),
+                    statuses: options(&status_names(), u.status.as_str()),
                     me: u.id == s.user.id,
                 })
                 .collect(),
@@ -171,7 +176,7 @@ async fn render_users(
             invite,
             invites,
             new_roles: options(
-                &ROLES,
+                &role_names(),
                 if new_role.is_empty() {
                     "nurse"
                 } else {
@@ -179,7 +184,7 @@ async fn render_users(
                 },
             ),
             invite_roles: options(
-                &ROLES,
+                &role_names(),
                 if invite_role.is_empty() {
                     "nurse"
                 } else {

@@ -7,6 +7,8 @@
 use chrono::{DateTime, Utc};
 
 use crate::num::trunc_i64;
+use domain::labs::LabFlag;
+
 use crate::web::view::{flag_label, num};
 
 /// Drawing area (SVG user units; the SVG scales to its box).
@@ -53,12 +55,12 @@ pub struct Chart {
     pub summary: String,
 }
 
-fn point_class(flag: Option<&str>) -> &'static str {
+fn point_class(flag: Option<LabFlag>) -> &'static str {
     match flag {
-        Some("normal") => "pt pt-normal",
-        Some("low") | Some("high") => "pt pt-abnormal",
-        Some(f) if f.starts_with("critical") => "pt pt-critical",
-        _ => "pt pt-none",
+        Some(LabFlag::Normal) => "pt pt-normal",
+        Some(LabFlag::Low | LabFlag::High) => "pt pt-abnormal",
+        Some(LabFlag::CriticalLow | LabFlag::CriticalHigh) => "pt pt-critical",
+        None => "pt pt-none",
     }
 }
 
@@ -71,13 +73,13 @@ fn f1(v: f64) -> String {
 pub fn time_chart(
     label: &str,
     unit: &str,
-    series: &[(DateTime<Utc>, f64, Option<String>)],
+    series: &[(DateTime<Utc>, f64, Option<LabFlag>)],
     range: (Option<f64>, Option<f64>),
 ) -> Option<Chart> {
     if series.len() < 2 {
         return None;
     }
-    let mut s: Vec<&(DateTime<Utc>, f64, Option<String>)> = series.iter().collect();
+    let mut s: Vec<&(DateTime<Utc>, f64, Option<LabFlag>)> = series.iter().collect();
     s.sort_by_key(|p| p.0);
     let (lo, hi) = s
         .iter()
@@ -118,13 +120,13 @@ pub fn time_chart(
         .map(|p| ChartPoint {
             x: f1(x(p.0)),
             y: f1(y(p.1)),
-            class: point_class(p.2.as_deref()),
+            class: point_class(p.2),
             title: format!(
                 "{} {} {} — {}",
                 p.0.format("%Y-%m-%d %H:%M"),
                 num(p.1),
                 unit,
-                flag_label(p.2.as_deref())
+                flag_label(p.2)
             ),
         })
         .collect();
@@ -155,7 +157,7 @@ pub fn time_chart(
         .collect();
     let critical = s
         .iter()
-        .filter(|p| p.2.as_deref().is_some_and(|f| f.starts_with("critical")))
+        .filter(|p| p.2.is_some_and(LabFlag::is_critical))
         .count();
     let days = trunc_i64(span_ms / 86_400_000.0);
     Some(Chart {
@@ -204,9 +206,9 @@ mod tests {
                 .and_utc()
         };
         let series = vec![
-            (t(1), 4.0, Some("normal".to_string())),
-            (t(3), 5.5, Some("high".to_string())),
-            (t(2), 7.0, Some("critical_high".to_string())),
+            (t(1), 4.0, Some(LabFlag::Normal)),
+            (t(3), 5.5, Some(LabFlag::High)),
+            (t(2), 7.0, Some(LabFlag::CriticalHigh)),
         ];
         let c = time_chart("Potassium", "mmol/L", &series, (Some(3.5), Some(5.1))).unwrap();
         let classes: Vec<_> = c.points.iter().map(|p| p.class).collect();

@@ -7,6 +7,7 @@ use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use domain::chart::EntryStatus;
+use domain::clinical::AllergySeverity;
 use domain::roles::{Action, Role};
 use uuid::Uuid;
 
@@ -72,12 +73,12 @@ fn allergy_line(a: &AllergyView) -> (EntryLine, HashMap<String, String>) {
     let mut line = entry("allergy", a.id, a.status, &a.resolved_on, &a.recorded_at);
     line.title = a.substance.clone();
     line.detail = a.reaction.clone().unwrap_or_default();
-    line.severity = a.severity.clone();
-    line.severe = a.severity == "severe";
+    line.severity = a.severity.to_string();
+    line.severe = a.severity == AllergySeverity::Severe;
     let values = HashMap::from([
         ("substance".to_string(), a.substance.clone()),
         ("reaction".to_string(), line.detail.clone()),
-        ("severity".to_string(), a.severity.clone()),
+        ("severity".to_string(), a.severity.to_string()),
         ("status".to_string(), line.status.clone()),
         ("resolvedOn".to_string(), line.resolved_on.clone()),
         ("version".to_string(), a.version.to_string()),

@@ -4,6 +4,7 @@ use askama::Template;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, NaiveDateTime, Utc};
+use domain::labs::LabFlag;
 use domain::roles::Action;
 use serde::Deserialize;
 use uuid::Uuid;
@@ -298,7 +299,7 @@ pub async fn trend(
     let series: Vec<_> = t
         .points
         .iter()
-        .map(|p| (p.collected_at, p.value, p.flag.clone()))
+        .map(|p| (p.collected_at, p.value, p.flag))
         .collect();
     let unit = t.points.last().map(|p| p.unit.clone()).unwrap_or_default();
     let chart_name = t.name.clone().unwrap_or_else(|| t.code.clone());
@@ -320,7 +321,7 @@ pub async fn trend(
             None => "first result".into(),
         };
         prev = Some(pt.value);
-        let flag = pt.flag.as_deref();
+        let flag = pt.flag;
         lines.push(TrendLine {
             id: pt.id.to_string(),
             collected: dt(&pt.collected_at),
@@ -328,7 +329,7 @@ pub async fn trend(
             unit: pt.unit.clone(),
             flag_label: flag_label(flag).into(),
             flag_class: flag_class(flag).into(),
-            critical: flag.is_some_and(|f| f.starts_with("critical")),
+            critical: flag.is_some_and(LabFlag::is_critical),
             change,
         });
     }

@@ -1,6 +1,8 @@
 //! Display rows built from the services' views (formatted once, in Rust, so
 //! the templates stay simple).
 
+use domain::clinical::AllergySeverity;
+use domain::labs::LabFlag;
 use domain::states::{NoteStatus, PrescriptionStatus};
 use serde::Deserialize;
 use uuid::Uuid;
@@ -52,13 +54,13 @@ impl Banner {
             mrn: p.mrn.clone(),
             birth_date: p.birth_date.clone(),
             age: age.map(|y| format!("{y} y")).unwrap_or_default(),
-            sex: p.sex.clone(),
+            sex: p.sex.to_string(),
             allergies: allergies
                 .iter()
                 .map(|a| BannerAllergy {
                     substance: a.substance.clone(),
-                    severity: a.severity.clone(),
-                    severe: a.severity == "severe",
+                    severity: a.severity.to_string(),
+                    severe: a.severity == AllergySeverity::Severe,
                 })
                 .collect(),
             nkda,
@@ -136,7 +138,7 @@ pub async fn name_reviewers(st: &AppState, rows: &mut [LabRow]) {
 
 impl From<&LabView> for LabRow {
     fn from(l: &LabView) -> Self {
-        let flag = l.flag.as_deref();
+        let flag = l.flag;
         let range = match (l.reference_low, l.reference_high) {
             (Some(lo), Some(hi)) => format!("{}–{} {}", num(lo), num(hi), l.unit),
             (Some(lo), None) => format!("≥ {} {}", num(lo), l.unit),
@@ -152,8 +154,8 @@ impl From<&LabView> for LabRow {
             range,
             flag_label: flag_label(flag).into(),
             flag_class: flag_class(flag).into(),
-            critical: flag.is_some_and(|f| f.starts_with("critical")),
-            abnormal: flag.is_some_and(|f| f != "normal"),
+            critical: flag.is_some_and(LabFlag::is_critical),
+            abnormal: flag.is_some_and(LabFlag::is_abnormal),
             collected: dt(&l.collected_at),
             reviewed: l.reviewed_at.is_some(),
             reviewed_at: opt_dt(&l.reviewed_at),

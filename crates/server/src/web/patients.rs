@@ -242,7 +242,7 @@ pub async fn search(
                     age: services::patients::age_years(&pv.birth_date)
                         .map(|y| format!("{y} y"))
                         .unwrap_or_default(),
-                    sex: pv.sex.clone(),
+                    sex: pv.sex.to_string(),
                 })
                 .collect();
             page.next = next_link("/patients", &[("q", &page.q)], res.next_cursor.as_ref());
@@ -388,7 +388,7 @@ fn values_of(p: &PatientView) -> HashMap<String, String> {
     m.insert("givenName".into(), p.given_name.clone());
     m.insert("familyName".into(), p.family_name.clone());
     m.insert("birthDate".into(), p.birth_date.clone());
-    m.insert("sex".into(), p.sex.clone());
+    m.insert("sex".into(), p.sex.to_string());
     m.insert("phone".into(), p.phone.clone().unwrap_or_default());
     m.insert("email".into(), p.email.clone().unwrap_or_default());
     m.insert("address".into(), p.address.clone().unwrap_or_default());

@@ -163,7 +163,7 @@ pub async fn signup(State(st): State<AppState>, req: Request) -> Response {
     )
     .await;
     match made {
-        Ok(u) if u.status == "active" => {
+        Ok(u) if u.status.is_active() => {
             match sign_in_and_go(
                 &st,
                 &out,

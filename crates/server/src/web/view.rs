@@ -9,6 +9,7 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use chrono::{DateTime, Utc};
+use domain::labs::LabFlag;
 use domain::roles::Role;
 
 use crate::error::AppError;
@@ -486,25 +487,24 @@ pub fn num(v: f64) -> String {
 }
 
 /// Human label of a lab flag.
-pub fn flag_label(flag: Option<&str>) -> &'static str {
+pub fn flag_label(flag: Option<LabFlag>) -> &'static str {
     match flag {
-        Some("normal") => "Normal",
-        Some("low") => "Low",
-        Some("high") => "High",
-        Some("critical_low") => "CRITICAL LOW",
-        Some("critical_high") => "CRITICAL HIGH",
-        Some(_) => "Flagged",
+        Some(LabFlag::Normal) => "Normal",
+        Some(LabFlag::Low) => "Low",
+        Some(LabFlag::High) => "High",
+        Some(LabFlag::CriticalLow) => "CRITICAL LOW",
+        Some(LabFlag::CriticalHigh) => "CRITICAL HIGH",
         None => "No range",
     }
 }
 
 /// CSS class of a lab flag.
-pub fn flag_class(flag: Option<&str>) -> &'static str {
+pub fn flag_class(flag: Option<LabFlag>) -> &'static str {
     match flag {
-        Some("normal") => "flag flag-normal",
-        Some("low") | Some("high") => "flag flag-abnormal",
-        Some("critical_low") | Some("critical_high") => "flag flag-critical",
-        _ => "flag flag-none",
+        Some(LabFlag::Normal) => "flag flag-normal",
+        Some(LabFlag::Low | LabFlag::High) => "flag flag-abnormal",
+        Some(LabFlag::CriticalLow | LabFlag::CriticalHigh) => "flag flag-critical",
+        None => "flag flag-none",
     }
 }
 

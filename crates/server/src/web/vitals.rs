@@ -54,7 +54,7 @@ pub fn critical_summary(v: &VitalsView) -> String {
         .into_iter()
         .filter_map(|m| {
             let value = v.value(m)?;
-            let flag = v.flag(m).filter(|f| f.starts_with("critical"))?;
+            let flag = v.flag(m).filter(|f| f.is_critical())?;
             Some(format!(
                 "{} {} {} {}",
                 m.label(),
@@ -133,7 +133,7 @@ async fn render(
             let series: Vec<_> = list
                 .items
                 .iter()
-                .filter_map(|v| Some((v.recorded_at, v.value(m)?, v.flag(m).map(str::to_string))))
+                .filter_map(|v| Some((v.recorded_at, v.value(m)?, v.flag(m))))
                 .collect();
             let range = m.range().map(|r| (r.low, r.high)).unwrap_or((None, None));
             time_chart(m.label(), m.unit(), &series, range)
