@@ -154,7 +154,7 @@ pub struct Answer<T> {
 }
 
 /// Configuration of the assistant (see [`AiConfig::from_env`]).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AiConfig {
     /// `AI_BASE_URL`, including the version path (`http://127.0.0.1:11434/v1`).
@@ -162,10 +162,23 @@ pub struct AiConfig {
     pub base_url: Option<String>,
     /// `AI_MODEL`.
     pub model: Option<String>,
-    /// `AI_API_KEY`, sent as a Bearer token when set.
+    /// `AI_API_KEY`, sent as a Bearer token when set. Never printed
+    /// (`Debug` shows only whether it is set) and never serialized.
+    #[serde(skip_serializing)]
     pub api_key: Option<String>,
     /// `AI_TIMEOUT_SECONDS` (default 30).
     pub timeout_secs: u64,
+}
+
+impl std::fmt::Debug for AiConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AiConfig")
+            .field("base_url", &self.base_url)
+            .field("model", &self.model)
+            .field("api_key", &self.api_key.as_ref().map(|_| "(set)"))
+            .field("timeout_secs", &self.timeout_secs)
+            .finish()
+    }
 }
 
 /// Default timeout of the remote provider, in seconds.
@@ -230,5 +243,23 @@ impl AiConfig {
             return Err("AI_TIMEOUT_SECONDS must be at least 1".into());
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod config_tests {
+    use super::*;
+
+    #[test]
+    fn the_api_key_is_never_printed_or_serialized() {
+        let c = AiConfig {
+            api_key: Some("sk-very-secret-key".into()),
+            ..AiConfig::default()
+        };
+        let debug = format!("{c:?}");
+        assert!(!debug.contains("sk-very-secret-key"), "{debug}");
+        assert!(debug.contains("(set)"), "{debug}");
+        let json = serde_json::to_string(&c).unwrap();
+        assert!(!json.contains("sk-very-secret-key"), "{json}");
     }
 }
