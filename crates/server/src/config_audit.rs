@@ -19,176 +19,156 @@ use crate::config::Config;
 /// Setting name (as in the environment) → value or `hmac:<16 hex>`.
 pub type SettingsView = BTreeMap<&'static str, String>;
 
+/// Collects the view: each setting's name is written once, with its value
+/// or, for a secret, its keyed fingerprint.
+struct View<'k> {
+    key: &'k [u8],
+    out: SettingsView,
+}
+
+impl View<'_> {
+    fn put(&mut self, name: &'static str, value: impl Into<String>) {
+        self.out.insert(name, value.into());
+    }
+
+    fn secret(&mut self, name: &'static str, value: Option<&str>) {
+        let shown = value.map_or_else(|| "unset".into(), |v| fingerprint(self.key, name, v));
+        self.put(name, shown);
+    }
+
+    fn rate(&mut self, name: &'static str, r: crate::config::Rate) {
+        self.put(name, format!("{}/{}s", r.limit, r.period.as_secs()));
+    }
+
+    fn secs(&mut self, name: &'static str, d: std::time::Duration) {
+        self.put(name, format!("{}s", d.as_secs()));
+    }
+
+    fn on(&mut self, name: &'static str, b: bool) {
+        self.put(name, if b { "on" } else { "off" });
+    }
+}
+
+/// The audit key's public id (`AUDIT_KEY`, `AUDIT_KEY_PREVIOUS`).
+fn key_id(secret: &str) -> String {
+    store::audit::AuditKey::new(secret.as_bytes())
+        .id()
+        .to_string()
+}
+
 /// The settings as audited: every setting an operator can change.
 pub fn settings_view(cfg: &Config) -> SettingsView {
-    let key = cfg.audit.key.expose_secret().as_bytes();
-    let secret = |name: &'static str, value: Option<&str>| match value {
-        None => "unset".to_string(),
-        Some(v) => fingerprint(key, name, v),
+    let mut v = View {
+        key: cfg.audit.key.expose_secret().as_bytes(),
+        out: SettingsView::new(),
     };
-    let on = |b: bool| if b { "on" } else { "off" }.to_string();
-    let r = &cfg.rate_limits;
-    let rate = |x: &crate::config::Rate| format!("{}/{}s", x.limit, x.period.as_secs());
-    let secs = |d: std::time::Duration| format!("{}s", d.as_secs());
-    let mut v = SettingsView::new();
-    let engine = if cfg.database_url.starts_with("postgres") {
-        "postgres"
-    } else {
-        "sqlite"
+    let engine = match store::db::engine_of(&cfg.database_url) {
+        Ok(store::Engine::Postgres) => "postgres",
+        _ => "sqlite",
     };
-    v.insert("DATABASE_ENGINE", engine.into());
-    v.insert(
-        "DATABASE_URL",
-        secret("DATABASE_URL", Some(&cfg.database_url)),
-    );
-    v.insert("AMAL_DATA_DIR", cfg.data_dir.display().to_string());
-    v.insert("AMAL_BIND", cfg.bind.clone());
-    v.insert("AMAL_ENV", format!("{:?}", cfg.env).to_lowercase());
-    v.insert(
-        "JWT_SECRET",
-        secret("JWT_SECRET", Some(cfg.jwt_secret.expose_secret())),
-    );
-    v.insert(
-        "JWT_SECRET_PREVIOUS",
-        secret(
-            "JWT_SECRET_PREVIOUS",
-            cfg.jwt_secret_previous.as_ref().map(|s| s.expose_secret()),
-        ),
-    );
-    v.insert(
+    v.put("DATABASE_ENGINE", engine);
+    v.secret("DATABASE_URL", Some(&cfg.database_url));
+    v.put("AMAL_DATA_DIR", cfg.data_dir.display().to_string());
+    v.put("AMAL_BIND", cfg.bind.clone());
+    v.put("AMAL_ENV", format!("{:?}", cfg.env).to_lowercase());
+    v.secret("JWT_SECRET", Some(cfg.jwt_secret.expose_secret()));
+    let previous = cfg.jwt_secret_previous.as_ref();
+    v.secret("JWT_SECRET_PREVIOUS", previous.map(|s| s.expose_secret()));
+    v.secret(
         "JWT_REFRESH_SECRET",
-        secret(
-            "JWT_REFRESH_SECRET",
-            Some(cfg.jwt_refresh_secret.expose_secret()),
-        ),
+        Some(cfg.jwt_refresh_secret.expose_secret()),
     );
-    v.insert("AMAL_SIGNUP", format!("{:?}", cfg.signup));
-    v.insert("LOG_LEVEL", cfg.log_level.clone());
-    v.insert(
-        "METRICS_TOKEN",
-        secret(
-            "METRICS_TOKEN",
-            cfg.metrics_token.as_ref().map(|s| s.expose_secret()),
-        ),
-    );
-    v.insert("AMAL_RATE_LIMIT_AUTH", rate(&r.auth));
-    v.insert("AMAL_RATE_LIMIT_WRITE", rate(&r.write));
-    v.insert("AMAL_RATE_LIMIT_AI", rate(&r.ai));
-    v.insert("AMAL_RATE_LIMIT_READ", rate(&r.read));
-    v.insert(
-        "AMAL_RATE_LIMIT_ACCOUNT_FAILURES",
-        rate(&r.account_failures),
-    );
-    v.insert(
-        "AMAL_RATE_LIMIT_ACCOUNT_IP_FAILURES",
-        rate(&r.account_ip_failures),
-    );
-    v.insert("AMAL_RATE_LIMIT_IP_FAILURES", rate(&r.ip_failures));
-    v.insert(
-        "AMAL_TRUSTED_PROXIES",
-        cfg.trusted_proxies
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join(","),
-    );
-    v.insert("AMAL_REQUEST_TIMEOUT", secs(cfg.request_timeout));
-    v.insert("AMAL_DB_ACQUIRE_TIMEOUT", secs(cfg.db_acquire_timeout));
+    v.put("AMAL_SIGNUP", format!("{:?}", cfg.signup));
+    v.put("LOG_LEVEL", cfg.log_level.clone());
+    let token = cfg.metrics_token.as_ref();
+    v.secret("METRICS_TOKEN", token.map(|s| s.expose_secret()));
+    let r = &cfg.rate_limits;
+    v.rate("AMAL_RATE_LIMIT_AUTH", r.auth);
+    v.rate("AMAL_RATE_LIMIT_WRITE", r.write);
+    v.rate("AMAL_RATE_LIMIT_AI", r.ai);
+    v.rate("AMAL_RATE_LIMIT_READ", r.read);
+    v.rate("AMAL_RATE_LIMIT_ACCOUNT_FAILURES", r.account_failures);
+    v.rate("AMAL_RATE_LIMIT_ACCOUNT_IP_FAILURES", r.account_ip_failures);
+    v.rate("AMAL_RATE_LIMIT_IP_FAILURES", r.ip_failures);
+    v.rate("AMAL_RATE_LIMIT_UNAUTHENTICATED", r.unauthenticated);
+    let proxies: Vec<String> = cfg
+        .trusted_proxies
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    v.put("AMAL_TRUSTED_PROXIES", proxies.join(","));
+    v.secs("AMAL_REQUEST_TIMEOUT", cfg.request_timeout);
+    v.secs("AMAL_DB_ACQUIRE_TIMEOUT", cfg.db_acquire_timeout);
     let b = &cfg.backup;
-    v.insert(
-        "AMAL_BACKUP_INTERVAL",
-        b.interval.map_or_else(|| "off".into(), secs),
-    );
-    v.insert("AMAL_BACKUP_KEEP", b.keep.to_string());
-    v.insert("AMAL_BACKUP_DIR", b.dir.display().to_string());
-    v.insert("AMAL_BACKUP_ENCRYPTION", b.keys.mode().to_string());
+    match b.interval {
+        Some(d) => v.secs("AMAL_BACKUP_INTERVAL", d),
+        None => v.put("AMAL_BACKUP_INTERVAL", "off"),
+    }
+    v.put("AMAL_BACKUP_KEEP", b.keep.to_string());
+    v.put("AMAL_BACKUP_DIR", b.dir.display().to_string());
+    v.put("AMAL_BACKUP_ENCRYPTION", b.keys.mode());
     let ai = &cfg.ai;
-    v.insert(
-        "AI_BASE_URL",
-        ai.base_url.clone().unwrap_or_else(|| "built-in".into()),
-    );
-    v.insert("AI_MODEL", ai.model.clone().unwrap_or_default());
-    v.insert("AI_API_KEY", secret("AI_API_KEY", ai.api_key.as_deref()));
-    v.insert("AI_TIMEOUT_SECONDS", ai.timeout_secs.to_string());
-    v.insert(
+    v.put("AI_BASE_URL", ai.base_url.as_deref().unwrap_or("built-in"));
+    v.put("AI_MODEL", ai.model.clone().unwrap_or_default());
+    v.secret("AI_API_KEY", ai.api_key.as_deref());
+    v.put("AI_TIMEOUT_SECONDS", ai.timeout_secs.to_string());
+    let tls = cfg.tls.as_ref();
+    v.put(
         "AMAL_TLS",
-        cfg.tls.as_ref().map_or_else(
+        tls.map_or_else(
             || "off".into(),
             |t| format!("{} {}", t.cert.display(), t.key.display()),
         ),
     );
-    v.insert("AMAL_ALERT_INTERVAL", secs(cfg.alert_interval));
-    v.insert(
-        "AMAL_ALERT_WEBHOOK_URL",
-        secret(
-            "AMAL_ALERT_WEBHOOK_URL",
-            cfg.alert_webhook_url.as_ref().map(|s| s.expose_secret()),
-        ),
+    v.secs("AMAL_ALERT_INTERVAL", cfg.alert_interval);
+    let webhook = cfg.alert_webhook_url.as_ref();
+    v.secret("AMAL_ALERT_WEBHOOK_URL", webhook.map(|s| s.expose_secret()));
+    v.secs("AMAL_BREAK_GLASS_DURATION", cfg.break_glass_duration);
+    v.on("AMAL_TWO_PERSON_RULE", cfg.two_person_rule);
+    let mllp = cfg.hl7_mllp.as_ref().map_or_else(
+        || "off".into(),
+        |m| {
+            let idle = m.idle_timeout.as_secs();
+            format!(
+                "{} as {} max {} bytes idle {idle}s",
+                m.addr, m.user, m.max_bytes
+            )
+        },
     );
-    v.insert("AMAL_BREAK_GLASS_DURATION", secs(cfg.break_glass_duration));
-    v.insert("AMAL_TWO_PERSON_RULE", on(cfg.two_person_rule));
-    v.insert(
-        "AMAL_HL7_MLLP",
-        cfg.hl7_mllp.as_ref().map_or_else(
-            || "off".into(),
-            |m| {
-                format!(
-                    "{} as {} max {} bytes idle {}s",
-                    m.addr,
-                    m.user,
-                    m.max_bytes,
-                    m.idle_timeout.as_secs()
-                )
-            },
-        ),
-    );
-    v.insert("AMAL_IDLE_TIMEOUT", secs(cfg.idle_timeout));
-    v.insert("AMAL_MFA", format!("{:?}", cfg.mfa));
-    v.insert("AMAL_CLINIC_NAME", cfg.clinic_name.clone());
-    v.insert("AMAL_HEADER_READ_TIMEOUT", secs(cfg.header_read_timeout));
-    v.insert("AMAL_INSECURE_DEV", on(cfg.insecure_dev));
+    v.put("AMAL_HL7_MLLP", mllp);
+    v.secs("AMAL_IDLE_TIMEOUT", cfg.idle_timeout);
+    v.put("AMAL_MFA", format!("{:?}", cfg.mfa));
+    v.put("AMAL_CLINIC_NAME", cfg.clinic_name.clone());
+    v.secs("AMAL_HEADER_READ_TIMEOUT", cfg.header_read_timeout);
+    v.on("AMAL_INSECURE_DEV", cfg.insecure_dev);
     let a = &cfg.audit;
-    v.insert(
-        "AUDIT_KEY",
-        store::audit::AuditKey::new(key).id().to_string(),
-    );
-    v.insert(
+    v.put("AUDIT_KEY", key_id(a.key.expose_secret()));
+    let previous = a.key_previous.as_ref();
+    v.put(
         "AUDIT_KEY_PREVIOUS",
-        a.key_previous.as_ref().map_or_else(
-            || "unset".into(),
-            |k| {
-                store::audit::AuditKey::new(k.expose_secret().as_bytes())
-                    .id()
-                    .to_string()
-            },
-        ),
+        previous.map_or_else(|| "unset".into(), |k| key_id(k.expose_secret())),
     );
-    v.insert(
+    v.put(
         "AMAL_AUDIT_SIGNING_KEY",
         hex::encode(a.verifying_key().to_bytes()),
     );
-    v.insert(
+    v.put(
         "AMAL_AUDIT_CHECKPOINT_DIR",
         a.checkpoint_dir.display().to_string(),
     );
-    v.insert(
+    v.put(
         "AMAL_AUDIT_CHECKPOINT_EVERY",
         a.checkpoint_every.to_string(),
     );
-    v.insert(
-        "AMAL_AUDIT_CHECKPOINT_INTERVAL",
-        secs(a.checkpoint_interval),
-    );
-    v.insert(
+    v.secs("AMAL_AUDIT_CHECKPOINT_INTERVAL", a.checkpoint_interval);
+    let hook = a.webhook_url.as_ref();
+    v.secret(
         "AUDIT_CHECKPOINT_WEBHOOK_URL",
-        secret(
-            "AUDIT_CHECKPOINT_WEBHOOK_URL",
-            a.webhook_url.as_ref().map(|s| s.expose_secret()),
-        ),
+        hook.map(|s| s.expose_secret()),
     );
-    v.insert("AMAL_DB_KEY", on(cfg.db_key.is_some()));
-    v.insert("AMAL_DISK_ENCRYPTED", on(cfg.disk_encrypted));
-    v
+    v.on("AMAL_DB_KEY", cfg.db_key.is_some());
+    v.on("AMAL_DISK_ENCRYPTED", cfg.disk_encrypted);
+    v.out
 }
 
 /// `hmac:` and 16 hex digits of HMAC-SHA256 under the audit key over the

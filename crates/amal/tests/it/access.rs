@@ -942,30 +942,29 @@ async fn refusals_by_an_id_in_the_body_or_query_are_audited_with_the_patient() {
             201,
         )
         .await);
-    let r = app
-        .post(
+    let explain = json!({"labId": lab, "audience": "clinician"});
+    for (token, path, body, code) in [
+        (
+            &s.outside.access,
             "/api/ai/generate-note",
-            Some(&s.outside.access),
             json!({"patientId": p, "input": "cough for three days"}),
-        )
-        .await;
-    assert_problem(r, 403, "outside_care_team").await;
-    let r = app
-        .post(
+            "outside_care_team",
+        ),
+        (
+            &s.outside.access,
             "/api/ai/explain",
-            Some(&s.outside.access),
-            json!({"labId": lab, "audience": "clinician"}),
-        )
-        .await;
-    assert_problem(r, 403, "outside_care_team").await;
-    let r = app
-        .post(
+            explain.clone(),
+            "outside_care_team",
+        ),
+        (
+            &staff.access,
             "/api/ai/explain",
-            Some(&staff.access),
-            json!({"labId": lab, "audience": "clinician"}),
-        )
-        .await;
-    assert_problem(r, 403, "forbidden").await;
+            explain.clone(),
+            "forbidden",
+        ),
+    ] {
+        assert_problem(app.post(path, Some(token), body).await, 403, code).await;
+    }
     let r = app
         .get(
             &format!("/fhir/R4/Observation?patient={p}"),

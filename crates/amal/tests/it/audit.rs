@@ -320,6 +320,7 @@ async fn each_start_audits_its_settings_and_names_what_changed() {
     assert_eq!(first[0]["first"], true);
     let settings = &first[0]["settings"];
     assert_eq!(settings["AMAL_RATE_LIMIT_READ"], "10000/60s");
+    assert_eq!(settings["AMAL_RATE_LIMIT_UNAUTHENTICATED"], "60/60s");
     let jwt = app
         .raw
         .jwt_secret
