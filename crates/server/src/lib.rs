@@ -29,6 +29,7 @@ pub mod routes;
 pub mod services;
 pub mod settings;
 pub mod state;
+pub mod text_patterns;
 pub mod tls;
 pub mod traffic;
 pub mod web;
@@ -179,6 +180,13 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// (well-formed JSON of the wrong shape), 413 (too large).
 fn with_common_responses(mut spec: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
     use utoipa::openapi::ResponseBuilder;
+    if let Some(c) = spec.components.as_mut() {
+        c.schemas.values_mut().for_each(|s| {
+            if let utoipa::openapi::RefOr::T(s) = s {
+                text_patterns::apply(s);
+            }
+        });
+    }
     let problem = |d: &str| ResponseBuilder::new().description(d).build();
     for item in spec.paths.paths.values_mut() {
         for op in [

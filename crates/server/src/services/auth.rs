@@ -60,11 +60,7 @@ pub struct SignupRequest {
     pub email: String,
     #[schema(min_length = 12)]
     pub password: String,
-    #[schema(
-        min_length = 1,
-        max_length = 100,
-        pattern = r"^[^\u0000-\u0008\u000a-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u0008\u000a-\u001f\u007f-\u009f]*$"
-    )]
+    #[schema(min_length = 1, max_length = 100, pattern = "amal:required-line")]
     pub name: String,
     pub invite_code: Option<String>,
 }

@@ -27,14 +27,10 @@ pub struct LabInput {
     pub code: String,
     /// Required unless the code is in the reference table (then it
     /// defaults to the table's name)
-    #[schema(required = true, value_type = String, min_length = 1, max_length = 200, pattern = r"^[^\u0000-\u0008\u000a-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u0008\u000a-\u001f\u007f-\u009f]*$")]
+    #[schema(required = true, value_type = String, min_length = 1, max_length = 200, pattern = "amal:required-line")]
     pub name: Option<String>,
     pub value: f64,
-    #[schema(
-        min_length = 1,
-        max_length = 40,
-        pattern = r"^[^\u0000-\u0008\u000a-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u0008\u000a-\u001f\u007f-\u009f]*$"
-    )]
+    #[schema(min_length = 1, max_length = 40, pattern = "amal:required-line")]
     pub unit: String,
     pub reference_low: Option<f64>,
     pub reference_high: Option<f64>,

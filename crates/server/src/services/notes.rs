@@ -26,66 +26,34 @@ pub const SECTION_MAX: usize = 50_000;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct NoteInput {
-    #[schema(
-        min_length = 1,
-        max_length = 200,
-        pattern = r"^[^\u0000-\u0008\u000a-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u0008\u000a-\u001f\u007f-\u009f]*$"
-    )]
+    #[schema(min_length = 1, max_length = 200, pattern = "amal:required-line")]
     pub title: String,
     #[serde(default)]
-    #[schema(
-        max_length = 50000,
-        pattern = r"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]*$"
-    )]
+    #[schema(max_length = 50000, pattern = "amal:text")]
     pub subjective: String,
     #[serde(default)]
-    #[schema(
-        max_length = 50000,
-        pattern = r"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]*$"
-    )]
+    #[schema(max_length = 50000, pattern = "amal:text")]
     pub objective: String,
     #[serde(default)]
-    #[schema(
-        max_length = 50000,
-        pattern = r"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]*$"
-    )]
+    #[schema(max_length = 50000, pattern = "amal:text")]
     pub assessment: String,
     #[serde(default)]
-    #[schema(
-        max_length = 50000,
-        pattern = r"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]*$"
-    )]
+    #[schema(max_length = 50000, pattern = "amal:text")]
     pub plan: String,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct NotePatch {
-    #[schema(
-        min_length = 1,
-        max_length = 200,
-        pattern = r"^[^\u0000-\u0008\u000a-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u0008\u000a-\u001f\u007f-\u009f]*$"
-    )]
+    #[schema(min_length = 1, max_length = 200, pattern = "amal:required-line")]
     pub title: Option<String>,
-    #[schema(
-        max_length = 50000,
-        pattern = r"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]*$"
-    )]
+    #[schema(max_length = 50000, pattern = "amal:text")]
     pub subjective: Option<String>,
-    #[schema(
-        max_length = 50000,
-        pattern = r"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]*$"
-    )]
+    #[schema(max_length = 50000, pattern = "amal:text")]
     pub objective: Option<String>,
-    #[schema(
-        max_length = 50000,
-        pattern = r"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]*$"
-    )]
+    #[schema(max_length = 50000, pattern = "amal:text")]
     pub assessment: Option<String>,
-    #[schema(
-        max_length = 50000,
-        pattern = r"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]*$"
-    )]
+    #[schema(max_length = 50000, pattern = "amal:text")]
     pub plan: Option<String>,
     #[schema(required = true)]
     pub version: Option<i64>,
@@ -403,11 +371,7 @@ pub async fn finalize(
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct AddendumInput {
-    #[schema(
-        min_length = 1,
-        max_length = 50000,
-        pattern = r"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]*$"
-    )]
+    #[schema(min_length = 1, max_length = 50000, pattern = "amal:required-text")]
     pub text: String,
 }
 

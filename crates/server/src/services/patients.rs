@@ -23,17 +23,9 @@ use crate::state::AppState;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PatientInput {
-    #[schema(
-        min_length = 1,
-        max_length = 100,
-        pattern = r"^[^\u0000-\u0008\u000a-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u0008\u000a-\u001f\u007f-\u009f]*$"
-    )]
+    #[schema(min_length = 1, max_length = 100, pattern = "amal:required-line")]
     pub given_name: String,
-    #[schema(
-        min_length = 1,
-        max_length = 100,
-        pattern = r"^[^\u0000-\u0008\u000a-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u0008\u000a-\u001f\u007f-\u009f]*$"
-    )]
+    #[schema(min_length = 1, max_length = 100, pattern = "amal:required-line")]
     pub family_name: String,
     /// YYYY-MM-DD
     #[schema(format = Date)]
@@ -50,10 +42,7 @@ pub struct PatientInput {
         pattern = r"^(\s*|[A-Za-z0-9._%+'-]{1,64}@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+)$"
     )]
     pub email: Option<String>,
-    #[schema(
-        max_length = 500,
-        pattern = r"^[^\u0000-\u0008\u000a-\u001f\u007f-\u009f]*$"
-    )]
+    #[schema(max_length = 500, pattern = "amal:line")]
     pub address: Option<String>,
     /// Register even though a likely duplicate exists (after a 409
     /// `possible_duplicate` listed it)
@@ -64,17 +53,9 @@ pub struct PatientInput {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PatientPatch {
-    #[schema(
-        min_length = 1,
-        max_length = 100,
-        pattern = r"^[^\u0000-\u0008\u000a-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u0008\u000a-\u001f\u007f-\u009f]*$"
-    )]
+    #[schema(min_length = 1, max_length = 100, pattern = "amal:required-line")]
     pub given_name: Option<String>,
-    #[schema(
-        min_length = 1,
-        max_length = 100,
-        pattern = r"^[^\u0000-\u0008\u000a-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u0008\u000a-\u001f\u007f-\u009f]*$"
-    )]
+    #[schema(min_length = 1, max_length = 100, pattern = "amal:required-line")]
     pub family_name: Option<String>,
     #[schema(format = Date)]
     pub birth_date: Option<String>,
@@ -89,10 +70,7 @@ pub struct PatientPatch {
         pattern = r"^(\s*|[A-Za-z0-9._%+'-]{1,64}@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+)$"
     )]
     pub email: Option<String>,
-    #[schema(
-        max_length = 500,
-        pattern = r"^[^\u0000-\u0008\u000a-\u001f\u007f-\u009f]*$"
-    )]
+    #[schema(max_length = 500, pattern = "amal:line")]
     pub address: Option<String>,
     #[schema(required = true)]
     pub version: Option<i64>,
@@ -369,16 +347,9 @@ pub async fn update(
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct AllergyInput {
-    #[schema(
-        min_length = 1,
-        max_length = 200,
-        pattern = r"^[^\u0000-\u0008\u000a-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u0008\u000a-\u001f\u007f-\u009f]*$"
-    )]
+    #[schema(min_length = 1, max_length = 200, pattern = "amal:required-line")]
     pub substance: String,
-    #[schema(
-        max_length = 500,
-        pattern = r"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]*$"
-    )]
+    #[schema(max_length = 500, pattern = "amal:text")]
     pub reaction: Option<String>,
     /// mild, moderate, severe or unknown (default)
     #[schema(pattern = r"^(mild|moderate|severe|unknown)$")]
@@ -473,17 +444,10 @@ pub async fn add_allergy(
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AllergyPatch {
-    #[schema(
-        min_length = 1,
-        max_length = 200,
-        pattern = r"^[^\u0000-\u0008\u000a-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u0008\u000a-\u001f\u007f-\u009f]*$"
-    )]
+    #[schema(min_length = 1, max_length = 200, pattern = "amal:required-line")]
     pub substance: Option<String>,
     /// An empty string clears it
-    #[schema(
-        max_length = 500,
-        pattern = r"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]*$"
-    )]
+    #[schema(max_length = 500, pattern = "amal:text")]
     pub reaction: Option<String>,
     #[schema(pattern = r"^(mild|moderate|severe|unknown)$")]
     pub severity: Option<String>,
@@ -692,17 +656,10 @@ pub async fn state_no_known_allergies(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ProblemInput {
-    #[schema(
-        min_length = 1,
-        max_length = 500,
-        pattern = r"^[^\u0000-\u0008\u000a-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u0008\u000a-\u001f\u007f-\u009f]*$"
-    )]
+    #[schema(min_length = 1, max_length = 500, pattern = "amal:required-line")]
     pub description: String,
     /// Optional code (ICD-10, SNOMED CT…)
-    #[schema(
-        max_length = 40,
-        pattern = r"^[^\u0000-\u0008\u000a-\u001f\u007f-\u009f]*$"
-    )]
+    #[schema(max_length = 40, pattern = "amal:line")]
     pub code: Option<String>,
     /// active (default), inactive or resolved
     #[schema(pattern = r"^(active|inactive|resolved)$")]
@@ -813,17 +770,10 @@ pub async fn add_problem(
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ProblemPatch {
-    #[schema(
-        min_length = 1,
-        max_length = 500,
-        pattern = r"^[^\u0000-\u0008\u000a-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u0008\u000a-\u001f\u007f-\u009f]*$"
-    )]
+    #[schema(min_length = 1, max_length = 500, pattern = "amal:required-line")]
     pub description: Option<String>,
     /// An empty string clears it
-    #[schema(
-        max_length = 40,
-        pattern = r"^[^\u0000-\u0008\u000a-\u001f\u007f-\u009f]*$"
-    )]
+    #[schema(max_length = 40, pattern = "amal:line")]
     pub code: Option<String>,
     /// active, inactive, resolved or entered_in_error (final)
     #[schema(pattern = r"^(active|inactive|resolved|entered_in_error)$")]

@@ -31,33 +31,17 @@ pub struct PrescriptionInput {
     /// Generic or brand name, optionally with strength and form; a name
     /// that is not in the dictionary but close to one is answered 422
     /// `medication_unconfirmed` with the suggestions
-    #[schema(
-        min_length = 1,
-        max_length = 200,
-        pattern = r"^[^\u0000-\u0008\u000a-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u0008\u000a-\u001f\u007f-\u009f]*$"
-    )]
+    #[schema(min_length = 1, max_length = 200, pattern = "amal:required-line")]
     pub medication: String,
     /// Accept the dictionary's (single best) suggestion for a misspelt
     /// medication; the stored text then carries the corrected name
     #[serde(default, rename = "medicationConfirmed")]
     pub medication_confirmed: bool,
-    #[schema(
-        min_length = 1,
-        max_length = 100,
-        pattern = r"^[^\u0000-\u0008\u000a-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u0008\u000a-\u001f\u007f-\u009f]*$"
-    )]
+    #[schema(min_length = 1, max_length = 100, pattern = "amal:required-line")]
     pub dose: String,
-    #[schema(
-        min_length = 1,
-        max_length = 50,
-        pattern = r"^[^\u0000-\u0008\u000a-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u0008\u000a-\u001f\u007f-\u009f]*$"
-    )]
+    #[schema(min_length = 1, max_length = 50, pattern = "amal:required-line")]
     pub route: String,
-    #[schema(
-        min_length = 1,
-        max_length = 100,
-        pattern = r"^[^\u0000-\u0008\u000a-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u0008\u000a-\u001f\u007f-\u009f]*$"
-    )]
+    #[schema(min_length = 1, max_length = 100, pattern = "amal:required-line")]
     pub frequency: String,
     #[schema(minimum = 1, maximum = 10000)]
     #[serde(deserialize_with = "crate::extract::json_integer")]
@@ -65,10 +49,7 @@ pub struct PrescriptionInput {
     #[serde(default)]
     #[schema(minimum = 0, maximum = 12)]
     pub refills: i64,
-    #[schema(
-        max_length = 2000,
-        pattern = r"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]*$"
-    )]
+    #[schema(max_length = 2000, pattern = "amal:text")]
     pub instructions: Option<String>,
 }
 
@@ -325,22 +306,13 @@ fn transition(row: &PrescriptionRow, action: PrescriptionAction) -> Result<()> {
 #[serde(rename_all = "camelCase")]
 pub struct IssueInput {
     /// Why the prescriber issues despite a recorded allergy (stored and audited)
-    #[schema(
-        max_length = 1000,
-        pattern = r"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]*$"
-    )]
+    #[schema(max_length = 1000, pattern = "amal:text")]
     pub override_reason: Option<String>,
     /// Why the prescriber issues despite a drug–drug interaction (stored and audited)
-    #[schema(
-        max_length = 1000,
-        pattern = r"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]*$"
-    )]
+    #[schema(max_length = 1000, pattern = "amal:text")]
     pub interaction_override_reason: Option<String>,
     /// Why the prescriber issues despite a duplicate therapy (stored and audited)
-    #[schema(
-        max_length = 1000,
-        pattern = r"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]*$"
-    )]
+    #[schema(max_length = 1000, pattern = "amal:text")]
     pub duplicate_override_reason: Option<String>,
     /// The prescriber knows the medication is not in the dictionary, so the
     /// allergy, duplicate and interaction checks could not run on it (audited)
@@ -616,7 +588,7 @@ pub async fn issue(
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct CancelInput {
-    #[schema(min_length = 1, max_length = 1000, pattern = r"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]*$", required = true, value_type = String)]
+    #[schema(min_length = 1, max_length = 1000, pattern = "amal:required-text", required = true, value_type = String)]
     pub reason: Option<String>,
 }
 
