@@ -120,7 +120,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             ..
         } => {
             use secrecy::ExposeSecret;
-            let (identity, public) = server::backup_keys::generate();
+            let (identity, public) = backup::keys::generate();
             let text = format!(
                 "# amal backup key; public key (recipient): {public}\n{}",
                 identity.expose_secret()
@@ -181,13 +181,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             password,
         } => demo(raw, patients, keep, password).await,
         Command::Backup { action, to } => {
-            crate::backup::backup_command(resolve(raw)?, action, to).await
+            crate::backup_commands::backup_command(resolve(raw)?, action, to).await
         }
         Command::Db {
             action: DbAction::Encrypt,
         } => crate::db_encrypt::run(resolve(raw)?).await,
         Command::Restore { file, force } => {
-            crate::backup::restore_command(resolve(raw)?, &file, force).await
+            crate::backup_commands::restore_command(resolve(raw)?, &file, force).await
         }
         Command::Smoke {
             url,
@@ -218,8 +218,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 },
         } => crate::import::hl7(resolve(raw)?, &path, &user, verbose).await,
         Command::Version => {
-            println!("amal {}", server::routes::ops::release());
-            println!("commit {}", server::routes::ops::git_commit());
+            println!("amal {}", telemetry::build::release());
+            println!("commit {}", telemetry::build::git_commit());
             let known = store::migrate::latest_known_static();
             println!("schema version (this release) {known}");
             if let Ok(cfg) = resolve(raw) {
@@ -241,7 +241,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 async fn serve(raw: server::RawConfig, no_migrate: bool) -> anyhow::Result<ExitCode> {
     let level = raw.log_level.clone().unwrap_or_else(|| "info".into());
-    server::logging::init(&level);
+    telemetry::logging::init(&level);
     let cfg = match server::Config::resolve(raw) {
         Ok(c) => c,
         Err(problems) => {
@@ -277,16 +277,15 @@ async fn serve(raw: server::RawConfig, no_migrate: bool) -> anyhow::Result<ExitC
     // with the process: a message cut off mid-import is rolled back and,
     // without its ACK, sent again by the lab (imports are idempotent).
     server::mllp::start(&state).await?;
-    server::backup_schedule::spawn(
-        state.clone(),
-        std::sync::Arc::new(crate::backup::ScheduledJob),
-    );
+    if let Some(schedule) = state.backup_schedule() {
+        backup::schedule::spawn(schedule);
+    }
     let schema = store::migrate::current_version(&state.db)
         .await
         .unwrap_or(0);
     server::tls::reload_on_sighup(certs.clone())?;
     let scheme = if certs.is_some() { "https" } else { "http" };
-    tracing::info!(address = %addr, scheme, release = server::routes::ops::release(), schemaVersion = schema, "listening");
+    tracing::info!(address = %addr, scheme, release = telemetry::build::release(), schemaVersion = schema, "listening");
     if let Some(code) = state.first_run.code() {
         // An unspecified bind address (0.0.0.0) is reached as localhost here.
         let host = if addr.ip().is_unspecified() {
@@ -309,21 +308,6 @@ async fn serve(raw: server::RawConfig, no_migrate: bool) -> anyhow::Result<ExitC
     }
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
-}
-
-/// Append the audit event of an operator's command (no signed-in actor;
-/// `detail.via` says where it came from).
-pub(crate) async fn record_operation(
-    db: &store::Db,
-    action: domain::audit::AuditAction,
-    outcome: &str,
-    detail: serde_json::Value,
-) -> anyhow::Result<()> {
-    let mut ev = store::audit::AuditEvent::new(action.as_str(), outcome);
-    ev.detail = Some(detail.to_string());
-    store::audit::append_now(db, &[ev])
-        .await
-        .context("cannot write the audit event of this command")
 }
 
 async fn migrate(cfg: server::Config, action: MigrateAction) -> anyhow::Result<ExitCode> {
@@ -356,7 +340,7 @@ async fn migrate(cfg: server::Config, action: MigrateAction) -> anyhow::Result<E
             if from > 0 && to != from {
                 let detail =
                     serde_json::json!({ "via": "cli", "direction": "up", "from": from, "to": to });
-                record_operation(&db, SchemaMigrate, "success", detail).await?;
+                store::audit::record_operation(&db, SchemaMigrate, "success", detail).await?;
             }
             println!("schema is at version {to}");
         }
@@ -373,7 +357,7 @@ async fn migrate(cfg: server::Config, action: MigrateAction) -> anyhow::Result<E
             // Recorded before: the rollback may remove what records it.
             if target < current {
                 let detail = serde_json::json!({ "via": "cli", "direction": "down", "from": current, "to": target });
-                record_operation(&db, SchemaMigrate, "started", detail).await?;
+                store::audit::record_operation(&db, SchemaMigrate, "started", detail).await?;
             }
             store::migrate::down(&db, target).await?;
             println!(
@@ -452,7 +436,7 @@ async fn user(cfg: server::Config, action: UserAction) -> anyhow::Result<ExitCod
     // counter lives in the server process, so none fires from here.
     server::services::access::flag_account(
         &mut tx,
-        &server::metrics::Metrics::new(),
+        &telemetry::metrics::Metrics::new(),
         cfg.two_person_rule,
         None,
         &created,
@@ -569,7 +553,7 @@ async fn demo(
     );
     db.close().await;
 
-    server::logging::init(&cfg.log_level);
+    telemetry::logging::init(&cfg.log_level);
     let listener = tokio::net::TcpListener::bind(&cfg.bind)
         .await
         .with_context(|| format!("cannot listen on {}", cfg.bind))?;

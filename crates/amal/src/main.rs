@@ -1,6 +1,6 @@
 //! `amal`: the Dr Amal Clinical OS binary.
 
-mod backup;
+mod backup_commands;
 mod cli;
 mod commands;
 mod db_encrypt;

@@ -1,4 +1,4 @@
-//! The task that drives the alert engine ([`crate::alerts`]): every
+//! The task that drives the alert engine ([`telemetry::alerts`]): every
 //! interval it probes the database and the process, samples the metrics,
 //! evaluates the rules, logs transitions and hands them to the webhook
 //! worker; and the `GET /api/alerts` handler.
@@ -11,10 +11,10 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-use crate::alerts::{read_memory, AlertsReport, Sample};
 use crate::auth::AuthUser;
 use crate::error::Result;
 use crate::state::AppState;
+use telemetry::alerts::{read_memory, AlertsReport, Sample};
 
 /// Attempts per webhook delivery (the first try and three retries).
 const WEBHOOK_ATTEMPTS: u32 = 4;
@@ -72,7 +72,7 @@ pub async fn tick(state: &AppState) {
     for t in transitions {
         let value = t.value.filter(|v| v.is_finite());
         if t.firing {
-            if t.rule.severity == crate::alerts::Severity::Critical {
+            if t.rule.severity == telemetry::alerts::Severity::Critical {
                 tracing::error!(
                     alert = t.rule.name,
                     severity = t.rule.severity.as_str(),

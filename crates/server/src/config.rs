@@ -49,7 +49,7 @@ pub struct RawConfig {
     pub backup_keep: Option<String>,
     pub backup_dir: Option<PathBuf>,
     /// `AMAL_BACKUP_KEY_FILE`, `AMAL_BACKUP_RECIPIENTS`, `AMAL_BACKUP_PASSPHRASE`
-    /// (a secret): how archives are encrypted (see `backup_keys`).
+    /// (a secret): how archives are encrypted (see `backup::keys`).
     pub backup_key_file: Option<PathBuf>,
     pub backup_recipients: Option<String>,
     pub backup_passphrase: Option<SecretString>,
@@ -383,6 +383,15 @@ fn secret_problem(value: &str) -> Option<String> {
 }
 
 impl Config {
+    /// What seals, signs and opens backup archives on this installation.
+    pub fn archive_keys(&self) -> backup::archive::ArchiveKeys {
+        backup::archive::ArchiveKeys {
+            backup: self.backup.keys.clone(),
+            signing: self.audit.signing_key.clone(),
+            checkpoint_dir: self.audit.checkpoint_dir.clone(),
+        }
+    }
+
     /// Validate `raw`. In development, missing JWT secrets are generated once
     /// and kept in `<data dir>/secrets.env` (mode 0600).
     pub fn resolve(raw: RawConfig) -> Result<Config, Vec<ConfigProblem>> {
@@ -602,7 +611,7 @@ impl Config {
             &data_dir,
             &mut problem,
         );
-        backup.keys = crate::backup_keys::BackupKeys::resolve(
+        backup.keys = backup::keys::BackupKeys::resolve(
             raw.backup_key_file.as_deref(),
             raw.backup_recipients.as_deref(),
             raw.backup_passphrase.as_ref(),
@@ -655,13 +664,13 @@ impl Config {
             }
         };
         let alert_interval = match raw.alert_interval.as_deref().map(str::trim) {
-            None | Some("") => crate::settings::DEFAULT_ALERT_INTERVAL,
+            None | Some("") => telemetry::alerts::DEFAULT_INTERVAL,
             Some(s) => crate::settings::alert_interval(s).unwrap_or_else(|| {
                 problem(
                     "AMAL_ALERT_INTERVAL",
                     "must be a duration from 100ms to 1h such as `15s`".into(),
                 );
-                crate::settings::DEFAULT_ALERT_INTERVAL
+                telemetry::alerts::DEFAULT_INTERVAL
             }),
         };
         let break_glass_duration = match raw.break_glass_duration.as_deref().map(str::trim) {
@@ -968,7 +977,7 @@ fn resolve_audit(
     Some(crate::settings::AuditSettings {
         key: key?,
         key_previous: raw.audit_key_previous.clone(),
-        signing_key: crate::settings::CheckpointKey(std::sync::Arc::new(signing_key?)),
+        signing_key: store::checkpoint::CheckpointKey(std::sync::Arc::new(signing_key?)),
         checkpoint_dir,
         checkpoint_every,
         checkpoint_interval,
@@ -979,7 +988,7 @@ fn resolve_audit(
 /// Read the checkpoint signing key file; in production it must be
 /// readable by its owner only.
 fn read_signing_key(path: &Path, strict: bool) -> Result<ed25519_dalek::SigningKey, String> {
-    let text = crate::settings::read_key_file(path, strict)?;
+    let text = store::key_file::read(path, strict)?;
     store::checkpoint::parse_signing_key(&text)
         .ok_or_else(|| "does not hold an Ed25519 key (32 bytes, base64 or hex)".into())
 }

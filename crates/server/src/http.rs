@@ -174,7 +174,7 @@ pub async fn request_layer(
     m.incr("http.requests");
     m.observe(
         &class.metric_name(),
-        crate::num::cap_u64(elapsed.as_micros()),
+        telemetry::num::cap_u64(elapsed.as_micros()),
     );
     // A database fault is counted as one (`db.fault`, `db.fault.<kind>`),
     // not as a server bug in the auth 5xx alert.

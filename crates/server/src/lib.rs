@@ -3,12 +3,9 @@
 //! source (`utoipa-axum`), so the published spec cannot drift from the router.
 
 pub mod alert_task;
-pub mod alerts;
 pub mod anon_refusals;
 pub mod audit_checkpoint;
 pub mod auth;
-pub mod backup_keys;
-pub mod backup_schedule;
 pub mod class;
 pub mod config;
 pub mod config_audit;
@@ -19,10 +16,7 @@ pub mod extract;
 pub mod fhir;
 pub mod first_run;
 pub mod http;
-pub mod logging;
-pub mod metrics;
 pub mod mllp;
-pub mod num;
 pub mod pem;
 pub mod ratelimit;
 pub mod routes;

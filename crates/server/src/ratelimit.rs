@@ -168,7 +168,7 @@ impl Limiter {
     }
 
     async fn count(&self, key: &str, rate: Rate, add: bool) -> anyhow::Result<Decision> {
-        let len_ms = crate::num::cap_i64(rate.period.as_millis());
+        let len_ms = telemetry::num::cap_i64(rate.period.as_millis());
         let now = now_ms();
         let start = now - now.rem_euclid(len_ms);
         let (cur, prev) = match self {
@@ -187,7 +187,7 @@ impl Limiter {
     /// Remember "now" under `key` for about two periods of `rate` (the time
     /// of an account's last failed sign-in, say).
     pub async fn stamp(&self, key: &str, rate: Rate) -> anyhow::Result<()> {
-        let len_ms = crate::num::cap_i64(rate.period.as_millis());
+        let len_ms = telemetry::num::cap_i64(rate.period.as_millis());
         let now = now_ms();
         let start = now - now.rem_euclid(len_ms);
         match self {
@@ -199,7 +199,7 @@ impl Limiter {
 
     /// The latest [`Limiter::stamp`] of `key` still remembered, in Unix ms.
     pub async fn stamped(&self, key: &str, rate: Rate) -> anyhow::Result<Option<i64>> {
-        let len_ms = crate::num::cap_i64(rate.period.as_millis());
+        let len_ms = telemetry::num::cap_i64(rate.period.as_millis());
         let now = now_ms();
         let start = now - now.rem_euclid(len_ms);
         let (cur, prev) = match self {
@@ -214,7 +214,7 @@ impl Limiter {
         if let Limiter::Shared(db) = self {
             let now = now_ms();
             let cutoff = now - 2 * 86_400_000;
-            let long = now - 2 * crate::num::cap_i64(KNOWN_IP.period.as_millis());
+            let long = now - 2 * telemetry::num::cap_i64(KNOWN_IP.period.as_millis());
             store::ratelimit::prune(db, cutoff, long).await?;
         }
         Ok(())
@@ -228,7 +228,7 @@ fn estimate(len_ms: i64, offset_ms: i64, cur: i64, prev: i64) -> f64 {
 }
 
 fn decide(rate: Rate, now: i64, start: i64, cur: i64, prev: i64, counted: bool) -> Decision {
-    let len = crate::num::cap_i64(rate.period.as_millis());
+    let len = telemetry::num::cap_i64(rate.period.as_millis());
     let limit = rate.limit as f64;
     let est = estimate(len, now - start, cur, prev);
     // When peeking, ask whether one more request would still fit.
@@ -237,7 +237,7 @@ fn decide(rate: Rate, now: i64, start: i64, cur: i64, prev: i64, counted: bool) 
     } else {
         est + 1.0 <= limit + 1e-9
     };
-    let remaining = crate::num::floor_u32(limit - est);
+    let remaining = telemetry::num::floor_u32(limit - est);
     // Seconds until the estimate (with one more request) fits again; step
     // forward a second at a time over at most two windows.
     let mut wait_ms = 0i64;
@@ -260,7 +260,7 @@ fn decide(rate: Rate, now: i64, start: i64, cur: i64, prev: i64, counted: bool) 
         allowed,
         limit: rate.limit,
         remaining,
-        used: crate::num::floor_u32(est),
+        used: telemetry::num::floor_u32(est),
         reset_secs: ((wait_ms + 999) / 1000).max(if remaining == 0 { 1 } else { 0 }) as u64,
     }
 }

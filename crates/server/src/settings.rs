@@ -17,9 +17,6 @@ pub fn duration(s: &str) -> Option<Duration> {
     humantime::parse_duration(s).ok().filter(|d| !d.is_zero())
 }
 
-/// Default evaluation interval of the built-in alerts (`AMAL_ALERT_INTERVAL`).
-pub const DEFAULT_ALERT_INTERVAL: Duration = Duration::from_secs(15);
-
 /// `AMAL_ALERT_INTERVAL`: a [`duration`] from 100 ms to 1 h.
 pub fn alert_interval(s: &str) -> Option<Duration> {
     duration(s).filter(|d| (Duration::from_millis(100)..=Duration::from_secs(3600)).contains(d))
@@ -65,7 +62,7 @@ pub fn encryption_at_rest(
         (Some(k), None) => store::cipher::SqliteKey::parse(k)
             .map_err(|m| problem("AMAL_DB_KEY", m))
             .ok(),
-        (None, Some(path)) => match read_key_file(path, true) {
+        (None, Some(path)) => match store::key_file::read(path, true) {
             Ok(k) => store::cipher::SqliteKey::parse(&k)
                 .map_err(|m| problem("AMAL_DB_KEY_FILE", format!("holds a key that {m}")))
                 .ok(),
@@ -87,26 +84,6 @@ pub fn encryption_at_rest(
     (key, disk)
 }
 
-/// Read a key file; when `owner_only`, refuse one that others may read.
-/// (The database key, the checkpoint signing key and the backup key.)
-pub fn read_key_file(path: &Path, owner_only: bool) -> Result<String, String> {
-    let cause = |e: std::io::Error| format!("cannot be read: {}", store::db::io_cause(&e));
-    #[cfg(not(unix))]
-    let _ = owner_only;
-    #[cfg(unix)]
-    if owner_only {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(path).map_err(cause)?.permissions().mode();
-        if mode & 0o077 != 0 {
-            return Err(format!(
-                "is readable by others (mode {:o}); make it the owner's only: chmod 600",
-                mode & 0o777
-            ));
-        }
-    }
-    std::fs::read_to_string(path).map_err(cause)
-}
-
 pub fn webhook_url_ok(s: &str) -> bool {
     url::Url::parse(s.trim())
         .map(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
@@ -123,7 +100,7 @@ pub struct BackupSettings {
     /// Where archives go (default `<data dir>/backups`).
     pub dir: PathBuf,
     /// How archives are encrypted and opened.
-    pub keys: crate::backup_keys::BackupKeys,
+    pub keys: backup::keys::BackupKeys,
 }
 
 impl BackupSettings {
@@ -181,20 +158,6 @@ pub const DEFAULT_CHECKPOINT_EVERY: u64 = 1000;
 /// Default of `AMAL_AUDIT_CHECKPOINT_INTERVAL`: and at least this often while events arrive.
 pub const DEFAULT_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(60);
 
-/// The Ed25519 key checkpoints are signed with (never printed).
-#[derive(Clone)]
-pub struct CheckpointKey(pub std::sync::Arc<ed25519_dalek::SigningKey>);
-
-impl std::fmt::Debug for CheckpointKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "CheckpointKey({})",
-            store::checkpoint::key_id(&self.0.verifying_key())
-        )
-    }
-}
-
 /// Validated audit-chain settings: the HMAC keys, the checkpoint signing
 /// key and where and how often checkpoints are written.
 #[derive(Debug, Clone)]
@@ -204,7 +167,7 @@ pub struct AuditSettings {
     /// `AUDIT_KEY_PREVIOUS`: the key before a rotation (still verifies).
     pub key_previous: Option<secrecy::SecretString>,
     /// From `AMAL_AUDIT_SIGNING_KEY_FILE`.
-    pub signing_key: CheckpointKey,
+    pub signing_key: store::checkpoint::CheckpointKey,
     /// `AMAL_AUDIT_CHECKPOINT_DIR` (default `<data dir>/audit-checkpoints`).
     pub checkpoint_dir: PathBuf,
     /// `AMAL_AUDIT_CHECKPOINT_EVERY`.

@@ -134,7 +134,7 @@ impl SigninGuard {
         let Some(last) = l.stamped(&self.last, limits.account_failures).await? else {
             return Ok(());
         };
-        let delay_ms = crate::num::cap_i64(u128::from(delay) * 1000);
+        let delay_ms = telemetry::num::cap_i64(u128::from(delay) * 1000);
         let wait_ms = last.saturating_add(delay_ms) - chrono::Utc::now().timestamp_millis();
         if wait_ms <= 0 || self.known_ip(st).await? {
             return Ok(());

@@ -342,6 +342,22 @@ pub async fn appended() {
     APPEND_NOTIFY.notified().await
 }
 
+/// Audit what an operator's command did (a backup, a restore, a
+/// migration): one system event in its own transaction.
+pub async fn record_operation(
+    db: &Db,
+    action: domain::audit::AuditAction,
+    outcome: &str,
+    detail: serde_json::Value,
+) -> anyhow::Result<()> {
+    let mut ev = AuditEvent::new(action.as_str(), outcome);
+    ev.detail = Some(detail.to_string());
+    anyhow::Context::context(
+        append_now(db, &[ev]).await,
+        "cannot write the audit event of this command",
+    )
+}
+
 /// Append events in their own transaction.
 pub async fn append_now(db: &Db, events: &[AuditEvent]) -> Result<()> {
     let mut tx = db.begin().await?;

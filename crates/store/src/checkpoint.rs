@@ -43,6 +43,16 @@ pub struct Checkpoint {
     pub signature: String,
 }
 
+/// The Ed25519 key checkpoints are signed with (never printed).
+#[derive(Clone)]
+pub struct CheckpointKey(pub std::sync::Arc<SigningKey>);
+
+impl std::fmt::Debug for CheckpointKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CheckpointKey({})", key_id(&self.0.verifying_key()))
+    }
+}
+
 /// The public id of a checkpoint verifying key: 16 hex digits of its SHA-256.
 pub fn key_id(key: &VerifyingKey) -> String {
     hex::encode(&Sha256::digest(key.as_bytes())[..8])

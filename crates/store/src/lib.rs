@@ -18,6 +18,7 @@ pub mod export;
 pub mod fhir;
 pub mod hl7;
 pub mod identity;
+pub mod key_file;
 pub mod labs;
 pub mod migrate;
 pub mod notes;

@@ -57,7 +57,7 @@ fn find<'a>(report: &'a Value, name: &str) -> &'a Value {
 }
 
 /// The state of one alert, read from the server's own state.
-fn state_of(app: &TestApp, name: &str) -> server::alerts::AlertStatus {
+fn state_of(app: &TestApp, name: &str) -> telemetry::alerts::AlertStatus {
     app.state
         .alerts
         .report()
@@ -263,7 +263,7 @@ async fn database_loss_fires_after_30_seconds() {
     let hook = hook_server().await;
     let app = app_with(Some(hook.uri()), "1h").await;
     server::alert_task::tick(&app.state).await;
-    use server::alerts::AlertStatus;
+    use telemetry::alerts::AlertStatus;
     assert_eq!(
         state_of(&app, "DatabaseConnectivityLost"),
         AlertStatus::Inactive

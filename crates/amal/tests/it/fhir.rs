@@ -769,7 +769,7 @@ async fn bulk_export_kicks_off_polls_writes_ndjson_and_expires() {
         .iter()
         .find(|a| a.name == "AdminBulkExport")
         .unwrap();
-    assert_eq!(alert.state, server::alerts::AlertStatus::Firing);
+    assert_eq!(alert.state, telemetry::alerts::AlertStatus::Firing);
     let r = app
         .client
         .get(&status_url)

@@ -208,7 +208,7 @@ async fn a_care_team_is_a_group_whose_export_holds_exactly_its_patients() {
         .iter()
         .find(|a| a.name == "AdminBulkExport")
         .unwrap();
-    assert_eq!(alert.state, server::alerts::AlertStatus::Firing);
+    assert_eq!(alert.state, telemetry::alerts::AlertStatus::Firing);
     // The member's job is theirs alone.
     let r = app
         .client
@@ -263,7 +263,7 @@ async fn a_group_export_alone_fires_no_alert_and_a_removed_patient_leaves_the_gr
         .iter()
         .find(|a| a.name == "AdminBulkExport")
         .unwrap();
-    assert_ne!(alert.state, server::alerts::AlertStatus::Firing);
+    assert_ne!(alert.state, telemetry::alerts::AlertStatus::Firing);
     // Practitioners are not patient data: a Group export does not offer them.
     let r = kick_off(
         &app,

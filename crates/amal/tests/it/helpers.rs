@@ -67,7 +67,7 @@ pub fn production(r: &mut RawConfig) {
 pub fn backup_key_file(dir: &std::path::Path) -> PathBuf {
     use secrecy::ExposeSecret;
     let f = dir.join(format!("backup-{}.key", Uuid::new_v4().simple()));
-    std::fs::write(&f, server::backup_keys::generate().0.expose_secret()).unwrap();
+    std::fs::write(&f, backup::keys::generate().0.expose_secret()).unwrap();
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;

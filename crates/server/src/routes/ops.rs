@@ -13,16 +13,6 @@ use crate::auth::AuthUser;
 use crate::error::{AppError, Result};
 use crate::state::AppState;
 
-/// Build identity, filled at compile time by the `amal` build script's
-/// environment (falls back to "unknown").
-pub fn release() -> &'static str {
-    env!("CARGO_PKG_VERSION")
-}
-
-pub fn git_commit() -> &'static str {
-    option_env!("AMAL_GIT_COMMIT").unwrap_or("unknown")
-}
-
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Health {
@@ -92,8 +82,8 @@ pub async fn health(State(st): State<AppState>) -> (StatusCode, Json<Health>) {
             "databaseWrite": write,
         }),
         failed_checks: failed,
-        version: release(),
-        commit: git_commit(),
+        version: telemetry::build::release(),
+        commit: telemetry::build::git_commit(),
         schema_version: schema,
         uptime_seconds: st.started.elapsed().as_secs(),
     };
@@ -150,11 +140,11 @@ pub async fn metrics_json(
 }
 
 #[utoipa::path(get, path = "/api/metrics/history", tag = "ops", security(("bearer" = [])),
-    responses((status = 200, body = Vec<crate::alerts::MetricsPoint>, description = "The metrics over time (this instance, a bounded ring; oldest first)"), (status = 401), (status = 403)))]
+    responses((status = 200, body = Vec<telemetry::alerts::MetricsPoint>, description = "The metrics over time (this instance, a bounded ring; oldest first)"), (status = 401), (status = 403)))]
 pub async fn metrics_history(
     State(st): State<AppState>,
     user: AuthUser,
-) -> Result<Json<Vec<crate::alerts::MetricsPoint>>> {
+) -> Result<Json<Vec<telemetry::alerts::MetricsPoint>>> {
     Ok(Json(crate::services::ops::metrics_history(&st, &user)?))
 }
 

@@ -440,7 +440,7 @@ pub async fn flag_new_account(
 /// [`flag_new_account`] without the state (the `amal user create` command).
 pub async fn flag_account(
     tx: &mut store::Tx,
-    metrics: &crate::metrics::Metrics,
+    metrics: &telemetry::metrics::Metrics,
     two_person_rule: bool,
     created_by: Option<Uuid>,
     user: &store::users::UserRow,

@@ -13,7 +13,7 @@ pub fn metrics(st: &AppState, user: &AuthUser) -> Result<serde_json::Value> {
 }
 
 /// The state of every built-in alert and the last webhook delivery (SPEC §9).
-pub fn alerts(st: &AppState, user: &AuthUser) -> Result<crate::alerts::AlertsReport> {
+pub fn alerts(st: &AppState, user: &AuthUser) -> Result<telemetry::alerts::AlertsReport> {
     user.require(Action::ReadMetrics)?;
     Ok(st.alerts.report())
 }
@@ -21,14 +21,17 @@ pub fn alerts(st: &AppState, user: &AuthUser) -> Result<crate::alerts::AlertsRep
 /// Request rate, p95, error ratio, sign-in failures and AI refusals per
 /// alert evaluation, oldest first: a bounded in-memory ring of this
 /// instance (`alerts::METRICS_POINTS`), empty after a restart.
-pub fn metrics_history(st: &AppState, user: &AuthUser) -> Result<Vec<crate::alerts::MetricsPoint>> {
+pub fn metrics_history(
+    st: &AppState,
+    user: &AuthUser,
+) -> Result<Vec<telemetry::alerts::MetricsPoint>> {
     user.require(Action::ReadMetrics)?;
     Ok(st.alerts.points())
 }
 
 /// How many alerts were firing and pending at each evaluation, oldest
 /// first (the same bounded, in-memory ring as [`metrics_history`]).
-pub fn alert_history(st: &AppState, user: &AuthUser) -> Result<Vec<crate::alerts::StatePoint>> {
+pub fn alert_history(st: &AppState, user: &AuthUser) -> Result<Vec<telemetry::alerts::StatePoint>> {
     user.require(Action::ReadMetrics)?;
     Ok(st.alerts.state_points())
 }

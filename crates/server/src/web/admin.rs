@@ -698,7 +698,7 @@ struct MetricsPage {
 #[template(path = "admin_alerts.html")]
 struct AlertsPage {
     l: Layout,
-    r: crate::alerts::AlertsReport,
+    r: telemetry::alerts::AlertsReport,
     /// Firing and pending alerts over time (empty before two evaluations).
     charts: Vec<crate::web::chart::Chart>,
     evaluated: String,
@@ -728,9 +728,9 @@ pub async fn alerts(State(st): State<AppState>, s: WebSession) -> Page {
         .map(|a| AlertRow {
             name: a.name.clone(),
             state: match a.state {
-                crate::alerts::AlertStatus::Firing => "firing",
-                crate::alerts::AlertStatus::Pending => "pending",
-                crate::alerts::AlertStatus::Inactive => "inactive",
+                telemetry::alerts::AlertStatus::Firing => "firing",
+                telemetry::alerts::AlertStatus::Pending => "pending",
+                telemetry::alerts::AlertStatus::Inactive => "inactive",
             },
             severity: a.severity.clone(),
             summary: a.summary.clone(),
@@ -759,7 +759,7 @@ pub async fn alerts(State(st): State<AppState>, s: WebSession) -> Page {
         ),
     };
     let history = services::ops::alert_history(&st, &s.user).or_page(&s)?;
-    let count = |f: fn(&crate::alerts::StatePoint) -> usize| -> Vec<_> {
+    let count = |f: fn(&telemetry::alerts::StatePoint) -> usize| -> Vec<_> {
         history.iter().map(|p| (p.at, f(p) as f64, None)).collect()
     };
     let charts = [
@@ -816,7 +816,7 @@ pub async fn metrics(State(st): State<AppState>, s: WebSession) -> Page {
         .unwrap_or_default();
     durations.sort_by(|a, b| a.name.cmp(&b.name));
     let pts = services::ops::metrics_history(&st, &s.user).or_page(&s)?;
-    let series = |f: &dyn Fn(&crate::alerts::MetricsPoint) -> Option<f64>| -> Vec<_> {
+    let series = |f: &dyn Fn(&telemetry::alerts::MetricsPoint) -> Option<f64>| -> Vec<_> {
         pts.iter()
             .filter_map(|p| Some((p.at, f(p)?, None)))
             .collect()
@@ -852,7 +852,7 @@ pub async fn metrics(State(st): State<AppState>, s: WebSession) -> Page {
         l: Layout::new("Metrics", &s),
         charts,
         points: pts.len(),
-        keep: crate::alerts::METRICS_POINTS,
+        keep: telemetry::alerts::METRICS_POINTS,
         at: text(&v["timestamp"]),
         counters,
         durations,

@@ -6,8 +6,8 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::num::trunc_i64;
 use domain::labs::LabFlag;
+use telemetry::num::trunc_i64;
 
 use crate::web::view::{flag_label, num};
 

@@ -1,5 +1,5 @@
 //! The alert engine (SPEC §9): pure evaluation over metric samples, with no
-//! I/O and no application state; [`crate::alert_task`] drives it.
+//! I/O and no application state; `server::alert_task` drives it.
 //!
 //! Alerts are evaluated inside `amal` on its own metrics so that a
 //! clinic without Prometheus still gets them. The same rules ship for
@@ -34,6 +34,9 @@ use tokio::sync::mpsc;
 use utoipa::ToSchema;
 
 use crate::metrics::Metrics;
+
+/// Default evaluation interval of the built-in alerts (`AMAL_ALERT_INTERVAL`).
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(15);
 
 /// Deliveries waiting for the worker; past this a delivery is dropped and
 /// counted as `alerts.webhook.failure`.
@@ -345,7 +348,7 @@ pub const PROMETHEUS_ONLY: &[&str] = &["AmalTargetDown"];
 
 /// A point-in-time copy of the metrics.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Sample {
+pub struct Sample {
     /// Seconds on the evaluator's clock.
     t: f64,
     counters: BTreeMap<String, u64>,
@@ -357,7 +360,7 @@ pub(crate) struct Sample {
 }
 
 impl Sample {
-    pub(crate) fn take(m: &Metrics, t: f64) -> Sample {
+    pub fn take(m: &Metrics, t: f64) -> Sample {
         let (buckets, requests, _) = m.duration_buckets();
         Sample {
             t,
@@ -419,10 +422,10 @@ struct Evaluator {
 
 /// A firing or resolved alert, to be logged and posted.
 #[derive(Debug, Clone)]
-pub(crate) struct Transition {
-    pub(crate) rule: &'static Rule,
-    pub(crate) firing: bool,
-    pub(crate) value: Option<f64>,
+pub struct Transition {
+    pub rule: &'static Rule,
+    pub firing: bool,
+    pub value: Option<f64>,
     starts_at: f64,
     ends_at: Option<f64>,
     detail: Option<String>,
@@ -466,7 +469,7 @@ impl IpHits {
     }
 
     /// The most hits one IP had over the window, and that IP.
-    pub(crate) fn max(&self, now: f64) -> (u32, Option<String>) {
+    pub fn max(&self, now: f64) -> (u32, Option<String>) {
         let idx = crate::num::floor_u64(now) / IP_BUCKET_SECS;
         let Ok(b) = self.buckets.lock() else {
             return (0, None);
@@ -488,16 +491,16 @@ impl IpHits {
 
 /// The evaluator's state, kept in [`AppState`].
 pub struct Alerts {
-    pub(crate) interval: Duration,
+    pub interval: Duration,
     epoch: Instant,
     epoch_wall: DateTime<Utc>,
     /// Added to the clock; moved only by tests ([`Alerts::advance_clock`]).
     skew_ms: AtomicU64,
-    pub(crate) ip_hits: IpHits,
+    pub ip_hits: IpHits,
     eval: Mutex<Evaluator>,
-    pub(crate) webhook_configured: bool,
-    pub(crate) queue: mpsc::Sender<Value>,
-    pub(crate) queue_rx: Mutex<Option<mpsc::Receiver<Value>>>,
+    pub webhook_configured: bool,
+    pub queue: mpsc::Sender<Value>,
+    pub queue_rx: Mutex<Option<mpsc::Receiver<Value>>>,
     /// The metrics over time, for the admin's charts (bounded).
     points: Mutex<VecDeque<MetricsPoint>>,
     /// How many alerts were firing and pending at each evaluation, for the
@@ -651,11 +654,7 @@ impl Alerts {
 
     /// Evaluate every rule on `sample`; return the alerts that started
     /// firing or resolved.
-    pub(crate) fn evaluate(
-        &self,
-        sample: Sample,
-        top_ip: Option<(u32, String)>,
-    ) -> Vec<Transition> {
+    pub fn evaluate(&self, sample: Sample, top_ip: Option<(u32, String)>) -> Vec<Transition> {
         let Ok(mut ev) = self.eval.lock() else {
             return Vec::new();
         };
@@ -778,7 +777,7 @@ impl Alerts {
     }
 
     /// Record the outcome of a webhook delivery (after its retries).
-    pub(crate) fn delivered(&self, alert: &str, delivered: bool, attempts: u32) {
+    pub fn delivered(&self, alert: &str, delivered: bool, attempts: u32) {
         if let Ok(mut d) = self.last_delivery.lock() {
             *d = Some(WebhookDelivery {
                 at: Utc::now(),
@@ -826,7 +825,7 @@ impl Alerts {
     }
 
     /// The Alertmanager-style webhook body for a transition.
-    pub(crate) fn payload(&self, t: &Transition) -> Value {
+    pub fn payload(&self, t: &Transition) -> Value {
         let status = if t.firing { "firing" } else { "resolved" };
         let labels = json!({
             "alertname": t.rule.name,
@@ -1071,7 +1070,7 @@ mod tests {
         gauge: &str,
         values: &[f64],
     ) -> (Alerts, Vec<Vec<(&'static str, bool)>>) {
-        let a = Alerts::new(crate::settings::DEFAULT_ALERT_INTERVAL, false);
+        let a = Alerts::new(DEFAULT_INTERVAL, false);
         let mut out = Vec::new();
         for (i, v) in values.iter().enumerate() {
             let ts = a.evaluate(sample(15.0 * (i + 1) as f64, &[], &[(gauge, *v)]), None);
@@ -1137,7 +1136,7 @@ mod tests {
             assert_eq!(steps.last().unwrap(), &vec![(name, false)], "{name}");
         }
         // A missing gauge (no scheduled backups) never fires.
-        let a = Alerts::new(crate::settings::DEFAULT_ALERT_INTERVAL, false);
+        let a = Alerts::new(DEFAULT_INTERVAL, false);
         a.evaluate(sample(15.0, &[], &[]), None);
         let r = a.report();
         let b = r.alerts.iter().find(|x| x.name == "BackupTooOld").unwrap();
@@ -1147,7 +1146,7 @@ mod tests {
 
     #[test]
     fn writes_failing_needs_attempts_and_no_success() {
-        let a = Alerts::new(crate::settings::DEFAULT_ALERT_INTERVAL, false);
+        let a = Alerts::new(DEFAULT_INTERVAL, false);
         let step = |t: f64, ok: u64, err: u64| {
             names(&a.evaluate(
                 sample(t, &[("write.success", ok), ("write.error", err)], &[]),
@@ -1168,7 +1167,7 @@ mod tests {
     #[test]
     fn ratio_alerts_fire_and_resolve() {
         // Auth 5xx above 10 % for 2 minutes.
-        let a = Alerts::new(crate::settings::DEFAULT_ALERT_INTERVAL, false);
+        let a = Alerts::new(DEFAULT_INTERVAL, false);
         let mut fired = None;
         for i in 1..=20u64 {
             let ts = a.evaluate(
@@ -1203,7 +1202,7 @@ mod tests {
         assert!(resolved);
 
         // AI refusals: more than half of at least 5 answers.
-        let a = Alerts::new(crate::settings::DEFAULT_ALERT_INTERVAL, false);
+        let a = Alerts::new(DEFAULT_INTERVAL, false);
         let mut log = Vec::new();
         for i in 1..=30u64 {
             log.extend(names(&a.evaluate(
@@ -1221,7 +1220,7 @@ mod tests {
         }
         assert_eq!(log, vec![("AiRefusalRateHigh", true)]);
         // Two refusals out of three is too few answers to judge.
-        let a = Alerts::new(crate::settings::DEFAULT_ALERT_INTERVAL, false);
+        let a = Alerts::new(DEFAULT_INTERVAL, false);
         let mut log = Vec::new();
         for i in 1..=40u64 {
             log.extend(names(&a.evaluate(
@@ -1236,7 +1235,7 @@ mod tests {
         assert!(log.is_empty(), "{log:?}");
 
         // Validation errors: more than 25 % of at least 20 requests.
-        let a = Alerts::new(crate::settings::DEFAULT_ALERT_INTERVAL, false);
+        let a = Alerts::new(DEFAULT_INTERVAL, false);
         let mut log = Vec::new();
         for i in 1..=30u64 {
             let bad = if i <= 25 { 5 * i } else { 125 };
@@ -1254,7 +1253,7 @@ mod tests {
 
     #[test]
     fn audit_failure_fires_at_once_and_resolves_after_the_window() {
-        let a = Alerts::new(crate::settings::DEFAULT_ALERT_INTERVAL, false);
+        let a = Alerts::new(DEFAULT_INTERVAL, false);
         assert!(a
             .evaluate(sample(15.0, &[("audit.write_failure", 0)], &[]), None)
             .is_empty());
@@ -1269,7 +1268,7 @@ mod tests {
 
     #[test]
     fn slow_p95_uses_the_window_not_the_whole_history() {
-        let a = Alerts::new(crate::settings::DEFAULT_ALERT_INTERVAL, false);
+        let a = Alerts::new(DEFAULT_INTERVAL, false);
         let bounds = crate::metrics::DURATION_BUCKETS;
         // Cumulative counts: `fast` requests under 50 ms, `slow` ones at 2.5 s.
         let mk = |t: f64, fast: u64, slow: u64| {
@@ -1356,7 +1355,7 @@ mod tests {
 
     #[test]
     fn webhook_payload_is_alertmanager_shaped() {
-        let a = Alerts::new(crate::settings::DEFAULT_ALERT_INTERVAL, true);
+        let a = Alerts::new(DEFAULT_INTERVAL, true);
         let t = Transition {
             rule: &RULES[0],
             firing: false,

@@ -1,7 +1,7 @@
 //! The keys of backup archives: what encrypts them (age, to an X25519
 //! recipient or under a passphrase) and what opens them again. Archive
 //! *authentication* is the manifest's Ed25519 signature under the audit
-//! checkpoint key (see `amal`'s `backup` module); encryption gives
+//! checkpoint key (see [`crate::archive`]); encryption gives
 //! confidentiality, and with a passphrase also proves the writer knew it.
 //!
 //! Settings: `AMAL_BACKUP_KEY_FILE` (an age identity, `AGE-SECRET-KEY-1…`,
@@ -236,7 +236,7 @@ pub fn generate() -> (SecretString, String) {
 /// Read an identity file: one `AGE-SECRET-KEY-1…` line (comment lines
 /// starting with `#` allowed); in production readable by its owner only.
 fn read_identity(path: &Path, strict: bool) -> Result<age::x25519::Identity, String> {
-    let text = crate::settings::read_key_file(path, strict)?;
+    let text = store::key_file::read(path, strict)?;
     text.lines()
         .map(str::trim)
         .find(|l| !l.is_empty() && !l.starts_with('#'))

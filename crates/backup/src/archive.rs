@@ -1,44 +1,20 @@
-//! `amal backup`, `amal backup verify` and `amal restore`, the archive
-//! format they share, and the job that `serve` runs on a schedule.
-//!
-//! # Archive format (`.amalbak`, format version 1)
-//!
-//! A gzip-compressed POSIX tar file (`tar -tzf FILE` lists it) with exactly
-//! two entries, in this order:
-//!
-//! 1. `manifest.json` — what the backup holds, see [`Manifest`];
-//! 2. the database image named by `manifest.database.file`:
-//!    `database.sqlite` (a `VACUUM INTO` copy of a SQLite database) or
-//!    `database.pgdump` (a `pg_dump --format=custom --compress=0` dump).
-//!
-//! The manifest carries the SHA-256 and size of the image; gzip adds a CRC
-//! over the whole stream. Restore and verify check both before they use the
-//! image. The archive is written as `FILE.partial`, fsynced and renamed, so
-//! a file with the final name is always complete.
-//!
-//! Format version 2 adds authentication and encryption: the manifest is
-//! signed (Ed25519, the audit checkpoint key; `signature`), so neither the
-//! image nor the audit head it records can change unseen, and with a backup
-//! key the whole gzip stream is wrapped in an age file (X25519 recipients or
-//! a passphrase), detected by its `age-encryption.org/v1` header. Verify and
-//! restore check the signature before they extract anything.
+//! The archive format (see the crate documentation): writing an archive
+//! from a live database, reading and authenticating it, and checking a
+//! restored copy against its manifest.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
 use chrono::{DateTime, Utc};
-use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use store::audit::VerifyReport;
 use store::{Db, Engine};
 
-use crate::cli::BackupAction;
+use crate::progress::{human, Reporter, Watch};
 
 /// `manifest.format`.
 pub const FORMAT: &str = "amal-backup";
@@ -48,8 +24,8 @@ pub const FORMAT_VERSION: u32 = 2;
 /// JSON without its `signature`.
 const SIGNATURE_LABEL: &[u8] = b"amal-backup-manifest-v2\n";
 const MANIFEST: &str = "manifest.json";
-const SQLITE_IMAGE: &str = "database.sqlite";
-const PG_IMAGE: &str = "database.pgdump";
+pub(crate) const SQLITE_IMAGE: &str = "database.sqlite";
+pub(crate) const PG_IMAGE: &str = "database.pgdump";
 /// Level 6 is gzip's default: a good ratio at tens of MB/s.
 const GZIP_LEVEL: u32 = 6;
 /// Byte progress (every 10 %) is shown for images at least this large.
@@ -96,23 +72,15 @@ pub struct ManifestSignature {
 #[derive(Clone)]
 pub struct ArchiveKeys {
     /// Encryption (`AMAL_BACKUP_KEY_FILE`, `AMAL_BACKUP_PASSPHRASE`).
-    pub backup: server::backup_keys::BackupKeys,
+    pub backup: crate::keys::BackupKeys,
     /// The audit checkpoint key: signs manifests, and verifies them.
-    pub signing: server::settings::CheckpointKey,
+    pub signing: store::checkpoint::CheckpointKey,
     /// Signed checkpoints of this installation: those at or before a
     /// backup's head must agree with the restored chain.
     pub checkpoint_dir: PathBuf,
 }
 
 impl ArchiveKeys {
-    pub fn of(cfg: &server::Config) -> ArchiveKeys {
-        ArchiveKeys {
-            backup: cfg.backup.keys.clone(),
-            signing: cfg.audit.signing_key.clone(),
-            checkpoint_dir: cfg.audit.checkpoint_dir.clone(),
-        }
-    }
-
     /// The label, then the manifest as a JSON value without `signature`
     /// (a value, so that any reader of the JSON gets the same bytes).
     fn signed_bytes(m: &Manifest) -> anyhow::Result<Vec<u8>> {
@@ -168,7 +136,7 @@ impl ArchiveKeys {
     /// and this installation's checkpoints taken before the backup (so a
     /// backup whose trail was cut short after a checkpoint is caught even
     /// when its manifest was re-signed).
-    fn anchors_for(&self, m: &Manifest) -> store::audit::Anchors {
+    pub(crate) fn anchors_for(&self, m: &Manifest) -> store::audit::Anchors {
         let key = self.signing.0.verifying_key();
         let mut ours = store::checkpoint::read_all(&self.checkpoint_dir).unwrap_or_default();
         ours.retain(|c| c.at <= m.created_at);
@@ -212,82 +180,10 @@ pub struct ImageInfo {
     pub sha256: String,
 }
 
-fn engine_name(e: Engine) -> &'static str {
+pub fn engine_name(e: Engine) -> &'static str {
     match e {
         Engine::Sqlite => "sqlite",
         Engine::Postgres => "postgres",
-    }
-}
-
-/// Progress messages (stderr for the CLI, nothing for the scheduler).
-#[derive(Clone, Default)]
-pub struct Reporter(Option<Arc<Say>>);
-
-type Say = dyn Fn(&str) + Send + Sync;
-
-impl Reporter {
-    /// `prefix [elapsed]: message` lines on stderr.
-    pub fn stderr(prefix: &'static str) -> Reporter {
-        let started = Instant::now();
-        Reporter(Some(Arc::new(move |m: &str| {
-            eprintln!("{prefix} [{:>5.1}s]: {m}", started.elapsed().as_secs_f64())
-        })))
-    }
-
-    pub fn silent() -> Reporter {
-        Reporter(None)
-    }
-
-    fn say(&self, msg: impl AsRef<str>) {
-        if let Some(f) = &self.0 {
-            f(msg.as_ref());
-        }
-    }
-}
-
-/// While a long step writes `path`, report its size every second.
-struct Watch(Option<tokio::task::JoinHandle<()>>);
-
-impl Watch {
-    fn file(path: &Path, what: &'static str, reporter: &Reporter) -> Watch {
-        if reporter.0.is_none() {
-            return Watch(None);
-        }
-        let (path, r) = (path.to_path_buf(), reporter.clone());
-        Watch(Some(tokio::spawn(async move {
-            let mut last = 0;
-            loop {
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                if let Ok(m) = tokio::fs::metadata(&path).await {
-                    if m.len() != last {
-                        last = m.len();
-                        r.say(format!("{what}: {} written so far", human(last)));
-                    }
-                }
-            }
-        })))
-    }
-}
-
-impl Drop for Watch {
-    fn drop(&mut self) {
-        if let Some(h) = self.0.take() {
-            h.abort();
-        }
-    }
-}
-
-/// `12.3 MiB`.
-pub fn human(bytes: u64) -> String {
-    let b = bytes as f64;
-    if b >= 1024.0 * 1024.0 * 1024.0 {
-        format!("{:.2} GiB", b / (1024.0 * 1024.0 * 1024.0))
-    } else if b >= 1024.0 * 1024.0 {
-        format!("{:.1} MiB", b / (1024.0 * 1024.0))
-    } else if b >= 1024.0 {
-        format!("{:.1} KiB", b / 1024.0)
-    } else {
-        format!("{bytes} B")
     }
 }
 
@@ -295,19 +191,19 @@ pub fn human(bytes: u64) -> String {
 pub fn default_file_name(at: DateTime<Utc>) -> String {
     format!(
         "{}{}{}",
-        server::backup_schedule::ARCHIVE_PREFIX,
+        crate::schedule::ARCHIVE_PREFIX,
         at.format("%Y%m%dT%H%M%SZ"),
-        server::backup_schedule::ARCHIVE_SUFFIX
+        crate::schedule::ARCHIVE_SUFFIX
     )
 }
 
 // ------------------------------------------------------------ temp files
 
 /// A folder removed (with its contents) when dropped.
-struct WorkDir(PathBuf);
+pub(crate) struct WorkDir(PathBuf);
 
 impl WorkDir {
-    fn new_in(parent: &Path) -> anyhow::Result<WorkDir> {
+    pub(crate) fn new_in(parent: &Path) -> anyhow::Result<WorkDir> {
         let dir = parent.join(format!(
             ".amal-backup-work-{}",
             uuid::Uuid::new_v4().simple()
@@ -322,11 +218,11 @@ impl WorkDir {
         Ok(WorkDir(dir))
     }
 
-    fn temp() -> anyhow::Result<WorkDir> {
+    pub(crate) fn temp() -> anyhow::Result<WorkDir> {
         WorkDir::new_in(&std::env::temp_dir())
     }
 
-    fn join(&self, name: &str) -> PathBuf {
+    pub(crate) fn join(&self, name: &str) -> PathBuf {
         self.0.join(name)
     }
 }
@@ -338,7 +234,7 @@ impl Drop for WorkDir {
 }
 
 /// A file removed when dropped unless it was moved away.
-struct TempFile(PathBuf);
+pub(crate) struct TempFile(pub(crate) PathBuf);
 
 impl Drop for TempFile {
     fn drop(&mut self) {
@@ -346,7 +242,7 @@ impl Drop for TempFile {
     }
 }
 
-fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+pub(crate) fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     let mut s = path.as_os_str().to_os_string();
     s.push(suffix);
     PathBuf::from(s)
@@ -494,7 +390,7 @@ fn open_archive(path: &Path, keys: &ArchiveKeys) -> anyhow::Result<tar::Archive<
     let encrypted = r
         .fill_buf()
         .with_context(|| format!("cannot read the backup {}", path.display()))?
-        .starts_with(server::backup_keys::AGE_MAGIC);
+        .starts_with(crate::keys::AGE_MAGIC);
     let inner: Box<dyn Read + Send> = if encrypted {
         keys.backup
             .open_reader(r)
@@ -649,7 +545,7 @@ fn unpack(
     Ok(manifest)
 }
 
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
 ) -> anyhow::Result<T> {
     tokio::task::spawn_blocking(f)
@@ -684,7 +580,7 @@ pub async fn create(
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    server::backup_schedule::create_private_dir(&parent)
+    crate::schedule::create_private_dir(&parent)
         .with_context(|| format!("cannot create {}", parent.display()))?;
     let work = WorkDir::new_in(&parent)?;
     let created_at = store::now();
@@ -745,8 +641,8 @@ pub async fn create(
         format_version: FORMAT_VERSION,
         engine: engine_name(db.engine()).into(),
         created_at,
-        release: server::routes::ops::release().into(),
-        git_commit: server::routes::ops::git_commit().into(),
+        release: telemetry::build::release().into(),
+        git_commit: telemetry::build::git_commit().into(),
         schema_version: stats.schema_version,
         row_counts: stats.row_counts,
         audit: AuditHead {
@@ -806,7 +702,12 @@ pub struct Verified {
 
 /// Audit a written backup (the event lands in the live database, after
 /// the snapshot, so the archive itself does not hold it).
-async fn record_backup(db: &Db, c: &Created, keys: &ArchiveKeys, via: &str) -> anyhow::Result<()> {
+pub async fn record_backup(
+    db: &Db,
+    c: &Created,
+    keys: &ArchiveKeys,
+    via: &str,
+) -> anyhow::Result<()> {
     let detail = serde_json::json!({
         "via": via,
         "file": c.path.file_name().map(|n| n.to_string_lossy().into_owned()),
@@ -814,7 +715,7 @@ async fn record_backup(db: &Db, c: &Created, keys: &ArchiveKeys, via: &str) -> a
         "encryption": keys.backup.mode(),
         "auditEvents": c.manifest.audit.events,
     });
-    crate::commands::record_operation(
+    store::audit::record_operation(
         db,
         domain::audit::AuditAction::BackupCreate,
         "success",
@@ -825,7 +726,7 @@ async fn record_backup(db: &Db, c: &Created, keys: &ArchiveKeys, via: &str) -> a
 
 /// Where and why a chain breaks: "event … (sequence …): reason; n events
 /// before it verify".
-fn describe_break(audit: &VerifyReport) -> String {
+pub fn describe_break(audit: &VerifyReport) -> String {
     format!(
         "event {} (sequence {}): {}; {} events before it verify",
         audit
@@ -842,7 +743,7 @@ fn describe_break(audit: &VerifyReport) -> String {
 }
 
 /// What differs between the manifest and what a restored copy holds.
-fn compare(
+pub(crate) fn compare(
     m: &Manifest,
     audit: &VerifyReport,
     schema_version: i64,
@@ -899,7 +800,7 @@ fn compare(
 /// the row counts against the manifest. When everything holds, the name of
 /// the PostgreSQL scratch database is handed back (the caller drops it or
 /// swaps it in); otherwise it is dropped here.
-async fn restore_and_check(
+pub(crate) async fn restore_and_check(
     archive: &Path,
     image: &Path,
     server_url: &str,
@@ -1083,373 +984,6 @@ async fn inspect(
     })
 }
 
-// --------------------------------------------------------------- commands
-
-async fn connect(url: &str) -> anyhow::Result<Db> {
-    Db::connect(url)
-        .await
-        .context("cannot open the database named by DATABASE_URL")
-}
-
-/// `amal backup [--to FILE]` and `amal backup verify FILE`.
-pub async fn backup_command(
-    cfg: server::Config,
-    action: Option<BackupAction>,
-    to: Option<PathBuf>,
-) -> anyhow::Result<ExitCode> {
-    match action {
-        Some(BackupAction::Verify { file }) => verify_command(&cfg, &file).await,
-        Some(BackupAction::Keygen { .. }) => unreachable!("handled without a configuration"),
-        None => {
-            if let Some(path) = store::backup::sqlite_path(&cfg.database_url) {
-                if !path.exists() {
-                    bail!("there is no database at {} to back up", path.display());
-                }
-            }
-            let out = to.unwrap_or_else(|| cfg.backup.dir.join(default_file_name(Utc::now())));
-            let db = connect(&cfg.database_url).await?;
-            let reporter = Reporter::stderr("backup");
-            let keys = ArchiveKeys::of(&cfg);
-            let created = create(&db, &cfg.database_url, &out, &keys, &reporter).await;
-            let recorded = match &created {
-                Ok(c) => record_backup(&db, c, &keys, "cli").await,
-                Err(_) => Ok(()),
-            };
-            db.close().await;
-            let c = created?;
-            recorded?;
-            println!(
-                "backup written: {} ({}) in {:.1}s",
-                c.path.display(),
-                human(c.bytes),
-                c.elapsed.as_secs_f64()
-            );
-            println!(
-                "  {} database, schema version {}, {} audit events, chain head {}",
-                c.manifest.engine,
-                c.manifest.schema_version,
-                c.manifest.audit.events,
-                c.manifest.audit.head_hash
-            );
-            Ok(ExitCode::SUCCESS)
-        }
-    }
-}
-
-async fn verify_command(cfg: &server::Config, file: &Path) -> anyhow::Result<ExitCode> {
-    let started = Instant::now();
-    let reporter = Reporter::stderr("verify");
-    match verify(
-        file,
-        &cfg.database_url,
-        None,
-        &ArchiveKeys::of(cfg),
-        &reporter,
-    )
-    .await
-    {
-        Ok(v) if v.problems.is_empty() => {
-            let rows: i64 = v.row_counts.values().sum();
-            println!(
-                "backup verified: {} ({} backup taken {}, release {}): integrity ok, schema \
-                 version {}, audit chain intact ({} events, head {}), row counts match the \
-                 manifest ({} rows in {} tables) in {:.1}s",
-                file.display(),
-                v.manifest.engine,
-                v.manifest.created_at.format("%Y-%m-%d %H:%M:%S UTC"),
-                v.manifest.release,
-                v.schema_version,
-                v.audit.events,
-                v.audit.head_hash,
-                rows,
-                v.row_counts.len(),
-                started.elapsed().as_secs_f64()
-            );
-            Ok(ExitCode::SUCCESS)
-        }
-        Ok(v) => {
-            eprintln!("backup verification FAILED for {}:", file.display());
-            for p in &v.problems {
-                eprintln!("  - {p}");
-            }
-            Ok(ExitCode::FAILURE)
-        }
-        Err(e) => {
-            eprintln!("backup verification FAILED for {}:", file.display());
-            eprintln!("  - {e:#}");
-            Ok(ExitCode::FAILURE)
-        }
-    }
-}
-
-/// `amal restore FILE [--force]`: authenticate the archive, restore it into
-/// a scratch copy and check everything there; only then put it in place of
-/// the live database, keeping the previous one aside. A refusal at any step
-/// leaves the live database as it was.
-pub async fn restore_command(
-    cfg: server::Config,
-    file: &Path,
-    force: bool,
-) -> anyhow::Result<ExitCode> {
-    let started = Instant::now();
-    let reporter = Reporter::stderr("restore");
-    let keys = ArchiveKeys::of(&cfg);
-    let refuse = |e: anyhow::Error| {
-        eprintln!("restore refused: {e:#}; the live database was not touched");
-        Ok(ExitCode::FAILURE)
-    };
-    let target_engine = store::db::engine_of(&cfg.database_url)?;
-    let (f, k) = (file.to_path_buf(), keys.clone());
-    let manifest = match blocking(move || read_manifest(&f, &k)).await {
-        Ok(m) => m,
-        Err(e) => return refuse(e),
-    };
-    if manifest.engine != engine_name(target_engine) {
-        return refuse(anyhow!(
-            "this is a {} backup and DATABASE_URL names a {} database; a backup restores into \
-             the engine it was taken from",
-            manifest.engine,
-            engine_name(target_engine)
-        ));
-    }
-
-    // 1. Never overwrite data without --force.
-    let sqlite_target = store::backup::sqlite_path(&cfg.database_url);
-    let exists = sqlite_target.as_ref().map(|p| p.exists()).unwrap_or(true);
-    let mut occupied = false;
-    if exists {
-        let db = connect(&cfg.database_url).await?;
-        let occ = store::backup::occupancy(&db).await;
-        db.close().await;
-        let occ = occ?;
-        occupied = !occ.is_empty();
-        if occupied && !force {
-            eprintln!(
-                "restore refused: the target database is not empty ({occ}). Restoring replaces \
-                 everything in it (the previous database is kept aside). Take a backup of it \
-                 first (`amal backup`), then run `amal restore {} --force`.",
-                file.display()
-            );
-            return Ok(ExitCode::FAILURE);
-        }
-        if occupied {
-            reporter.say(format!(
-                "--force: replacing a database holding {occ} (kept aside)"
-            ));
-        }
-    }
-    let stamp = Utc::now().format("%Y%m%d%H%M%S").to_string();
-
-    // 2. Restore into a scratch copy and check it; 3. swap it in.
-    let kept = match target_engine {
-        Engine::Sqlite => {
-            let target = sqlite_target
-                .ok_or_else(|| anyhow!("DATABASE_URL must name a SQLite file to restore into"))?;
-            let dir = match target.parent() {
-                Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-                _ => PathBuf::from("."),
-            };
-            std::fs::create_dir_all(&dir)?;
-            let name = target
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_else(|| "amal.db".into());
-            let image =
-                TempFile(dir.join(format!(".{name}.restore-{}", uuid::Uuid::new_v4().simple())));
-            let v =
-                match restore_and_check(file, &image.0, &cfg.database_url, None, &keys, &reporter)
-                    .await
-                {
-                    Ok((v, _)) => v,
-                    Err(e) => return refuse(e),
-                };
-            if !v.problems.is_empty() {
-                return refuse(anyhow!(
-                    "the backup does not verify: {}",
-                    v.problems.join("; ")
-                ));
-            }
-            let aside = occupied.then(|| dir.join(format!("{name}.before-restore-{stamp}")));
-            reporter.say(format!("replacing {}", target.display()));
-            store::backup::sqlite_replace(&target, &image.0, aside.as_deref()).await?;
-            aside.map(|p| p.display().to_string())
-        }
-        Engine::Postgres => {
-            let admin = connect(&cfg.database_url).await?;
-            let work = WorkDir::temp()?;
-            let checked = restore_and_check(
-                file,
-                &work.join(PG_IMAGE),
-                &cfg.database_url,
-                Some(&admin),
-                &keys,
-                &reporter,
-            )
-            .await;
-            admin.close().await;
-            drop(work);
-            let (v, scratch) = match checked {
-                Ok(c) => c,
-                Err(e) => return refuse(e),
-            };
-            if !v.problems.is_empty() {
-                return refuse(anyhow!(
-                    "the backup does not verify: {}",
-                    v.problems.join("; ")
-                ));
-            }
-            let scratch = scratch.ok_or_else(|| anyhow!("no scratch database"))?;
-            let live = store::pgurl::PgUrl::parse(&cfg.database_url)
-                .map(|u| u.database())
-                .unwrap_or_default();
-            // PostgreSQL names are at most 63 bytes; the stamp must survive.
-            let aside = format!("{}_pre{stamp}", live.chars().take(44).collect::<String>());
-            reporter.say(format!("swapping the checked copy {scratch} in for {live}"));
-            if let Err(e) =
-                store::backup::pg_swap_in(&cfg.database_url, &scratch, &aside, !occupied).await
-            {
-                if let Ok(db) = Db::connect(&cfg.database_url).await {
-                    let _ = store::backup::pg_drop_database(&db, &scratch).await;
-                    db.close().await;
-                }
-                return refuse(e);
-            }
-            occupied.then_some(aside)
-        }
-    };
-
-    // The checkpoints of the replaced chain no longer describe the live
-    // one: keep them aside and start again at the restored head.
-    let ckpt = store::checkpoint::file_in(&keys.checkpoint_dir);
-    if ckpt.exists() {
-        let old = with_suffix(&ckpt, &format!(".before-restore-{stamp}"));
-        std::fs::rename(&ckpt, &old)
-            .with_context(|| format!("cannot move {} aside", ckpt.display()))?;
-        println!(
-            "the previous audit checkpoints are kept as {}",
-            old.display()
-        );
-    }
-
-    // 4. What is there now.
-    let db = connect(&cfg.database_url).await?;
-    let version = store::migrate::current_version(&db).await;
-    let audit = store::audit::verify_with(&db, keys.anchors_for(&manifest)).await;
-    let counts = store::backup::row_counts(&db).await;
-    let known = store::migrate::latest_known(&db);
-    let (version, audit, counts) = (version?, audit?, counts?);
-    let problems = compare(&manifest, &audit, version, &counts);
-    if problems.is_empty() {
-        // The restored trail records the restore, and a checkpoint of it
-        // starts the new checkpoint file.
-        let detail = serde_json::json!({
-            "via": "cli",
-            "file": file.file_name().map(|n| n.to_string_lossy().into_owned()),
-            "backupCreatedAt": manifest.created_at,
-            "auditEvents": manifest.audit.events,
-            "previousKeptAs": kept,
-        });
-        crate::commands::record_operation(
-            &db,
-            domain::audit::AuditAction::BackupRestore,
-            "success",
-            detail,
-        )
-        .await?;
-        if let Err(e) = store::checkpoint::take(&db, &keys.signing.0, &keys.checkpoint_dir).await {
-            eprintln!("WARNING: could not write an audit checkpoint of the restored chain: {e:#}");
-        }
-    }
-    db.close().await;
-    println!(
-        "restored {} ({} backup taken {}, release {}) in {:.1}s",
-        file.display(),
-        manifest.engine,
-        manifest.created_at.format("%Y-%m-%d %H:%M:%S UTC"),
-        manifest.release,
-        started.elapsed().as_secs_f64()
-    );
-    if let Some(k) = &kept {
-        println!("the previous database is kept as {k} (remove it when no longer needed)");
-    }
-    println!("schema version {version} (this release knows up to {known})");
-    if version > known {
-        println!(
-            "  the restored schema is NEWER than this release: run release {} (commit {}) to serve it",
-            manifest.release, manifest.git_commit
-        );
-    } else if version < known {
-        println!("  `amal serve` (or `amal migrate up`) will bring it to version {known}");
-    }
-    if audit.valid {
-        println!(
-            "audit chain intact: {} events, head {}",
-            audit.events, audit.head_hash
-        );
-    } else {
-        println!("audit chain BROKEN at {}", describe_break(&audit));
-    }
-    if problems.is_empty() {
-        println!("row counts match the manifest");
-        Ok(ExitCode::SUCCESS)
-    } else {
-        for p in &problems {
-            eprintln!("  - {p}");
-        }
-        Ok(ExitCode::FAILURE)
-    }
-}
-
-// ------------------------------------------------------ scheduled backups
-
-/// What `serve` runs every `AMAL_BACKUP_INTERVAL`.
-pub struct ScheduledJob;
-
-impl server::backup_schedule::BackupJob for ScheduledJob {
-    fn create(
-        &self,
-        state: server::AppState,
-        dir: PathBuf,
-    ) -> BoxFuture<'static, anyhow::Result<(PathBuf, u64)>> {
-        Box::pin(async move {
-            let out = dir.join(default_file_name(Utc::now()));
-            let keys = ArchiveKeys::of(&state.config);
-            let c = create(
-                &state.db,
-                &state.config.database_url,
-                &out,
-                &keys,
-                &Reporter::silent(),
-            )
-            .await?;
-            record_backup(&state.db, &c, &keys, "schedule").await?;
-            Ok((c.path, c.bytes))
-        })
-    }
-
-    fn verify(
-        &self,
-        state: server::AppState,
-        archive: PathBuf,
-    ) -> BoxFuture<'static, anyhow::Result<()>> {
-        Box::pin(async move {
-            let v = verify(
-                &archive,
-                &state.config.database_url,
-                Some(&state.db),
-                &ArchiveKeys::of(&state.config),
-                &Reporter::silent(),
-            )
-            .await?;
-            if v.problems.is_empty() {
-                Ok(())
-            } else {
-                bail!("{}", v.problems.join("; "))
-            }
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1467,10 +1001,10 @@ mod tests {
     fn keys(encrypted: bool) -> ArchiveKeys {
         let dir = WorkDir::temp().unwrap();
         let key_file = dir.join("backup.key");
-        let (id, _) = server::backup_keys::generate();
+        let (id, _) = crate::keys::generate();
         use secrecy::ExposeSecret;
         std::fs::write(&key_file, id.expose_secret()).unwrap();
-        let backup = server::backup_keys::BackupKeys::resolve(
+        let backup = crate::keys::BackupKeys::resolve(
             encrypted.then_some(key_file.as_path()),
             None,
             None,
@@ -1483,7 +1017,7 @@ mod tests {
         std::mem::forget(dir);
         ArchiveKeys {
             backup,
-            signing: server::settings::CheckpointKey(Arc::new(signing)),
+            signing: store::checkpoint::CheckpointKey(std::sync::Arc::new(signing)),
             checkpoint_dir: PathBuf::from("/nonexistent"),
         }
     }
@@ -1527,7 +1061,7 @@ mod tests {
             pack(&m, &image, &out, &k, &Reporter::silent()).unwrap();
             let raw = std::fs::read(&out).unwrap();
             assert_eq!(
-                raw.starts_with(server::backup_keys::AGE_MAGIC),
+                raw.starts_with(crate::keys::AGE_MAGIC),
                 encrypted,
                 "encrypted exactly when a key is set"
             );

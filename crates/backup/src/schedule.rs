@@ -1,8 +1,8 @@
 //! Scheduled backups inside `amal serve` (`AMAL_BACKUP_INTERVAL`,
 //! `AMAL_BACKUP_KEEP`, `AMAL_BACKUP_DIR`).
 //!
-//! The archive format lives in the `amal` binary, which hands the scheduler
-//! a [`BackupJob`]; this module decides *when* (every interval, counted
+//! The scheduler writes archives with [`crate::archive::create`] and
+//! decides *when* (every interval, counted
 //! from the newest archive already in the folder, so a restart does not
 //! reset the clock), verifies each archive right after it is written,
 //! deletes archives beyond the newest `keep`, and keeps the metrics the
@@ -18,10 +18,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use futures::future::BoxFuture;
+use chrono::Utc;
+use store::Db;
+use telemetry::metrics::Metrics;
 
-use crate::settings::BackupSettings;
-use crate::state::AppState;
+use crate::archive::{create, default_file_name, record_backup, verify, ArchiveKeys};
+use crate::progress::Reporter;
 
 /// File names of archives: `amal-backup-<UTC timestamp>.amalbak`.
 pub const ARCHIVE_PREFIX: &str = "amal-backup-";
@@ -35,17 +37,53 @@ pub const PARTIAL_SUFFIX: &str = ".amalbak.partial";
 /// How often the age gauge is refreshed.
 const GAUGE_REFRESH: Duration = Duration::from_secs(30);
 
-/// What a scheduled backup does; implemented by the `amal` binary, which
-/// owns the archive format.
-pub trait BackupJob: Send + Sync + 'static {
-    /// Write one archive into `dir`; return its path and size in bytes.
-    fn create(
-        &self,
-        state: AppState,
-        dir: PathBuf,
-    ) -> BoxFuture<'static, anyhow::Result<(PathBuf, u64)>>;
+/// A scheduled backup: what is backed up, where to, and how often.
+pub struct Schedule {
+    pub db: Db,
+    pub database_url: String,
+    pub keys: ArchiveKeys,
+    /// `AMAL_BACKUP_INTERVAL`.
+    pub every: Duration,
+    /// `AMAL_BACKUP_KEEP`: archives kept (older ones are deleted).
+    pub keep: usize,
+    /// `AMAL_BACKUP_DIR`.
+    pub dir: PathBuf,
+    /// Where the backup counters and gauges go (the server's metrics).
+    pub metrics: Arc<Metrics>,
+}
+
+impl Schedule {
+    /// Write one archive into the folder and audit it; its path and size.
+    async fn create(&self) -> anyhow::Result<(PathBuf, u64)> {
+        let out = self.dir.join(default_file_name(Utc::now()));
+        let c = create(
+            &self.db,
+            &self.database_url,
+            &out,
+            &self.keys,
+            &Reporter::silent(),
+        )
+        .await?;
+        record_backup(&self.db, &c, &self.keys, "schedule").await?;
+        Ok((c.path, c.bytes))
+    }
+
     /// Restore `archive` into a scratch database and check it.
-    fn verify(&self, state: AppState, archive: PathBuf) -> BoxFuture<'static, anyhow::Result<()>>;
+    async fn verify(&self, archive: &Path) -> anyhow::Result<()> {
+        let v = verify(
+            archive,
+            &self.database_url,
+            Some(&self.db),
+            &self.keys,
+            &Reporter::silent(),
+        )
+        .await?;
+        if v.problems.is_empty() {
+            Ok(())
+        } else {
+            anyhow::bail!("{}", v.problems.join("; "))
+        }
+    }
 }
 
 fn is_archive(name: &str) -> bool {
@@ -126,32 +164,26 @@ impl Clock {
         self.last_success.lock().ok().and_then(|g| *g)
     }
 
-    fn publish(&self, state: &AppState) {
+    fn publish(&self, metrics: &Metrics) {
         let last = self.last();
         let since = last.unwrap_or(self.started);
         let age = SystemTime::now()
             .duration_since(since)
             .map(|d| d.as_secs_f64())
             .unwrap_or(0.0);
-        state
-            .metrics
-            .set_gauge("backup.last_success_age_seconds", age.floor());
+        metrics.set_gauge("backup.last_success_age_seconds", age.floor());
         if let Some(t) = last {
-            state
-                .metrics
-                .set_gauge("backup.last_success_timestamp", unix_secs(t).floor());
+            metrics.set_gauge("backup.last_success_timestamp", unix_secs(t).floor());
         }
     }
 }
 
-/// Start the scheduler when `AMAL_BACKUP_INTERVAL` is set; does nothing
-/// otherwise. Run it on one instance only when several share a database.
-pub fn spawn(state: AppState, job: Arc<dyn BackupJob>) -> Option<tokio::task::JoinHandle<()>> {
-    let settings = state.config.backup.clone();
-    let interval = settings.interval?;
-    state.metrics.incr_by("backup.success", 0);
-    state.metrics.incr_by("backup.failure", 0);
-    let newest = list(&settings.dir, false)
+/// Start the scheduler. Run it on one instance only when several share a
+/// database.
+pub fn spawn(s: Schedule) -> tokio::task::JoinHandle<()> {
+    s.metrics.incr_by("backup.success", 0);
+    s.metrics.incr_by("backup.failure", 0);
+    let newest = list(&s.dir, false)
         .into_iter()
         .next()
         .and_then(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
@@ -159,52 +191,52 @@ pub fn spawn(state: AppState, job: Arc<dyn BackupJob>) -> Option<tokio::task::Jo
         started: SystemTime::now(),
         last_success: Mutex::new(newest),
     });
-    clock.publish(&state);
+    clock.publish(&s.metrics);
     tracing::info!(
-        intervalSeconds = interval.as_secs(),
-        keep = settings.keep,
-        dir = %settings.dir.display(),
+        intervalSeconds = s.every.as_secs(),
+        keep = s.keep,
+        dir = %s.dir.display(),
         "scheduled backups enabled"
     );
 
-    let gauge_state = state.clone();
-    let gauge_clock = clock.clone();
+    let (gauge_metrics, gauge_clock) = (s.metrics.clone(), clock.clone());
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(GAUGE_REFRESH);
         loop {
             tick.tick().await;
-            gauge_clock.publish(&gauge_state);
+            gauge_clock.publish(&gauge_metrics);
         }
     });
 
-    Some(tokio::spawn(async move {
+    tokio::spawn(async move {
         // The first backup is due one interval after the newest archive.
         let mut delay = clock
             .last()
             .and_then(|t| t.elapsed().ok())
-            .map(|age| interval.saturating_sub(age))
+            .map(|age| s.every.saturating_sub(age))
             .unwrap_or(Duration::ZERO);
         loop {
             tokio::time::sleep(delay).await;
-            run_once(&state, job.as_ref(), &settings, &clock).await;
-            delay = interval;
+            run_once(&s, &clock).await;
+            delay = s.every;
         }
-    }))
+    })
 }
 
-async fn run_once(state: &AppState, job: &dyn BackupJob, s: &BackupSettings, clock: &Clock) {
+async fn run_once(s: &Schedule, clock: &Clock) {
     let started = Instant::now();
+    let metrics = &s.metrics;
     if let Err(e) = create_private_dir(&s.dir) {
-        state.metrics.incr("backup.failure");
+        metrics.incr("backup.failure");
         tracing::error!(error = %e, dir = %s.dir.display(), "scheduled backup failed: cannot create the backup folder");
         return;
     }
-    let (path, bytes) = match job.create(state.clone(), s.dir.clone()).await {
+    let (path, bytes) = match s.create().await {
         Ok(x) => x,
         Err(e) => {
-            state.metrics.incr("backup.failure");
+            metrics.incr("backup.failure");
             tracing::error!(error = %format!("{e:#}"), "scheduled backup failed");
-            clock.publish(state);
+            clock.publish(metrics);
             return;
         }
     };
@@ -213,29 +245,29 @@ async fn run_once(state: &AppState, job: &dyn BackupJob, s: &BackupSettings, clo
         .unwrap_or_default()
         .to_string_lossy()
         .into_owned();
-    match job.verify(state.clone(), path.clone()).await {
+    match s.verify(&path).await {
         Ok(()) => {
             if let Ok(mut g) = clock.last_success.lock() {
                 *g = Some(SystemTime::now());
             }
-            state.metrics.incr("backup.success");
-            clock.publish(state);
+            metrics.incr("backup.success");
+            clock.publish(metrics);
             let deleted = prune(&s.dir, s.keep);
             tracing::info!(
                 file = %file,
                 bytes,
-                duration = crate::num::cap_u64(started.elapsed().as_millis()),
+                duration = telemetry::num::cap_u64(started.elapsed().as_millis()),
                 deletedOld = deleted,
                 "scheduled backup written and verified"
             );
         }
         Err(e) => {
-            state.metrics.incr("backup.failure");
+            metrics.incr("backup.failure");
             let mut failed = path.as_os_str().to_os_string();
             failed.push(".failed");
             let _ = std::fs::rename(&path, &failed);
             prune(&s.dir, s.keep);
-            clock.publish(state);
+            clock.publish(metrics);
             tracing::error!(file = %file, error = %format!("{e:#}"), "scheduled backup did not verify; kept as .failed");
         }
     }

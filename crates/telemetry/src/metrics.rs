@@ -51,48 +51,14 @@ fn rollup(name: &str) -> Option<String> {
 }
 
 impl Metrics {
+    /// No counters yet; the server names the ones that must exist from
+    /// the start (`server::state`).
     pub fn new() -> Metrics {
-        let m = Metrics {
+        Metrics {
             counters: Mutex::new(BTreeMap::new()),
             durations: Mutex::new(BTreeMap::new()),
             gauges: Mutex::new(BTreeMap::new()),
-        };
-        // Counters the alerts read exist from the start at zero, so rate()
-        // and ratios are defined before the first event.
-        for name in [
-            "auth.signin.success",
-            "auth.signin.failure",
-            "auth.signup.success",
-            "auth.refresh.reuse_detected",
-            "rate_limit.hit",
-            "http.5xx",
-            "http.requests",
-            "http.4xx",
-            "http.validation_error",
-            "http.auth.requests",
-            "http.auth.5xx",
-            "audit.write_failure",
-            "fhir.export.admin",
-            "access.break_glass",
-            "users.clinical_created_by_admin",
-            "alerts.webhook.failure",
-            "db.fault",
-        ] {
-            m.incr_by(name, 0);
         }
-        for kind in store::FaultKind::ALL {
-            m.incr_by(&format!("db.fault.{kind}"), 0);
-        }
-        for resource in ["patients", "notes", "prescriptions", "labs"] {
-            m.incr_by(&format!("write.{resource}.success"), 0);
-            m.incr_by(&format!("write.{resource}.error"), 0);
-        }
-        for op in ["generate_note", "explain"] {
-            for outcome in ["success", "refused", "unavailable"] {
-                m.incr_by(&format!("ai.{op}.{outcome}"), 0);
-            }
-        }
-        m
     }
 
     /// Current gauge values (for the alert evaluator).
