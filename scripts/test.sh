@@ -60,6 +60,9 @@ cargo fmt --all -- --check
 step "cargo clippy (workspace lints, warnings are errors)"
 cargo clippy --workspace --all-targets -- -D warnings
 
+step "no module imports in a circle (every crate)"
+python3 scripts/module-cycles.py crates/*/src
+
 step "real local model for the ai crate (SmolLM2-135M via xllamacpp, 1 thread)"
 # python3 -m venv needs Debian's python3-venv where the interpreter is Debian's.
 AI_MODEL_ENV="$(scripts/ai-model.sh start)"

@@ -146,7 +146,7 @@ pub(crate) fn check_note_input(input: &str, note_type: Option<&str>) -> Result<(
     if word_count(&text) < 2 {
         return refuse_note(RefusalReason::InsufficientData);
     }
-    if let Some(reason) = request::find_request(input) {
+    if let Some(reason) = request::find_request(input, &clinical_content) {
         return refuse_note(reason);
     }
     if any(&p.out_of_scope, &nt) || !clinical_content(&text) {

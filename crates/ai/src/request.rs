@@ -395,7 +395,7 @@ fn classify(unit_text: &str) -> (RefusalReason, bool) {
 }
 
 /// The refusal reason when this unit is a request to the assistant.
-fn request_reason(unit: &Unit) -> Option<RefusalReason> {
+fn request_reason(unit: &Unit, clinical: &dyn Fn(&str) -> bool) -> Option<RefusalReason> {
     let text = strip_fillers(&unit.text);
     let lower = text.to_lowercase();
     if lower.is_empty() {
@@ -448,7 +448,7 @@ fn request_reason(unit: &Unit) -> Option<RefusalReason> {
     // A weak directive is a request when its topic is specific, or when it
     // asks for something with no clinical content ("draft a letter to the
     // council about parking").
-    if weak && (specific || !crate::guard::clinical_content(&unit.whole)) {
+    if weak && (specific || !clinical(&unit.whole)) {
         return Some(reason);
     }
     None
@@ -479,13 +479,15 @@ fn is_answer(unit: &Unit) -> bool {
 }
 
 /// The refusal reason of the first request in the input, if any.
-pub(crate) fn find_request(input: &str) -> Option<RefusalReason> {
+/// `clinical` says whether a text has clinical content (the guard's test,
+/// handed in so that this module stays below the guard).
+pub(crate) fn find_request(input: &str, clinical: &dyn Fn(&str) -> bool) -> Option<RefusalReason> {
     let mut found: Option<RefusalReason> = None;
     let units = units(input);
     for (i, u) in units.iter().enumerate() {
         let answered = u.whole.ends_with('?') && units.get(i + 1).is_some_and(is_answer);
-        if let Some(reason) =
-            request_reason(u).filter(|r| !answered || *r == RefusalReason::PromptInjection)
+        if let Some(reason) = request_reason(u, clinical)
+            .filter(|r| !answered || *r == RefusalReason::PromptInjection)
         {
             // Injection wins over anything else found in the same input.
             if reason == RefusalReason::PromptInjection {
@@ -502,7 +504,7 @@ mod tests {
     use super::*;
 
     fn r(s: &str) -> Option<&'static str> {
-        find_request(s).map(RefusalReason::as_str)
+        find_request(s, &crate::guard::clinical_content).map(RefusalReason::as_str)
     }
 
     /// A pattern that fails to compile never matches: every matcher gets

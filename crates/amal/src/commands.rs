@@ -407,7 +407,7 @@ async fn user(cfg: server::Config, action: UserAction) -> anyhow::Result<ExitCod
     let password = Password::parse(&password).map_err(|e| anyhow::anyhow!("{e}"))?;
     let db = connect(&cfg).await?;
     store::migrate::up(&db).await?;
-    let hash = server::auth::password::hash_blocking(password.expose())?;
+    let hash = server::credentials::password::hash_blocking(password.expose())?;
     let mut tx = db.begin().await?;
     let created = store::users::insert(
         &mut tx,

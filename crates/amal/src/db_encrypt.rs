@@ -38,7 +38,7 @@ pub async fn run(cfg: server::Config) -> anyhow::Result<ExitCode> {
         std::fs::remove_file(&out)
             .with_context(|| format!("cannot remove the stale {}", out.display()))?;
     }
-    let done = match store::cipher::encrypt_file(&db, &out, &key).await {
+    let done = match store::encrypt::encrypt_file(&db, &out, &key).await {
         Ok(d) => d,
         Err(e) => {
             let _ = std::fs::remove_file(&out);

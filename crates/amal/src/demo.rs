@@ -119,7 +119,7 @@ impl Progress {
 
 /// Create the demo users (all with `password`); returns their ids by role.
 pub async fn create_users(db: &Db, password: &str) -> anyhow::Result<Vec<(String, Uuid)>> {
-    let hash = server::auth::password::hash_blocking(password)?;
+    let hash = server::credentials::password::hash_blocking(password)?;
     let mut out = Vec::new();
     let mut tx = db.begin().await?;
     for role in DEMO_ROLES {

@@ -31,6 +31,15 @@ const GZIP_LEVEL: u32 = 6;
 /// Byte progress (every 10 %) is shown for images at least this large.
 const PROGRESS_MIN_BYTES: u64 = 4 << 20;
 
+/// File names of archives: `amal-backup-<UTC timestamp>.amalbak`.
+pub const ARCHIVE_PREFIX: &str = "amal-backup-";
+pub const ARCHIVE_SUFFIX: &str = ".amalbak";
+/// An archive that did not verify is renamed with this suffix and kept for
+/// inspection (at most `keep` of them).
+pub const FAILED_SUFFIX: &str = ".amalbak.failed";
+/// An archive being written.
+pub const PARTIAL_SUFFIX: &str = ".amalbak.partial";
+
 /// What a backup holds, written as `manifest.json` (camelCase keys).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -191,10 +200,24 @@ pub fn engine_name(e: Engine) -> &'static str {
 pub fn default_file_name(at: DateTime<Utc>) -> String {
     format!(
         "{}{}{}",
-        crate::schedule::ARCHIVE_PREFIX,
+        ARCHIVE_PREFIX,
         at.format("%Y%m%dT%H%M%SZ"),
-        crate::schedule::ARCHIVE_SUFFIX
+        ARCHIVE_SUFFIX
     )
+}
+
+/// Create `dir` (and parents); on Unix the folder is private to the owner.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(dir)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
 }
 
 // ------------------------------------------------------------ temp files
@@ -580,8 +603,7 @@ pub async fn create(
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    crate::schedule::create_private_dir(&parent)
-        .with_context(|| format!("cannot create {}", parent.display()))?;
+    create_private_dir(&parent).with_context(|| format!("cannot create {}", parent.display()))?;
     let work = WorkDir::new_in(&parent)?;
     let created_at = store::now();
     let (image, kind, stats) = match db.engine() {

@@ -22,17 +22,11 @@ use chrono::Utc;
 use store::Db;
 use telemetry::metrics::Metrics;
 
-use crate::archive::{create, default_file_name, record_backup, verify, ArchiveKeys};
+use crate::archive::{
+    create, create_private_dir, default_file_name, record_backup, verify, ArchiveKeys,
+    ARCHIVE_PREFIX, ARCHIVE_SUFFIX, FAILED_SUFFIX, PARTIAL_SUFFIX,
+};
 use crate::progress::Reporter;
-
-/// File names of archives: `amal-backup-<UTC timestamp>.amalbak`.
-pub const ARCHIVE_PREFIX: &str = "amal-backup-";
-pub const ARCHIVE_SUFFIX: &str = ".amalbak";
-/// An archive that did not verify is renamed with this suffix and kept for
-/// inspection (at most `keep` of them).
-pub const FAILED_SUFFIX: &str = ".amalbak.failed";
-/// An archive being written.
-pub const PARTIAL_SUFFIX: &str = ".amalbak.partial";
 
 /// How often the age gauge is refreshed.
 const GAUGE_REFRESH: Duration = Duration::from_secs(30);
@@ -271,20 +265,6 @@ async fn run_once(s: &Schedule, clock: &Clock) {
             tracing::error!(file = %file, error = %format!("{e:#}"), "scheduled backup did not verify; kept as .failed");
         }
     }
-}
-
-/// Create `dir` (and parents); on Unix the folder is private to the owner.
-pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    if dir.is_dir() {
-        return Ok(());
-    }
-    std::fs::create_dir_all(dir)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -132,22 +132,6 @@ fn refusal(ip: &str, route: &str) -> AuditEvent {
     ev
 }
 
-/// Write the summaries of ended windows every few seconds.
-pub fn spawn_flush(state: crate::state::AppState) {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(5));
-        loop {
-            tick.tick().await;
-            for ev in state.anon_refusals.drain_ended(Instant::now()) {
-                if let Err(e) = state.audit.record(ev).await {
-                    state.metrics.incr("audit.write_failure");
-                    tracing::error!(error = %e, "audit write failed");
-                }
-            }
-        }
-    });
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

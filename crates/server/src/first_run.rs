@@ -14,7 +14,7 @@ pub struct FirstRun {
 impl FirstRun {
     /// Make a fresh code (the database has no account).
     pub fn arm(&self) -> String {
-        let code = crate::auth::tokens::one_time_code();
+        let code = crate::credentials::tokens::one_time_code();
         if let Ok(mut g) = self.code.lock() {
             *g = Some(code.clone());
         }
@@ -32,8 +32,9 @@ impl FirstRun {
 
     /// Whether `code` is this process's pending code (constant time).
     pub fn accepts(&self, code: &str) -> bool {
-        self.code()
-            .is_some_and(|c| crate::auth::tokens::same_secret(c.as_bytes(), code.trim().as_bytes()))
+        self.code().is_some_and(|c| {
+            crate::credentials::tokens::same_secret(c.as_bytes(), code.trim().as_bytes())
+        })
     }
 
     /// Setup is done (or someone else made an account): the code is dead.

@@ -442,23 +442,6 @@ pub fn panic_response(_err: Box<dyn std::any::Any + Send + 'static>) -> Response
     AppError::Internal(anyhow::anyhow!("handler panicked")).into_response()
 }
 
-/// Unknown routes get a problem document too.
-/// Unknown paths: a problem document under `/api` and `/fhir` (and for
-/// clients that ask for JSON), the HTML 404 page for the web UI's paths.
-pub async fn not_found(uri: axum::http::Uri, headers: axum::http::HeaderMap) -> Response {
-    let path = uri.path();
-    let wants_json = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|a| a.contains("json") && !a.contains("text/html"));
-    let api = path == "/api" || path.starts_with("/api/") || path.starts_with("/fhir");
-    if api || path == "/metrics" || wants_json {
-        AppError::NotFound.into_response()
-    } else {
-        crate::web::view::error_page(None, &AppError::NotFound)
-    }
-}
-
 pub fn json_content_type() -> (header::HeaderName, HeaderValue) {
     (
         header::CONTENT_TYPE,

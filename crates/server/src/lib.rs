@@ -11,6 +11,7 @@ pub mod config;
 pub mod config_audit;
 pub mod conn;
 pub mod context;
+pub mod credentials;
 pub mod error;
 pub mod extract;
 pub mod fhir;
@@ -269,9 +270,9 @@ pub fn router(state: AppState) -> Router {
                 async move { ([http::json_content_type()], body) }
             }),
         )
-        .merge(fhir::router())
+        .merge(routes::fhir::router())
         .merge(web::router(state.clone()))
-        .fallback(http::not_found)
+        .fallback(web::not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             http::rate_limit_layer,
@@ -422,8 +423,24 @@ pub async fn prepare(config: Config, migrate: bool) -> anyhow::Result<AppState> 
     spawn_housekeeping(state.clone());
     alert_task::spawn(state.clone());
     audit_checkpoint::spawn(state.clone());
-    anon_refusals::spawn_flush(state.clone());
+    spawn_refusal_flush(state.clone());
     Ok(state)
+}
+
+/// Write the summaries of ended anonymous-refusal windows every few seconds.
+fn spawn_refusal_flush(state: AppState) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            for ev in state.anon_refusals.drain_ended(std::time::Instant::now()) {
+                if let Err(e) = state.audit.record(ev).await {
+                    state.metrics.incr("audit.write_failure");
+                    tracing::error!(error = %e, "audit write failed");
+                }
+            }
+        }
+    });
 }
 
 fn spawn_housekeeping(state: AppState) {

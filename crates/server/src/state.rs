@@ -7,9 +7,9 @@ use std::time::Instant;
 use store::audit::AuditWriter;
 use store::Db;
 
-use crate::auth::password::Hasher;
-use crate::auth::tokens::Keys;
 use crate::config::Config;
+use crate::credentials::password::Hasher;
+use crate::credentials::tokens::Keys;
 use crate::ratelimit::Limiter;
 use telemetry::metrics::Metrics;
 

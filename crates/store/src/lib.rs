@@ -14,6 +14,7 @@ pub mod checkpoint;
 pub mod cipher;
 pub mod db;
 pub mod decode;
+pub mod encrypt;
 pub mod export;
 pub mod fhir;
 pub mod hl7;

@@ -211,7 +211,7 @@ impl TestApp {
     pub async fn create_user(&self, role: &str) -> TestUser {
         let email = format!("{role}-{}@clinic.test", Uuid::new_v4().simple());
         let password = format!("pw-{}-long-enough", Uuid::new_v4().simple());
-        let hash = server::auth::password::hash_blocking(&password).unwrap();
+        let hash = server::credentials::password::hash_blocking(&password).unwrap();
         let mut tx = self.state.db.begin().await.unwrap();
         let u = store::users::insert(
             &mut tx,

@@ -1,4 +1,5 @@
-//! The JSON API's handlers: extract → call the service → JSON (and ETag).
+//! The JSON API's handlers (and the FHIR API's, [`fhir`]): extract → call the
+//! service → JSON (and ETag).
 //! The rules live in [`crate::services`]; the `utoipa` annotations here are
 //! the OpenAPI document.
 
@@ -7,6 +8,7 @@ pub mod account;
 pub mod ai;
 pub mod audit;
 pub mod auth;
+pub mod fhir;
 pub mod labs;
 pub mod notes;
 pub mod ops;

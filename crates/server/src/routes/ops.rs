@@ -163,9 +163,10 @@ pub async fn metrics_prometheus(
         })
         .map(str::trim);
     let by_token = match (&st.config.metrics_token, token) {
-        (Some(expected), Some(given)) => {
-            crate::auth::tokens::same_secret(expected.expose_secret().as_bytes(), given.as_bytes())
-        }
+        (Some(expected), Some(given)) => crate::credentials::tokens::same_secret(
+            expected.expose_secret().as_bytes(),
+            given.as_bytes(),
+        ),
         _ => false,
     };
     if !by_token {

@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::auth::tokens::keyed_hash;
 use crate::auth::AuthUser;
+use crate::credentials::tokens::keyed_hash;
 use crate::error::{AppError, Result};
 use crate::services::{audit_event, Body};
 use crate::state::AppState;
@@ -261,9 +261,12 @@ pub async fn admin_reset_password(
     target: Uuid,
 ) -> Result<PasswordResetLink> {
     admin_target(st, actor, target).await?;
-    let token = crate::web::session::new_nonce();
+    let token = crate::credentials::tokens::new_nonce();
     let expires = store::now() + Duration::hours(RESET_TTL_HOURS);
-    let unusable = st.hasher.hash(&crate::web::session::new_nonce()).await?;
+    let unusable = st
+        .hasher
+        .hash(&crate::credentials::tokens::new_nonce())
+        .await?;
     let mut tx = st.db.begin().await?;
     store::identity::set_password(&mut tx, target, &unusable).await?;
     let n = store::sessions::revoke_all_for_user(&mut tx, target, "password_reset").await?;

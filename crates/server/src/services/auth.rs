@@ -8,8 +8,8 @@ use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::auth::tokens::{refresh_expiry, ACCESS_TTL_SECS};
 use crate::auth::AuthUser;
+use crate::credentials::tokens::{refresh_expiry, ACCESS_TTL_SECS};
 use crate::error::{AppError, Result};
 use crate::services::{audit_event, own_event, parse_account, record_durably};
 use crate::state::AppState;

@@ -28,8 +28,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::auth::tokens::{keyed_hash, same_secret};
 use crate::auth::AuthUser;
+use crate::credentials::tokens::{keyed_hash, same_secret};
 use crate::error::{AppError, Result};
 use crate::services::auth::{open_session, TokenPair};
 use crate::services::{own_event, record_durably};

@@ -183,7 +183,7 @@ pub async fn create_invite(
         Some(e) => Some(Email::parse(e)?),
         None => None,
     };
-    let code = crate::auth::tokens::one_time_code();
+    let code = crate::credentials::tokens::one_time_code();
     let expires_at = store::now() + Duration::days(7);
     let mut tx = st.db.begin().await?;
     let id = store::users::insert_invite(

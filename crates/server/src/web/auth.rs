@@ -39,7 +39,7 @@ pub fn login_nonce(
     match session::jar(st, headers).get(session::LOGIN_CSRF) {
         Some(n) if session::plausible_nonce(n) => n.clone(),
         _ => {
-            let n = session::new_nonce();
+            let n = crate::credentials::tokens::new_nonce();
             if let Some(c) = session::set_cookie(st, session::LOGIN_CSRF, &n) {
                 out.push(c);
             }

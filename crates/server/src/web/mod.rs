@@ -182,3 +182,21 @@ async fn limit_layer(State(st): State<AppState>, req: Request, next: Next) -> Re
     add_headers(&mut resp, &d);
     resp
 }
+
+/// The router's fallback: unknown paths get a problem document under `/api`
+/// and `/fhir` (and for clients that ask for JSON), the HTML 404 page for the
+/// web UI's paths. It lives with the pages so that the core middleware knows
+/// nothing of them.
+pub async fn not_found(uri: axum::http::Uri, headers: axum::http::HeaderMap) -> Response {
+    let path = uri.path();
+    let wants_json = headers
+        .get(axum::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("json") && !a.contains("text/html"));
+    let api = path == "/api" || path.starts_with("/api/") || path.starts_with("/fhir");
+    if api || path == "/metrics" || wants_json {
+        axum::response::IntoResponse::into_response(crate::error::AppError::NotFound)
+    } else {
+        view::error_page(None, &crate::error::AppError::NotFound)
+    }
+}

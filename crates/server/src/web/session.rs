@@ -20,16 +20,14 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use base64::Engine as _;
 use cookie::{Cookie, SameSite};
-use rand::RngCore;
 use secrecy::ExposeSecret;
 use uuid::Uuid;
 
 use crate::auth::extract::authenticate_token;
-use crate::auth::tokens::keyed_hash;
 use crate::auth::AuthUser;
 use crate::config::Environment;
+use crate::credentials::tokens::keyed_hash;
 use crate::error::AppError;
 use crate::services;
 use crate::state::AppState;
@@ -219,12 +217,6 @@ pub fn login_token(st: &AppState, nonce: &str) -> String {
     keyed_hash(&csrf_key(st), &format!("login:{nonce}"))
 }
 
-pub fn new_nonce() -> String {
-    let mut b = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut b);
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
-}
-
 pub fn plausible_nonce(n: &str) -> bool {
     n.len() == 43
         && n.chars()
@@ -233,7 +225,7 @@ pub fn plausible_nonce(n: &str) -> bool {
 
 /// Constant-time comparison of a submitted token with the expected one.
 pub fn same(a: &str, b: &str) -> bool {
-    crate::auth::tokens::same_secret(a.as_bytes(), b.as_bytes())
+    crate::credentials::tokens::same_secret(a.as_bytes(), b.as_bytes())
 }
 
 /// An `Origin` header, if present, must be this host (scheme aside). Under

@@ -92,9 +92,7 @@ impl Keys {
 
     /// A fresh opaque refresh token and the hash to store.
     pub fn new_refresh(&self) -> (String, String) {
-        let mut bytes = [0u8; 32];
-        rand::rngs::OsRng.fill_bytes(&mut bytes);
-        let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+        let token = random_url_safe::<32>();
         let hash = self.refresh_hash(&token);
         (token, hash)
     }
@@ -104,18 +102,27 @@ impl Keys {
     }
 }
 
-/// Constant-time equality of two secrets (`subtle`), so a token cannot be
-/// guessed byte by byte from response times.
-/// A fresh one-time code (144 random bits, URL-safe): invitations and the
-/// first run's setup link.
-pub fn one_time_code() -> String {
-    use base64::Engine as _;
-    use rand::RngCore;
-    let mut b = [0u8; 18];
+/// `N` bytes from the operating system's generator, URL-safe base64.
+fn random_url_safe<const N: usize>() -> String {
+    let mut b = [0u8; N];
     rand::rngs::OsRng.fill_bytes(&mut b);
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
 }
 
+/// A fresh one-time code (144 random bits, URL-safe): invitations and the
+/// first run's setup link.
+pub fn one_time_code() -> String {
+    random_url_safe::<18>()
+}
+
+/// A fresh 256-bit nonce (43 URL-safe characters): the web UI's pre-session
+/// cookie, and unusable placeholder secrets.
+pub fn new_nonce() -> String {
+    random_url_safe::<32>()
+}
+
+/// Constant-time equality of two secrets (`subtle`), so a token cannot be
+/// guessed byte by byte from response times.
 pub fn same_secret(a: &[u8], b: &[u8]) -> bool {
     use subtle::ConstantTimeEq;
     a.ct_eq(b).into()
