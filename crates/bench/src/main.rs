@@ -13,6 +13,7 @@
 //! machine it was taken on.
 
 mod load;
+mod peer;
 mod suite;
 
 use std::sync::Arc;
