@@ -1,7 +1,8 @@
 //! `amal-bench suite`: start a real release server (`amal demo`, which
 //! generates the clinic and then runs the same `server::serve` as
 //! `amal serve`) on a fresh database per engine, build the heavy chart of
-//! W3 through the API, run W1-W6 and the health ceiling, and print one table.
+//! W3 through the API, run W1-W6 and the health ceiling, and print one table
+//! (with `--peer-binary`, also W1 against the Helios peer of peer.rs).
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
