@@ -40,6 +40,8 @@ pub enum Op {
     NotFound,
     /// GET /api/patients/{id} (audited)
     Read,
+    /// GET /Patient/{id} of a FHIR server, no token (the Helios peer's W1)
+    FhirRead,
     /// GET /api/patients?q=<prefix>&limit=20 (audited)
     Search,
     /// GET /api/patients/{heavy}/overview (audited)
@@ -267,6 +269,10 @@ async fn run_op(t: &Target, rec: &mut Recorder, rng: &mut StdRng, op: Op) {
                 .client
                 .get(format!("{}/api/patients/{}", t.base, pick(rng)))
                 .bearer_auth(&t.token);
+            send(rec, "read", r, false).await;
+        }
+        Op::FhirRead => {
+            let r = t.client.get(format!("{}/Patient/{}", t.base, pick(rng)));
             send(rec, "read", r, false).await;
         }
         Op::Search => {

@@ -5,6 +5,8 @@
 //! cargo build --release -p amal -p bench
 //! # the whole suite: a fresh demo clinic per engine, W1-W6, one table
 //! target/release/amal-bench suite --patients 100000 --engine both
+//! # W1 beside the Helios FHIR server serving the same read unaudited
+//! target/release/amal-bench suite --only w1 --peer-binary /work/helios/bin/hfs
 //! # one scenario against a server you started yourself
 //! AMAL_DEMO_PASSWORD=... target/release/amal-bench run --url http://127.0.0.1:8080 --scenario read
 //! ```
@@ -13,6 +15,7 @@
 //! machine it was taken on.
 
 mod load;
+mod peer;
 mod suite;
 
 use std::sync::Arc;

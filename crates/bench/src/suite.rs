@@ -1,7 +1,8 @@
 //! `amal-bench suite`: start a real release server (`amal demo`, which
 //! generates the clinic and then runs the same `server::serve` as
 //! `amal serve`) on a fresh database per engine, build the heavy chart of
-//! W3 through the API, run W1-W6 and the health ceiling, and print one table.
+//! W3 through the API, run W1-W6 and the health ceiling, and print one table
+//! (with `--peer-binary`, also W1 against the Helios peer of peer.rs).
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -15,6 +16,7 @@ use rand::SeedableRng;
 use serde_json::{json, Value};
 
 use crate::load::{self, Group, Op, Outcome, Probe, Target};
+use crate::peer::{self, Peer};
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum, PartialEq, Eq)]
 pub enum Engine {
@@ -27,7 +29,7 @@ pub enum Engine {
 pub struct SuiteArgs {
     /// Patients the demo generator creates
     #[arg(long, default_value_t = 100_000)]
-    patients: usize,
+    pub(crate) patients: usize,
     /// Database engine(s)
     #[arg(long, value_enum, default_value = "both")]
     engine: Engine,
@@ -40,16 +42,16 @@ pub struct SuiteArgs {
     amal_binary: Option<PathBuf>,
     /// Concurrent clients of each workload
     #[arg(long, default_value_t = 32)]
-    concurrency: usize,
+    pub(crate) concurrency: usize,
     /// Sign-in clients of W6 (beside W1's clients)
     #[arg(long, default_value_t = 4)]
     signin_clients: usize,
     /// Measured seconds per workload
     #[arg(long, default_value_t = 10)]
-    duration: u64,
+    pub(crate) duration: u64,
     /// Warm-up seconds per workload (not measured)
     #[arg(long, default_value_t = 2)]
-    warmup: u64,
+    pub(crate) warmup: u64,
     /// Notes on W3's heavy chart
     #[arg(long, default_value_t = 500)]
     heavy_notes: usize,
@@ -59,16 +61,19 @@ pub struct SuiteArgs {
     /// Only these workloads (comma-separated: health,w1,w2,w3,w4,w5,w6)
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
-    /// A Helios FHIR server binary to run as a peer: not supported by this
-    /// version (see docs/BENCHMARKS.md for running it by hand)
+    /// A Helios FHIR server binary (`hfs`) to run as W1's peer: started on a
+    /// fresh SQLite file, loaded with patients through its FHIR API, and
+    /// read with W1's clients right after each engine's W1
     #[arg(long)]
-    peer_binary: Option<PathBuf>,
+    pub(crate) peer_binary: Option<PathBuf>,
 }
 
 /// Every limit class raised so the benchmark measures the server, not the
 /// limiter (the suite says so when it starts).
 const RAISED: &str = "1000000000/60s";
 const PASSWORD: &str = "bench password 2026";
+/// Patients W1 picks from at random (the Helios peer reads as many).
+pub(crate) const W1_IDS: usize = 2_000;
 
 /// The running server under test.
 struct Server {
@@ -145,22 +150,29 @@ impl Server {
 
     fn stop(mut self, pg_admin_url: &str) {
         // SIGTERM lets the demo delete its scratch folder.
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.pid.to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        terminate(&mut self.child);
         if let Some(name) = self.db_name.take() {
             let _ = psql(pg_admin_url, &format!("DROP DATABASE IF EXISTS {name}"));
         }
     }
+}
+
+/// SIGTERM, up to 30 s to exit cleanly, then SIGKILL; always reaped.
+pub(crate) fn terminate(child: &mut Child) {
+    if let Ok(None) = child.try_wait() {
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 fn psql(url: &str, sql: &str) -> anyhow::Result<()> {
@@ -248,21 +260,43 @@ impl Probe for CpuProbe {
 }
 
 /// One printed row.
-struct Row {
-    engine: Engine,
-    workload: String,
+pub(crate) struct Row {
+    pub(crate) engine: String,
+    pub(crate) workload: String,
     label: &'static str,
     clients: usize,
     requests: u64,
-    per_sec: f64,
+    pub(crate) per_sec: f64,
     p50: f64,
     p95: f64,
-    p99: f64,
+    pub(crate) p99: f64,
     max: f64,
     errors: String,
     cpu_per_1k: f64,
     rss_mib: f64,
     load: String,
+}
+
+impl Row {
+    /// No names, no numbers (the peak-RSS row fills in only a few).
+    pub(crate) fn empty() -> Row {
+        Row {
+            engine: String::new(),
+            workload: String::new(),
+            label: "",
+            clients: 0,
+            requests: 0,
+            per_sec: 0.0,
+            p50: 0.0,
+            p95: 0.0,
+            p99: 0.0,
+            max: 0.0,
+            errors: String::new(),
+            cpu_per_1k: 0.0,
+            rss_mib: 0.0,
+            load: String::new(),
+        }
+    }
 }
 
 async fn sign_in(client: &reqwest::Client, base: &str, email: &str) -> anyhow::Result<String> {
@@ -425,9 +459,14 @@ fn workloads(a: &SuiteArgs) -> Vec<(&'static str, String, Vec<Group>)> {
     w
 }
 
-async fn one_engine(a: &SuiteArgs, engine: Engine, amal: &PathBuf) -> anyhow::Result<Vec<Row>> {
+async fn one_engine(
+    a: &SuiteArgs,
+    engine: Engine,
+    amal: &PathBuf,
+    peer: Option<&Peer>,
+) -> anyhow::Result<Vec<Row>> {
     let server = Server::start(a, engine, amal)?;
-    let result = measure(a, engine, &server).await;
+    let result = measure(a, engine, &server, peer).await;
     let peak = proc_kib(server.pid, "VmHWM:");
     server.stop(&a.pg_admin_url);
     let mut rows = result?;
@@ -436,31 +475,27 @@ async fn one_engine(a: &SuiteArgs, engine: Engine, amal: &PathBuf) -> anyhow::Re
         peak as f64 / 1024.0
     );
     rows.push(Row {
-        engine,
+        engine: format!("{engine:?}"),
         workload: "server peak RSS (VmHWM)".into(),
-        label: "",
-        clients: 0,
-        requests: 0,
-        per_sec: 0.0,
-        p50: 0.0,
-        p95: 0.0,
-        p99: 0.0,
-        max: 0.0,
-        errors: String::new(),
-        cpu_per_1k: 0.0,
         rss_mib: peak as f64 / 1024.0,
         load: loadavg(),
+        ..Row::empty()
     });
     Ok(rows)
 }
 
-async fn measure(a: &SuiteArgs, engine: Engine, server: &Server) -> anyhow::Result<Vec<Row>> {
+async fn measure(
+    a: &SuiteArgs,
+    engine: Engine,
+    server: &Server,
+    peer: Option<&Peer>,
+) -> anyhow::Result<Vec<Row>> {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host((a.concurrency + a.signin_clients) * 2)
         .build()?;
     let email = "provider@demo.amal.test".to_string();
     let token = sign_in(&client, &server.base, &email).await?;
-    let ids = patient_ids(&client, &server.base, &token, 2_000).await?;
+    let ids = patient_ids(&client, &server.base, &token, W1_IDS).await?;
     eprintln!("    {} patient ids to read and write", ids.len());
     let mut t = Target {
         client,
@@ -480,48 +515,66 @@ async fn measure(a: &SuiteArgs, engine: Engine, server: &Server) -> anyhow::Resu
         if !wanted(key) {
             continue;
         }
-        let load = loadavg();
-        eprintln!("  {engine:?} {name} (load average {load})");
-        let mut probe = CpuProbe {
-            pid: server.pid,
-            at_start: 0.0,
-            used: 0.0,
-        };
-        let out: Outcome = load::run(&t, &groups, a.warmup, a.duration, &mut probe).await?;
-        let total = out.requests();
-        let cpu_per_1k = if total > 0 {
-            probe.used * 1000.0 / total as f64
-        } else {
-            0.0
-        };
-        let rss = proc_kib(server.pid, "VmRSS:") as f64 / 1024.0;
-        let clients: usize = groups.iter().map(|g| g.clients).sum();
-        for (label, s) in &out.labels {
-            let ms = |q: f64| s.hist.value_at_quantile(q) as f64 / 1000.0;
-            let row = Row {
-                engine,
-                workload: name.clone(),
-                label,
-                clients,
-                requests: s.requests(),
-                per_sec: s.hist.len() as f64 / out.seconds,
-                p50: ms(0.5),
-                p95: ms(0.95),
-                p99: ms(0.99),
-                max: s.hist.max() as f64 / 1000.0,
-                errors: s
-                    .errors
-                    .iter()
-                    .map(|(k, v)| format!("{v}×{k}"))
-                    .collect::<Vec<_>>()
-                    .join(" "),
-                cpu_per_1k,
-                rss_mib: rss,
-                load: load.clone(),
-            };
-            eprintln!("    {}", line(&row));
-            rows.push(row);
+        rows.extend(measured(a, &format!("{engine:?}"), &name, &t, &groups, server.pid).await?);
+        if let (Some(peer), "w1") = (peer, key) {
+            rows.extend(peer.w1(a).await?);
         }
+    }
+    Ok(rows)
+}
+
+/// Run one workload against the server `pid` serves and turn its outcome
+/// into rows (one per request label), CPU sampled around the measured window.
+pub(crate) async fn measured(
+    a: &SuiteArgs,
+    engine: &str,
+    name: &str,
+    t: &Target,
+    groups: &[Group],
+    pid: u32,
+) -> anyhow::Result<Vec<Row>> {
+    let load = loadavg();
+    eprintln!("  {engine} {name} (load average {load})");
+    let mut probe = CpuProbe {
+        pid,
+        at_start: 0.0,
+        used: 0.0,
+    };
+    let out: Outcome = load::run(t, groups, a.warmup, a.duration, &mut probe).await?;
+    let total = out.requests();
+    let cpu_per_1k = if total > 0 {
+        probe.used * 1000.0 / total as f64
+    } else {
+        0.0
+    };
+    let rss = proc_kib(pid, "VmRSS:") as f64 / 1024.0;
+    let clients: usize = groups.iter().map(|g| g.clients).sum();
+    let mut rows = Vec::new();
+    for (label, s) in &out.labels {
+        let ms = |q: f64| s.hist.value_at_quantile(q) as f64 / 1000.0;
+        let row = Row {
+            engine: engine.to_string(),
+            workload: name.to_string(),
+            label,
+            clients,
+            requests: s.requests(),
+            per_sec: s.hist.len() as f64 / out.seconds,
+            p50: ms(0.5),
+            p95: ms(0.95),
+            p99: ms(0.99),
+            max: s.hist.max() as f64 / 1000.0,
+            errors: s
+                .errors
+                .iter()
+                .map(|(k, v)| format!("{v}×{k}"))
+                .collect::<Vec<_>>()
+                .join(" "),
+            cpu_per_1k,
+            rss_mib: rss,
+            load: load.clone(),
+        };
+        eprintln!("    {}", line(&row));
+        rows.push(row);
     }
     Ok(rows)
 }
@@ -529,7 +582,7 @@ async fn measure(a: &SuiteArgs, engine: Engine, server: &Server) -> anyhow::Resu
 fn line(r: &Row) -> String {
     format!(
         "{:<8} {} [{}] {:.0}/s p50 {:.2} p95 {:.2} p99 {:.2} max {:.2} ms errors [{}] cpu {:.3}s/1k rss {:.0} MiB",
-        format!("{:?}", r.engine),
+        r.engine,
         r.workload,
         r.label,
         r.per_sec,
@@ -572,10 +625,9 @@ fn machine() -> String {
 }
 
 pub async fn suite(a: SuiteArgs) -> anyhow::Result<()> {
-    if a.peer_binary.is_some() {
-        bail!(
-            "--peer-binary is not supported yet: run the Helios peer by hand (docs/BENCHMARKS.md)"
-        );
+    let w1_wanted = a.only.is_empty() || a.only.iter().any(|o| o == "w1");
+    if a.peer_binary.is_some() && !w1_wanted {
+        bail!("--peer-binary is compared with W1: add w1 to --only");
     }
     let amal = match &a.amal_binary {
         Some(p) => p.clone(),
@@ -593,28 +645,39 @@ pub async fn suite(a: SuiteArgs) -> anyhow::Result<()> {
     };
     let machine = machine();
     eprintln!("amal-bench suite on {machine}; load average {}", loadavg());
+    // The peer first: a binary that does not start fails the run in
+    // seconds, not after the demo clinic has been generated. Dropping it
+    // (also on an error below) stops it.
+    let peer = match &a.peer_binary {
+        Some(bin) => Some(Peer::start_loaded(bin, &a).await?),
+        None => None,
+    };
     let mut rows = Vec::new();
     for e in engines {
-        rows.extend(one_engine(&a, e, &amal).await?);
+        rows.extend(one_engine(&a, e, &amal, peer.as_ref()).await?);
     }
     println!();
     println!(
         "{} patients, {} clients per workload (W2 also 1 and 8; W6 adds {} sign-in clients), {}s measured after {}s warm-up; {machine}",
         a.patients, a.concurrency, a.signin_clients, a.duration, a.warmup
     );
+    if let Some(p) = &peer {
+        println!();
+        println!("{}", p.title());
+    }
     println!();
     println!("| engine | workload | requests of | clients | ok/s | p50 ms | p95 ms | p99 ms | max ms | errors | server CPU s / 1k req | RSS MiB | load avg |");
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for r in &rows {
         if r.requests == 0 && r.label.is_empty() {
             println!(
-                "| {:?} | {} | | | | | | | | | | {:.0} | {} |",
+                "| {} | {} | | | | | | | | | | {:.0} | {} |",
                 r.engine, r.workload, r.rss_mib, r.load
             );
             continue;
         }
         println!(
-            "| {:?} | {} | {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {:.3} | {:.0} | {} |",
+            "| {} | {} | {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {:.3} | {:.0} | {} |",
             r.engine,
             r.workload,
             r.label,
@@ -629,6 +692,13 @@ pub async fn suite(a: SuiteArgs) -> anyhow::Result<()> {
             r.rss_mib,
             r.load
         );
+    }
+    let ratios = peer::ratios(&rows);
+    if !ratios.is_empty() {
+        println!();
+    }
+    for r in ratios {
+        println!("{r}");
     }
     Ok(())
 }
