@@ -93,6 +93,16 @@ pub fn keyed(opts: SqliteConnectOptions) -> SqliteConnectOptions {
     }
 }
 
+/// The statement that keys a new connection with this process's key, as
+/// sqlx sends it for [`keyed`] options (for connections opened without
+/// sqlx: [`crate::fastread`]). `None` without a key.
+pub(crate) fn key_pragma() -> Option<String> {
+    KEY.read()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_ref()
+        .map(|k| format!("PRAGMA key = {};", k.sql_literal()))
+}
+
 /// `opts` with `key` (for a file whose key is not the process's: the new
 /// file of `amal db encrypt`).
 pub fn with_key(opts: SqliteConnectOptions, key: &SqliteKey) -> SqliteConnectOptions {

@@ -220,6 +220,9 @@ pub enum Engine {
 pub struct SqliteDb {
     pub write: SqlitePool,
     pub read: SqlitePool,
+    /// The same reads on the calling thread, for the hot point reads of
+    /// every request ([`crate::fastread`]); `None` for an in-memory database.
+    pub fast: Option<crate::fastread::FastRead>,
 }
 
 /// The live database.
@@ -493,7 +496,11 @@ impl Db {
                     .acquire_timeout(options.acquire_timeout)
                     .connect_with(opts.read_only(true))
                     .await?;
-                Ok(Db::Sqlite(SqliteDb { write, read }))
+                let fast = sqlite_file(url).map(|file| {
+                    let size = usize::try_from(readers).unwrap_or(usize::MAX);
+                    crate::fastread::FastRead::new(&file, size, options.acquire_timeout)
+                });
+                Ok(Db::Sqlite(SqliteDb { write, read, fast }))
             }
             Engine::Postgres => {
                 let opts = PgConnectOptions::from_str(url)?;
@@ -542,6 +549,9 @@ impl Db {
     pub async fn close(&self) {
         match self {
             Db::Sqlite(s) => {
+                if let Some(f) = &s.fast {
+                    f.close();
+                }
                 close_settled(&s.read).await;
                 close_settled(&s.write).await;
             }
