@@ -65,6 +65,11 @@ impl SqliteKey {
         }
     }
 
+    /// `PRAGMA key = …;` with this key, the statement sqlx sends first.
+    pub(crate) fn pragma(&self) -> String {
+        format!("PRAGMA key = {};", self.sql_literal())
+    }
+
     /// The key string as a SQL literal, for `PRAGMA key = …` (sqlx writes
     /// the value into the statement as is).
     fn sql_literal(&self) -> String {
@@ -100,7 +105,7 @@ pub(crate) fn key_pragma() -> Option<String> {
     KEY.read()
         .unwrap_or_else(|p| p.into_inner())
         .as_ref()
-        .map(|k| format!("PRAGMA key = {};", k.sql_literal()))
+        .map(SqliteKey::pragma)
 }
 
 /// `opts` with `key` (for a file whose key is not the process's: the new

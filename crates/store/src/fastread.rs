@@ -63,6 +63,9 @@ pub struct FastRead {
 
 struct Inner {
     file: PathBuf,
+    /// `PRAGMA key = …;` when the process had a key at connect time (as
+    /// sqlx's options capture it); never printed.
+    key: Option<String>,
     acquire_timeout: Duration,
     /// One permit per connection the pool may have open.
     permits: Semaphore,
@@ -79,11 +82,17 @@ impl std::fmt::Debug for FastRead {
 }
 
 impl FastRead {
-    /// A pool of at most `size` connections to `file`; none is opened yet.
+    /// A pool of at most `size` connections to `file`, keyed with the
+    /// process's SQLCipher key if it has one; none is opened yet.
     pub fn new(file: &Path, size: usize, acquire_timeout: Duration) -> FastRead {
+        FastRead::keyed(file, size, acquire_timeout, crate::cipher::key_pragma())
+    }
+
+    fn keyed(file: &Path, size: usize, acquire_timeout: Duration, key: Option<String>) -> FastRead {
         FastRead {
             inner: Arc::new(Inner {
                 file: file.to_path_buf(),
+                key,
                 acquire_timeout,
                 permits: Semaphore::new(size.max(1)),
                 idle: Mutex::new(Vec::new()),
@@ -101,9 +110,7 @@ impl FastRead {
         let inner = &*self.inner;
         let _permit = match inner.permits.try_acquire() {
             Ok(p) => p,
-            Err(tokio::sync::TryAcquireError::Closed) => {
-                return Err(sqlx::Error::PoolClosed.into())
-            }
+            Err(tokio::sync::TryAcquireError::Closed) => return Err(sqlx::Error::PoolClosed.into()),
             Err(tokio::sync::TryAcquireError::NoPermits) => {
                 match tokio::time::timeout(inner.acquire_timeout, inner.permits.acquire()).await {
                     Ok(Ok(p)) => p,
@@ -117,7 +124,7 @@ impl FastRead {
         let idle = inner.lock_idle().pop();
         let conn = match idle {
             Some(c) => c,
-            None => open(&inner.file).map_err(fault)?,
+            None => open(&inner.file, inner.key.as_deref()).map_err(fault)?,
         };
         let outcome = run(&conn, sql, args, map);
         match &outcome {
@@ -149,14 +156,14 @@ impl Inner {
 
 /// Open a read-only connection as sqlx opens its read pool's: the key
 /// first, before anything else reads the file.
-fn open(file: &Path) -> rusqlite::Result<Connection> {
+fn open(file: &Path, key: Option<&str>) -> rusqlite::Result<Connection> {
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
         | OpenFlags::SQLITE_OPEN_NO_MUTEX
         | OpenFlags::SQLITE_OPEN_PRIVATE_CACHE
         | OpenFlags::SQLITE_OPEN_URI;
     let conn = Connection::open_with_flags(file, flags)?;
-    if let Some(key) = crate::cipher::key_pragma() {
-        conn.execute_batch(&key)?;
+    if let Some(key) = key {
+        conn.execute_batch(key)?;
     }
     conn.busy_timeout(SQLITE_BUSY_TIMEOUT)?;
     Ok(conn)
@@ -516,7 +523,135 @@ mod tests {
         assert!(matches!(bad, Err(StoreError::Database(_))), "{bad:?}");
         db.close().await;
         let closed = fast.query_row("SELECT 1", &[], |r| r.int("1")).await;
-        assert_eq!(closed.err().and_then(|e| e.fault()), Some(FaultKind::Closed));
+        assert_eq!(
+            closed.err().and_then(|e| e.fault()),
+            Some(FaultKind::Closed)
+        );
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// `db` with its reads on the sqlx read pool only.
+    fn without_fast(db: &Db) -> Db {
+        let mut slow = db.clone();
+        if let Db::Sqlite(s) = &mut slow {
+            s.fast = None;
+        }
+        slow
+    }
+
+    /// The hot reads answer the same on both paths, over rows the store
+    /// wrote through sqlx: a session (live, idle, expired) and a patient.
+    async fn same_answers_on_both_paths(db: &Db) {
+        use chrono::Duration as D;
+        use domain::account::UserStatus;
+        use domain::roles::Role;
+        crate::migrate::up(db).await.unwrap();
+        let slow = without_fast(db);
+        let mut tx = db.begin().await.unwrap();
+        let user = crate::users::insert(
+            &mut tx,
+            &crate::users::NewUser {
+                email: "fast@example.org",
+                name: "Fast Read",
+                role: Role::Nurse,
+                status: UserStatus::Active,
+                password_hash: "x",
+            },
+        )
+        .await
+        .unwrap();
+        let live = crate::sessions::create(&mut tx, user.id, crate::now() + D::hours(1))
+            .await
+            .unwrap();
+        let expired = crate::sessions::create(&mut tx, user.id, crate::now() - D::seconds(1))
+            .await
+            .unwrap();
+        let d = crate::patients::Demographics {
+            given_name: "Amal".into(),
+            family_name: "Haddad".into(),
+            birth_date: "1980-02-03".into(),
+            sex: domain::clinical::Sex::Female,
+            phone: Some("+44 20 7946 0000".into()),
+            email: None,
+            address: Some("1 Rue Ünïcode".into()),
+        };
+        let p = crate::patients::insert(&mut tx, &d, user.id, || "MRN-FAST-1".into())
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let cutoff = crate::now() - D::minutes(15);
+        for (sid, want) in [(live, true), (expired, false), (Uuid::now_v7(), false)] {
+            let fast = crate::sessions::live(db, sid, cutoff).await.unwrap();
+            let sqlx = crate::sessions::live(&slow, sid, cutoff).await.unwrap();
+            assert_eq!(format!("{fast:?}"), format!("{sqlx:?}"));
+            assert_eq!(fast.is_some(), want, "{fast:?}");
+        }
+        // Idle: last used before the cutoff.
+        let idle = crate::sessions::live(db, live, crate::now() + D::seconds(1))
+            .await
+            .unwrap();
+        assert!(idle.is_none());
+        let fast = crate::patients::get(db, p.id).await.unwrap();
+        let sqlx = crate::patients::get(&slow, p.id).await.unwrap();
+        assert!(fast.is_some());
+        assert_eq!(format!("{fast:?}"), format!("{sqlx:?}"));
+        assert_eq!(format!("{fast:?}"), format!("{:?}", Some(p)));
+        assert!(crate::patients::get(db, Uuid::now_v7())
+            .await
+            .unwrap()
+            .is_none());
+    }
+
+    #[tokio::test]
+    async fn hot_reads_answer_as_sqlx_does() {
+        let (dir, db) = scratch().await;
+        same_answers_on_both_paths(&db).await;
+        db.close().await;
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// With a SQLCipher key the connections are keyed first and read what
+    /// sqlx wrote with the key; without it the file is `Unreadable`, as
+    /// through sqlx. (Keys given explicitly: the process-wide one would
+    /// reach tests running beside this one.)
+    #[tokio::test]
+    async fn encrypted_files_are_read_with_the_key() {
+        let dir = std::env::temp_dir().join(format!("amal-fast-{}", Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("enc.db");
+        let key = crate::cipher::SqliteKey::parse("a fast-read test passphrase").unwrap();
+        let opts = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&file)
+            .create_if_missing(true)
+            .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal);
+        let pool = sqlx::SqlitePool::connect_with(crate::cipher::with_key(opts, &key))
+            .await
+            .unwrap();
+        let id = Uuid::now_v7();
+        sqlx::query("CREATE TABLE t (id BLOB PRIMARY KEY)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO t (id) VALUES ($1)")
+            .bind(id)
+            .execute(&pool)
+            .await
+            .unwrap();
+        let with = FastRead::keyed(&file, 1, Duration::from_secs(1), Some(key.pragma()));
+        let got = with
+            .query_row("SELECT id FROM t WHERE id = $1", &[Arg::Uuid(id)], |r| {
+                r.uuid("id")
+            })
+            .await
+            .unwrap();
+        assert_eq!(got, Some(id));
+        let without = FastRead::keyed(&file, 1, Duration::from_secs(1), None);
+        let e = without
+            .query_row("SELECT id FROM t", &[], |r| r.uuid("id"))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, StoreError::Unreadable(_)), "{e:?}");
+        pool.close().await;
         let _ = std::fs::remove_dir_all(dir);
     }
 
@@ -533,7 +668,10 @@ mod tests {
         let opts = sqlx::sqlite::SqliteConnectOptions::new()
             .filename(&file)
             .read_only(true);
-        let theirs: StoreError = sqlx::SqlitePool::connect_with(opts).await.unwrap_err().into();
+        let theirs: StoreError = sqlx::SqlitePool::connect_with(opts)
+            .await
+            .unwrap_err()
+            .into();
         assert_eq!(ours.fault(), Some(FaultKind::CantOpen), "{ours}");
         assert_eq!(ours.fault(), theirs.fault(), "{theirs}");
     }
@@ -547,7 +685,9 @@ mod tests {
         std::fs::write(&file, vec![7u8; 8192]).unwrap();
         let fast = FastRead::new(&file, 2, Duration::from_secs(1));
         let ours = fast
-            .query_row("SELECT count(*) AS n FROM sqlite_master", &[], |r| r.int("n"))
+            .query_row("SELECT count(*) AS n FROM sqlite_master", &[], |r| {
+                r.int("n")
+            })
             .await
             .unwrap_err();
         assert!(matches!(ours, StoreError::Unreadable(_)), "{ours:?}");

@@ -41,7 +41,11 @@ pub async fn live(
     let now = crate::now();
     if let Some(fast) = crate::fast_read(db) {
         use crate::fastread::Arg;
-        let args = [Arg::Uuid(session_id), Arg::Time(now), Arg::Time(idle_cutoff)];
+        let args = [
+            Arg::Uuid(session_id),
+            Arg::Time(now),
+            Arg::Time(idle_cutoff),
+        ];
         return fast
             .query_row(SQL, &args, |r| {
                 Ok(LiveSession {
