@@ -44,7 +44,41 @@ use rusqlite::{Connection, OpenFlags};
 use tokio::sync::Semaphore;
 use uuid::Uuid;
 
-use crate::db::{FaultKind, Result, StoreError, SQLITE_BUSY_TIMEOUT};
+/// Why a read failed; `StoreError::from` maps it as it maps sqlx's errors
+/// (`crate::db`: this module sits below it).
+#[derive(Debug)]
+pub enum Error {
+    /// SQLite answered with an error (opening, preparing, binding, stepping).
+    Sqlite(rusqlite::Error),
+    /// A column did not decode into the row's type, or a parameter name is
+    /// not `$N`/`?N` (what sqlx reports for the same).
+    Decode(sqlx::Error),
+    /// No connection within the acquire timeout.
+    TimedOut,
+    /// The pool was closed.
+    Closed,
+}
+
+impl Error {
+    /// SQLite's extended result code, when SQLite answered.
+    pub fn sqlite_code(&self) -> Option<i32> {
+        match self {
+            Error::Sqlite(rusqlite::Error::SqliteFailure(f, _)) => Some(f.extended_code),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::Sqlite(e) => write!(f, "sqlite: {e}"),
+            Error::Decode(e) => e.fmt(f),
+            Error::TimedOut => f.write_str("no read connection within the acquire timeout"),
+            Error::Closed => f.write_str("the read pool is closed"),
+        }
+    }
+}
 
 /// A value bound to a `$N` parameter, encoded as sqlx encodes it.
 #[derive(Debug, Clone, Copy)]
@@ -63,6 +97,7 @@ pub struct FastRead {
 
 struct Inner {
     file: PathBuf,
+    busy_timeout: Duration,
     /// `PRAGMA key = …;` when the process had a key at connect time (as
     /// sqlx's options capture it); never printed.
     key: Option<String>,
@@ -84,14 +119,21 @@ impl std::fmt::Debug for FastRead {
 impl FastRead {
     /// A pool of at most `size` connections to `file`, keyed with the
     /// process's SQLCipher key if it has one; none is opened yet.
-    pub fn new(file: &Path, size: usize, acquire_timeout: Duration) -> FastRead {
-        FastRead::keyed(file, size, acquire_timeout, crate::cipher::key_pragma())
+    pub fn new(file: &Path, size: usize, acquire: Duration, busy: Duration) -> FastRead {
+        FastRead::keyed(file, size, acquire, busy, crate::cipher::key_pragma())
     }
 
-    fn keyed(file: &Path, size: usize, acquire_timeout: Duration, key: Option<String>) -> FastRead {
+    fn keyed(
+        file: &Path,
+        size: usize,
+        acquire_timeout: Duration,
+        busy_timeout: Duration,
+        key: Option<String>,
+    ) -> FastRead {
         FastRead {
             inner: Arc::new(Inner {
                 file: file.to_path_buf(),
+                busy_timeout,
                 key,
                 acquire_timeout,
                 permits: Semaphore::new(size.max(1)),
@@ -106,16 +148,16 @@ impl FastRead {
         sql: &str,
         args: &[Arg<'_>],
         map: impl FnOnce(&Row<'_>) -> Result<T, sqlx::Error>,
-    ) -> Result<Option<T>> {
+    ) -> Result<Option<T>, Error> {
         let inner = &*self.inner;
         let _permit = match inner.permits.try_acquire() {
             Ok(p) => p,
-            Err(tokio::sync::TryAcquireError::Closed) => return Err(sqlx::Error::PoolClosed.into()),
+            Err(tokio::sync::TryAcquireError::Closed) => return Err(Error::Closed),
             Err(tokio::sync::TryAcquireError::NoPermits) => {
                 match tokio::time::timeout(inner.acquire_timeout, inner.permits.acquire()).await {
                     Ok(Ok(p)) => p,
-                    Ok(Err(_)) => return Err(sqlx::Error::PoolClosed.into()),
-                    Err(_) => return Err(sqlx::Error::PoolTimedOut.into()),
+                    Ok(Err(_)) => return Err(Error::Closed),
+                    Err(_) => return Err(Error::TimedOut),
                 }
             }
         };
@@ -124,20 +166,17 @@ impl FastRead {
         let idle = inner.lock_idle().pop();
         let conn = match idle {
             Some(c) => c,
-            None => open(&inner.file, inner.key.as_deref()).map_err(fault)?,
+            None => open(&inner.file, inner.busy_timeout, inner.key.as_deref())
+                .map_err(Error::Sqlite)?,
         };
         let outcome = run(&conn, sql, args, map);
         match &outcome {
             // A failed statement may leave the connection in any state.
-            Err(Failure::Sqlite(_)) => drop(conn),
+            Err(Error::Sqlite(_)) => drop(conn),
             _ if inner.permits.is_closed() => drop(conn),
             _ => inner.lock_idle().push(conn),
         }
-        match outcome {
-            Ok(v) => Ok(v),
-            Err(Failure::Sqlite(e)) => Err(fault(e)),
-            Err(Failure::Decode(e)) => Err(StoreError::Database(e)),
-        }
+        outcome
     }
 
     /// Close every idle connection and refuse new reads ([`FaultKind::Closed`]);
@@ -156,7 +195,7 @@ impl Inner {
 
 /// Open a read-only connection as sqlx opens its read pool's: the key
 /// first, before anything else reads the file.
-fn open(file: &Path, key: Option<&str>) -> rusqlite::Result<Connection> {
+fn open(file: &Path, busy: Duration, key: Option<&str>) -> rusqlite::Result<Connection> {
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
         | OpenFlags::SQLITE_OPEN_NO_MUTEX
         | OpenFlags::SQLITE_OPEN_PRIVATE_CACHE
@@ -165,18 +204,13 @@ fn open(file: &Path, key: Option<&str>) -> rusqlite::Result<Connection> {
     if let Some(key) = key {
         conn.execute_batch(key)?;
     }
-    conn.busy_timeout(SQLITE_BUSY_TIMEOUT)?;
+    conn.busy_timeout(busy)?;
     Ok(conn)
 }
 
-enum Failure {
-    Sqlite(rusqlite::Error),
-    Decode(sqlx::Error),
-}
-
-impl From<rusqlite::Error> for Failure {
+impl From<rusqlite::Error> for Error {
     fn from(e: rusqlite::Error) -> Self {
-        Failure::Sqlite(e)
+        Error::Sqlite(e)
     }
 }
 
@@ -185,7 +219,7 @@ fn run<T>(
     sql: &str,
     args: &[Arg<'_>],
     map: impl FnOnce(&Row<'_>) -> Result<T, sqlx::Error>,
-) -> std::result::Result<Option<T>, Failure> {
+) -> Result<Option<T>, Error> {
     let mut stmt = conn.prepare_cached(sql)?;
     // sqlx's binding: `$N`/`?N` takes argument N, an anonymous `?` the next
     // one; parameters past the arguments stay NULL.
@@ -197,7 +231,7 @@ fn run<T>(
                 .or_else(|| name.strip_prefix('?'))
                 .and_then(|d| d.parse::<usize>().ok())
                 .ok_or_else(|| {
-                    Failure::Decode(sqlx::Error::Protocol(format!(
+                    Error::Decode(sqlx::Error::Protocol(format!(
                         "unsupported SQL parameter format: {name}"
                     )))
                 })?,
@@ -218,38 +252,11 @@ fn run<T>(
     }
     let mut rows = stmt.raw_query();
     match rows.next()? {
-        Some(row) => map(&Row(row)).map(Some).map_err(Failure::Decode),
+        Some(row) => map(&Row(row)).map(Some).map_err(Error::Decode),
         None => Ok(None),
     }
     // `rows` is dropped here: the statement is reset, which ends its read
     // transaction.
-}
-
-/// A `StoreError` for a SQLite failure, as [`StoreError::from`] makes one
-/// from sqlx's error for the same result code.
-fn fault(e: rusqlite::Error) -> StoreError {
-    let code = match &e {
-        rusqlite::Error::SqliteFailure(f, _) => Some(f.extended_code),
-        _ => None,
-    };
-    // Extended result codes carry the primary code in the low byte.
-    let kind = match code.map(|c| c & 0xff) {
-        Some(26) => return StoreError::Unreadable(crate::cipher::unreadable_message()),
-        Some(13) => Some(FaultKind::DiskFull),
-        Some(8) => Some(FaultKind::ReadOnly),
-        Some(10) => Some(FaultKind::Io),
-        Some(14) => Some(FaultKind::CantOpen),
-        Some(5 | 6) => Some(FaultKind::Busy),
-        Some(7) => Some(FaultKind::Resources),
-        _ => None,
-    };
-    match kind {
-        Some(kind) => StoreError::Unavailable {
-            kind,
-            detail: e.to_string(),
-        },
-        None => StoreError::Database(sqlx::Error::Protocol(format!("sqlite: {e}"))),
-    }
 }
 
 /// A `DateTime<Utc>` as sqlx 0.8 writes it to SQLite:
@@ -411,9 +418,10 @@ fn decode_text(v: ValueRef<'_>) -> Option<String> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+    use crate::db::{FaultKind, StoreError, SQLITE_BUSY_TIMEOUT};
     use crate::Db;
 
     #[test]
@@ -519,10 +527,14 @@ mod tests {
         // A bad column is a decode error, not a panic; the pool goes on.
         let bad = fast
             .query_row("SELECT s FROM t", &[], |r| r.uuid("s"))
-            .await;
+            .await
+            .map_err(StoreError::from);
         assert!(matches!(bad, Err(StoreError::Database(_))), "{bad:?}");
         db.close().await;
-        let closed = fast.query_row("SELECT 1", &[], |r| r.int("1")).await;
+        let closed = fast
+            .query_row("SELECT 1", &[], |r| r.int("1"))
+            .await
+            .map_err(StoreError::from);
         assert_eq!(
             closed.err().and_then(|e| e.fault()),
             Some(FaultKind::Closed)
@@ -637,7 +649,13 @@ mod tests {
             .execute(&pool)
             .await
             .unwrap();
-        let with = FastRead::keyed(&file, 1, Duration::from_secs(1), Some(key.pragma()));
+        let with = FastRead::keyed(
+            &file,
+            1,
+            Duration::from_secs(1),
+            SQLITE_BUSY_TIMEOUT,
+            Some(key.pragma()),
+        );
         let got = with
             .query_row("SELECT id FROM t WHERE id = $1", &[Arg::Uuid(id)], |r| {
                 r.uuid("id")
@@ -645,10 +663,11 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(got, Some(id));
-        let without = FastRead::keyed(&file, 1, Duration::from_secs(1), None);
+        let without = FastRead::keyed(&file, 1, Duration::from_secs(1), SQLITE_BUSY_TIMEOUT, None);
         let e = without
             .query_row("SELECT id FROM t", &[], |r| r.uuid("id"))
             .await
+            .map_err(StoreError::from)
             .unwrap_err();
         assert!(matches!(e, StoreError::Unreadable(_)), "{e:?}");
         pool.close().await;
@@ -660,10 +679,11 @@ mod tests {
     async fn a_missing_file_fails_as_sqlx_fails() {
         let dir = std::env::temp_dir().join(format!("amal-fast-{}", Uuid::new_v4().simple()));
         let file = dir.join("missing.db");
-        let fast = FastRead::new(&file, 2, Duration::from_secs(1));
+        let fast = FastRead::new(&file, 2, Duration::from_secs(1), SQLITE_BUSY_TIMEOUT);
         let ours = fast
             .query_row("SELECT 1 AS x", &[], |r| r.int("x"))
             .await
+            .map_err(StoreError::from)
             .unwrap_err();
         let opts = sqlx::sqlite::SqliteConnectOptions::new()
             .filename(&file)
@@ -683,12 +703,13 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("junk.db");
         std::fs::write(&file, vec![7u8; 8192]).unwrap();
-        let fast = FastRead::new(&file, 2, Duration::from_secs(1));
+        let fast = FastRead::new(&file, 2, Duration::from_secs(1), SQLITE_BUSY_TIMEOUT);
         let ours = fast
             .query_row("SELECT count(*) AS n FROM sqlite_master", &[], |r| {
                 r.int("n")
             })
             .await
+            .map_err(StoreError::from)
             .unwrap_err();
         assert!(matches!(ours, StoreError::Unreadable(_)), "{ours:?}");
         let _ = std::fs::remove_dir_all(dir);

@@ -121,7 +121,7 @@ pub async fn insert(
 /// calling thread ([`crate::fastread`]).
 pub async fn get(db: &Db, id: Uuid) -> Result<Option<PatientRow>> {
     if let Some(fast) = crate::fast_read(db) {
-        return fast
+        return Ok(fast
             .query_row(GET_SQL, &[crate::fastread::Arg::Uuid(id)], |r| {
                 Ok(PatientRow {
                     id: r.uuid("id")?,
@@ -141,7 +141,7 @@ pub async fn get(db: &Db, id: Uuid) -> Result<Option<PatientRow>> {
                     nkda_by: r.opt_uuid("nkda_by")?,
                 })
             })
-            .await;
+            .await?);
     }
     Ok(on_read!(db, c => sqlx::query_as(GET_SQL).bind(id).fetch_optional(c).await)?)
 }

@@ -46,7 +46,7 @@ pub async fn live(
             Arg::Time(now),
             Arg::Time(idle_cutoff),
         ];
-        return fast
+        return Ok(fast
             .query_row(SQL, &args, |r| {
                 Ok(LiveSession {
                     user_id: r.uuid("user_id")?,
@@ -55,7 +55,7 @@ pub async fn live(
                     seen_at: r.time("seen_at")?,
                 })
             })
-            .await;
+            .await?);
     }
     Ok(on_read!(db, c => sqlx::query_as(SQL)
         .bind(session_id)
