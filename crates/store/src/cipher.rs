@@ -65,6 +65,11 @@ impl SqliteKey {
         }
     }
 
+    /// `PRAGMA key = …;` with this key, the statement sqlx sends first.
+    pub(crate) fn pragma(&self) -> String {
+        format!("PRAGMA key = {};", self.sql_literal())
+    }
+
     /// The key string as a SQL literal, for `PRAGMA key = …` (sqlx writes
     /// the value into the statement as is).
     fn sql_literal(&self) -> String {
@@ -91,6 +96,16 @@ pub fn keyed(opts: SqliteConnectOptions) -> SqliteConnectOptions {
         Some(k) => opts.pragma("key", k.sql_literal()),
         None => opts,
     }
+}
+
+/// The statement that keys a new connection with this process's key, as
+/// sqlx sends it for [`keyed`] options (for connections opened without
+/// sqlx: [`crate::fastread`]). `None` without a key.
+pub(crate) fn key_pragma() -> Option<String> {
+    KEY.read()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_ref()
+        .map(SqliteKey::pragma)
 }
 
 /// `opts` with `key` (for a file whose key is not the process's: the new

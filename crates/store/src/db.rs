@@ -178,16 +178,7 @@ pub fn classify(err: &sqlx::Error) -> Option<FaultKind> {
         sqlx::Error::Database(d) => {
             if let Some(s) = d.try_downcast_ref::<sqlx::sqlite::SqliteError>() {
                 let code: i64 = s.code().and_then(|c| c.parse().ok())?;
-                // Extended result codes carry the primary code in the low byte.
-                match code & 0xff {
-                    13 => Some(FaultKind::DiskFull),
-                    8 => Some(FaultKind::ReadOnly),
-                    10 => Some(FaultKind::Io),
-                    14 => Some(FaultKind::CantOpen),
-                    5 | 6 => Some(FaultKind::Busy),
-                    7 => Some(FaultKind::Resources),
-                    _ => None,
-                }
+                sqlite_fault(code)
             } else {
                 let code = d.code()?;
                 let code = code.as_ref();
@@ -207,6 +198,46 @@ pub fn classify(err: &sqlx::Error) -> Option<FaultKind> {
     }
 }
 
+/// The fault a SQLite result code means, if it is one (sqlx's errors and
+/// [`crate::fastread`]'s).
+fn sqlite_fault(code: i64) -> Option<FaultKind> {
+    // Extended result codes carry the primary code in the low byte.
+    match code & 0xff {
+        13 => Some(FaultKind::DiskFull),
+        8 => Some(FaultKind::ReadOnly),
+        10 => Some(FaultKind::Io),
+        14 => Some(FaultKind::CantOpen),
+        5 | 6 => Some(FaultKind::Busy),
+        7 => Some(FaultKind::Resources),
+        _ => None,
+    }
+}
+
+/// A calling-thread read's failure, mapped as the same failure through
+/// sqlx's read pool would be.
+impl From<crate::fastread::Error> for StoreError {
+    fn from(e: crate::fastread::Error) -> Self {
+        use crate::fastread::Error as F;
+        let code = e.sqlite_code().map(i64::from);
+        // SQLITE_NOTADB: a wrong or missing SQLCipher key.
+        if code.is_some_and(|c| c & 0xff == 26) {
+            return StoreError::Unreadable(crate::cipher::unreadable_message());
+        }
+        match e {
+            F::TimedOut => sqlx::Error::PoolTimedOut.into(),
+            F::Closed => sqlx::Error::PoolClosed.into(),
+            F::Decode(d) => StoreError::Database(d),
+            F::Sqlite(s) => match code.and_then(sqlite_fault) {
+                Some(kind) => StoreError::Unavailable {
+                    kind,
+                    detail: s.to_string(),
+                },
+                None => StoreError::Database(sqlx::Error::Protocol(format!("sqlite: {s}"))),
+            },
+        }
+    }
+}
+
 /// Which engine a [`Db`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Engine {
@@ -220,6 +251,9 @@ pub enum Engine {
 pub struct SqliteDb {
     pub write: SqlitePool,
     pub read: SqlitePool,
+    /// The same reads on the calling thread, for the hot point reads of
+    /// every request ([`crate::fastread`]); `None` for an in-memory database.
+    pub fast: Option<crate::fastread::FastRead>,
 }
 
 /// The live database.
@@ -493,7 +527,16 @@ impl Db {
                     .acquire_timeout(options.acquire_timeout)
                     .connect_with(opts.read_only(true))
                     .await?;
-                Ok(Db::Sqlite(SqliteDb { write, read }))
+                let fast = sqlite_file(url).map(|file| {
+                    let size = usize::try_from(readers).unwrap_or(usize::MAX);
+                    crate::fastread::FastRead::new(
+                        &file,
+                        size,
+                        options.acquire_timeout,
+                        SQLITE_BUSY_TIMEOUT,
+                    )
+                });
+                Ok(Db::Sqlite(SqliteDb { write, read, fast }))
             }
             Engine::Postgres => {
                 let opts = PgConnectOptions::from_str(url)?;
@@ -542,6 +585,9 @@ impl Db {
     pub async fn close(&self) {
         match self {
             Db::Sqlite(s) => {
+                if let Some(f) = &s.fast {
+                    f.close();
+                }
                 close_settled(&s.read).await;
                 close_settled(&s.write).await;
             }

@@ -16,6 +16,7 @@ pub mod db;
 pub mod decode;
 pub mod encrypt;
 pub mod export;
+pub mod fastread;
 pub mod fhir;
 pub mod hl7;
 pub mod identity;
@@ -39,6 +40,15 @@ pub use db::{Db, DbOptions, Engine, FaultKind, StoreError, Tx};
 pub fn now() -> chrono::DateTime<chrono::Utc> {
     use chrono::SubsecRound;
     chrono::Utc::now().trunc_subsecs(6)
+}
+
+/// The calling-thread read pool, when the database has one (SQLite on a
+/// file): the few hot point reads go through it ([`fastread`]).
+pub(crate) fn fast_read(db: &Db) -> Option<&fastread::FastRead> {
+    match db {
+        Db::Sqlite(s) => s.fast.as_ref(),
+        Db::Postgres(_) => None,
+    }
 }
 
 /// Runs `$body` with `$conn` bound to a connection pool suitable for reads.

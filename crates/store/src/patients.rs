@@ -32,8 +32,16 @@ pub struct PatientRow {
     pub nkda_by: Option<Uuid>,
 }
 
-pub(crate) const COLS: &str = "id, mrn, given_name, family_name, search_fg, birth_date, sex, phone, email, address, version, created_at, updated_at, \
-                    nkda_at, nkda_by";
+/// [`PatientRow`]'s columns, as a macro so that constant statements can
+/// [`concat!`] them ([`GET_SQL`]).
+macro_rules! patient_cols {
+    () => {
+        "id, mrn, given_name, family_name, search_fg, birth_date, sex, phone, email, address, version, created_at, updated_at, \
+                    nkda_at, nkda_by"
+    };
+}
+
+pub(crate) const COLS: &str = patient_cols!();
 
 fn phone_key(d: &Demographics) -> Option<String> {
     d.phone.as_deref().map(domain::chart::phone_key)
@@ -109,10 +117,37 @@ pub async fn insert(
     Err(StoreError::Conflict("could not assign a unique MRN".into()))
 }
 
+/// One patient by id. Every patient read asks: on SQLite it runs on the
+/// calling thread ([`crate::fastread`]).
 pub async fn get(db: &Db, id: Uuid) -> Result<Option<PatientRow>> {
-    let sql = format!("SELECT {COLS} FROM patients WHERE id = $1");
-    Ok(on_read!(db, c => sqlx::query_as(&sql).bind(id).fetch_optional(c).await)?)
+    if let Some(fast) = crate::fast_read(db) {
+        return Ok(fast
+            .query_row(GET_SQL, &[crate::fastread::Arg::Uuid(id)], |r| {
+                Ok(PatientRow {
+                    id: r.uuid("id")?,
+                    mrn: r.text("mrn")?,
+                    given_name: r.text("given_name")?,
+                    family_name: r.text("family_name")?,
+                    search_fg: r.text("search_fg")?,
+                    birth_date: r.text("birth_date")?,
+                    sex: r.parsed("sex")?,
+                    phone: r.opt_text("phone")?,
+                    email: r.opt_text("email")?,
+                    address: r.opt_text("address")?,
+                    version: r.int("version")?,
+                    created_at: r.time("created_at")?,
+                    updated_at: r.time("updated_at")?,
+                    nkda_at: r.opt_time("nkda_at")?,
+                    nkda_by: r.opt_uuid("nkda_by")?,
+                })
+            })
+            .await?);
+    }
+    Ok(on_read!(db, c => sqlx::query_as(GET_SQL).bind(id).fetch_optional(c).await)?)
 }
+
+/// [`get`]'s statement, one text for both paths.
+const GET_SQL: &str = concat!("SELECT ", patient_cols!(), " FROM patients WHERE id = $1");
 
 pub async fn exists(db: &Db, id: Uuid) -> Result<bool> {
     let n: (i64,) = on_read!(db, c => sqlx::query_as("SELECT count(*) FROM patients WHERE id = $1").bind(id).fetch_one(c).await)?;

@@ -25,20 +25,41 @@ pub struct LiveSession {
 }
 
 /// Whether `session_id` is unrevoked, unexpired and was used after
-/// `idle_cutoff`, with its user's current role and status.
+/// `idle_cutoff`, with its user's current role and status. Every
+/// authenticated request asks: on SQLite it runs on the calling thread
+/// ([`crate::fastread`]).
 pub async fn live(
     db: &Db,
     session_id: Uuid,
     idle_cutoff: DateTime<Utc>,
 ) -> Result<Option<LiveSession>> {
-    let sql = "SELECT u.id AS user_id, u.role, u.status, \
+    const SQL: &str = "SELECT u.id AS user_id, u.role, u.status, \
                       COALESCE(s.last_seen_at, s.created_at) AS seen_at FROM sessions s \
                JOIN users u ON u.id = s.user_id \
                WHERE s.id = $1 AND s.revoked_at IS NULL AND s.expires_at > $2 \
                  AND COALESCE(s.last_seen_at, s.created_at) > $3";
-    Ok(on_read!(db, c => sqlx::query_as(sql)
+    let now = crate::now();
+    if let Some(fast) = crate::fast_read(db) {
+        use crate::fastread::Arg;
+        let args = [
+            Arg::Uuid(session_id),
+            Arg::Time(now),
+            Arg::Time(idle_cutoff),
+        ];
+        return Ok(fast
+            .query_row(SQL, &args, |r| {
+                Ok(LiveSession {
+                    user_id: r.uuid("user_id")?,
+                    role: r.parsed("role")?,
+                    status: r.parsed("status")?,
+                    seen_at: r.time("seen_at")?,
+                })
+            })
+            .await?);
+    }
+    Ok(on_read!(db, c => sqlx::query_as(SQL)
         .bind(session_id)
-        .bind(crate::now())
+        .bind(now)
         .bind(idle_cutoff)
         .fetch_optional(c)
         .await)?)
