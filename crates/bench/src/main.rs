@@ -15,6 +15,7 @@
 //! machine it was taken on.
 
 mod load;
+mod measure;
 mod peer;
 mod suite;
 

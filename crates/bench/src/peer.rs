@@ -14,7 +14,7 @@ use anyhow::{bail, Context};
 use serde_json::{json, Value};
 
 use crate::load::{Group, Op, Target};
-use crate::suite::{self, Row, SuiteArgs, W1_IDS};
+use crate::measure::{self, Plan, Row, W1_IDS};
 
 /// The workload name of the peer's rows.
 pub const PEER_W1: &str = "Helios peer W1 read (no auth, no audit)";
@@ -64,9 +64,9 @@ fn free_port() -> anyhow::Result<u16> {
 
 impl Peer {
     /// Start Helios, wait until it is ready, load the suite's patients.
-    pub async fn start_loaded(binary: &Path, a: &SuiteArgs) -> anyhow::Result<Peer> {
+    pub async fn start_loaded(binary: &Path, patients: usize) -> anyhow::Result<Peer> {
         let mut peer = Peer::start(binary, READY_TIMEOUT).await?;
-        peer.load(a.patients).await?;
+        peer.load(patients).await?;
         Ok(peer)
     }
 
@@ -235,10 +235,10 @@ impl Peer {
     }
 
     /// W1's clients, warm-up and duration against `GET /Patient/{id}`.
-    pub async fn w1(&self, a: &SuiteArgs) -> anyhow::Result<Vec<Row>> {
+    pub async fn w1(&self, plan: &Plan) -> anyhow::Result<Vec<Row>> {
         let t = Target {
             client: reqwest::Client::builder()
-                .pool_max_idle_per_host(a.concurrency * 2)
+                .pool_max_idle_per_host(plan.clients * 2)
                 .build()?,
             base: self.base.clone(),
             token: String::new(),
@@ -248,10 +248,10 @@ impl Peer {
             heavy: String::new(),
         };
         let groups = [Group {
-            clients: a.concurrency,
+            clients: plan.clients,
             mix: vec![(Op::FhirRead, 1)],
         }];
-        suite::measured(a, "Helios (SQLite)", PEER_W1, &t, &groups, self.pid).await
+        measure::measured(plan, "Helios (SQLite)", PEER_W1, &t, &groups, self.pid).await
     }
 
     /// The line under the table's title.
@@ -267,7 +267,7 @@ impl Peer {
 
 impl Drop for Peer {
     fn drop(&mut self) {
-        suite::terminate(&mut self.child);
+        measure::terminate(&mut self.child);
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
