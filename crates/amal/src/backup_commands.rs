@@ -6,19 +6,12 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use backup::archive::{create, default_file_name, describe_break, verify};
 use backup::progress::{human, Reporter};
 use chrono::Utc;
-use store::Db;
 
 use crate::cli::BackupAction;
-
-async fn connect(url: &str) -> anyhow::Result<Db> {
-    Db::connect(url)
-        .await
-        .context("cannot open the database named by DATABASE_URL")
-}
 
 /// `amal backup [--to FILE]` and `amal backup verify FILE`.
 pub async fn backup_command(
@@ -36,7 +29,7 @@ pub async fn backup_command(
                 }
             }
             let out = to.unwrap_or_else(|| cfg.backup.dir.join(default_file_name(Utc::now())));
-            let db = connect(&cfg.database_url).await?;
+            let db = crate::database::connect(&cfg).await?;
             let reporter = Reporter::stderr("backup");
             let keys = cfg.archive_keys();
             let created = create(&db, &cfg.database_url, &out, &keys, &reporter).await;

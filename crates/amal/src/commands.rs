@@ -28,7 +28,7 @@ fn resolve(raw: server::RawConfig) -> anyhow::Result<server::Config> {
 async fn audit(cfg: server::Config, action: AuditAction) -> anyhow::Result<ExitCode> {
     match action {
         AuditAction::Verify => {
-            let db = connect(&cfg).await?;
+            let db = crate::database::connect(&cfg).await?;
             let report = server::services::audit::verify_chain(&db, &cfg.audit).await;
             db.close().await;
             let report = report?;
@@ -61,7 +61,7 @@ async fn audit(cfg: server::Config, action: AuditAction) -> anyhow::Result<ExitC
             }
         }
         AuditAction::Checkpoint => {
-            let db = connect(&cfg).await?;
+            let db = crate::database::connect(&cfg).await?;
             let c = server::audit_checkpoint::take(&db, &cfg.audit).await;
             db.close().await;
             let c = c?;
@@ -75,12 +75,6 @@ async fn audit(cfg: server::Config, action: AuditAction) -> anyhow::Result<ExitC
         }
         AuditAction::Keygen { .. } => unreachable!("handled without a configuration"),
     }
-}
-
-async fn connect(cfg: &server::Config) -> anyhow::Result<store::Db> {
-    store::Db::connect(&cfg.database_url)
-        .await
-        .context("cannot open the database named by DATABASE_URL")
 }
 
 /// Create `file` (it must not exist) readable by its owner only, holding `text`.
@@ -312,7 +306,7 @@ async fn serve(raw: server::RawConfig, no_migrate: bool) -> anyhow::Result<ExitC
 
 async fn migrate(cfg: server::Config, action: MigrateAction) -> anyhow::Result<ExitCode> {
     use domain::audit::AuditAction::SchemaMigrate;
-    let db = connect(&cfg).await?;
+    let db = crate::database::connect(&cfg).await?;
     match action {
         MigrateAction::Status => {
             let current = store::migrate::current_version(&db).await?;
@@ -405,7 +399,7 @@ async fn user(cfg: server::Config, action: UserAction) -> anyhow::Result<ExitCod
         a
     };
     let password = Password::parse(&password).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let db = connect(&cfg).await?;
+    let db = crate::database::connect(&cfg).await?;
     store::migrate::up(&db).await?;
     let hash = server::credentials::password::hash_blocking(password.expose())?;
     let mut tx = db.begin().await?;
@@ -463,7 +457,7 @@ async fn user_recovery(
     password: bool,
 ) -> anyhow::Result<ExitCode> {
     let email = Email::parse(email).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let db = connect(&cfg).await?;
+    let db = crate::database::connect(&cfg).await?;
     store::migrate::up(&db).await?;
     let user = store::users::by_email(&db, email.as_str())
         .await?
@@ -532,7 +526,7 @@ async fn demo(
     });
     Password::parse(&password).map_err(|e| anyhow::anyhow!("demo password: {e}"))?;
     let cfg = resolve(raw)?;
-    let db = connect(&cfg).await?;
+    let db = crate::database::connect(&cfg).await?;
     if given_pg.is_some() && store::migrate::current_version(&db).await? > 0 {
         bail!("amal demo only fills an EMPTY PostgreSQL database; this one already has a schema");
     }

@@ -37,9 +37,7 @@ pub async fn hl7(
     email: &str,
     verbose: bool,
 ) -> anyhow::Result<ExitCode> {
-    let db = store::Db::connect(&cfg.database_url)
-        .await
-        .context("cannot open the database named by DATABASE_URL")?;
+    let db = crate::database::connect(&cfg).await?;
     store::migrate::guard_not_newer(&db).await?;
     let actor = server::services::hl7::acting_user(&db, email).await?;
     let started = Instant::now();

@@ -3,6 +3,7 @@
 mod backup_commands;
 mod cli;
 mod commands;
+mod database;
 mod db_encrypt;
 mod demo;
 mod import;

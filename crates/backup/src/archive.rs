@@ -424,6 +424,15 @@ fn open_archive(path: &Path, keys: &ArchiveKeys) -> anyhow::Result<tar::Archive<
     Ok(tar::Archive::new(flate2::read::GzDecoder::new(inner)))
 }
 
+/// The path of a tar entry, as text.
+fn entry_name<R: Read>(entry: &tar::Entry<'_, R>) -> anyhow::Result<String> {
+    Ok(entry
+        .path()
+        .map_err(corrupt)?
+        .to_string_lossy()
+        .into_owned())
+}
+
 /// Read the manifest entry and authenticate it (before anything else of
 /// the archive is used).
 fn next_manifest(entries: &mut Entries<'_>, keys: &ArchiveKeys) -> anyhow::Result<Manifest> {
@@ -431,11 +440,7 @@ fn next_manifest(entries: &mut Entries<'_>, keys: &ArchiveKeys) -> anyhow::Resul
         .next()
         .ok_or_else(|| corrupt("no manifest"))?
         .map_err(corrupt)?;
-    let name = entry
-        .path()
-        .map_err(corrupt)?
-        .to_string_lossy()
-        .into_owned();
+    let name = entry_name(&entry)?;
     if name != MANIFEST {
         return Err(corrupt(format!(
             "the first entry is `{name}`, not `{MANIFEST}`; is this an amal backup?"
@@ -486,11 +491,7 @@ fn unpack(
             .next()
             .ok_or_else(|| corrupt("the database image is missing"))?
             .map_err(corrupt)?;
-        let name = entry
-            .path()
-            .map_err(corrupt)?
-            .to_string_lossy()
-            .into_owned();
+        let name = entry_name(&entry)?;
         if name != manifest.database.file {
             return Err(corrupt(format!(
                 "expected `{}`, found `{name}`",

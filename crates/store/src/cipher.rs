@@ -124,10 +124,16 @@ pub fn is_not_a_database(e: &sqlx::Error) -> bool {
             .try_downcast_ref::<sqlx::sqlite::SqliteError>()
             .and_then(|s| s.code())
             .and_then(|c| c.parse::<i32>().ok())
-            // Extended result codes carry the primary code in the low byte.
-            .is_some_and(|c| c & 0xff == 26),
+            .is_some_and(is_not_a_database_code),
         _ => false,
     }
+}
+
+/// Whether a SQLite result code is SQLITE_NOTADB (sqlx's errors and
+/// [`crate::fastread`]'s).
+pub(crate) fn is_not_a_database_code(code: i32) -> bool {
+    // Extended result codes carry the primary code in the low byte.
+    code & 0xff == 26
 }
 
 /// What to tell the operator when a SQLite file cannot be read.

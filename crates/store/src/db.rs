@@ -218,11 +218,13 @@ fn sqlite_fault(code: i64) -> Option<FaultKind> {
 impl From<crate::fastread::Error> for StoreError {
     fn from(e: crate::fastread::Error) -> Self {
         use crate::fastread::Error as F;
-        let code = e.sqlite_code().map(i64::from);
         // SQLITE_NOTADB: a wrong or missing SQLCipher key.
-        if code.is_some_and(|c| c & 0xff == 26) {
+        if e.sqlite_code()
+            .is_some_and(crate::cipher::is_not_a_database_code)
+        {
             return StoreError::Unreadable(crate::cipher::unreadable_message());
         }
+        let code = e.sqlite_code().map(i64::from);
         match e {
             F::TimedOut => sqlx::Error::PoolTimedOut.into(),
             F::Closed => sqlx::Error::PoolClosed.into(),
